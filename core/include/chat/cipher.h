@@ -1,0 +1,88 @@
+/* Cipher-suite plugins: a handshake that produces and consumes opaque
+ * messages, then seal/open of chat messages.  No I/O happens here: the core
+ * frames, routes and transmits every byte (noise-c's handshake model). */
+#ifndef CHAT_CIPHER_H
+#define CHAT_CIPHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <chat/host.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A caller-owned output buffer.  The callee writes at most cap bytes at data
+ * and sets len; on CHAT_ERR_NOSPACE len is left 0 and nothing is consumed. */
+struct chat_buf {
+	uint8_t *data;
+	size_t cap;
+	size_t len;
+};
+
+enum chat_role {
+	CHAT_ROLE_INITIATOR = 1, /* speaks first */
+	CHAT_ROLE_RESPONDER = 2,
+};
+
+/* Everything a cipher session is told when it is created.  Pointers are only
+ * valid during session_new: a plugin copies what it keeps. */
+struct chat_cipher_params {
+	uint32_t size;          /* sizeof(struct chat_cipher_params) as the core was built */
+	int role;               /* enum chat_role */
+	const char *local_id;   /* our username, never NULL */
+	const char *peer_id;    /* the peer's username, never NULL */
+	const char *suite;      /* negotiated suite name (this plugin's name) */
+	const uint8_t *secret;  /* shared secret (a password), or NULL */
+	size_t secret_len;
+	/* Transcript of the suite negotiation (both offered lists and the choice).
+	 * Authenticating suites must bind it into their handshake so a downgrade
+	 * is detected; others may mix it into their fingerprint.  May be empty. */
+	const uint8_t *binding;
+	size_t binding_len;
+};
+
+/* Return values of handshake() besides the negative errors. */
+#define CHAT_HS_CONTINUE 0    /* send dst if non-empty, then wait for the peer */
+#define CHAT_HS_ESTABLISHED 1 /* send dst if non-empty; seal/open now work */
+
+struct chat_cipher_ops {
+	uint32_t size; /* sizeof(struct chat_cipher_ops) as the plugin was built */
+
+	/* Create a session.  *session is set only on success. */
+	int (*session_new)(const struct chat_host *host,
+	                   const struct chat_cipher_params *params, void **session);
+
+	/* One handshake step.  The initiator's first call has src_len == 0.
+	 * Consumes the whole peer message in src, writes the next message to dst.
+	 * Returns CHAT_HS_CONTINUE, CHAT_HS_ESTABLISHED or a negative error; on an
+	 * error dst may still hold a last message for the peer (e.g. a nack) that
+	 * the core sends before it closes.  An error is final: every later call
+	 * returns CHAT_ERR_FAILED. */
+	int (*handshake)(void *session, size_t src_len, struct chat_buf *dst,
+	                 const uint8_t *src);
+
+	/* Upper bound of the sealed size of a len-byte message. */
+	size_t (*sealed_size)(void *session, size_t len);
+
+	/* Encrypt (and authenticate, if the suite can) one message. */
+	int (*seal)(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src);
+
+	/* Verify and decrypt one sealed message.  Nothing is written to dst unless
+	 * the message is authentic, for suites that can tell. */
+	int (*open)(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src);
+
+	/* Optional (NULL if absent): a short human-comparable string that both
+	 * ends compute identically and that differs if someone sat in the middle.
+	 * NUL-terminated, at most cap bytes including the NUL. */
+	int (*fingerprint)(void *session, size_t cap, char *dst);
+
+	/* Free the session, wiping every secret it held. NULL is allowed. */
+	void (*session_free)(void *session);
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif

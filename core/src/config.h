@@ -1,0 +1,69 @@
+/* chat.ini: parsed once with inih into a validated store.  Core sections are
+ * checked against the schema in config_schema.c; [plugin.NAME] sections are
+ * checked against the keys the plugin declares when it is loaded.  Every
+ * error names file:line (or the command-line flag that set the value). */
+#ifndef CHAT_CONFIG_H
+#define CHAT_CONFIG_H
+
+#include <stddef.h>
+
+#include <chat/plugin.h>
+
+enum chat_cfg_type {
+	CHAT_CFG_STRING = 1,
+	CHAT_CFG_INT,     /* decimal, within [min, max] */
+	CHAT_CFG_BOOL,    /* true/false yes/no on/off 1/0 */
+	CHAT_CFG_ADDRESS, /* host:port or [v6]:port, port 0..65535 */
+	CHAT_CFG_NAME,    /* plugin name: [a-z0-9-]{1,32} */
+	CHAT_CFG_LEVEL,   /* error|warn|info|debug */
+	CHAT_CFG_PATH,    /* relative paths resolve against the defining file's directory */
+};
+
+struct chat_cfg_key {
+	const char *section, *key;
+	int type;
+	const char *def; /* NULL: no default (required where used) */
+	long long min, max;
+	const char *help;
+};
+
+/* NULL-terminated schema of the core sections (config_schema.c). */
+extern const struct chat_cfg_key chat_cfg_schema[];
+
+struct chat_config;
+
+/* Parse and validate path.  On failure *cfg is untouched and err holds e.g.
+ * "chat.ini:12: unknown key 'lisen' in section [relay]". */
+int chat_config_load(const char *path, struct chat_config **cfg, size_t errlen, char *err);
+void chat_config_free(struct chat_config *cfg);
+
+/* "section.key=value" from --set (section may be "plugin.NAME"); validated like
+ * a file value; origin "--set". */
+int chat_config_set(struct chat_config *cfg, const char *assignment, size_t errlen, char *err);
+/* A value from a named flag, e.g. ("relay", "listen", "[::1]:0", "--listen"). */
+int chat_config_override(struct chat_config *cfg, const char *section, const char *key,
+                         const char *value, const char *origin, size_t errlen, char *err);
+
+/* Value or schema default (NULL if neither). */
+const char *chat_config_get(const struct chat_config *cfg, const char *section, const char *key);
+long long chat_config_int(const struct chat_config *cfg, const char *section, const char *key);
+int chat_config_bool(const struct chat_config *cfg, const char *section, const char *key);
+/* Resolved path for a CHAT_CFG_PATH key; owned by cfg. */
+const char *chat_config_path(const struct chat_config *cfg, const char *section, const char *key);
+/* "chat.ini:12", "--set", "--listen" or "default": where a value came from. */
+const char *chat_config_where(const struct chat_config *cfg, const char *section, const char *key);
+/* The file the configuration was read from. */
+const char *chat_config_file(const struct chat_config *cfg);
+
+/* Plugin sections. */
+size_t chat_config_plugin_sections(const struct chat_config *cfg);
+const char *chat_config_plugin_section(const struct chat_config *cfg, size_t i); /* NAME of [plugin.NAME] */
+const char *chat_config_plugin_section_where(const struct chat_config *cfg, size_t i); /* "chat.ini:30" */
+/* Check [plugin.NAME] against the plugin's declared keys (keys may be NULL: no keys). */
+int chat_config_check_plugin(const struct chat_config *cfg, const char *name,
+                             const struct chat_config_key *keys, size_t errlen, char *err);
+/* Value of a plugin key, or its declared default; NULL if undeclared. */
+const char *chat_config_plugin_get(const struct chat_config *cfg, const char *name,
+                                   const struct chat_config_key *keys, const char *key);
+
+#endif

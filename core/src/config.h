@@ -14,7 +14,7 @@ enum chat_cfg_type {
 	CHAT_CFG_INT,     /* decimal, within [min, max] */
 	CHAT_CFG_BOOL,    /* true/false yes/no on/off 1/0 */
 	CHAT_CFG_ADDRESS, /* host:port or [v6]:port, port 0..65535 */
-	CHAT_CFG_NAME,    /* plugin name: [a-z0-9-]{1,32} */
+	CHAT_CFG_NAME,    /* plugin: a name [a-z0-9-]{1,32}, or a path containing '/' */
 	CHAT_CFG_LEVEL,   /* error|warn|info|debug */
 	CHAT_CFG_PATH,    /* relative paths resolve against the defining file's directory */
 };
@@ -33,7 +33,8 @@ extern const struct chat_cfg_key chat_cfg_schema[];
 struct chat_config;
 
 /* Parse and validate path.  On failure *cfg is untouched and err holds e.g.
- * "chat.ini:12: unknown key 'lisen' in section [relay]". */
+ * "chat.ini:12: unknown key 'lisen' in section [relay]".  path NULL: no file,
+ * every value its default (overrides still apply). */
 int chat_config_load(const char *path, struct chat_config **cfg, size_t errlen, char *err);
 void chat_config_free(struct chat_config *cfg);
 
@@ -48,11 +49,12 @@ int chat_config_override(struct chat_config *cfg, const char *section, const cha
 const char *chat_config_get(const struct chat_config *cfg, const char *section, const char *key);
 long long chat_config_int(const struct chat_config *cfg, const char *section, const char *key);
 int chat_config_bool(const struct chat_config *cfg, const char *section, const char *key);
-/* Resolved path for a CHAT_CFG_PATH key; owned by cfg. */
+/* Resolved path for a CHAT_CFG_PATH key; owned by cfg, valid until the key
+ * is set again or cfg is freed. */
 const char *chat_config_path(const struct chat_config *cfg, const char *section, const char *key);
 /* "chat.ini:12", "--set", "--listen" or "default": where a value came from. */
 const char *chat_config_where(const struct chat_config *cfg, const char *section, const char *key);
-/* The file the configuration was read from. */
+/* The file the configuration was read from; NULL if loaded without one. */
 const char *chat_config_file(const struct chat_config *cfg);
 
 /* Plugin sections. */

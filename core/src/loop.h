@@ -23,9 +23,12 @@ typedef long long (*chat_timer_cb)(struct chat_loop *loop, void *arg);
 typedef void (*chat_defer_cb)(void *arg);
 
 int chat_loop_new(struct chat_loop **loop);
-/* Frees watches, timers and pending deferred calls (running the deferred calls). */
+/* Frees watches, timers and pending deferred calls (running the deferred calls).
+ * Not from inside a callback of this loop. */
 void chat_loop_free(struct chat_loop *loop);
 
+/* events 0 registers a paused watch (no callbacks, not even HUP).  An fd may
+ * have one watch.  watch may be NULL when the watch lives as long as the loop. */
 int chat_loop_add(struct chat_loop *loop, int fd, unsigned events, chat_fd_cb cb,
                   void *arg, struct chat_watch **watch);
 int chat_loop_modify(struct chat_loop *loop, struct chat_watch *watch, unsigned events);
@@ -39,9 +42,12 @@ void chat_loop_timer_cancel(struct chat_loop *loop, struct chat_timer *timer);
 /* Run fn(arg) after the current dispatch round. */
 int chat_loop_defer(struct chat_loop *loop, chat_defer_cb fn, void *arg);
 
-/* Dispatch one round, waiting at most timeout_ms (-1: until an event or timer). */
+/* Dispatch one round, waiting at most timeout_ms (-1: until an event or timer).
+ * Returns CHAT_OK (also when a signal interrupted the wait), CHAT_ERR_IO, or
+ * CHAT_ERR_INVALID when called from inside a callback of the same loop. */
 int chat_loop_run_once(struct chat_loop *loop, int timeout_ms);
-/* Run until chat_loop_stop(). */
+/* Run until chat_loop_stop(), or until there are no watches, timers or deferred
+ * calls left (waiting would never end).  Returns CHAT_OK or the error of a round. */
 int chat_loop_run(struct chat_loop *loop);
 void chat_loop_stop(struct chat_loop *loop);
 

@@ -1,0 +1,296 @@
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct chat_conn {
+	struct chat_loop *loop;
+	const struct chat_transport_ops *tp;
+	void *handle;
+	struct chat_watch *watch;
+	struct chat_frame_decoder dec;
+	struct chat_outq outq;
+	struct chat_conn_cbs cbs;
+	void *arg;
+	unsigned events;
+	unsigned connecting : 1;
+	unsigned closed : 1;
+	unsigned flush_then_close : 1;
+	char *close_reason;
+	char peer[CHAT_ADDR_MAX];
+};
+
+/* One read buffer for every connection: the loop is single-threaded and a
+ * frame that does not end inside it is copied into that connection's decoder. */
+static uint8_t read_buf[64 * 1024];
+
+/* Reads per readiness event, so one busy peer cannot starve the others. */
+#define READS_PER_EVENT 16
+
+static void conn_free(void *arg)
+{
+	struct chat_conn *c = arg;
+
+	chat_frame_decoder_free(&c->dec);
+	chat_outq_free(&c->outq);
+	free(c->close_reason);
+	free(c);
+}
+
+void chat_conn_close(struct chat_conn *c, int err, const char *reason)
+{
+	if (!c || c->closed)
+		return;
+	c->closed = 1;
+	chat_loop_remove(c->loop, c->watch);
+	c->watch = NULL;
+	c->tp->close(c->handle);
+	c->handle = NULL;
+	if (c->cbs.on_close)
+		c->cbs.on_close(c, err, reason ? reason : chat_strerror(err), c->arg);
+	if (chat_loop_defer(c->loop, conn_free, c) != CHAT_OK)
+		chat_err("cannot defer freeing a connection; leaking it");
+}
+
+static void set_events(struct chat_conn *c, unsigned events)
+{
+	if (c->closed || events == c->events)
+		return;
+	if (chat_loop_modify(c->loop, c->watch, events) == CHAT_OK)
+		c->events = events;
+}
+
+static void close_io(struct chat_conn *c, int rc, const char *what)
+{
+	char reason[160];
+
+	if (rc == CHAT_ERR_CLOSED) {
+		size_t have, need;
+		if (chat_frame_decoder_eof(&c->dec, &have, &need) != CHAT_OK) {
+			snprintf(reason, sizeof(reason),
+			         "peer closed the connection in the middle of a frame (%zu of %zu bytes)",
+			         have, need);
+			chat_conn_close(c, CHAT_ERR_MALFORMED, reason);
+			return;
+		}
+		chat_conn_close(c, rc, "peer closed the connection");
+		return;
+	}
+	snprintf(reason, sizeof(reason), "%s failed: %s", what, chat_strerror(rc));
+	chat_conn_close(c, rc, reason);
+}
+
+static void flush(struct chat_conn *c)
+{
+	while (!c->closed && chat_outq_len(&c->outq) > 0) {
+		size_t sent = 0;
+		int rc = c->tp->write(c->handle, chat_outq_len(&c->outq), chat_outq_data(&c->outq), &sent);
+		if (rc == CHAT_ERR_AGAIN)
+			break;
+		if (rc != CHAT_OK) {
+			close_io(c, rc, "write");
+			return;
+		}
+		chat_outq_consume(&c->outq, sent);
+	}
+	if (c->closed)
+		return;
+	if (chat_outq_len(&c->outq) == 0 && c->flush_then_close) {
+		chat_conn_close(c, CHAT_OK, c->close_reason);
+		return;
+	}
+	/* While draining before a close, stop reading: level-triggered READ would spin. */
+	if (c->flush_then_close)
+		set_events(c, CHAT_EV_WRITE);
+	else
+		set_events(c, chat_outq_len(&c->outq) ? CHAT_EV_READ | CHAT_EV_WRITE : CHAT_EV_READ);
+}
+
+static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
+{
+	while (len > 0 && !c->closed && !c->flush_then_close) {
+		size_t used = 0, flen = 0;
+		const uint8_t *frame = NULL;
+		int rc = chat_frame_decode(&c->dec, len, src, &used, &frame, &flen);
+		if (rc < 0) {
+			char reason[160];
+			const uint8_t *h = c->dec.hdr;
+			size_t declared = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+			snprintf(reason, sizeof(reason),
+			         "frame of %zu bytes exceeds the limit of %zu bytes", declared, c->dec.max);
+			chat_conn_close(c, rc, reason);
+			return;
+		}
+		src += used;
+		len -= used;
+		if (rc == 1 && c->cbs.on_frame)
+			c->cbs.on_frame(c, flen, frame, c->arg);
+	}
+}
+
+static void on_readable(struct chat_conn *c)
+{
+	for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->flush_then_close; i++) {
+		size_t got = 0;
+		int rc = c->tp->read(c->handle, sizeof(read_buf), read_buf, &got);
+		if (rc == CHAT_ERR_AGAIN)
+			return;
+		if (rc != CHAT_OK) {
+			close_io(c, rc, "read");
+			return;
+		}
+		deliver(c, got, read_buf);
+		if (got < sizeof(read_buf))
+			return;
+	}
+}
+
+static void on_event(struct chat_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct chat_conn *c = arg;
+
+	(void)loop;
+	(void)fd;
+	if (c->connecting) {
+		int rc = c->tp->connect_finish(c->handle);
+		if (rc == CHAT_ERR_INPROGRESS)
+			return;
+		if (rc != CHAT_OK) {
+			char reason[160];
+			snprintf(reason, sizeof(reason), "connect failed: %s", chat_strerror(rc));
+			chat_conn_close(c, rc, reason);
+			return;
+		}
+		c->connecting = 0;
+		if (c->tp->address(c->handle, 0, sizeof(c->peer), c->peer) != CHAT_OK)
+			snprintf(c->peer, sizeof(c->peer), "?");
+		if (c->cbs.on_connect)
+			c->cbs.on_connect(c, c->arg);
+		if (!c->closed)
+			flush(c);
+		return;
+	}
+	if (events & (CHAT_EV_READ | CHAT_EV_HUP))
+		on_readable(c);
+	if (!c->closed && (events & CHAT_EV_WRITE))
+		flush(c);
+}
+
+static int conn_alloc(struct chat_loop *loop, const struct chat_transport_ops *tp, void *handle,
+                      const struct chat_conn_limits *lim, const struct chat_conn_cbs *cbs,
+                      void *arg, unsigned events, struct chat_conn **out)
+{
+	struct chat_conn *c = calloc(1, sizeof(*c));
+	int rc;
+
+	if (!c) {
+		tp->close(handle);
+		return CHAT_ERR_NOMEM;
+	}
+	c->loop = loop;
+	c->tp = tp;
+	c->handle = handle;
+	c->cbs = *cbs;
+	c->arg = arg;
+	c->events = events;
+	chat_frame_decoder_init(&c->dec, lim->max_frame);
+	chat_outq_init(&c->outq, lim->out_limit);
+	rc = chat_loop_add(loop, tp->fd(handle), events, on_event, c, &c->watch);
+	if (rc) {
+		tp->close(handle);
+		conn_free(c);
+		return rc;
+	}
+	*out = c;
+	return CHAT_OK;
+}
+
+int chat_conn_new(struct chat_loop *loop, const struct chat_transport_ops *tp, void *handle,
+                  const struct chat_conn_limits *lim, const struct chat_conn_cbs *cbs,
+                  void *arg, struct chat_conn **out)
+{
+	int rc;
+
+	*out = NULL;
+	rc = conn_alloc(loop, tp, handle, lim, cbs, arg, CHAT_EV_READ, out);
+	if (rc == CHAT_OK && tp->address(handle, 0, sizeof((*out)->peer), (*out)->peer) != CHAT_OK)
+		snprintf((*out)->peer, sizeof((*out)->peer), "?");
+	return rc;
+}
+
+int chat_conn_connect(struct chat_loop *loop, const struct chat_transport_ops *tp,
+                      const struct chat_host *host, const char *address,
+                      const struct chat_conn_limits *lim, const struct chat_conn_cbs *cbs,
+                      void *arg, struct chat_conn **out)
+{
+	void *handle = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = tp->connect(host, address, &handle);
+	if (rc != CHAT_OK && rc != CHAT_ERR_INPROGRESS) {
+		tp->close(handle);
+		return rc;
+	}
+	/* Report completion from the loop either way, so callers have one path. */
+	rc = conn_alloc(loop, tp, handle, lim, cbs, arg, CHAT_EV_WRITE, out);
+	if (rc)
+		return rc;
+	(*out)->connecting = 1;
+	snprintf((*out)->peer, sizeof((*out)->peer), "%s", address);
+	return CHAT_OK;
+}
+
+int chat_conn_send(struct chat_conn *c, size_t len, const uint8_t *frame)
+{
+	int rc;
+
+	if (c->closed || c->flush_then_close)
+		return CHAT_ERR_CLOSED;
+	rc = chat_outq_push_frame(&c->outq, len, frame);
+	if (rc == CHAT_ERR_NOSPACE) {
+		char reason[160];
+		snprintf(reason, sizeof(reason),
+		         "output queue full (%zu bytes waiting): peer is not reading", chat_outq_len(&c->outq));
+		chat_conn_close(c, rc, reason);
+		return rc;
+	}
+	if (rc)
+		return rc;
+	if (!c->connecting && !(c->events & CHAT_EV_WRITE))
+		flush(c); /* try at once: usually the socket takes it all */
+	return CHAT_OK;
+}
+
+void chat_conn_close_after_flush(struct chat_conn *c, const char *reason)
+{
+	if (c->closed || c->flush_then_close)
+		return;
+	c->flush_then_close = 1;
+	c->close_reason = reason ? strdup(reason) : NULL;
+	if (!c->connecting)
+		flush(c);
+}
+
+const char *chat_conn_peer(const struct chat_conn *c)
+{
+	return c->peer;
+}
+
+int chat_conn_is_open(const struct chat_conn *c)
+{
+	return !c->closed;
+}
+
+size_t chat_conn_queued(const struct chat_conn *c)
+{
+	return chat_outq_len(&c->outq);
+}
+
+void chat_conn_set_arg(struct chat_conn *c, void *arg)
+{
+	c->arg = arg;
+}

@@ -1,0 +1,58 @@
+/* One framed connection on the event loop: a transport handle, an incremental
+ * frame decoder, a bounded output queue.  Closing is safe from inside any
+ * callback (including on_frame for this very connection): the connection
+ * stops at once and its memory is released after the loop round. */
+#ifndef CHAT_CONN_H
+#define CHAT_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <chat/plugin.h>
+
+#include "frame.h"
+#include "loop.h"
+#include "outq.h"
+
+struct chat_conn;
+
+struct chat_conn_cbs {
+	/* A complete frame; the bytes are valid only during the call. */
+	void (*on_frame)(struct chat_conn *c, size_t len, const uint8_t *frame, void *arg);
+	/* The connection closed: err is CHAT_OK for a local close, else the
+	 * reason; reason is human text ("peer closed the connection", "frame of
+	 * 70000 bytes exceeds the limit of 65536").  Called exactly once. */
+	void (*on_close)(struct chat_conn *c, int err, const char *reason, void *arg);
+	/* Optional: an outgoing connect finished (err CHAT_OK) - failures go to on_close. */
+	void (*on_connect)(struct chat_conn *c, void *arg);
+};
+
+struct chat_conn_limits {
+	size_t max_frame;  /* largest incoming frame */
+	size_t out_limit;  /* most bytes queued before the peer is cut off as too slow */
+};
+
+/* Wrap an accepted or connected transport handle (ownership passes in, even on failure). */
+int chat_conn_new(struct chat_loop *loop, const struct chat_transport_ops *tp, void *handle,
+                  const struct chat_conn_limits *lim, const struct chat_conn_cbs *cbs,
+                  void *arg, struct chat_conn **out);
+/* Start a non-blocking connect; on_connect or on_close reports the result. */
+int chat_conn_connect(struct chat_loop *loop, const struct chat_transport_ops *tp,
+                      const struct chat_host *host, const char *address,
+                      const struct chat_conn_limits *lim, const struct chat_conn_cbs *cbs,
+                      void *arg, struct chat_conn **out);
+
+/* Queue one frame.  CHAT_ERR_NOSPACE: the queue limit was hit and the
+ * connection has been closed with reason "output queue full". */
+int chat_conn_send(struct chat_conn *c, size_t len, const uint8_t *frame);
+/* Close after the queued output is written (or at once if nothing is queued). */
+void chat_conn_close_after_flush(struct chat_conn *c, const char *reason);
+/* Close at once.  err/reason are passed to on_close. */
+void chat_conn_close(struct chat_conn *c, int err, const char *reason);
+
+const char *chat_conn_peer(const struct chat_conn *c);
+int chat_conn_is_open(const struct chat_conn *c);
+size_t chat_conn_queued(const struct chat_conn *c);
+void chat_conn_set_arg(struct chat_conn *c, void *arg);
+
+#endif

@@ -1,0 +1,490 @@
+#include "loader.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+struct chat_registry {
+	const struct chat_config *cfg;
+	struct chat_loaded **items;
+	size_t count, cap;
+};
+
+const char *chat_plugin_kind_name(int kind)
+{
+	switch (kind) {
+	case CHAT_PLUGIN_CIPHER:
+		return "cipher";
+	case CHAT_PLUGIN_TRANSPORT:
+		return "transport";
+	default:
+		return "unknown";
+	}
+}
+
+void chat_plugin_flags_text(unsigned flags, size_t cap, char *dst)
+{
+	static const struct { unsigned bit; const char *name; } names[] = {
+		{ CHAT_FLAG_INSECURE, "insecure" },
+		{ CHAT_FLAG_AUTHENTICATED, "authenticated" },
+		{ CHAT_FLAG_NEEDS_SECRET, "needs-secret" },
+		{ CHAT_FLAG_INTEGRITY, "integrity" },
+		{ CHAT_FLAG_REPLAY, "replay-protected" },
+		{ CHAT_FLAG_ENCRYPTED, "encrypted" },
+	};
+	size_t used = 0;
+
+	if (!cap)
+		return;
+	dst[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(flags & names[i].bit))
+			continue;
+		int n = snprintf(dst + used, cap - used, "%s%s", used ? "," : "", names[i].name);
+		if (n < 0 || (size_t)n >= cap - used)
+			break;
+		used += (size_t)n;
+	}
+	if (!used)
+		snprintf(dst, cap, "-");
+}
+
+int chat_plugin_name_valid(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > 32)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int chat_registry_new(const struct chat_config *cfg, struct chat_registry **reg)
+{
+	struct chat_registry *r;
+
+	*reg = NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return CHAT_ERR_NOMEM;
+	r->cfg = cfg;
+	*reg = r;
+	return CHAT_OK;
+}
+
+void chat_registry_free(struct chat_registry *reg)
+{
+	if (!reg)
+		return;
+	/* The shared objects stay mapped on purpose (see loader.h). */
+	for (size_t i = 0; i < reg->count; i++) {
+		free(reg->items[i]->path);
+		free(reg->items[i]);
+	}
+	free(reg->items);
+	free(reg);
+}
+
+size_t chat_registry_count(const struct chat_registry *reg)
+{
+	return reg->count;
+}
+
+const struct chat_loaded *chat_registry_get(const struct chat_registry *reg, size_t i)
+{
+	return i < reg->count ? reg->items[i] : NULL;
+}
+
+const struct chat_loaded *chat_registry_find(const struct chat_registry *reg, int kind,
+                                             const char *name)
+{
+	for (size_t i = 0; i < reg->count; i++) {
+		const struct chat_plugin *d = reg->items[i]->desc;
+		if ((kind == 0 || (int)d->kind == kind) && strcmp(d->name, name) == 0)
+			return reg->items[i];
+	}
+	return NULL;
+}
+
+static int fail(int rc, size_t errlen, char *err, const char *fmt, ...) CHAT_PRINTF(4, 5);
+static int fail(int rc, size_t errlen, char *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+struct op_slot {
+	size_t offset;
+	const char *name;
+};
+
+/* Every op a 1.0 table must fill in.  cipher fingerprint is optional. */
+static const struct op_slot cipher_required[] = {
+	{ offsetof(struct chat_cipher_ops, session_new), "session_new" },
+	{ offsetof(struct chat_cipher_ops, handshake), "handshake" },
+	{ offsetof(struct chat_cipher_ops, sealed_size), "sealed_size" },
+	{ offsetof(struct chat_cipher_ops, seal), "seal" },
+	{ offsetof(struct chat_cipher_ops, open), "open" },
+	{ offsetof(struct chat_cipher_ops, session_free), "session_free" },
+	{ 0, NULL },
+};
+static const struct op_slot transport_required[] = {
+	{ offsetof(struct chat_transport_ops, listen), "listen" },
+	{ offsetof(struct chat_transport_ops, accept), "accept" },
+	{ offsetof(struct chat_transport_ops, connect), "connect" },
+	{ offsetof(struct chat_transport_ops, connect_finish), "connect_finish" },
+	{ offsetof(struct chat_transport_ops, read), "read" },
+	{ offsetof(struct chat_transport_ops, write), "write" },
+	{ offsetof(struct chat_transport_ops, fd), "fd" },
+	{ offsetof(struct chat_transport_ops, address), "address" },
+	{ offsetof(struct chat_transport_ops, close), "close" },
+	{ offsetof(struct chat_transport_ops, listener_close), "listener_close" },
+	{ 0, NULL },
+};
+
+/* The size a 1.0 table has: everything up to its last 1.0 member. */
+#define CIPHER_OPS_V1_SIZE (offsetof(struct chat_cipher_ops, session_free) + sizeof(void *))
+#define TRANSPORT_OPS_V1_SIZE (offsetof(struct chat_transport_ops, listener_close) + sizeof(void *))
+#define PLUGIN_V1_SIZE (offsetof(struct chat_plugin, ops) + sizeof(void *))
+
+static int check_ops(const char *path, const struct chat_plugin *d, size_t errlen, char *err)
+{
+	const void *ops;
+	const struct op_slot *slots;
+	size_t min_size;
+
+	if (d->kind == CHAT_PLUGIN_CIPHER) {
+		ops = d->ops.cipher;
+		slots = cipher_required;
+		min_size = CIPHER_OPS_V1_SIZE;
+	} else {
+		ops = d->ops.transport;
+		slots = transport_required;
+		min_size = TRANSPORT_OPS_V1_SIZE;
+	}
+	if (!ops)
+		return fail(CHAT_ERR_PLUGIN, errlen, err,
+		            "plugin %s: missing required field 'ops' (no %s operations table)",
+		            path, chat_plugin_kind_name((int)d->kind));
+	uint32_t size = *(const uint32_t *)ops; /* every ops table starts with its size */
+	if (size < min_size)
+		return fail(CHAT_ERR_ABI, errlen, err,
+		            "plugin %s: %s operations table is %u bytes, ABI %d.%d needs at least %zu",
+		            path, chat_plugin_kind_name((int)d->kind), size, CHAT_ABI_MAJOR,
+		            CHAT_ABI_MINOR, min_size);
+	for (const struct op_slot *s = slots; s->name; s++) {
+		void *fn;
+		memcpy(&fn, (const char *)ops + s->offset, sizeof(fn));
+		if (!fn)
+			return fail(CHAT_ERR_PLUGIN, errlen, err,
+			            "plugin %s: missing required op '%s' in its %s operations table",
+			            path, s->name, chat_plugin_kind_name((int)d->kind));
+	}
+	return CHAT_OK;
+}
+
+static int check_config_keys(const char *path, const struct chat_plugin *d, size_t errlen,
+                             char *err)
+{
+	size_t n = 0;
+
+	for (const struct chat_config_key *k = d->config_keys; k && k->name; k++, n++) {
+		if (!k->name[0] || n > 256)
+			return fail(CHAT_ERR_PLUGIN, errlen, err,
+			            "plugin %s: config key #%zu has an empty name (or the list is not terminated)",
+			            path, n + 1);
+		if (k->type < CHAT_CONFIG_STRING || k->type > CHAT_CONFIG_BOOL)
+			return fail(CHAT_ERR_PLUGIN, errlen, err,
+			            "plugin %s: config key '%s' has unknown type %d", path, k->name, k->type);
+		if (k->type == CHAT_CONFIG_INT && k->min > k->max)
+			return fail(CHAT_ERR_PLUGIN, errlen, err,
+			            "plugin %s: config key '%s' has min %lld > max %lld", path,
+			            k->name, k->min, k->max);
+	}
+	return CHAT_OK;
+}
+
+/* Everything about the descriptor, before any op is called. */
+static int check_descriptor(const char *path, const struct chat_plugin *d, int kind,
+                            size_t errlen, char *err)
+{
+	if (d->abi_major != CHAT_ABI_MAJOR || d->abi_minor > CHAT_ABI_MINOR)
+		return fail(CHAT_ERR_ABI, errlen, err,
+		            "plugin %s: ABI mismatch: plugin built for ABI %u.%u, this program supports %d.%d "
+		            "(same major, minor up to %d)",
+		            path, d->abi_major, d->abi_minor, CHAT_ABI_MAJOR, CHAT_ABI_MINOR,
+		            CHAT_ABI_MINOR);
+	if (d->size < PLUGIN_V1_SIZE)
+		return fail(CHAT_ERR_ABI, errlen, err,
+		            "plugin %s: descriptor is %u bytes, ABI %u.%u needs at least %zu",
+		            path, d->size, d->abi_major, d->abi_minor, PLUGIN_V1_SIZE);
+	if (d->kind != CHAT_PLUGIN_CIPHER && d->kind != CHAT_PLUGIN_TRANSPORT)
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: unknown plugin kind %u",
+		            path, d->kind);
+	if (kind && (int)d->kind != kind)
+		return fail(CHAT_ERR_PLUGIN, errlen, err,
+		            "plugin %s: wrong kind: it is a %s plugin, a %s plugin is needed here",
+		            path, chat_plugin_kind_name((int)d->kind), chat_plugin_kind_name(kind));
+	if (!d->name || !d->name[0])
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: missing required field 'name'", path);
+	if (!chat_plugin_name_valid(d->name))
+		return fail(CHAT_ERR_PLUGIN, errlen, err,
+		            "plugin %s: invalid name '%.40s' (1-32 characters of a-z, 0-9, '-')",
+		            path, d->name);
+	if (!d->version || !d->version[0])
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: missing required field 'version'", path);
+	if (!d->summary || !d->summary[0])
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: missing required field 'summary'", path);
+	int rc = check_ops(path, d, errlen, err);
+	if (rc)
+		return rc;
+	return check_config_keys(path, d, errlen, err);
+}
+
+static int registry_add(struct chat_registry *reg, struct chat_loaded *p)
+{
+	if (reg->count == reg->cap) {
+		size_t cap = reg->cap ? reg->cap * 2 : 8;
+		struct chat_loaded **items = realloc(reg->items, cap * sizeof(*items));
+		if (!items)
+			return CHAT_ERR_NOMEM;
+		reg->items = items;
+		reg->cap = cap;
+	}
+	reg->items[reg->count++] = p;
+	return CHAT_OK;
+}
+
+int chat_registry_load_path(struct chat_registry *reg, const char *path, int kind,
+                            const struct chat_loaded **out, size_t errlen, char *err)
+{
+	char real[PATH_MAX];
+	struct stat st;
+	struct chat_loaded *p = NULL;
+	void *dl = NULL;
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if (errlen)
+		err[0] = '\0';
+	if (stat(path, &st) != 0)
+		return fail(errno == ENOENT ? CHAT_ERR_NOTFOUND : CHAT_ERR_PLUGIN, errlen, err,
+		            "plugin %s: %s", path,
+		            errno == ENOENT ? "file not found" : strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: not a regular file", path);
+	if (!realpath(path, real))
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: %s", path, strerror(errno));
+
+	for (size_t i = 0; i < reg->count; i++) {
+		if (strcmp(reg->items[i]->path, real) == 0) {
+			const struct chat_plugin *d = reg->items[i]->desc;
+			if (kind && (int)d->kind != kind)
+				return fail(CHAT_ERR_PLUGIN, errlen, err,
+				            "plugin %s: wrong kind: it is a %s plugin, a %s plugin is needed here",
+				            path, chat_plugin_kind_name((int)d->kind),
+				            chat_plugin_kind_name(kind));
+			if (out)
+				*out = reg->items[i];
+			return CHAT_OK;
+		}
+	}
+
+	dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+	if (!dl) {
+		const char *why = dlerror();
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: not a loadable shared object: %s",
+		            path, why ? why : "unknown dlopen error");
+	}
+	dlerror();
+	void *sym = dlsym(dl, CHAT_PLUGIN_ENTRY_SYMBOL);
+	if (!sym) {
+		rc = fail(CHAT_ERR_PLUGIN, errlen, err,
+		          "plugin %s: does not export the entry symbol '%s' (is it a chat plugin? "
+		          "was it built with CHAT_PLUGIN_EXPORT?)", path, CHAT_PLUGIN_ENTRY_SYMBOL);
+		goto out;
+	}
+	chat_plugin_entry_fn entry;
+	memcpy(&entry, &sym, sizeof(entry)); /* object pointer -> function pointer, POSIX-style */
+	const struct chat_plugin *d = entry();
+	if (!d) {
+		rc = fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: %s() returned no descriptor",
+		          path, CHAT_PLUGIN_ENTRY_SYMBOL);
+		goto out;
+	}
+	rc = check_descriptor(path, d, kind, errlen, err);
+	if (rc)
+		goto out;
+	const struct chat_loaded *dup = chat_registry_find(reg, (int)d->kind, d->name);
+	if (dup) {
+		rc = fail(CHAT_ERR_PLUGIN, errlen, err,
+		          "plugin %s: duplicate %s plugin name '%s' (already loaded from %s)",
+		          path, chat_plugin_kind_name((int)d->kind), d->name, dup->path);
+		goto out;
+	}
+	if (reg->cfg) {
+		char why[512];
+		rc = chat_config_check_plugin(reg->cfg, d->name, d->config_keys, sizeof(why), why);
+		if (rc) {
+			rc = fail(CHAT_ERR_CONFIG, errlen, err, "%s", why);
+			goto out;
+		}
+	}
+
+	p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(real))) {
+		rc = fail(CHAT_ERR_NOMEM, errlen, err, "plugin %s: out of memory", path);
+		goto out;
+	}
+	p->desc = d;
+	p->dl = dl;
+	p->host_ctx.plugin_name = d->name;
+	p->host_ctx.cfg = reg->cfg;
+	p->host_ctx.keys = d->config_keys;
+	chat_host_init(&p->host, &p->host_ctx);
+	rc = registry_add(reg, p);
+	if (rc) {
+		fail(rc, errlen, err, "plugin %s: out of memory", path);
+		goto out;
+	}
+	if (d->kind == CHAT_PLUGIN_CIPHER && (d->flags & CHAT_FLAG_INSECURE))
+		chat_debug("loaded cipher suite '%s' from %s: INSECURE, for demonstration only",
+		           d->name, real);
+	else
+		chat_debug("loaded %s plugin '%s' %s from %s", chat_plugin_kind_name((int)d->kind),
+		           d->name, d->version, real);
+	if (out)
+		*out = p;
+	return CHAT_OK;
+out:
+	if (p) {
+		free(p->path);
+		free(p);
+	}
+	/* Nothing of this plugin is in use yet, so closing it is safe. */
+	dlclose(dl);
+	return rc;
+}
+
+int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, const char *ref,
+                       const struct chat_loaded **out, size_t errlen, char *err)
+{
+	char path[PATH_MAX];
+
+	if (out)
+		*out = NULL;
+	if (strchr(ref, '/'))
+		return chat_registry_load_path(reg, ref, kind, out, errlen, err);
+	if (!chat_plugin_name_valid(ref))
+		return fail(CHAT_ERR_CONFIG, errlen, err,
+		            "invalid plugin name '%s' (1-32 characters of a-z, 0-9, '-'; or a path containing '/')",
+		            ref);
+	int n = snprintf(path, sizeof(path), "%s/%s-%s.so", dir, chat_plugin_kind_name(kind), ref);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return fail(CHAT_ERR_CONFIG, errlen, err, "plugin directory path too long: %s", dir);
+	/* A plugin loaded by path (--plugin) can be named like one in dir; if dir
+	 * has its own file of that name too, load_path reports the duplicate. */
+	const struct chat_loaded *have = chat_registry_find(reg, kind, ref);
+	if (have && access(path, F_OK) != 0) {
+		if (out)
+			*out = have;
+		return CHAT_OK;
+	}
+	int rc = chat_registry_load_path(reg, path, kind, out, errlen, err);
+	if (rc == CHAT_ERR_NOTFOUND) {
+		struct stat st;
+		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+			return fail(rc, errlen, err,
+			            "%s plugin '%s': plugin directory %s does not exist (set core.plugin_dir, "
+			            "or build the project first)", chat_plugin_kind_name(kind), ref, dir);
+		return fail(rc, errlen, err, "%s plugin '%s': file not found: %s",
+		            chat_plugin_kind_name(kind), ref, path);
+	}
+	if (rc == CHAT_OK && out && strcmp((*out)->desc->name, ref) != 0) {
+		/* The file is named after one plugin but holds another. */
+		return fail(CHAT_ERR_PLUGIN, errlen, err,
+		            "plugin %s: file is named for '%s' but the plugin calls itself '%s'",
+		            path, ref, (*out)->desc->name);
+	}
+	return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int chat_registry_scan(struct chat_registry *reg, const char *dir,
+                       void (*on_error)(void *arg, const char *path, int err, const char *msg),
+                       void *arg)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char **names = NULL;
+	size_t count = 0, cap = 0;
+	int failures = 0;
+
+	if (!d)
+		return errno == ENOENT ? CHAT_ERR_NOTFOUND : CHAT_ERR_IO;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0 || e->d_name[0] == '.')
+			continue;
+		if (count == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **grown = realloc(names, cap * sizeof(*names));
+			if (!grown)
+				goto nomem;
+			names = grown;
+		}
+		if (!(names[count] = strdup(e->d_name)))
+			goto nomem;
+		count++;
+	}
+	closedir(d);
+	d = NULL;
+	qsort(names, count, sizeof(*names), cmp_names);
+	for (size_t i = 0; i < count; i++) {
+		char path[PATH_MAX], msg[1024];
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		int rc = chat_registry_load_path(reg, path, 0, NULL, sizeof(msg), msg);
+		if (rc) {
+			failures++;
+			if (on_error)
+				on_error(arg, path, rc, msg);
+		}
+	}
+	for (size_t i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	return failures;
+nomem:
+	if (d)
+		closedir(d);
+	for (size_t i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	return CHAT_ERR_NOMEM;
+}

@@ -1,0 +1,60 @@
+/* The plugin loader and registry.  A plugin is dlopen'ed RTLD_NOW|RTLD_LOCAL;
+ * its descriptor is checked (ABI, size, kind, required fields and ops, config
+ * keys) before any of its code other than the entry accessor runs.  Loaded
+ * plugins are never unloaded: sessions and connections may still point into
+ * them, and sanitizers can only symbolize code that is still mapped. */
+#ifndef CHAT_LOADER_H
+#define CHAT_LOADER_H
+
+#include <stddef.h>
+
+#include <chat/plugin.h>
+
+#include "host.h"
+
+struct chat_config;
+
+struct chat_loaded {
+	const struct chat_plugin *desc;
+	char *path;               /* as resolved (realpath) */
+	void *dl;                 /* dlopen handle, kept open */
+	struct chat_host host;    /* the services lent to this plugin */
+	struct chat_host_ctx host_ctx;
+};
+
+struct chat_registry;
+
+/* cfg may be NULL (plugins then see only their declared defaults). */
+int chat_registry_new(const struct chat_config *cfg, struct chat_registry **reg);
+void chat_registry_free(struct chat_registry *reg);
+
+/* Load the shared object at path.  kind 0 accepts any kind.  Loading the
+ * same file twice returns the first record.  err receives a message naming
+ * the path, e.g. "plugin /x/y.so: ABI mismatch: built for ABI 2.0, this
+ * program supports 1.0". */
+int chat_registry_load_path(struct chat_registry *reg, const char *path, int kind,
+                            const struct chat_loaded **out, size_t errlen, char *err);
+
+/* Load "<kind>-<name>.so" from dir; a ref containing '/' is a path instead. */
+int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, const char *ref,
+                       const struct chat_loaded **out, size_t errlen, char *err);
+
+/* Load every *.so in dir, in name order.  Each failure is reported through
+ * on_error (the scan goes on); returns the number of failures, or a negative
+ * error if dir cannot be read. */
+int chat_registry_scan(struct chat_registry *reg, const char *dir,
+                       void (*on_error)(void *arg, const char *path, int err, const char *msg),
+                       void *arg);
+
+size_t chat_registry_count(const struct chat_registry *reg);
+const struct chat_loaded *chat_registry_get(const struct chat_registry *reg, size_t i);
+const struct chat_loaded *chat_registry_find(const struct chat_registry *reg, int kind,
+                                             const char *name);
+
+const char *chat_plugin_kind_name(int kind);
+/* "insecure,authenticated" or "-" for no flags. */
+void chat_plugin_flags_text(unsigned flags, size_t cap, char *dst);
+/* [a-z0-9-]{1,32} */
+int chat_plugin_name_valid(const char *name);
+
+#endif

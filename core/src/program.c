@@ -1,0 +1,307 @@
+#include "program.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+
+#ifndef CHAT_VERSION
+#define CHAT_VERSION "0"
+#endif
+
+enum {
+	OPT_LIST = 1000,
+	OPT_CHECK,
+	OPT_PLUGIN,
+	OPT_PROGRAM_BASE = 2000,
+};
+
+struct override {
+	const char *section, *key; /* NULL section: a --set assignment in value */
+	const char *value;
+	char origin[48];
+};
+
+void chat_prog_error(const struct chat_prog *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", p->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void usage(const struct chat_prog *p, FILE *f)
+{
+	fprintf(f, "Usage: %s [OPTION]...\n%s\n\nOptions:\n", p->name, p->summary);
+	fprintf(f, "  -c, --config FILE       configuration file (default: ./chat.ini)\n"
+	           "  -s, --set S.K=VALUE     override key K of section [S] (repeatable),\n"
+	           "                          e.g. --set core.log_level=debug, --set plugin.rc4dh.drop=4096\n");
+	for (const struct chat_prog_flag *f2 = p->flags; f2 && f2->name; f2++) {
+		char left[64];
+		if (f2->letter)
+			snprintf(left, sizeof(left), "-%c, --%s %s", f2->letter, f2->name, f2->arg_name);
+		else
+			snprintf(left, sizeof(left), "    --%s %s", f2->name, f2->arg_name);
+		fprintf(f, "  %-22s  %s (sets %s.%s)\n", left, f2->help, f2->section, f2->key);
+	}
+	fprintf(f, "      --plugin PATH       also load the plugin at PATH (repeatable)\n"
+	           "      --list-plugins      list every plugin found (kind, name, version, ABI, flags)\n"
+	           "      --check-config      load and validate configuration and plugins, then exit\n"
+	           "  -h, --help              show this help\n"
+	           "  -V, --version           show the version\n");
+	if (p->usage_tail)
+		fprintf(f, "\n%s", p->usage_tail);
+}
+
+static void list_error(void *arg, const char *path, int err, const char *msg)
+{
+	const struct chat_prog *p = arg;
+
+	(void)path;
+	(void)err;
+	chat_prog_error(p, "%s", msg);
+}
+
+static int list_plugins(struct chat_prog *p)
+{
+	int failures = chat_registry_scan(p->reg, p->plugin_dir, list_error, p);
+
+	if (failures == CHAT_ERR_NOTFOUND) {
+		chat_prog_error(p, "plugin directory %s does not exist (core.plugin_dir, %s)",
+		                p->plugin_dir, chat_config_where(p->cfg, "core", "plugin_dir"));
+		return 1;
+	}
+	if (failures < 0) {
+		chat_prog_error(p, "cannot read plugin directory %s: %s", p->plugin_dir,
+		                chat_strerror(failures));
+		return 1;
+	}
+	printf("%-9s  %-14s  %-8s  %-4s  %-38s  %s\n", "KIND", "NAME", "VERSION", "ABI", "FLAGS",
+	       "SUMMARY");
+	for (size_t i = 0; i < chat_registry_count(p->reg); i++) {
+		const struct chat_loaded *l = chat_registry_get(p->reg, i);
+		char flags[128], abi[16];
+		chat_plugin_flags_text(l->desc->flags, sizeof(flags), flags);
+		snprintf(abi, sizeof(abi), "%u.%u", l->desc->abi_major, l->desc->abi_minor);
+		printf("%-9s  %-14s  %-8s  %-4s  %-38s  %s\n", chat_plugin_kind_name((int)l->desc->kind),
+		       l->desc->name, l->desc->version, abi, flags, l->desc->summary);
+		printf("%-9s  %-14s  path: %s\n", "", "", l->path);
+	}
+	printf("%zu plugin(s) in %s%s\n", chat_registry_count(p->reg), p->plugin_dir,
+	       failures ? ", some failed to load (see above)" : "");
+	return failures ? 1 : 0;
+}
+
+/* Every [plugin.NAME] section must belong to a plugin we can find. */
+static int check_plugin_sections(struct chat_prog *p)
+{
+	char err[1024];
+
+	for (size_t i = 0; i < chat_config_plugin_sections(p->cfg); i++) {
+		const char *name = chat_config_plugin_section(p->cfg, i);
+		if (chat_registry_find(p->reg, 0, name))
+			continue;
+		int rc = chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, name, NULL,
+		                            sizeof(err), err);
+		if (rc == CHAT_ERR_NOTFOUND)
+			rc = chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_TRANSPORT, name,
+			                        NULL, sizeof(err), err);
+		if (rc == CHAT_ERR_NOTFOUND) {
+			chat_prog_error(p, "%s: section [plugin.%s]: no plugin named '%s' in %s",
+			                chat_config_plugin_section_where(p->cfg, i), name, name,
+			                p->plugin_dir);
+			return 1;
+		}
+		if (rc) {
+			chat_prog_error(p, "%s", err);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int chat_prog_start(struct chat_prog *p, int argc, char **argv)
+{
+	struct option opts[64];
+	char shorts[64] = "+c:s:hV";
+	const char *config_path = "chat.ini";
+	struct override *ovr = calloc((size_t)argc + 1, sizeof(*ovr));
+	const char **extra = calloc((size_t)argc + 1, sizeof(*extra));
+	size_t n_ovr = 0, n_extra = 0, n = 0;
+	int list = 0, check = 0, status = -1;
+	char err[1024];
+
+	p->cfg = NULL;
+	p->reg = NULL;
+	p->transport = NULL;
+	chat_log_set_program(p->name);
+	if (!ovr || !extra) {
+		chat_prog_error(p, "out of memory");
+		status = 1;
+		goto out;
+	}
+
+	opts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+	opts[n++] = (struct option){ "set", required_argument, NULL, 's' };
+	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	opts[n++] = (struct option){ "version", no_argument, NULL, 'V' };
+	opts[n++] = (struct option){ "list-plugins", no_argument, NULL, OPT_LIST };
+	opts[n++] = (struct option){ "check-config", no_argument, NULL, OPT_CHECK };
+	opts[n++] = (struct option){ "plugin", required_argument, NULL, OPT_PLUGIN };
+	for (int i = 0; p->flags && p->flags[i].name && n < 62; i++) {
+		const struct chat_prog_flag *f = &p->flags[i];
+		int val = f->letter ? f->letter : OPT_PROGRAM_BASE + i;
+		opts[n++] = (struct option){ f->name, required_argument, NULL, val };
+		if (f->letter) {
+			size_t l = strlen(shorts);
+			shorts[l] = (char)f->letter;
+			shorts[l + 1] = ':';
+			shorts[l + 2] = '\0';
+		}
+	}
+	opts[n] = (struct option){ NULL, 0, NULL, 0 };
+
+	opterr = 0;
+	optind = 1;
+	for (;;) {
+		int c = getopt_long(argc, argv, shorts, opts, NULL);
+		if (c == -1)
+			break;
+		switch (c) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 's':
+			ovr[n_ovr].value = optarg;
+			snprintf(ovr[n_ovr].origin, sizeof(ovr[n_ovr].origin), "--set");
+			n_ovr++;
+			break;
+		case 'h':
+			usage(p, stdout);
+			status = 0;
+			goto out;
+		case 'V':
+			printf("%s %s (plugin ABI %d.%d)\n", p->name, CHAT_VERSION, CHAT_ABI_MAJOR,
+			       CHAT_ABI_MINOR);
+			status = 0;
+			goto out;
+		case OPT_LIST:
+			list = 1;
+			break;
+		case OPT_CHECK:
+			check = 1;
+			break;
+		case OPT_PLUGIN:
+			extra[n_extra++] = optarg;
+			break;
+		case '?':
+		case ':':
+			if (optopt && optopt < 256 && optopt != '?')
+				chat_prog_error(p, "option -%c %s", optopt,
+				                c == ':' ? "needs an argument" : "is unknown");
+			else
+				chat_prog_error(p, "unknown option or missing argument: %s", argv[optind - 1]);
+			fprintf(stderr, "Try '%s --help'.\n", p->name);
+			status = 2;
+			goto out;
+		default: {
+			const struct chat_prog_flag *f = NULL;
+			for (int i = 0; p->flags && p->flags[i].name; i++)
+				if ((p->flags[i].letter && p->flags[i].letter == c) ||
+				    OPT_PROGRAM_BASE + i == c)
+					f = &p->flags[i];
+			if (!f) {
+				status = 2;
+				goto out;
+			}
+			ovr[n_ovr].section = f->section;
+			ovr[n_ovr].key = f->key;
+			ovr[n_ovr].value = optarg;
+			snprintf(ovr[n_ovr].origin, sizeof(ovr[n_ovr].origin), "--%s", f->name);
+			n_ovr++;
+		}
+		}
+	}
+	if (optind < argc) {
+		chat_prog_error(p, "unexpected argument '%s'", argv[optind]);
+		fprintf(stderr, "Try '%s --help'.\n", p->name);
+		status = 2;
+		goto out;
+	}
+
+	if (chat_config_load(config_path, &p->cfg, sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(p, "%s", err);
+		status = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < n_ovr; i++) {
+		int rc = ovr[i].section
+			? chat_config_override(p->cfg, ovr[i].section, ovr[i].key, ovr[i].value,
+			                       ovr[i].origin, sizeof(err), err)
+			: chat_config_set(p->cfg, ovr[i].value, sizeof(err), err);
+		if (rc) {
+			chat_prog_error(p, "%s", err);
+			status = 2;
+			goto out;
+		}
+	}
+	chat_log_set_level(chat_log_parse_level(chat_config_get(p->cfg, "core", "log_level")));
+	p->plugin_dir = chat_config_path(p->cfg, "core", "plugin_dir");
+	p->max_frame = (size_t)chat_config_int(p->cfg, "core", "max_frame");
+
+	if (chat_registry_new(p->cfg, &p->reg) != CHAT_OK) {
+		chat_prog_error(p, "out of memory");
+		status = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < n_extra; i++) {
+		if (chat_registry_load_path(p->reg, extra[i], 0, NULL, sizeof(err), err) != CHAT_OK) {
+			chat_prog_error(p, "%s (given with --plugin)", err);
+			status = 1;
+			goto out;
+		}
+	}
+	if (list) {
+		status = list_plugins(p);
+		goto out;
+	}
+
+	const char *tname = chat_config_get(p->cfg, p->section, "transport");
+	if (chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_TRANSPORT, tname, &p->transport,
+	                       sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(p, "%s (%s.transport, %s)", err, p->section,
+		                chat_config_where(p->cfg, p->section, "transport"));
+		status = 1;
+		goto out;
+	}
+	if (check_plugin_sections(p)) {
+		status = 1;
+		goto out;
+	}
+	if (check) {
+		printf("%s: configuration OK: %s; transport '%s' %s from %s; %zu plugin(s) loaded\n",
+		       p->name, chat_config_file(p->cfg), p->transport->desc->name,
+		       p->transport->desc->version, p->transport->path, chat_registry_count(p->reg));
+		status = 0;
+		goto out;
+	}
+out:
+	free(ovr);
+	free(extra);
+	return status;
+}
+
+void chat_prog_finish(struct chat_prog *p)
+{
+	chat_registry_free(p->reg);
+	chat_config_free(p->cfg);
+	p->reg = NULL;
+	p->cfg = NULL;
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The three programs' common command line: --help, --version, --list-plugins,
+# --check-config, configuration errors with file:line, every broken-plugin
+# case with its own message and a non-zero exit before any socket is opened.
+. "$(dirname "$0")/lib-e2e.sh"
+test_ini
+B=${CHAT_TEST_PLUGIN_DIR:?}
+
+for prog in chat-relay chat-client chat-peer; do
+	run $prog --help
+	expect_rc 0 "$prog --help"
+	expect_out "--check-config" "$prog --help"
+	expect_out "--list-plugins" "$prog --help"
+	run $prog --version
+	expect_rc 0 "$prog --version"
+	expect_out "$prog 0.1.0 (plugin ABI 1.0)" "$prog --version"
+	run $prog --config "$T/chat.ini" --check-config
+	expect_rc 0 "$prog --check-config"
+	expect_out "configuration OK" "$prog --check-config"
+	expect_out "transport 'tcp' 1.0.0" "$prog --check-config"
+	run $prog --config "$T/chat.ini" --list-plugins
+	expect_rc 0 "$prog --list-plugins"
+	expect_out "transport  tcp" "$prog --list-plugins"
+	expect_out "transport-tcp.so" "$prog --list-plugins"
+	run $prog --bogus-option
+	expect_rc 2 "$prog unknown option"
+	expect_err "unknown option" "$prog unknown option"
+done
+
+# The repository's own chat.ini works as is from the source tree (build/plugins).
+if [ -d "$CHAT_SOURCE_DIR/build/plugins" ]; then
+	(cd "$CHAT_SOURCE_DIR" && "$CHAT_BIN/chat-relay" --check-config >"$T/out" 2>"$T/err"); RC=$?
+	ERR=$(cat "$T/err")
+	expect_rc 0 "repository chat.ini"
+fi
+
+# Missing configuration file.
+run chat-relay --config "$T/none.ini" --check-config
+expect_rc 1 "missing config"
+expect_err "cannot read config file '$T/none.ini': No such file or directory" "missing config"
+
+# Unknown key, with its line number.
+cp "$T/chat.ini" "$T/bad.ini"
+printf '[relay]\nlisen = 1.2.3.4:5\n' >>"$T/bad.ini"
+line=$(grep -n '^lisen' "$T/bad.ini" | cut -d: -f1)
+run chat-relay --config "$T/bad.ini" --check-config
+expect_rc 1 "unknown key"
+expect_err "$T/bad.ini:$line: unknown key 'lisen' in section [relay]" "unknown key"
+
+# Unknown section, malformed number, malformed address.
+printf '[core]\nmax_frame = 12x\n' >"$T/bad2.ini"
+run chat-relay --config "$T/bad2.ini" --check-config
+expect_rc 1 "bad number"
+expect_err "$T/bad2.ini:2: core.max_frame: '12x' is not a number" "bad number"
+printf '\n[rely]\n' >"$T/bad3.ini"
+run chat-relay --config "$T/bad3.ini" --check-config
+expect_rc 1 "unknown section"
+expect_err "$T/bad3.ini:2: unknown section [rely]" "unknown section"
+
+# Overrides: --set, --listen; bad values name the flag.
+run chat-relay --config "$T/chat.ini" --set relay.listen=nonsense --check-config
+expect_rc 2 "bad --set"
+expect_err "relay.listen" "bad --set"
+expect_err "--set" "bad --set"
+run chat-relay --config "$T/chat.ini" --listen '[::1]:99999' --check-config
+expect_rc 2 "bad --listen"
+expect_err "--listen" "bad --listen"
+expect_err "port 99999 is out of range" "bad --listen"
+run chat-relay --config "$T/chat.ini" --set nodot --check-config
+expect_rc 2 "bad --set syntax"
+expect_err "expected section.key=value" "bad --set syntax"
+
+# The configured transport does not exist.
+run chat-relay --config "$T/chat.ini" --set relay.transport=nope --check-config
+expect_rc 1 "missing transport"
+expect_err "transport plugin 'nope': file not found: $CHAT_PLUGIN_DIR/transport-nope.so" "missing transport"
+
+# Plugin directory missing.
+run chat-relay --config "$T/chat.ini" --set core.plugin_dir=/nonexistent --check-config
+expect_rc 1 "missing plugin dir"
+expect_err "plugin directory /nonexistent does not exist" "missing plugin dir"
+
+# A [plugin.NAME] section for a plugin that does not exist.
+cp "$T/chat.ini" "$T/sect.ini"
+printf '[plugin.ghost]\nx = 1\n' >>"$T/sect.ini"
+line=$(grep -n 'plugin.ghost' "$T/sect.ini" | cut -d: -f1)
+run chat-relay --config "$T/sect.ini" --check-config
+expect_rc 1 "unknown plugin section"
+expect_err "$T/sect.ini:$line: section [plugin.ghost]: no plugin named 'ghost'" "unknown plugin section"
+
+# Every broken plugin, given by path: its own message naming the path; exit 1.
+check_broken() { # FILE PHRASE
+	run chat-relay --config "$T/chat.ini" --plugin "$B/$1" --check-config
+	expect_rc 1 "broken plugin $1"
+	expect_err "$B/$1" "broken plugin $1 names its path"
+	expect_err "$2" "broken plugin $1"
+}
+check_broken does-not-exist.so "file not found"
+check_broken not-elf.so "not a loadable shared object"
+check_broken undefined.so "undefined symbol"
+check_broken no-symbol.so "does not export the entry symbol 'chat_plugin_entry'"
+check_broken null-desc.so "returned no descriptor"
+check_broken abi-major.so "ABI mismatch: plugin built for ABI 2.0, this program supports 1.0"
+check_broken abi-minor.so "ABI mismatch: plugin built for ABI 1.1, this program supports 1.0"
+check_broken small-size.so "descriptor is 8 bytes"
+check_broken bad-kind.so "unknown plugin kind 7"
+check_broken no-ops.so "missing required field 'ops'"
+check_broken ops-size.so "operations table is 4 bytes"
+check_broken missing-op.so "missing required op 'read'"
+check_broken no-name.so "missing required field 'name'"
+check_broken bad-name.so "invalid name 'Bad Name'"
+check_broken no-summary.so "missing required field 'summary'"
+check_broken bad-keys.so "config key 'weird' has unknown type 99"
+check_broken dup-tcp.so "duplicate transport plugin name 'tcp'"
+
+# Wrong kind: a cipher named where a transport is needed.
+run chat-relay --config "$T/chat.ini" --set "relay.transport=$B/good-cipher.so" --check-config
+expect_rc 1 "wrong kind"
+expect_err "wrong kind: it is a cipher plugin, a transport plugin is needed here" "wrong kind"
+
+# A transport given by path in chat.ini works.
+run chat-relay --config "$T/chat.ini" --set "relay.transport=$CHAT_PLUGIN_DIR/transport-tcp.so" --check-config
+expect_rc 0 "transport by path"
+
+# --list-plugins on a directory holding broken plugins: lists the good ones,
+# reports each broken one, exits 1.
+run chat-relay --config "$T/chat.ini" --set "core.plugin_dir=$B" --list-plugins
+expect_rc 1 "list broken dir"
+expect_out "good-cipher" "list broken dir"
+expect_err "abi-major.so: ABI mismatch" "list broken dir"
+expect_err "missing-op.so: missing required op 'read'" "list broken dir"
+
+# Failing before touching the network: a broken plugin with a listen address
+# in use by nothing; the relay must exit, not listen.
+run chat-relay --config "$T/chat.ini" --plugin "$B/abi-major.so" --listen 127.0.0.1:0
+expect_rc 1 "broken plugin stops the relay"
+if grep -q "listening on" <<<"$ERR"; then fail "relay listened despite a broken plugin"; else pass; fi
+
+# chat-peer's run mode says plainly that messaging is not in this version.
+run chat-peer --config "$T/chat.ini"
+expect_rc 2 "chat-peer run"
+expect_err "not available in this version" "chat-peer run"
+
+finish

@@ -1,0 +1,104 @@
+# Sourced by the e2e_*.sh tests.  Runs the real programs as separate
+# processes on 127.0.0.1 only.  With CHAT_VALGRIND=1 every program runs under
+# valgrind and any error or leak fails the test.
+set -uo pipefail
+
+: "${CHAT_BIN:?set by ctest}"
+: "${CHAT_PLUGIN_DIR:?set by ctest}"
+: "${CHAT_SOURCE_DIR:?set by ctest}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/chat-e2e.XXXXXX")
+FAILS=0
+CHECKS=0
+PIDS=()
+
+cleanup() {
+	for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+VG=()
+if [ "${CHAT_VALGRIND:-0}" = 1 ] && [ "${CHAT_SANITIZE:-0}" != 1 ]; then
+	VG=(valgrind -q --leak-check=full --show-leak-kinds=definite,indirect
+	    --errors-for-leak-kinds=definite,indirect --error-exitcode=99 --log-file="$T/vg.%p")
+fi
+
+# run PROGRAM ARGS...: run a program (under valgrind if asked), output in $OUT / $ERR, status in $RC.
+run() {
+	local prog=$1; shift
+	"${VG[@]}" "$CHAT_BIN/$prog" "$@" >"$T/out" 2>"$T/err" </dev/null
+	RC=$?
+	OUT=$(cat "$T/out"); ERR=$(cat "$T/err")
+}
+
+pass() { CHECKS=$((CHECKS + 1)); }
+fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL: $*" >&2; }
+
+expect_rc() { # expect_rc WANT WHAT
+	if [ "$RC" = "$1" ]; then pass; else fail "$2: exit status $RC, expected $1 (stderr: $ERR)"; fi
+}
+expect_err() { # expect_err PHRASE WHAT
+	if grep -qF -- "$1" <<<"$ERR"; then pass; else fail "$2: stderr lacks '$1': $ERR"; fi
+}
+expect_out() {
+	if grep -qF -- "$1" <<<"$OUT"; then pass; else fail "$2: stdout lacks '$1': $OUT"; fi
+}
+expect_file() { # expect_file FILE PHRASE WHAT
+	if grep -qF -- "$2" "$1"; then pass; else fail "$3: $1 lacks '$2': $(cat "$1")"; fi
+}
+
+# A chat.ini for tests: the repository default pointed at this build's plugins.
+test_ini() {
+	sed -e "s|^plugin_dir = .*|plugin_dir = $CHAT_PLUGIN_DIR|" "$CHAT_SOURCE_DIR/chat.ini" >"$T/chat.ini"
+}
+
+# start_relay NAME ARGS...: start chat-relay on 127.0.0.1:0; sets RELAY_PID, RELAY_ADDR, RELAY_PORT.
+start_relay() {
+	local name=$1; shift
+	"${VG[@]}" "$CHAT_BIN/chat-relay" --config "$T/chat.ini" --listen 127.0.0.1:0 "$@" \
+		>"$T/$name.out" 2>"$T/$name.err" &
+	RELAY_PID=$!
+	PIDS+=("$RELAY_PID")
+	for _ in $(seq 1 200); do
+		RELAY_ADDR=$(sed -n 's/.*listening on \([^ ]*\) .*/\1/p' "$T/$name.err" | head -1)
+		[ -n "$RELAY_ADDR" ] && break
+		kill -0 "$RELAY_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	if [ -z "$RELAY_ADDR" ]; then
+		fail "relay $name did not start: $(cat "$T/$name.err")"
+		return 1
+	fi
+	RELAY_PORT=${RELAY_ADDR##*:}
+}
+
+# wait_exit PID SECONDS: wait for a process, at most SECONDS; sets RC (124 on timeout).
+wait_exit() {
+	local pid=$1 limit=$2
+	for _ in $(seq 1 $((limit * 20))); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid"; RC=$?; return 0
+		fi
+		sleep 0.05
+	done
+	kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+	RC=124
+}
+
+# Valgrind findings fail the test.
+check_valgrind() {
+	[ ${#VG[@]} -eq 0 ] && return 0
+	for f in "$T"/vg.*; do
+		[ -e "$f" ] || continue
+		if [ -s "$f" ]; then fail "valgrind: $(cat "$f")"; else pass; fi
+	done
+}
+
+finish() {
+	check_valgrind
+	echo "$(basename "$0"): $((CHECKS - FAILS)) passed, $FAILS failed"
+	[ "$FAILS" -eq 0 ]
+	exit $?
+}

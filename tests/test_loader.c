@@ -1,0 +1,198 @@
+/* The plugin loader: every failure gives its own error naming the path; good
+ * plugins load, are found by name and lent a working host table. */
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "loader.h"
+#include "paths.h"
+#include "testutils.h"
+
+#define BROKEN CHAT_TEST_BROKEN_PLUGIN_DIR "/"
+
+static void expect_fail(const char *file, int kind, int want_rc, const char *phrase)
+{
+	struct chat_registry *reg;
+	const struct chat_loaded *l = (const void *)1;
+	char err[1024], path[512];
+
+	snprintf(path, sizeof(path), "%s%s", BROKEN, file);
+	CHECK_EQ_INT(chat_registry_new(NULL, &reg), CHAT_OK);
+	int rc = chat_registry_load_path(reg, path, kind, &l, sizeof(err), err);
+	CHECK_EQ_INT(rc, want_rc);
+	CHECK(l == NULL);
+	CHECK_STR_CONTAINS(err, path); /* every message names the file */
+	CHECK_STR_CONTAINS(err, phrase);
+	CHECK_EQ_INT(chat_registry_count(reg), 0);
+	chat_registry_free(reg);
+}
+
+static void test_failures_each_distinct(void)
+{
+	expect_fail("does-not-exist.so", 0, CHAT_ERR_NOTFOUND, "file not found");
+	expect_fail("not-elf.so", 0, CHAT_ERR_PLUGIN, "not a loadable shared object");
+	expect_fail("undefined.so", 0, CHAT_ERR_PLUGIN, "chat_no_such_function_anywhere");
+	expect_fail("no-symbol.so", 0, CHAT_ERR_PLUGIN, "does not export the entry symbol 'chat_plugin_entry'");
+	expect_fail("null-desc.so", 0, CHAT_ERR_PLUGIN, "returned no descriptor");
+	expect_fail("abi-major.so", 0, CHAT_ERR_ABI, "ABI mismatch: plugin built for ABI 2.0, this program supports 1.0");
+	expect_fail("abi-minor.so", 0, CHAT_ERR_ABI, "ABI mismatch: plugin built for ABI 1.1, this program supports 1.0");
+	expect_fail("small-size.so", 0, CHAT_ERR_ABI, "descriptor is 8 bytes");
+	expect_fail("bad-kind.so", 0, CHAT_ERR_PLUGIN, "unknown plugin kind 7");
+	expect_fail("good-cipher.so", CHAT_PLUGIN_TRANSPORT, CHAT_ERR_PLUGIN,
+	            "wrong kind: it is a cipher plugin, a transport plugin is needed here");
+	expect_fail("good-transport.so", CHAT_PLUGIN_CIPHER, CHAT_ERR_PLUGIN,
+	            "wrong kind: it is a transport plugin, a cipher plugin is needed here");
+	expect_fail("no-ops.so", 0, CHAT_ERR_PLUGIN, "missing required field 'ops'");
+	expect_fail("ops-size.so", 0, CHAT_ERR_ABI, "operations table is 4 bytes");
+	expect_fail("missing-op.so", 0, CHAT_ERR_PLUGIN, "missing required op 'read'");
+	expect_fail("no-name.so", 0, CHAT_ERR_PLUGIN, "missing required field 'name'");
+	expect_fail("bad-name.so", 0, CHAT_ERR_PLUGIN, "invalid name 'Bad Name'");
+	expect_fail("no-summary.so", 0, CHAT_ERR_PLUGIN, "missing required field 'summary'");
+	expect_fail("bad-keys.so", 0, CHAT_ERR_PLUGIN, "config key 'weird' has unknown type 99");
+}
+
+static void test_good_and_duplicate(void)
+{
+	struct chat_registry *reg;
+	const struct chat_loaded *tcp = NULL, *again = NULL, *dup = NULL;
+	char err[1024];
+
+	CHECK_EQ_INT(chat_registry_new(NULL, &reg), CHAT_OK);
+	CHECK_EQ_INT(chat_registry_load(reg, CHAT_TEST_PLUGIN_DIR, CHAT_PLUGIN_TRANSPORT, "tcp",
+	                                &tcp, sizeof(err), err), CHAT_OK);
+	CHECK(tcp && strcmp(tcp->desc->name, "tcp") == 0);
+	CHECK(tcp && tcp->desc->ops.transport->listen != NULL);
+	/* Loading it again (by name or path) gives the same record, not a duplicate. */
+	CHECK_EQ_INT(chat_registry_load(reg, CHAT_TEST_PLUGIN_DIR, CHAT_PLUGIN_TRANSPORT, "tcp",
+	                                &again, sizeof(err), err), CHAT_OK);
+	CHECK(again == tcp);
+	CHECK_EQ_INT(chat_registry_load_path(reg, CHAT_TEST_PLUGIN_DIR "/transport-tcp.so", 0,
+	                                     &again, sizeof(err), err), CHAT_OK);
+	CHECK(again == tcp);
+	/* Another file claiming the same name is refused, naming both paths. */
+	CHECK_EQ_INT(chat_registry_load_path(reg, BROKEN "dup-tcp.so", 0, &dup, sizeof(err), err),
+	             CHAT_ERR_PLUGIN);
+	CHECK(dup == NULL);
+	CHECK_STR_CONTAINS(err, "duplicate transport plugin name 'tcp'");
+	CHECK_STR_CONTAINS(err, "dup-tcp.so");
+	CHECK_STR_CONTAINS(err, "transport-tcp.so");
+	CHECK_EQ_INT(chat_registry_count(reg), 1);
+	CHECK(chat_registry_find(reg, CHAT_PLUGIN_TRANSPORT, "tcp") == tcp);
+	CHECK(chat_registry_find(reg, CHAT_PLUGIN_CIPHER, "tcp") == NULL);
+
+	/* Name resolution: missing plugin, bad name, missing directory. */
+	CHECK_EQ_INT(chat_registry_load(reg, CHAT_TEST_PLUGIN_DIR, CHAT_PLUGIN_TRANSPORT, "nope",
+	                                NULL, sizeof(err), err), CHAT_ERR_NOTFOUND);
+	CHECK_STR_CONTAINS(err, "transport plugin 'nope': file not found");
+	CHECK_STR_CONTAINS(err, "transport-nope.so");
+	CHECK_EQ_INT(chat_registry_load(reg, CHAT_TEST_PLUGIN_DIR, CHAT_PLUGIN_TRANSPORT, "No!",
+	                                NULL, sizeof(err), err), CHAT_ERR_CONFIG);
+	CHECK_STR_CONTAINS(err, "invalid plugin name 'No!'");
+	CHECK_EQ_INT(chat_registry_load(reg, "/nonexistent/dir", CHAT_PLUGIN_TRANSPORT, "tcp2",
+	                                NULL, sizeof(err), err), CHAT_ERR_NOTFOUND);
+	CHECK_STR_CONTAINS(err, "plugin directory /nonexistent/dir does not exist");
+	/* A file named for one plugin that holds another. */
+	CHECK_EQ_INT(chat_registry_load(reg, CHAT_TEST_BROKEN_PLUGIN_DIR, CHAT_PLUGIN_TRANSPORT,
+	                                "good-keys", NULL, sizeof(err), err), CHAT_OK);
+	chat_registry_free(reg);
+}
+
+static void test_host_services(void)
+{
+	struct chat_registry *reg;
+	const struct chat_loaded *l = NULL;
+	char err[1024];
+	uint8_t a[32] = { 0 }, b[32] = { 0 };
+
+	CHECK_EQ_INT(chat_registry_new(NULL, &reg), CHAT_OK);
+	CHECK_EQ_INT(chat_registry_load_path(reg, BROKEN "transport-good-keys.so", 0, &l,
+	                                     sizeof(err), err), CHAT_OK);
+	if (!l) {
+		chat_registry_free(reg);
+		return;
+	}
+	const struct chat_host *h = &l->host;
+	CHECK_EQ_INT(h->size, sizeof(struct chat_host));
+	CHECK_EQ_INT(h->abi_major, CHAT_ABI_MAJOR);
+	CHECK_EQ_INT(h->random(h, sizeof(a), a), CHAT_OK);
+	CHECK_EQ_INT(h->random(h, sizeof(b), b), CHAT_OK);
+	CHECK(memcmp(a, b, sizeof(a)) != 0);
+	CHECK(h->memeq(a, a, sizeof(a)) == 1);
+	b[31] = a[31] ^ 1;
+	memcpy(b, a, 31);
+	CHECK(h->memeq(a, b, sizeof(a)) == 0);
+	h->wipe(a, sizeof(a));
+	CHECK(a[0] == 0 && a[31] == 0);
+	CHECK(h->unix_ms(h) > 1700000000000LL);
+	uint64_t t0 = h->monotonic_ms(h);
+	CHECK(h->monotonic_ms(h) >= t0);
+	/* No configuration: the plugin sees its declared defaults. */
+	CHECK(h->config_get(h, "level") && strcmp(h->config_get(h, "level"), "3") == 0);
+	CHECK(h->config_get(h, "undeclared") == NULL);
+	h->log(h, CHAT_LOG_DEBUG, "host log from test %d", 1);
+	chat_registry_free(reg);
+}
+
+static void test_plugin_config_validation(void)
+{
+	char path[] = "/tmp/chat-loader-XXXXXX";
+	int fd = mkstemp(path);
+	struct chat_config *cfg = NULL;
+	struct chat_registry *reg;
+	const struct chat_loaded *l = NULL;
+	char err[1024];
+
+	CHECK(fd >= 0);
+	const char *text = "[core]\nlog_level = info\n\n[plugin.good-keys]\nlevel = 12\n";
+	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	CHECK_EQ_INT(chat_config_load(path, &cfg, sizeof(err), err), CHAT_OK);
+	if (!cfg) {
+		unlink(path);
+		return;
+	}
+	CHECK_EQ_INT(chat_registry_new(cfg, &reg), CHAT_OK);
+	CHECK_EQ_INT(chat_registry_load_path(reg, BROKEN "transport-good-keys.so", 0, &l,
+	                                     sizeof(err), err), CHAT_ERR_CONFIG);
+	CHECK_STR_CONTAINS(err, ":5:");
+	CHECK_STR_CONTAINS(err, "out of range");
+	/* A valid override fixes it, and the plugin then sees the value. */
+	CHECK_EQ_INT(chat_config_set(cfg, "plugin.good-keys.level=7", sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(chat_registry_load_path(reg, BROKEN "transport-good-keys.so", 0, &l,
+	                                     sizeof(err), err), CHAT_OK);
+	if (l)
+		CHECK(strcmp(l->host.config_get(&l->host, "level"), "7") == 0);
+	chat_registry_free(reg);
+	chat_config_free(cfg);
+	unlink(path);
+}
+
+static void test_flags_text(void)
+{
+	char buf[128];
+
+	chat_plugin_flags_text(0, sizeof(buf), buf);
+	CHECK(strcmp(buf, "-") == 0);
+	chat_plugin_flags_text(CHAT_FLAG_INSECURE | CHAT_FLAG_NEEDS_SECRET, sizeof(buf), buf);
+	CHECK(strcmp(buf, "insecure,needs-secret") == 0);
+	CHECK(chat_plugin_name_valid("aescbc-hmac"));
+	CHECK(!chat_plugin_name_valid(""));
+	CHECK(!chat_plugin_name_valid("UPPER"));
+	CHECK(!chat_plugin_name_valid("a/b"));
+	CHECK(!chat_plugin_name_valid("123456789012345678901234567890123"));
+	CHECK(strcmp(chat_strerror(CHAT_ERR_ABI), "plugin ABI version mismatch") == 0);
+	CHECK(strcmp(chat_strerror(-9999), "unknown error") == 0);
+	CHECK(strcmp(chat_strerror(1), "unknown error") == 0);
+	for (int e = CHAT_OK; e >= CHAT_ERR_LAST; e--)
+		CHECK(strcmp(chat_strerror(e), "unknown error") != 0);
+}
+
+int main(void)
+{
+	test_failures_each_distinct();
+	test_good_and_duplicate();
+	test_host_services();
+	test_plugin_config_validation();
+	test_flags_text();
+	return test_done("test_loader");
+}

@@ -67,6 +67,14 @@ static const struct chat_conn_cbs client_cbs = {
 	.on_close = client_close,
 };
 
+static long long resume_accept(struct chat_loop *loop, void *arg)
+{
+	struct relay *r = arg;
+
+	chat_loop_modify(loop, r->listen_watch, CHAT_EV_READ);
+	return -1;
+}
+
 static void on_accept(struct chat_loop *loop, int fd, unsigned events, void *arg)
 {
 	struct relay *r = arg;
@@ -79,7 +87,11 @@ static void on_accept(struct chat_loop *loop, int fd, unsigned events, void *arg
 		if (rc == CHAT_ERR_AGAIN)
 			return;
 		if (rc != CHAT_OK) {
-			chat_warn("accept failed: %s", chat_strerror(rc));
+			/* Out of fds or memory: the listener stays readable, so a
+			 * level-triggered loop would spin.  Pause accepting for a second. */
+			chat_warn("accept failed: %s; pausing new connections for 1 s", chat_strerror(rc));
+			if (chat_loop_modify(loop, r->listen_watch, 0) == CHAT_OK)
+				chat_loop_timer_add(loop, 1000, resume_accept, r, NULL);
 			return;
 		}
 		if (r->nclients >= r->max_clients) {

@@ -28,6 +28,7 @@ struct relay {
 	char host[64];
 	int port;
 	int family;
+	int eof; /* the relay closed its stderr: it has exited or is exiting */
 };
 
 static int use_valgrind(void)
@@ -44,8 +45,10 @@ static void relay_read_log(struct relay *r, int timeout_ms)
 		if (r->log_len + 1 >= sizeof(r->log))
 			return;
 		ssize_t n = read(r->err_fd, r->log + r->log_len, sizeof(r->log) - 1 - r->log_len);
-		if (n <= 0)
+		if (n <= 0) {
+			r->eof = n == 0;
 			return;
+		}
 		r->log_len += (size_t)n;
 		r->log[r->log_len] = '\0';
 		timeout_ms = 0;
@@ -122,7 +125,8 @@ static int relay_start(struct relay *r, const char *listen, ...)
 			return 0;
 		}
 		int status;
-		if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+		/* Once stderr is closed the process is gone or going: wait for it. */
+		if (waitpid(r->pid, &status, r->eof ? 0 : WNOHANG) == r->pid) {
 			r->pid = 0;
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 		}
@@ -422,6 +426,32 @@ out:
 	CHECK_EQ_INT(relay_stop(&r), 0);
 }
 
+/* relay.idle_timeout drops a client that sends nothing. */
+static void test_idle_timeout(void)
+{
+	struct relay r;
+
+	CHECK_EQ_INT(relay_start(&r, "127.0.0.1:0", "--set", "relay.idle_timeout=1", NULL), 0);
+	if (!r.pid)
+		return;
+	int idle = dial(&r), busy = dial(&r);
+	CHECK(idle >= 0 && busy >= 0);
+	for (int i = 0; i < 6 && busy >= 0; i++) { /* 3 s of traffic on the busy one */
+		CHECK(echo_ok(busy, "keepalive"));
+		usleep(500000);
+	}
+	if (idle >= 0)
+		CHECK(sees_close(idle));
+	CHECK(relay_wait_log(&r, "idle for too long", 5));
+	if (busy >= 0) {
+		CHECK(echo_ok(busy, "still here"));
+		close(busy);
+	}
+	if (idle >= 0)
+		close(idle);
+	CHECK_EQ_INT(relay_stop(&r), 0);
+}
+
 static void test_ipv6(void)
 {
 	struct relay r;
@@ -485,6 +515,7 @@ int main(void)
 		close(fd);
 	}
 	test_slow_reader();
+	test_idle_timeout();
 	test_ipv6();
 	return test_done("e2e_relay");
 }

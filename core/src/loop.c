@@ -269,8 +269,8 @@ static void dispatch(struct chat_loop *loop, int nev)
 		uint32_t e = loop->events[i].events;
 		unsigned ev = 0;
 
-		/* An earlier handler in this round may have removed it. */
-		if (w->dead)
+		/* An earlier handler in this round may have removed or paused it. */
+		if (w->dead || !w->events)
 			continue;
 		if (e & EPOLLIN)
 			ev |= CHAT_EV_READ;

@@ -129,6 +129,13 @@ static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
 		if (rc == 1 && c->cbs.on_frame)
 			c->cbs.on_frame(c, flen, frame, c->arg);
 	}
+	/* One empty call lets the decoder release a large frame buffer now, so
+	 * an idle connection holds no payload memory. */
+	if (!c->closed) {
+		size_t used = 0, flen = 0;
+		const uint8_t *frame = NULL;
+		chat_frame_decode(&c->dec, 0, src, &used, &frame, &flen);
+	}
 }
 
 static void on_readable(struct chat_conn *c)

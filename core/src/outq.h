@@ -21,7 +21,7 @@ int chat_outq_push_frame(struct chat_outq *q, size_t len, const uint8_t *src);
 int chat_outq_push(struct chat_outq *q, size_t len, const uint8_t *src);
 /* Queued bytes not yet written. */
 static inline size_t chat_outq_len(const struct chat_outq *q) { return q->tail - q->head; }
-static inline const uint8_t *chat_outq_data(const struct chat_outq *q) { return q->buf + q->head; }
+static inline const uint8_t *chat_outq_data(const struct chat_outq *q) { return q->buf ? q->buf + q->head : NULL; }
 /* Drop n written bytes; frees the buffer when the queue empties. */
 void chat_outq_consume(struct chat_outq *q, size_t n);
 

@@ -1,8 +1,5 @@
-/* chat-client: the terminal client.  This first cut speaks relay protocol 0
- * (echo): each line read from stdin is sent as one frame and each frame the
- * relay returns is printed as "< LINE".  At end of input it waits for the
- * echoes of everything it sent, then exits 0.  If the relay goes away it says
- * so and exits 1. */
+/* chat-client: the terminal client.  A talk-style screen when stdin is a
+ * terminal, line mode otherwise (scriptable: docs/CLIENT.md). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,86 +8,126 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "client-ui.h"
+#include "client.h"
+#include "directory.h"
 #include "log.h"
 #include "loop.h"
 #include "program.h"
+#include "text.h"
 
-struct client {
+struct app {
 	struct chat_prog prog;
 	struct chat_loop *loop;
-	struct chat_conn *conn;
+	struct chat_client *client;
+	struct chat_directory *dir;
+	struct chat_tui *tui;
 	struct chat_watch *in_watch;
-	const char *address;
-	uint8_t *line;
-	size_t line_len, line_cap;
-	size_t outstanding;
-	int stdin_done, connected, status;
+	char *line;
+	size_t line_len, line_cap, max_line;
+	int eof;
 };
 
-static void maybe_finish(struct client *c)
+static const char *const kind_names[] = {
+	[CHAT_EV_CONNECTED] = "connected", [CHAT_EV_LOGGED_IN] = "logged-in",
+	[CHAT_EV_WHO] = "who", [CHAT_EV_WHO_END] = "who-end", [CHAT_EV_OFFER] = "offer",
+	[CHAT_EV_OFFERED] = "offered", [CHAT_EV_REJECTED] = "rejected",
+	[CHAT_EV_ESTABLISHED] = "established", [CHAT_EV_MSG] = "msg", [CHAT_EV_ROOM_MSG] = "room",
+	[CHAT_EV_JOINED] = "joined", [CHAT_EV_ROOM_JOIN] = "room-join",
+	[CHAT_EV_ROOM_LEAVE] = "room-leave", [CHAT_EV_ROOMS] = "rooms", [CHAT_EV_LEFT] = "left",
+	[CHAT_EV_CLOSED] = "closed", [CHAT_EV_FINGERPRINT] = "fingerprint", [CHAT_EV_SUITE] = "suite",
+	[CHAT_EV_QUEUED] = "queued", [CHAT_EV_INFO] = "info", [CHAT_EV_WARNING] = "warning",
+	[CHAT_EV_ERROR] = "error", [CHAT_EV_BYE] = "bye", [CHAT_EV_HELP] = "help",
+};
+
+size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
 {
-	if (c->stdin_done && c->outstanding == 0 && c->conn) {
-		chat_conn_close(c->conn, CHAT_OK, "done");
-		chat_loop_stop(c->loop);
+	size_t used = 0;
+	int n;
+
+#define ADD(...) do { n = snprintf(dst + used, used < cap ? cap - used : 0, __VA_ARGS__); \
+	if (n > 0) used += (size_t)n; } while (0)
+	ADD("%s", kind_names[ev->kind]);
+	if (ev->kind == CHAT_EV_ERROR)
+		ADD(" %s", ev->code);
+	if (ev->room[0])
+		ADD(" %s", ev->room);
+	if (ev->peer[0])
+		ADD(" %s", ev->peer);
+	if (ev->suite[0])
+		ADD(" %s", ev->suite);
+	if (ev->insecure)
+		ADD(" insecure");
+	if (ev->text_len) {
+		ADD(" ");
+		used += chat_text_escape(ev->text_len, ev->text, used < cap ? cap - used : 0,
+		                         dst + (used < cap ? used : cap));
 	}
+#undef ADD
+	if (cap)
+		dst[used < cap ? used : cap - 1] = '\0';
+	return used;
 }
 
-static void send_line(struct client *c, size_t len, const uint8_t *text)
+static void line_event(void *ui, const struct chat_event *ev)
 {
-	if (!c->conn || chat_conn_send(c->conn, len, text) != CHAT_OK)
+	struct app *a = ui;
+	size_t cap = 4 * ev->text_len + 256;
+	char *buf = malloc(cap);
+
+	(void)a;
+	if (!buf)
 		return;
-	c->outstanding++;
+	chat_ui_format(ev, cap, buf);
+	puts(buf);
+	fflush(stdout);
+	free(buf);
 }
 
-static void input_eof(struct client *c)
-{
-	if (c->line_len)
-		send_line(c, c->line_len, c->line);
-	c->line_len = 0;
-	c->stdin_done = 1;
-	if (c->in_watch)
-		chat_loop_remove(c->loop, c->in_watch);
-	c->in_watch = NULL;
-	maybe_finish(c);
-}
-
-/* Split input into lines; each line is one frame. */
-static int input_bytes(struct client *c, size_t n, const uint8_t *buf)
+static void input_bytes(struct app *a, size_t n, const char *buf)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (buf[i] == '\n') {
-			send_line(c, c->line_len, c->line);
-			c->line_len = 0;
+			size_t len = a->line_len;
+			if (len && a->line[len - 1] == '\r')
+				len--;
+			chat_client_input(a->client, len, a->line ? a->line : "");
+			a->line_len = 0;
 			continue;
 		}
-		if (c->line_len == c->prog.max_frame) {
-			chat_prog_error(&c->prog, "input line longer than %zu bytes (core.max_frame); "
-			                "it is sent in pieces", c->prog.max_frame);
-			send_line(c, c->line_len, c->line);
-			c->line_len = 0;
+		if (a->line_len == a->max_line) {
+			chat_prog_error(&a->prog, "input line longer than %zu bytes; it is cut there", a->max_line);
+			chat_client_input(a->client, a->line_len, a->line);
+			a->line_len = 0;
 		}
-		if (c->line_len == c->line_cap) {
-			size_t cap = c->line_cap ? c->line_cap * 2 : 256;
-			uint8_t *grown = realloc(c->line, cap);
-			if (!grown) {
-				chat_prog_error(&c->prog, "out of memory");
-				c->status = 1;
-				chat_loop_stop(c->loop);
-				return -1;
-			}
-			c->line = grown;
-			c->line_cap = cap;
+		if (a->line_len == a->line_cap) {
+			size_t cap = a->line_cap ? a->line_cap * 2 : 256;
+			char *grown = realloc(a->line, cap);
+			if (!grown)
+				return;
+			a->line = grown;
+			a->line_cap = cap;
 		}
-		c->line[c->line_len++] = buf[i];
+		a->line[a->line_len++] = buf[i];
 	}
-	return 0;
+}
+
+static void input_eof(struct app *a)
+{
+	if (a->line_len)
+		chat_client_input(a->client, a->line_len, a->line);
+	a->line_len = 0;
+	a->eof = 1;
+	if (a->in_watch)
+		chat_loop_remove(a->loop, a->in_watch);
+	a->in_watch = NULL;
+	chat_client_input(a->client, 5, "/quit");
 }
 
 static void on_stdin(struct chat_loop *loop, int fd, unsigned events, void *arg)
 {
-	struct client *c = arg;
-	uint8_t buf[4096];
+	struct app *a = arg;
+	char buf[65536];
 	ssize_t n;
 
 	(void)loop;
@@ -99,146 +136,147 @@ static void on_stdin(struct chat_loop *loop, int fd, unsigned events, void *arg)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0)
-		input_eof(c);
+		input_eof(a);
 	else
-		input_bytes(c, (size_t)n, buf);
+		input_bytes(a, (size_t)n, buf);
 }
 
-/* epoll cannot watch regular files (they are always ready): read them whole. */
-static void read_file_input(struct client *c)
+/* epoll cannot watch regular files: read them whole now (lines are held by
+ * the client engine until it has logged in). */
+static void read_file_input(struct app *a)
 {
-	uint8_t buf[65536];
+	char buf[65536];
 	ssize_t n;
 
 	while ((n = read(STDIN_FILENO, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0 && input_bytes(c, (size_t)n, buf))
-			return;
-	if (n < 0)
-		chat_prog_error(&c->prog, "reading standard input: %s", strerror(errno));
-	input_eof(c);
+		if (n > 0)
+			input_bytes(a, (size_t)n, buf);
+	input_eof(a);
 }
 
-static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, void *arg)
+/* The username: from --user / client.user, else asked for. */
+static int ask_user(struct app *a, char *dst, size_t cap)
 {
-	struct client *c = arg;
+	const char *u = chat_config_get(a->prog.cfg, "client", "user");
+	size_t n = 0;
+	char c;
 
-	(void)conn;
-	printf("< %.*s\n", (int)len, (const char *)frame);
-	fflush(stdout);
-	if (c->outstanding)
-		c->outstanding--;
-	maybe_finish(c);
+	if (u && *u) {
+		snprintf(dst, cap, "%s", u);
+	} else {
+		fprintf(stderr, "username: ");
+		fflush(stderr);
+		/* Byte by byte: what follows the name stays unread for the loop. */
+		while (read(STDIN_FILENO, &c, 1) == 1 && c != '\n')
+			if (n + 1 < cap && c != '\r')
+				dst[n++] = c;
+		dst[n] = '\0';
+	}
+	const char *why = chat_name_check(strlen(dst), dst);
+	if (why) {
+		chat_prog_error(&a->prog, "username '%s' %s", dst, why);
+		return -1;
+	}
+	return 0;
 }
 
-static void on_connect(struct chat_conn *conn, void *arg)
+static int run(struct app *a)
 {
-	struct client *c = arg;
-
-	c->connected = 1;
-	chat_info("connected to relay %s", chat_conn_peer(conn));
+	char user[CHAT_NAME_MAX + 8], err[1024], suites[16][33];
 	struct stat st;
-	if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
-		read_file_input(c);
-		return;
-	}
-	if (chat_loop_add(c->loop, STDIN_FILENO, CHAT_EV_READ, on_stdin, c, &c->in_watch)) {
-		chat_prog_error(&c->prog, "cannot watch standard input");
-		c->status = 1;
-		chat_loop_stop(c->loop);
-	}
-}
+	const char *dir_path = chat_config_path(a->prog.cfg, "client", "directory");
+	int rc, tty = isatty(STDIN_FILENO);
 
-static void on_close(struct chat_conn *conn, int err, const char *reason, void *arg)
-{
-	struct client *c = arg;
-
-	(void)conn;
-	c->conn = NULL;
-	if (err == CHAT_OK)
-		return;
-	if (!c->connected)
-		chat_prog_error(&c->prog, "cannot connect to relay %s (client.connect, %s): %s",
-		                c->address, chat_config_where(c->prog.cfg, "client", "connect"), reason);
-	else
-		chat_prog_error(&c->prog, "lost the relay %s: %s", c->address, reason);
-	c->status = 1;
-	chat_loop_stop(c->loop);
-}
-
-static long long on_connect_timeout(struct chat_loop *loop, void *arg)
-{
-	struct client *c = arg;
-
-	(void)loop;
-	if (!c->connected && c->conn)
-		chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, "connect timed out (client.connect_timeout)");
-	return -1;
-}
-
-static const struct chat_conn_cbs cbs = {
-	.on_frame = on_frame,
-	.on_close = on_close,
-	.on_connect = on_connect,
-};
-
-static int client_run(struct client *c)
-{
-	struct chat_conn_limits lim = { .max_frame = c->prog.max_frame, .out_limit = 16u << 20 };
-	int rc;
-
-	c->address = chat_config_get(c->prog.cfg, "client", "connect");
-	rc = chat_loop_new(&c->loop);
-	if (rc) {
-		chat_prog_error(&c->prog, "cannot create the event loop: %s", chat_strerror(rc));
+	if (ask_user(a, user, sizeof(user)))
+		return 2;
+	if (dir_path && *dir_path &&
+	    chat_directory_load(dir_path, &a->dir, sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(&a->prog, "%s (client.directory, %s)", err,
+		                chat_config_where(a->prog.cfg, "client", "directory"));
 		return 1;
 	}
-	fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-	rc = chat_conn_connect(c->loop, c->prog.transport->desc->ops.transport,
-	                       &c->prog.transport->host, c->address, &lim, &cbs, c, &c->conn);
-	if (rc) {
-		chat_prog_error(&c->prog, "cannot connect to relay %s (client.connect, %s): %s",
-		                c->address, chat_config_where(c->prog.cfg, "client", "connect"),
-		                chat_strerror(rc));
+	struct chat_client_config cc = {
+		.relay = chat_config_get(a->prog.cfg, "client", "connect"),
+		.user = user,
+		.tp = a->prog.transport->desc->ops.transport,
+		.tp_host = &a->prog.transport->host,
+		.reg = a->prog.reg,
+		.plugin_dir = a->prog.plugin_dir,
+		.suites = (const char (*)[33])suites,
+		.directory = a->dir,
+		.max_frame = a->prog.max_frame,
+		.max_message = (size_t)chat_config_int(a->prog.cfg, "client", "max_message"),
+		.connect_timeout_ms = (int)chat_config_int(a->prog.cfg, "client", "connect_timeout"),
+	};
+	cc.nsuites = chat_config_list(a->prog.cfg, "client", "suites", 16, suites);
+	a->max_line = cc.max_message + 256;
+	if ((rc = chat_loop_new(&a->loop))) {
+		chat_prog_error(&a->prog, "cannot create the event loop: %s", chat_strerror(rc));
 		return 1;
 	}
-	chat_loop_timer_add(c->loop, (uint64_t)chat_config_int(c->prog.cfg, "client", "connect_timeout"),
-	                    on_connect_timeout, c, NULL);
-	rc = chat_loop_run(c->loop);
+	if (tty && chat_tui_start(a->loop, &a->tui) != 0)
+		a->tui = NULL;
+	rc = chat_client_new(a->loop, &cc, a->tui ? chat_tui_event : line_event,
+	                     a->tui ? (void *)a->tui : (void *)a, &a->client, sizeof(err), err);
 	if (rc) {
-		chat_prog_error(&c->prog, "event loop failed: %s", chat_strerror(rc));
+		chat_tui_stop(a->tui);
+		a->tui = NULL;
+		chat_prog_error(&a->prog, "%s (client.suites, %s)", err,
+		                chat_config_where(a->prog.cfg, "client", "suites"));
 		return 1;
 	}
-	return c->status;
+	if (a->tui) {
+		chat_tui_attach(a->tui, a->client);
+	} else if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+		read_file_input(a);
+	} else {
+		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+		if (chat_loop_add(a->loop, STDIN_FILENO, CHAT_EV_READ, on_stdin, a, &a->in_watch)) {
+			chat_prog_error(&a->prog, "cannot watch standard input");
+			return 1;
+		}
+	}
+	rc = chat_loop_run(a->loop);
+	chat_tui_stop(a->tui);
+	a->tui = NULL;
+	if (rc) {
+		chat_prog_error(&a->prog, "event loop failed: %s", chat_strerror(rc));
+		return 1;
+	}
+	return chat_client_done(a->client) ? chat_client_status(a->client) : 0;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct chat_prog_flag flags[] = {
 		{ "connect", 'C', "client", "connect", "ADDR", "relay address, host:port or [v6]:port" },
-		{ "user", 'u', "client", "user", "NAME", "your username" },
+		{ "user", 'u', "client", "user", "NAME", "your username (asked for when not given)" },
+		{ "suites", 'S', "client", "suites", "LIST", "suites you allow, most preferred first" },
+		{ "directory", 'd', "client", "directory", "FILE", "JSON contacts with shared passwords" },
 		{ NULL, 0, NULL, NULL, NULL, NULL },
 	};
-	struct client c = {
+	struct app a = {
 		.prog = {
 			.name = "chat-client",
 			.section = "client",
-			.summary = "Terminal client of the chat framework.",
-			.usage_tail = "This version speaks relay protocol 0 (echo): each input line is sent as\n"
-			              "one frame and each frame returned by the relay is printed as '< LINE'.\n",
+			.summary = "Terminal client of the chat framework: end-to-end encrypted talk through a relay.",
+			.usage_tail = "Commands: /who /talk /accept /reject /msg /to /join /leave /rooms /fingerprint\n"
+			              "/suite /close /quit /help.  With stdin not a terminal, one event per line\n"
+			              "(docs/CLIENT.md).\n",
 			.flags = flags,
 		},
 	};
-	int status = chat_prog_start(&c.prog, argc, argv);
+	int status = chat_prog_start(&a.prog, argc, argv);
 
 	if (status < 0)
-		status = client_run(&c);
-	if (c.loop) {
-		if (c.conn)
-			chat_conn_close(c.conn, CHAT_OK, "exiting");
-		chat_loop_remove(c.loop, c.in_watch);
-		chat_loop_free(c.loop);
+		status = run(&a);
+	if (a.loop) {
+		chat_client_free(a.client);
+		chat_loop_remove(a.loop, a.in_watch);
+		chat_loop_free(a.loop);
 	}
-	free(c.line);
-	chat_prog_finish(&c.prog);
+	chat_directory_free(a.dir);
+	free(a.line);
+	chat_prog_finish(&a.prog);
 	return status;
 }

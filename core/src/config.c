@@ -226,6 +226,59 @@ static int cfg_check_address(const char *s, const char **port)
 	return v > 65535 ? -2 : 0;
 }
 
+/* Split "a, b,c" into names; *bad is set if an item is empty or not
+ * [a-z0-9-]{1,32}.  Returns how many items there were (stores at most max). */
+static size_t list_split(const char *value, size_t max, char (*names)[33], int *bad)
+{
+	size_t n = 0;
+	const char *p = value;
+
+	*bad = 0;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (!*p)
+		return 0;
+	for (;;) {
+		const char *start, *end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		size_t len = (size_t)(end - start);
+		if (len == 0 || len > 32)
+			*bad = 1;
+		for (const char *q = start; q < end; q++)
+			if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-'))
+				*bad = 1;
+		if (n < max && !*bad) {
+			memcpy(names[n], start, len);
+			names[n][len] = '\0';
+		}
+		n++;
+		if (!*p)
+			break;
+		p++; /* the comma */
+	}
+	return n;
+}
+
+size_t chat_config_list(const struct chat_config *cfg, const char *section, const char *key,
+                        size_t max, char (*names)[33])
+{
+	const char *v = chat_config_get(cfg, section, key);
+	int bad;
+	size_t n;
+
+	if (!v)
+		return 0;
+	n = list_split(v, max, names, &bad);
+	return bad ? 0 : (n < max ? n : max);
+}
+
 /* Check value against a CHAT_CFG_* type; on failure err says
  * "LOC: SECTION.KEY: why". */
 static int cfg_check(int type, long long min, long long max, const char *loc,
@@ -237,7 +290,7 @@ static int cfg_check(int type, long long min, long long max, const char *loc,
 	long long v;
 	int r;
 
-	if (!*value && type != CHAT_CFG_STRING && type != CHAT_CFG_PATH) {
+	if (!*value && type != CHAT_CFG_STRING && type != CHAT_CFG_PATH && type != CHAT_CFG_LIST) {
 		cfg_err(errlen, err, "%s: %s.%s: empty value (only strings and paths may be empty)",
 		        loc, section, key);
 		return CHAT_ERR_CONFIG;
@@ -246,6 +299,27 @@ static int cfg_check(int type, long long min, long long max, const char *loc,
 	case CHAT_CFG_STRING:
 	case CHAT_CFG_PATH:
 		return 0;
+	case CHAT_CFG_LIST: {
+		char names[17][33];
+		size_t n = list_split(value, 17, names, &r);
+		if (r) {
+			cfg_err(errlen, err, "%s: %s.%s: '%s' is not a comma-separated list of suite names "
+			        "(each 1 to 32 of a-z, 0-9 and '-')", loc, section, key, value);
+			return CHAT_ERR_CONFIG;
+		}
+		if (n > 16) {
+			cfg_err(errlen, err, "%s: %s.%s: more than 16 names listed", loc, section, key);
+			return CHAT_ERR_CONFIG;
+		}
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < i; j++)
+				if (!strcmp(names[i], names[j])) {
+					cfg_err(errlen, err, "%s: %s.%s: '%s' is listed twice", loc, section,
+					        key, names[i]);
+					return CHAT_ERR_CONFIG;
+				}
+		return 0;
+	}
 	case CHAT_CFG_INT:
 		r = cfg_parse_ll(value, &v);
 		if (r == -1) {

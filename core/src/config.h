@@ -17,6 +17,7 @@ enum chat_cfg_type {
 	CHAT_CFG_NAME,    /* plugin: a name [a-z0-9-]{1,32}, or a path containing '/' */
 	CHAT_CFG_LEVEL,   /* error|warn|info|debug */
 	CHAT_CFG_PATH,    /* relative paths resolve against the defining file's directory */
+	CHAT_CFG_LIST,    /* comma-separated suite names ([a-z0-9-]{1,32}), at most 16, may be empty */
 };
 
 struct chat_cfg_key {
@@ -49,6 +50,10 @@ int chat_config_override(struct chat_config *cfg, const char *section, const cha
 const char *chat_config_get(const struct chat_config *cfg, const char *section, const char *key);
 long long chat_config_int(const struct chat_config *cfg, const char *section, const char *key);
 int chat_config_bool(const struct chat_config *cfg, const char *section, const char *key);
+/* Split a CHAT_CFG_LIST value into at most max names of up to 32 characters;
+ * returns the count (the value was validated at load). */
+size_t chat_config_list(const struct chat_config *cfg, const char *section, const char *key,
+                        size_t max, char (*names)[33]);
 /* Resolved path for a CHAT_CFG_PATH key; owned by cfg, valid until the key
  * is set again or cfg is freed. */
 const char *chat_config_path(const struct chat_config *cfg, const char *section, const char *key);

@@ -1,0 +1,123 @@
+/* The client<->relay protocol (docs/PROTOCOL.md): one message per frame,
+ * binary, a type byte then fields.  Parsing does no I/O and validates every
+ * field (lengths, names, list counts) before returning, so the relay and the
+ * client can trust a parsed struct chat_msg; list bodies are validated in
+ * the same pass and then read with the iterators below, which cannot fail. */
+#ifndef CHAT_PROTO_H
+#define CHAT_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHAT_PROTO_VERSION 1
+#define CHAT_NAME_MAX 32   /* usernames, room names, suite names */
+#define CHAT_TEXT_MAX 512  /* error texts and reasons */
+#define CHAT_SUITES_MAX 16 /* suites a client may list */
+
+enum chat_msg_type {
+	/* client -> relay */
+	CHAT_MSG_HELLO = 0x01,     /* version, suites[] (most preferred first) */
+	CHAT_MSG_LOGIN = 0x02,     /* name */
+	CHAT_MSG_WHO = 0x03,
+	CHAT_MSG_TALK = 0x04,      /* name: offer a conversation */
+	CHAT_MSG_ANSWER = 0x05,    /* name, flag (1 accept), suite, text (reason) */
+	CHAT_MSG_ROUTE = 0x06,     /* name, payload: opaque end-to-end bytes */
+	CHAT_MSG_JOIN = 0x07,      /* room */
+	CHAT_MSG_LEAVE = 0x08,     /* room */
+	CHAT_MSG_ROOMS = 0x09,
+	CHAT_MSG_ROOM_SEND = 0x0a, /* room, list of (name, payload): one sealed copy per member */
+	CHAT_MSG_CLOSE = 0x0b,     /* name: end the conversation */
+	/* relay -> client */
+	CHAT_MSG_WELCOME = 0x81,   /* version, suites[] the relay carries */
+	CHAT_MSG_LOGGED_IN = 0x82, /* name */
+	CHAT_MSG_WHO_LIST = 0x83,  /* list of (name, suites[]) */
+	CHAT_MSG_OFFERED = 0x84,   /* name (from), suites[] (theirs) */
+	CHAT_MSG_ANSWERED = 0x85,  /* name (from), flag, suite, suites[] (theirs), text */
+	CHAT_MSG_DELIVER = 0x86,   /* name (from), payload */
+	CHAT_MSG_MEMBERS = 0x87,   /* room, list of (name, suites[]) (reply to JOIN) */
+	CHAT_MSG_ROOM_EVENT = 0x88,/* room, name, flag (1 joined, 2 left) */
+	CHAT_MSG_ROOM_LIST = 0x89, /* list of (room, member count) */
+	CHAT_MSG_ROOM_DELIVER = 0x8a, /* room, name (from), payload */
+	CHAT_MSG_CLOSED = 0x8b,    /* name: the peer ended the conversation or left */
+	CHAT_MSG_ERROR = 0x8c,     /* code, ref (request type), name (subject), text */
+	CHAT_MSG_BYE = 0x8d,       /* text: the relay is closing this connection */
+};
+
+enum chat_proto_error {
+	CHAT_PERR_MALFORMED = 1,   /* the request does not parse */
+	CHAT_PERR_VERSION = 2,     /* protocol version not supported */
+	CHAT_PERR_NAME_TAKEN = 3,
+	CHAT_PERR_BAD_NAME = 4,    /* invalid user or room name */
+	CHAT_PERR_NOT_LOGGED_IN = 5,
+	CHAT_PERR_ALREADY = 6,     /* already logged in / already a member / already talking */
+	CHAT_PERR_NOT_CONNECTED = 7,
+	CHAT_PERR_SELF = 8,        /* talking to oneself */
+	CHAT_PERR_NO_COMMON_SUITE = 9,
+	CHAT_PERR_SUITE_REFUSED = 10, /* relay policy does not carry the suite */
+	CHAT_PERR_NOT_MEMBER = 11,
+	CHAT_PERR_NO_CONVERSATION = 12, /* routing without an accepted conversation */
+	CHAT_PERR_LIMIT = 13,      /* too many rooms, members, offers */
+	CHAT_PERR_UNEXPECTED = 14, /* a relay->client type sent to the relay, or out of order */
+};
+
+/* Zero-copy iterator over a validated list body. */
+struct chat_iter {
+	const uint8_t *p;
+	size_t left;   /* bytes */
+	size_t count;  /* entries still to read */
+};
+
+struct chat_msg {
+	int type;
+	unsigned version;
+	unsigned code, ref;   /* ERROR */
+	int flag;             /* ANSWER(ED): 1 accept, 0 reject; ROOM_EVENT: 1 joined, 2 left */
+	char name[CHAT_NAME_MAX + 1];
+	char room[CHAT_NAME_MAX + 1];
+	char suite[CHAT_NAME_MAX + 1];
+	size_t nsuites;
+	char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
+	char text[CHAT_TEXT_MAX + 1];
+	const uint8_t *payload; /* ROUTE, DELIVER, ROOM_DELIVER: points into the frame */
+	size_t payload_len;
+	struct chat_iter list;  /* WHO_LIST, MEMBERS, ROOM_LIST, ROOM_SEND */
+};
+
+/* Parse one frame.  CHAT_OK, or CHAT_ERR_MALFORMED with err saying what is
+ * wrong ("LOGIN: name 'Bob!' has invalid characters").  Pointers in m point
+ * into src. */
+int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t errlen, char *err);
+const char *chat_msg_type_name(int type);
+
+/* Iterators over validated lists; return 1 for an entry, 0 at the end.
+ * WHO_LIST and MEMBERS entries are read with chat_iter_who. */
+int chat_iter_who(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], size_t *nsuites,
+                  char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1]);
+int chat_iter_name(struct chat_iter *it, char name[CHAT_NAME_MAX + 1]);
+int chat_iter_room(struct chat_iter *it, char room[CHAT_NAME_MAX + 1], unsigned *members);
+int chat_iter_target(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], const uint8_t **payload,
+                     size_t *len);
+
+/* Names: 1..32 of a-z 0-9 '_' '-' '.', starting with a letter or digit.
+ * Returns NULL if valid, else why not. */
+const char *chat_name_check(size_t len, const char *name);
+
+/* A growable message builder; errors stick (err != 0) and are checked once. */
+struct chat_wbuf {
+	uint8_t *data;
+	size_t len, cap, max;
+	int err;
+	uint8_t inline_buf[256];
+};
+void chat_wbuf_init(struct chat_wbuf *b, size_t max);
+void chat_wbuf_free(struct chat_wbuf *b);
+void chat_wbuf_reset(struct chat_wbuf *b);
+void chat_put_u8(struct chat_wbuf *b, unsigned v);
+void chat_put_u16(struct chat_wbuf *b, unsigned v);
+void chat_put_u32(struct chat_wbuf *b, uint32_t v);
+void chat_put_str8(struct chat_wbuf *b, const char *s);   /* <= 255 bytes */
+void chat_put_str16(struct chat_wbuf *b, const char *s);  /* truncated at CHAT_TEXT_MAX */
+void chat_put_bytes(struct chat_wbuf *b, size_t len, const uint8_t *src);
+void chat_put_suites(struct chat_wbuf *b, size_t n, const char (*suites)[CHAT_NAME_MAX + 1]);
+
+#endif

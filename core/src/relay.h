@@ -1,0 +1,41 @@
+/* The relay: accounts of connected users, consent (talk offers), routing of
+ * opaque end-to-end payloads, rooms.  It never looks inside a payload and
+ * never logs one.  The program (frontends/chat-relay.c) owns the listener,
+ * signals and configuration; this module owns the clients. */
+#ifndef CHAT_RELAY_H
+#define CHAT_RELAY_H
+
+#include <stddef.h>
+
+#include <chat/plugin.h>
+
+#include "conn.h"
+#include "loop.h"
+
+struct chat_relay;
+
+struct chat_relay_config {
+	struct chat_conn_limits limits;
+	size_t max_clients;
+	long long idle_timeout_ms;  /* 0: never */
+	/* Suites the relay carries (policy); n == 0 carries any suite. */
+	size_t nsuites;
+	const char *const *suites;
+	size_t max_rooms_per_client;
+	size_t max_room_members;
+	size_t max_pending_offers;
+	unsigned max_bad_requests;  /* malformed requests before a client is cut off */
+};
+
+int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
+                   struct chat_relay **out);
+/* Closes every client (without notice) and frees everything. */
+void chat_relay_free(struct chat_relay *r);
+
+/* Take an accepted transport connection (ownership passes in). */
+int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp, void *handle);
+/* Send BYE with reason to every client and close each after its queue drains. */
+void chat_relay_shutdown(struct chat_relay *r, const char *reason);
+size_t chat_relay_clients(const struct chat_relay *r);
+
+#endif

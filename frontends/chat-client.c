@@ -231,9 +231,10 @@ static int run(struct app *a)
 		read_file_input(a);
 	} else {
 		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+		/* Some inputs (/dev/null) cannot be polled either: read them whole. */
 		if (chat_loop_add(a->loop, STDIN_FILENO, CHAT_EV_READ, on_stdin, a, &a->in_watch)) {
-			chat_prog_error(&a->prog, "cannot watch standard input");
-			return 1;
+			fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) & ~O_NONBLOCK);
+			read_file_input(a);
 		}
 	}
 	rc = chat_loop_run(a->loop);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "paths.h"
+#include "proto.h"
 #include "testutils.h"
 
 struct relay {
@@ -250,15 +251,127 @@ static long read_frame(int fd, uint8_t *dst, size_t cap)
 	return (long)len;
 }
 
-static int echo_ok(int fd, const char *text)
-{
-	uint8_t buf[256], back[256];
-	size_t n = put_frame(buf, strlen(text), (const uint8_t *)text);
+/* ---- speaking the relay protocol */
 
-	if (send_all(fd, buf, n))
+static struct chat_wbuf wb;
+
+static void begin(int type)
+{
+	chat_wbuf_reset(&wb);
+	chat_put_u8(&wb, (unsigned)type);
+}
+
+/* Send wb as one frame. */
+static int send_msg(int fd)
+{
+	static uint8_t buf[1 << 17];
+	size_t n = put_frame(buf, wb.len, wb.data);
+
+	return send_all(fd, buf, n);
+}
+
+/* Read the next message; skips nothing.  Returns 0 or -1. */
+static int read_msg(int fd, struct chat_msg *m)
+{
+	static uint8_t buf[1 << 17];
+	char err[256];
+	long n = read_frame(fd, buf, sizeof(buf));
+
+	if (n < 0)
+		return -1;
+	if (chat_msg_parse((size_t)n, buf, m, sizeof(err), err) != CHAT_OK) {
+		fprintf(stderr, "relay sent a malformed message: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read until a message of type arrives (others are skipped); 0 or -1. */
+static int expect_type(int fd, int type, struct chat_msg *m)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (read_msg(fd, m))
+			return -1;
+		if (m->type == type)
+			return 0;
+		if (m->type == CHAT_MSG_ERROR)
+			fprintf(stderr, "(skipping ERROR %u: %s)\n", m->code, m->text);
+	}
+	return -1;
+}
+
+static void put_hello(const char *suites)
+{
+	char list[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
+	size_t n = 0;
+	const char *p = suites;
+
+	while (*p && n < CHAT_SUITES_MAX) {
+		size_t k = strcspn(p, ",");
+		snprintf(list[n++], CHAT_NAME_MAX + 1, "%.*s", (int)k, p);
+		p += k;
+		if (*p == ',')
+			p++;
+	}
+	begin(CHAT_MSG_HELLO);
+	chat_put_u8(&wb, CHAT_PROTO_VERSION);
+	chat_put_suites(&wb, n, (const char (*)[CHAT_NAME_MAX + 1])list);
+}
+
+/* HELLO + LOGIN; 1 when logged in. */
+static int login(int fd, const char *name, const char *suites)
+{
+	struct chat_msg m;
+
+	put_hello(suites);
+	if (send_msg(fd) || expect_type(fd, CHAT_MSG_WELCOME, &m))
 		return 0;
-	long got = read_frame(fd, back, sizeof(back));
-	return got == (long)strlen(text) && memcmp(back, text, (size_t)got) == 0;
+	begin(CHAT_MSG_LOGIN);
+	chat_put_str8(&wb, name);
+	if (send_msg(fd) || read_msg(fd, &m))
+		return 0;
+	return m.type == CHAT_MSG_LOGGED_IN && !strcmp(m.name, name);
+}
+
+/* A request answered by an ERROR: returns its text ("" if none came). */
+static const char *error_for(int fd, unsigned *code)
+{
+	static struct chat_msg m;
+
+	if (send_msg(fd) || read_msg(fd, &m) || m.type != CHAT_MSG_ERROR) {
+		*code = 0;
+		return "";
+	}
+	*code = m.code;
+	return m.text;
+}
+
+/* The relay still answers this client. */
+static int who_ok(int fd)
+{
+	struct chat_msg m;
+
+	begin(CHAT_MSG_WHO);
+	return !send_msg(fd) && !read_msg(fd, &m) && m.type == CHAT_MSG_WHO_LIST;
+}
+
+/* alice offers, bob accepts (suite), both sides see it. */
+static int converse(int a, const char *an, int b, const char *bn, const char *suite)
+{
+	struct chat_msg m;
+
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, bn);
+	if (send_msg(a) || expect_type(b, CHAT_MSG_OFFERED, &m) || strcmp(m.name, an))
+		return 0;
+	begin(CHAT_MSG_ANSWER);
+	chat_put_str8(&wb, an);
+	chat_put_u8(&wb, 1);
+	chat_put_str8(&wb, suite);
+	chat_put_str16(&wb, "");
+	if (send_msg(b) || expect_type(a, CHAT_MSG_ANSWERED, &m))
+		return 0;
+	return m.flag == 1 && !strcmp(m.suite, suite) && !strcmp(m.name, bn);
 }
 
 /* The peer closed (EOF or reset) within the receive timeout. */
@@ -278,56 +391,237 @@ static int sees_close(int fd)
 static void test_coalesced_and_split(struct relay *r)
 {
 	enum { N = 400 };
-	static uint8_t out[N * (2000 + 4)], back[70000];
-	size_t lens[N], used = 0;
-	int fd = dial(r);
+	static uint8_t out[1 << 16];
+	size_t used = 0;
+	struct chat_msg m;
+	int fd = dial(r), a = dial(r), b = dial(r);
 
-	CHECK(fd >= 0);
-	if (fd < 0)
+	CHECK(fd >= 0 && a >= 0 && b >= 0);
+	if (fd < 0 || a < 0 || b < 0)
 		return;
-	test_srand(42);
-	for (int i = 0; i < N; i++) {
-		uint8_t payload[2000];
-		lens[i] = i == 0 ? 0 : test_rand() % sizeof(payload);
-		for (size_t j = 0; j < lens[i]; j++)
-			payload[j] = (uint8_t)(i * 31 + j);
-		used += put_frame(out + used, lens[i], payload);
-	}
-	/* Many frames in one write: the relay sees them in a few reads. */
+	/* HELLO, LOGIN and 400 WHO requests in one write: the relay sees many
+	 * frames per read and answers every one, in order. */
+	put_hello("rc4dh");
+	used += put_frame(out + used, wb.len, wb.data);
+	begin(CHAT_MSG_LOGIN);
+	chat_put_str8(&wb, "many");
+	used += put_frame(out + used, wb.len, wb.data);
+	begin(CHAT_MSG_WHO);
+	for (int i = 0; i < N; i++)
+		used += put_frame(out + used, wb.len, wb.data);
 	CHECK_EQ_INT(send_all(fd, out, used), 0);
-	size_t off = 0;
-	int good = 0;
-	for (int i = 0; i < N; i++) {
-		long got = read_frame(fd, back, sizeof(back));
-		if (got == (long)lens[i] && memcmp(back, out + off + 4, lens[i]) == 0)
-			good++;
-		off += lens[i] + 4;
-	}
-	CHECK_EQ_INT(good, N);
+	CHECK(!read_msg(fd, &m) && m.type == CHAT_MSG_WELCOME);
+	CHECK(!read_msg(fd, &m) && m.type == CHAT_MSG_LOGGED_IN);
+	int lists = 0;
+	for (int i = 0; i < N; i++)
+		lists += !read_msg(fd, &m) && m.type == CHAT_MSG_WHO_LIST;
+	CHECK_EQ_INT(lists, N);
 
-	/* One 60000-byte frame split into pieces of 1..7 bytes, the header a byte
-	 * at a time with pauses so each piece is a separate read. */
-	static uint8_t big[60000 + 4];
+	/* A 60000-byte payload routed from a to b, its frame split into pieces
+	 * of 1..7 bytes and the header sent a byte at a time. */
+	CHECK(login(a, "alice", "rc4dh,xor-demo"));
+	CHECK(login(b, "bob", "xor-demo,rc4dh"));
+	CHECK(converse(a, "alice", b, "bob", "rc4dh"));
+	static uint8_t big[60100];
 	uint8_t payload[60000];
 	for (size_t j = 0; j < sizeof(payload); j++)
 		payload[j] = (uint8_t)(j * 7 + 3);
-	size_t total = put_frame(big, sizeof(payload), payload);
+	begin(CHAT_MSG_ROUTE);
+	chat_put_str8(&wb, "bob");
+	chat_put_bytes(&wb, sizeof(payload), payload);
+	size_t total = put_frame(big, wb.len, wb.data);
 	for (int i = 0; i < 4; i++) {
-		CHECK_EQ_INT(send_all(fd, big + i, 1), 0);
+		CHECK_EQ_INT(send_all(a, big + i, 1), 0);
 		usleep(20000);
 	}
+	test_srand(42);
 	for (size_t sent = 4; sent < total;) {
 		size_t piece = 1 + test_rand() % 7;
 		if (piece > total - sent)
 			piece = total - sent;
-		if (send_all(fd, big + sent, piece))
+		if (send_all(a, big + sent, piece))
 			break;
 		sent += piece;
 	}
-	long got = read_frame(fd, back, sizeof(back));
-	CHECK_EQ_INT(got, (long)sizeof(payload));
-	CHECK(got == (long)sizeof(payload) && memcmp(back, payload, sizeof(payload)) == 0);
+	CHECK(!read_msg(b, &m) && m.type == CHAT_MSG_DELIVER);
+	CHECK(!strcmp(m.name, "alice"));
+	CHECK_EQ_INT(m.payload_len, sizeof(payload));
+	CHECK(m.payload_len == sizeof(payload) && !memcmp(m.payload, payload, sizeof(payload)));
+	/* b disconnects: a hears the conversation is over. */
+	close(b);
+	CHECK(!expect_type(a, CHAT_MSG_CLOSED, &m) && !strcmp(m.name, "bob"));
+	close(a);
 	close(fd);
+}
+
+static void test_protocol_errors(struct relay *r)
+{
+	int a = dial(r), b = dial(r), c = dial(r), d = dial(r), e = dial(r);
+	unsigned code;
+	struct chat_msg m;
+
+	CHECK(a >= 0 && b >= 0 && c >= 0 && d >= 0 && e >= 0);
+	if (a < 0 || b < 0 || c < 0 || d < 0 || e < 0)
+		return;
+	begin(CHAT_MSG_LOGIN); /* before HELLO */
+	chat_put_str8(&wb, "alice");
+	CHECK_STR_CONTAINS(error_for(a, &code), "send HELLO before LOGIN");
+	begin(CHAT_MSG_WHO);
+	CHECK_STR_CONTAINS(error_for(a, &code), "log in before WHO");
+	CHECK_EQ_INT(code, CHAT_PERR_NOT_LOGGED_IN);
+	CHECK(login(a, "alice", "rc4dh"));
+	CHECK(!login(b, "alice", "rc4dh")); /* name taken */
+	begin(CHAT_MSG_LOGIN);
+	chat_put_str8(&wb, "alice");
+	CHECK_STR_CONTAINS(error_for(b, &code), "the name alice is taken");
+	CHECK_EQ_INT(code, CHAT_PERR_NAME_TAKEN);
+	begin(CHAT_MSG_LOGIN);
+	chat_put_str8(&wb, "Bob!");
+	CHECK_STR_CONTAINS(error_for(b, &code), "LOGIN: name 'Bob!' must start with a lowercase letter");
+	CHECK_EQ_INT(code, CHAT_PERR_MALFORMED);
+	begin(CHAT_MSG_LOGIN);
+	chat_put_str8(&wb, "bob");
+	CHECK(!send_msg(b) && !read_msg(b, &m) && m.type == CHAT_MSG_LOGGED_IN);
+
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, "carol");
+	CHECK_STR_CONTAINS(error_for(a, &code), "carol is not connected");
+	CHECK_EQ_INT(code, CHAT_PERR_NOT_CONNECTED);
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, "alice");
+	CHECK_STR_CONTAINS(error_for(a, &code), "you cannot talk to yourself");
+	begin(CHAT_MSG_ROUTE);
+	chat_put_str8(&wb, "bob");
+	chat_put_u8(&wb, 1);
+	CHECK_STR_CONTAINS(error_for(a, &code), "no conversation with bob");
+	CHECK_EQ_INT(code, CHAT_PERR_NO_CONVERSATION);
+
+	/* No common suite: the exact wording users see. */
+	CHECK(login(c, "carol", "xor-demo"));
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, "carol");
+	CHECK_STR_CONTAINS(error_for(a, &code), "carol offers only xor-demo; you allow only rc4dh");
+	CHECK_EQ_INT(code, CHAT_PERR_NO_COMMON_SUITE);
+
+	/* A refused offer reaches the offerer with its reason. */
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, "bob");
+	CHECK(!send_msg(a) && !expect_type(b, CHAT_MSG_OFFERED, &m) && !strcmp(m.name, "alice"));
+	begin(CHAT_MSG_ANSWER);
+	chat_put_str8(&wb, "alice");
+	chat_put_u8(&wb, 0);
+	chat_put_str8(&wb, "");
+	chat_put_str16(&wb, "busy right now");
+	CHECK(!send_msg(b) && !expect_type(a, CHAT_MSG_ANSWERED, &m));
+	CHECK(m.flag == 0 && !strcmp(m.text, "busy right now"));
+	begin(CHAT_MSG_ROUTE); /* still no conversation after a refusal */
+	chat_put_str8(&wb, "bob");
+	chat_put_u8(&wb, 1);
+	CHECK_STR_CONTAINS(error_for(a, &code), "no conversation with bob");
+	begin(CHAT_MSG_ANSWER); /* answering an offer never made */
+	chat_put_str8(&wb, "carol");
+	chat_put_u8(&wb, 1);
+	chat_put_str8(&wb, "rc4dh");
+	chat_put_str16(&wb, "");
+	CHECK_STR_CONTAINS(error_for(a, &code), "carol has not offered you a conversation");
+
+	/* A type only the relay sends. */
+	begin(CHAT_MSG_DELIVER);
+	chat_put_str8(&wb, "bob");
+	CHECK_STR_CONTAINS(error_for(a, &code), "DELIVER is sent by the relay, not to it");
+
+	/* Unsupported version: an error, then BYE and the connection closes. */
+	begin(CHAT_MSG_HELLO);
+	chat_put_u8(&wb, 9);
+	chat_put_u8(&wb, 1);
+	chat_put_str8(&wb, "rc4dh");
+	CHECK_STR_CONTAINS(error_for(d, &code), "protocol version 9 is not supported");
+	CHECK(!read_msg(d, &m) && m.type == CHAT_MSG_BYE);
+	CHECK(sees_close(d));
+
+	/* A client that keeps sending garbage is cut off with a reason. */
+	uint8_t junk[5] = { 0, 0, 0, 1, 0x42 };
+	for (int i = 0; i < 10; i++)
+		send_all(e, junk, sizeof(junk));
+	int errors = 0, bye = 0;
+	while (!read_msg(e, &m)) {
+		errors += m.type == CHAT_MSG_ERROR;
+		if (m.type == CHAT_MSG_BYE && strstr(m.text, "too many malformed requests"))
+			bye = 1;
+	}
+	CHECK_EQ_INT(errors, 10);
+	CHECK(bye);
+	CHECK(relay_wait_log(r, "malformed request: message: unknown message type 0x42", 5));
+	close(a);
+	close(b);
+	close(c);
+	close(d);
+	close(e);
+}
+
+static void test_rooms(struct relay *r)
+{
+	int a = dial(r), b = dial(r), c = dial(r);
+	struct chat_msg m;
+	unsigned code;
+	char name[CHAT_NAME_MAX + 1], suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
+	size_t n;
+
+	CHECK(login(a, "ann", "rc4dh") && login(b, "ben", "rc4dh,xor-demo") && login(c, "cat", "xor-demo"));
+	begin(CHAT_MSG_JOIN);
+	chat_put_str8(&wb, "lobby");
+	CHECK(!send_msg(a) && !read_msg(a, &m) && m.type == CHAT_MSG_MEMBERS && m.list.count == 0);
+	CHECK(!send_msg(b) && !read_msg(b, &m) && m.type == CHAT_MSG_MEMBERS && m.list.count == 1);
+	struct chat_iter it = m.list;
+	CHECK(chat_iter_who(&it, name, &n, suites) && !strcmp(name, "ann") && n == 1 && !strcmp(suites[0], "rc4dh"));
+	CHECK(!read_msg(a, &m) && m.type == CHAT_MSG_ROOM_EVENT && m.flag == 1 && !strcmp(m.name, "ben"));
+	CHECK(!send_msg(c) && !read_msg(c, &m) && m.type == CHAT_MSG_MEMBERS && m.list.count == 2);
+	CHECK(!read_msg(a, &m) && m.type == CHAT_MSG_ROOM_EVENT && !strcmp(m.name, "cat"));
+	CHECK(!read_msg(b, &m) && m.type == CHAT_MSG_ROOM_EVENT && !strcmp(m.name, "cat"));
+	CHECK_STR_CONTAINS(error_for(a, &code), "you are already in room lobby");
+
+	/* One copy per member, each delivered only to its member. */
+	begin(CHAT_MSG_ROOM_SEND);
+	chat_put_str8(&wb, "lobby");
+	chat_put_u16(&wb, 2);
+	chat_put_str8(&wb, "ben");
+	chat_put_u32(&wb, 3);
+	chat_put_bytes(&wb, 3, (const uint8_t *)"xyz");
+	chat_put_str8(&wb, "cat");
+	chat_put_u32(&wb, 2);
+	chat_put_bytes(&wb, 2, (const uint8_t *)"pq");
+	CHECK(!send_msg(a));
+	CHECK(!read_msg(b, &m) && m.type == CHAT_MSG_ROOM_DELIVER && !strcmp(m.name, "ann") &&
+	      m.payload_len == 3 && !memcmp(m.payload, "xyz", 3));
+	CHECK(!read_msg(c, &m) && m.type == CHAT_MSG_ROOM_DELIVER && m.payload_len == 2 &&
+	      !memcmp(m.payload, "pq", 2) && !strcmp(m.room, "lobby"));
+	/* Members may route to each other without an offer. */
+	begin(CHAT_MSG_ROUTE);
+	chat_put_str8(&wb, "cat");
+	chat_put_u8(&wb, 9);
+	CHECK(!send_msg(b) && !read_msg(c, &m) && m.type == CHAT_MSG_DELIVER && !strcmp(m.name, "ben"));
+
+	begin(CHAT_MSG_ROOMS);
+	CHECK(!send_msg(c) && !read_msg(c, &m) && m.type == CHAT_MSG_ROOM_LIST && m.list.count == 1);
+	unsigned members = 0;
+	it = m.list;
+	CHECK(chat_iter_room(&it, name, &members) && !strcmp(name, "lobby") && members == 3);
+
+	begin(CHAT_MSG_LEAVE);
+	chat_put_str8(&wb, "lobby");
+	CHECK(!send_msg(c));
+	CHECK(!read_msg(a, &m) && m.type == CHAT_MSG_ROOM_EVENT && m.flag == 2 && !strcmp(m.name, "cat"));
+	CHECK(!read_msg(b, &m) && m.type == CHAT_MSG_ROOM_EVENT && m.flag == 2);
+	begin(CHAT_MSG_ROOM_SEND); /* to a former member: refused, named */
+	chat_put_str8(&wb, "lobby");
+	chat_put_u16(&wb, 1);
+	chat_put_str8(&wb, "cat");
+	chat_put_u32(&wb, 0);
+	CHECK_STR_CONTAINS(error_for(a, &code), "cat is not in room lobby");
+	close(b); /* a member vanishing is announced too */
+	CHECK(!expect_type(a, CHAT_MSG_ROOM_EVENT, &m) && m.flag == 2 && !strcmp(m.name, "ben"));
+	close(a);
+	close(c);
 }
 
 static void test_oversize_and_truncated(struct relay *r)
@@ -338,12 +632,11 @@ static void test_oversize_and_truncated(struct relay *r)
 	CHECK(good >= 0 && bad >= 0 && cut >= 0);
 	if (good < 0 || bad < 0 || cut < 0)
 		return;
-	CHECK(echo_ok(good, "before"));
+	CHECK(login(good, "good", "rc4dh"));
 	CHECK_EQ_INT(send_all(bad, hdr, 4), 0);
 	CHECK(sees_close(bad));
 	CHECK(relay_wait_log(r, "frame of 1048577 bytes exceeds the limit of 65536 bytes", 10));
-	/* Others are unaffected. */
-	CHECK(echo_ok(good, "after"));
+	CHECK(who_ok(good)); /* others are unaffected */
 
 	/* A frame cut short by the end of the stream is reported as such. */
 	uint8_t part[14] = { 0, 0, 0, 100, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j' };
@@ -351,7 +644,7 @@ static void test_oversize_and_truncated(struct relay *r)
 	shutdown(cut, SHUT_WR);
 	CHECK(sees_close(cut));
 	CHECK(relay_wait_log(r, "in the middle of a frame (14 of 104 bytes)", 10));
-	CHECK(echo_ok(good, "still"));
+	CHECK(who_ok(good));
 	close(good);
 	close(bad);
 	close(cut);
@@ -365,9 +658,9 @@ static void test_many_clients(struct relay *r)
 	for (int i = 0; i < N; i++)
 		fds[i] = dial(r);
 	for (int i = 0; i < N; i++) {
-		char text[32];
-		snprintf(text, sizeof(text), "client %d", i);
-		if (fds[i] >= 0 && echo_ok(fds[i], text))
+		char name[32];
+		snprintf(name, sizeof(name), "user%d", i);
+		if (fds[i] >= 0 && login(fds[i], name, "rc4dh") && who_ok(fds[i]))
 			ok++;
 	}
 	CHECK_EQ_INT(ok, N);
@@ -381,8 +674,7 @@ static void test_many_clients(struct relay *r)
 static void test_slow_reader(void)
 {
 	struct relay r;
-	static uint8_t frame[1004];
-	uint8_t payload[1000];
+	static uint8_t frames[64 * 5];
 
 	CHECK_EQ_INT(relay_start(&r, "127.0.0.1:0", "--set", "relay.out_queue_limit=65536", NULL), 0);
 	if (!r.pid)
@@ -391,19 +683,20 @@ static void test_slow_reader(void)
 	CHECK(slow >= 0 && good >= 0);
 	if (slow < 0 || good < 0)
 		goto out;
-	memset(payload, 'x', sizeof(payload));
-	put_frame(frame, sizeof(payload), payload);
+	CHECK(login(slow, "slow", "rc4dh") && login(good, "good", "rc4dh"));
+	/* 64 WHO requests per write; each answer is a WHO_LIST it never reads. */
+	begin(CHAT_MSG_WHO);
+	size_t used = 0;
+	for (int i = 0; i < 64; i++)
+		used += put_frame(frames + used, wb.len, wb.data);
 	fcntl(slow, F_SETFL, O_NONBLOCK);
 	int cut = 0;
-	size_t partial = 0, sent_total = 0;
+	size_t partial = 0;
 	time_t deadline = time(NULL) + 30;
-	for (int i = 0; i < 100000 && !cut && time(NULL) < deadline; i++) {
-		ssize_t n = send(slow, frame + partial, sizeof(frame) - partial, MSG_NOSIGNAL);
-		if (n > 0) {
-			/* Keep the stream in frames: finish a partly sent frame first. */
-			sent_total += (size_t)n;
-			partial = (partial + (size_t)n) % sizeof(frame);
-		}
+	for (int i = 0; i < 200000 && !cut && time(NULL) < deadline; i++) {
+		ssize_t n = send(slow, frames + partial, used - partial, MSG_NOSIGNAL);
+		if (n > 0)
+			partial = (partial + (size_t)n) % used;
 		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
 			cut = 1;
 		else if (n < 0 && errno == EAGAIN)
@@ -414,12 +707,10 @@ static void test_slow_reader(void)
 				cut = 1;
 		}
 	}
-	if (!cut)
-		fprintf(stderr, "slow reader: sent %zu bytes, never cut off\n", sent_total);
 	CHECK(cut);
-	CHECK(relay_wait_log(&r, "output queue full", 10));
+	CHECK(relay_wait_log(&r, "client slow dropped: output queue full", 10));
 	CHECK(relay_wait_log(&r, "peer is not reading", 1));
-	CHECK(echo_ok(good, "the good client is still served"));
+	CHECK(who_ok(good));
 	close(slow);
 	close(good);
 out:
@@ -430,25 +721,51 @@ out:
 static void test_idle_timeout(void)
 {
 	struct relay r;
+	struct chat_msg m;
 
 	CHECK_EQ_INT(relay_start(&r, "127.0.0.1:0", "--set", "relay.idle_timeout=1", NULL), 0);
 	if (!r.pid)
 		return;
 	int idle = dial(&r), busy = dial(&r);
-	CHECK(idle >= 0 && busy >= 0);
+	CHECK(idle >= 0 && busy >= 0 && login(busy, "busy", "rc4dh"));
 	for (int i = 0; i < 6 && busy >= 0; i++) { /* 3 s of traffic on the busy one */
-		CHECK(echo_ok(busy, "keepalive"));
+		CHECK(who_ok(busy));
 		usleep(500000);
 	}
+	CHECK(idle >= 0 && !read_msg(idle, &m) && m.type == CHAT_MSG_BYE);
+	CHECK_STR_CONTAINS(m.text, "idle for too long");
 	if (idle >= 0)
 		CHECK(sees_close(idle));
 	CHECK(relay_wait_log(&r, "idle for too long", 5));
-	if (busy >= 0) {
-		CHECK(echo_ok(busy, "still here"));
+	CHECK(busy >= 0 && who_ok(busy));
+	if (busy >= 0)
 		close(busy);
-	}
 	if (idle >= 0)
 		close(idle);
+	CHECK_EQ_INT(relay_stop(&r), 0);
+}
+
+/* relay.suites: a client allowing none of them is refused with both lists. */
+static void test_policy(void)
+{
+	struct relay r;
+	struct chat_msg m;
+	unsigned code;
+
+	CHECK_EQ_INT(relay_start(&r, "127.0.0.1:0", "--set", "relay.suites=aescbc-hmac", NULL), 0);
+	if (!r.pid)
+		return;
+	int a = dial(&r), b = dial(&r);
+	put_hello("rc4dh,xor-demo");
+	CHECK_STR_CONTAINS(error_for(a, &code), "this relay carries only aescbc-hmac; you allow only rc4dh, xor-demo");
+	CHECK_EQ_INT(code, CHAT_PERR_SUITE_REFUSED);
+	CHECK(!read_msg(a, &m) && m.type == CHAT_MSG_BYE);
+	CHECK(sees_close(a));
+	put_hello("rc4dh,aescbc-hmac"); /* the relay carries the one it allows */
+	CHECK(!send_msg(b) && !read_msg(b, &m) && m.type == CHAT_MSG_WELCOME);
+	CHECK(m.nsuites == 1 && !strcmp(m.suites[0], "aescbc-hmac"));
+	close(a);
+	close(b);
 	CHECK_EQ_INT(relay_stop(&r), 0);
 }
 
@@ -468,7 +785,7 @@ static void test_ipv6(void)
 	int fd = dial(&r);
 	CHECK(fd >= 0);
 	if (fd >= 0) {
-		CHECK(echo_ok(fd, "over ipv6"));
+		CHECK(login(fd, "six", "rc4dh") && who_ok(fd));
 		close(fd);
 	}
 	CHECK_EQ_INT(relay_stop(&r), 0);
@@ -492,22 +809,28 @@ static void test_address_in_use(const struct relay *r)
 int main(void)
 {
 	struct relay r;
+	struct chat_msg m;
 
 	signal(SIGPIPE, SIG_IGN);
+	chat_wbuf_init(&wb, 1 << 17);
 	if (relay_start(&r, "127.0.0.1:0", NULL) != 0) {
 		fprintf(stderr, "relay did not start:\n%s\n", r.log);
 		return 1;
 	}
 	int fd = dial(&r);
-	CHECK(fd >= 0);
-	CHECK(fd >= 0 && echo_ok(fd, "hello"));
-	CHECK(relay_wait_log(&r, "client 127.0.0.1:", 5));
+	CHECK(fd >= 0 && login(fd, "first", "rc4dh") && who_ok(fd));
+	CHECK(relay_wait_log(&r, "logged in as first (suites: rc4dh)", 5));
 	test_coalesced_and_split(&r);
+	test_protocol_errors(&r);
+	test_rooms(&r);
 	test_oversize_and_truncated(&r);
 	test_many_clients(&r);
 	test_address_in_use(&r);
 
-	/* SIGTERM: the relay closes every client and exits 0. */
+	/* SIGTERM: every client gets BYE, then the relay exits 0. */
+	kill(r.pid, SIGTERM);
+	CHECK(fd >= 0 && !read_msg(fd, &m) && m.type == CHAT_MSG_BYE);
+	CHECK_STR_CONTAINS(m.text, "relay shutting down");
 	CHECK_EQ_INT(relay_stop(&r), 0);
 	CHECK_STR_CONTAINS(r.log, "shutting down on Terminated");
 	if (fd >= 0) {
@@ -516,6 +839,8 @@ int main(void)
 	}
 	test_slow_reader();
 	test_idle_timeout();
+	test_policy();
 	test_ipv6();
+	chat_wbuf_free(&wb);
 	return test_done("e2e_relay");
 }

@@ -15,7 +15,7 @@ PIDS=()
 cleanup() {
 	for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
 	wait 2>/dev/null
-	rm -rf "$T"
+	if [ "${CHAT_KEEP_TMP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 
@@ -101,4 +101,40 @@ finish() {
 	echo "$(basename "$0"): $((CHECKS - FAILS)) passed, $FAILS failed"
 	[ "$FAILS" -eq 0 ]
 	exit $?
+}
+
+# ---- chat-client sessions driven through fifos (line mode, docs/CLIENT.md)
+
+declare -A CFD CPID
+# client NAME USER SUITES [ARGS...]: start chat-client as USER allowing SUITES
+client() {
+	local name=$1 user=$2 suites=$3; shift 3
+	mkfifo "$T/$name.in"
+	"${VG[@]}" "$CHAT_BIN/chat-client" --config "$T/chat.ini" --connect "$RELAY_ADDR" \
+		--user "$user" --suites "$suites" "$@" <"$T/$name.in" >"$T/$name.out" 2>"$T/$name.err" &
+	CPID[$name]=$!
+	PIDS+=("$!")
+	exec {fd}>"$T/$name.in"
+	CFD[$name]=$fd
+}
+# say NAME LINE: type LINE into NAME's client
+say() { printf '%s\n' "$2" >&"${CFD[$1]}"; }
+# wait_for NAME TEXT [SECONDS]: NAME's output gets a line containing TEXT
+wait_for() {
+	local name=$1 text=$2 limit=${3:-30}
+	for _ in $(seq 1 $((limit * 20))); do
+		grep -qF -- "$text" "$T/$name.out" 2>/dev/null && { pass; return 0; }
+		sleep 0.05
+	done
+	fail "$name never printed '${text:0:80}'; it printed: $(tail -5 "$T/$name.out" | cut -c1-200; tail -5 "$T/$name.err" | cut -c1-200)"
+	return 1
+}
+# quit NAME [WANT_STATUS]: /quit, close its input, check its exit status
+quit() {
+	local name=$1 want=${2:-0}
+	say "$name" "/quit" 2>/dev/null
+	exec {CFD[$name]}>&-
+	wait_exit "${CPID[$name]}" 30
+	ERR=$(cat "$T/$name.err")
+	expect_rc "$want" "client $name exit"
 }

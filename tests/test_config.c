@@ -306,7 +306,25 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 14);
+	CHECK_EQ_INT(n, 20); /* update with config_schema.c and docs/CONFIG.md */
+	chat_config_free(cfg);
+}
+
+static void test_lists(void)
+{
+	struct chat_config *cfg = NULL;
+	char err[512], names[16][33];
+
+	CHECK_EQ_INT(chat_config_load(NULL, &cfg, sizeof(err), err), CHAT_OK);
+	if (!cfg)
+		return;
+	CHECK_EQ_INT(chat_config_list(cfg, "client", "suites", 16, names), 2);
+	CHECK(!strcmp(names[0], "aescbc-hmac") && !strcmp(names[1], "rc4dh"));
+	CHECK_EQ_INT(chat_config_set(cfg, "client.suites= xor-demo ,rc4dh,aescbc-hmac ", sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(chat_config_list(cfg, "client", "suites", 16, names), 3);
+	CHECK(!strcmp(names[0], "xor-demo") && !strcmp(names[2], "aescbc-hmac"));
+	CHECK_EQ_INT(chat_config_list(cfg, "client", "suites", 1, names), 1);
+	CHECK_EQ_INT(chat_config_list(cfg, "relay", "suites", 16, names), 0); /* empty: any */
 	chat_config_free(cfg);
 }
 
@@ -314,8 +332,13 @@ static void test_value_errors(void)
 {
 	EXPECT_LOAD_ERROR("[relay]\nlisen = 1\n", 2,
 	                  "unknown key 'lisen' in section [relay] (known keys: transport, listen, "
-	                  "max_clients, out_queue_limit, idle_timeout)");
+	                  "max_clients, out_queue_limit, idle_timeout, suites, max_rooms, max_room_members)");
 	EXPECT_LOAD_ERROR("[core]\n\n[rely]\n", 3, "unknown section [rely]");
+	EXPECT_LOAD_ERROR("[client]\nsuites = rc4dh, RC4\n", 2,
+	                  "client.suites: 'rc4dh, RC4' is not a comma-separated list of suite names");
+	EXPECT_LOAD_ERROR("[client]\nsuites = rc4dh,,xor-demo\n", 2, "is not a comma-separated list");
+	EXPECT_LOAD_ERROR("[relay]\nsuites = rc4dh, rc4dh\n", 2, "relay.suites: 'rc4dh' is listed twice");
+	EXPECT_LOAD_ERROR("[relay]\nsuites = a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\n", 2, "more than 16 names listed");
 	EXPECT_LOAD_ERROR("[rely]\nlisten = 1\n", 1, "unknown section [rely]");
 	EXPECT_LOAD_ERROR("[]\n", 1, "unknown section []");
 	EXPECT_LOAD_ERROR("[ relay ]\n", 1, "unknown section [ relay ]");
@@ -915,6 +938,7 @@ int main(void)
 	test_defaults();
 	test_schema();
 	test_value_errors();
+	test_lists();
 	test_structure_errors();
 	test_long_lines();
 	test_odd_files();

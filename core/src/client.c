@@ -403,6 +403,8 @@ static void established(struct chat_client *c, struct conv *v)
 	int insecure = (v->suite->desc->flags & CHAT_FLAG_INSECURE) != 0;
 
 	v->state = C_ESTABLISHED;
+	if (!c->current[0] && v->relay_link) /* plain lines go here until /to says otherwise */
+		snprintf(c->current, sizeof(c->current), "%s", v->peer);
 	emit(c, CHAT_EV_ESTABLISHED, v->peer, NULL, v->suite->desc->name, NULL, 0, NULL, insecure);
 	if (insecure)
 		say(c, CHAT_EV_WARNING, v->peer,

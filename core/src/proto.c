@@ -364,6 +364,7 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 		rd_text(&r, m->text, "reason");
 		break;
 	default:
+		r.what = "message";
 		rd_fail(&r, "unknown message type 0x%02x", (unsigned)m->type);
 		break;
 	}

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <chat/error.h>
+
 #define CHAT_PROTO_VERSION 1
 #define CHAT_NAME_MAX 32   /* usernames, room names, suite names */
 #define CHAT_TEXT_MAX 512  /* error texts and reasons */

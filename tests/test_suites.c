@@ -1,0 +1,594 @@
+/* The generic suite test (Nettle's meta-*-test idea): every cipher plugin in
+ * the build's plugin directory, loaded by the core's loader, goes through the
+ * same checks, chosen from its descriptor's flags alone -- never its name:
+ *
+ *   all suites     in-process handshake by passing buffers (bounded steps),
+ *                  round trips of many random-length messages both ways,
+ *                  CHAT_ERR_NOSPACE consuming nothing, equal fingerprints;
+ *   INTEGRITY      every flipped bit and every truncation rejected by open
+ *                  with nothing written;
+ *   REPLAY         a sealed message opened twice is rejected the second time;
+ *   NEEDS_SECRET   a wrong secret makes the handshake fail, a missing one is
+ *                  CHAT_ERR_NOSECRET at session_new or at the first step.
+ *
+ * One line per suite; the number tested must equal the number of cipher
+ * plugins the registry loaded, and a plugin that fails to load fails the
+ * test too. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader.h"
+#include "log.h"
+#include "paths.h"
+#include "testutils.h"
+
+#define HS_CAP 65536     /* a handshake message fits in one default frame */
+#define MAX_STEPS 16     /* handshake calls, both ends together */
+#define MESSAGES 400     /* per suite, both directions */
+#define MSG_MAX 4096     /* plaintext bytes per message */
+#define QMAX 4           /* messages in flight per direction */
+#define FILL 0xa5        /* open's dst is prefilled to see what it wrote */
+
+static const char secret[] = "correct horse battery staple";
+static const char wrong_secret[] = "correct horse battery stapler";
+static const uint8_t binding[] = "offer=a,b,c;accept=b,c;choice=b";
+static uint8_t pool[2 * MSG_MAX];
+
+struct suite {
+	const struct chat_loaded *l;
+	const struct chat_cipher_ops *ops;
+	unsigned flags;
+	char notes[512];
+};
+
+static void note(struct suite *t, const char *text)
+{
+	size_t n = strlen(t->notes);
+
+	snprintf(t->notes + n, sizeof(t->notes) - n, "%s%s", n ? ", " : "", text);
+}
+
+static int new_session(const struct suite *t, int role, const char *pw, void **s)
+{
+	struct chat_cipher_params params = {
+		.size = sizeof(params),
+		.role = role,
+		.local_id = role == CHAT_ROLE_INITIATOR ? "alice" : "bob",
+		.peer_id = role == CHAT_ROLE_INITIATOR ? "bob" : "alice",
+		.suite = t->l->desc->name,
+		.secret = (const uint8_t *)pw,
+		.secret_len = pw ? strlen(pw) : 0,
+		.binding = binding,
+		.binding_len = sizeof(binding) - 1,
+	};
+
+	*s = NULL;
+	return t->ops->session_new(&t->l->host, &params, s);
+}
+
+/* Pass messages back and forth until both ends say ESTABLISHED.  CHAT_OK,
+ * or the first error with *who naming the end (or the protocol problem). */
+static int run_handshake(const struct suite *t, void *i, void *r, int *steps, const char **who)
+{
+	uint8_t *buf[2] = { malloc(HS_CAP), malloc(HS_CAP) };
+	void *end[2] = { i, r };
+	int done[2] = { 0, 0 }, turn = 0, cur = 0, rc;
+	struct chat_buf out = { buf[0], HS_CAP, 0 };
+	size_t msg_len;
+
+	*steps = 0;
+	*who = "";
+	if (!buf[0] || !buf[1])
+		abort();
+	rc = t->ops->handshake(i, 0, &out, NULL);
+	++*steps;
+	if (rc < 0) {
+		*who = "initiator";
+		goto out;
+	}
+	done[0] = rc == CHAT_HS_ESTABLISHED;
+	msg_len = out.len;
+	turn = 1;
+	while (!(done[0] && done[1])) {
+		if (*steps >= MAX_STEPS) {
+			rc = CHAT_ERR_TIMEOUT;
+			*who = "no end (too many steps)";
+			goto out;
+		}
+		if (msg_len == 0) {
+			rc = CHAT_ERR_STATE;
+			*who = "no end (stalled: nothing to send, not established)";
+			goto out;
+		}
+		if (done[turn]) {
+			rc = CHAT_ERR_STATE;
+			*who = "no end (a message for an end already established)";
+			goto out;
+		}
+		out = (struct chat_buf){ buf[!cur], HS_CAP, 0 };
+		rc = t->ops->handshake(end[turn], msg_len, &out, buf[cur]);
+		++*steps;
+		if (rc < 0) {
+			*who = turn ? "responder" : "initiator";
+			/* A last message (a nack) goes to the peer, as the core would send
+			 * it; whatever the peer makes of it, the handshake has failed. */
+			if (out.len && !done[!turn]) {
+				struct chat_buf sink = { buf[cur], HS_CAP, 0 };
+
+				t->ops->handshake(end[!turn], out.len, &sink, buf[!cur]);
+			}
+			goto out;
+		}
+		if (rc != CHAT_HS_CONTINUE && rc != CHAT_HS_ESTABLISHED) {
+			rc = CHAT_ERR_STATE;
+			*who = turn ? "responder (unknown return value)" : "initiator (unknown return value)";
+			goto out;
+		}
+		done[turn] = rc == CHAT_HS_ESTABLISHED;
+		msg_len = out.len;
+		cur = !cur;
+		turn = !turn;
+	}
+	rc = CHAT_OK;
+	if (msg_len) {
+		rc = CHAT_ERR_STATE;
+		*who = "no end (a message left over after both established)";
+	}
+out:
+	free(buf[0]);
+	free(buf[1]);
+	return rc;
+}
+
+/* A pair of established sessions, or 0 with everything freed. */
+static int pair_new(const struct suite *t, void **i, void **r, int *steps)
+{
+	const char *pw = t->flags & CHAT_FLAG_NEEDS_SECRET ? secret : NULL;
+	const char *who;
+	int rc;
+
+	*r = NULL;
+	rc = new_session(t, CHAT_ROLE_INITIATOR, pw, i);
+	if (rc == CHAT_OK)
+		rc = new_session(t, CHAT_ROLE_RESPONDER, pw, r);
+	if (rc) {
+		fprintf(stderr, "%s: session_new: %s\n", t->l->desc->name, chat_strerror(rc));
+		goto fail;
+	}
+	rc = run_handshake(t, *i, *r, steps, &who);
+	if (rc) {
+		fprintf(stderr, "%s: handshake failed at %s: %s\n", t->l->desc->name, who,
+		        chat_strerror(rc));
+		goto fail;
+	}
+	return 1;
+fail:
+	CHECK_EQ_INT(rc, CHAT_OK);
+	t->ops->session_free(*i);
+	t->ops->session_free(*r);
+	*i = *r = NULL;
+	return 0;
+}
+
+/* Seal into a buffer of sealed_size(); the caller frees it. */
+static uint8_t *seal(const struct suite *t, void *s, size_t len, const uint8_t *src,
+                     size_t *sealed_len)
+{
+	size_t cap = t->ops->sealed_size(s, len);
+	uint8_t *buf = malloc(cap ? cap : 1);
+	struct chat_buf b = { buf, cap, 0 };
+	int rc;
+
+	if (!buf)
+		abort();
+	rc = t->ops->seal(s, len, &b, src);
+	CHECK_EQ_INT(rc, CHAT_OK);
+	CHECK(b.len <= cap);
+	*sealed_len = rc == CHAT_OK ? b.len : 0;
+	return buf;
+}
+
+/* Open into a prefilled buffer; when open fails, check it wrote nothing. */
+static int open_msg(const struct suite *t, void *s, size_t len, const uint8_t *src,
+                    size_t cap, uint8_t *dst, size_t *out_len)
+{
+	struct chat_buf b = { dst, cap, 0 };
+	int rc;
+
+	memset(dst, FILL, cap);
+	rc = t->ops->open(s, len, &b, src);
+	if (rc != CHAT_OK) {
+		size_t k = 0;
+
+		while (k < cap && dst[k] == FILL)
+			k++;
+		CHECK_EQ_INT(b.len, 0);
+		CHECK_EQ_INT(k, cap); /* not a byte written */
+	}
+	*out_len = b.len;
+	return rc;
+}
+
+struct flight {
+	uint8_t *sealed;
+	size_t sealed_len;
+	const uint8_t *plain;
+	size_t len;
+};
+
+/* Many messages both ways, several in flight per direction (delivered in
+ * order within a direction), in a random interleaving. */
+static int round_trips(const struct suite *t, void *i, void *r, size_t *bytes)
+{
+	struct flight q[2][QMAX];
+	size_t head[2] = { 0, 0 }, count[2] = { 0, 0 }, sent = 0, delivered = 0;
+	void *end[2] = { i, r };
+	uint8_t *dst = malloc(2 * MSG_MAX + 4096);
+	int bad = 0;
+
+	if (!dst)
+		abort();
+	*bytes = 0;
+	while (delivered < MESSAGES) {
+		int d = (int)(test_rand() & 1);
+		int deliver = sent >= MESSAGES || (test_rand() & 1);
+
+		if (!deliver && count[d] < QMAX) {
+			struct flight *f = &q[d][(head[d] + count[d]) % QMAX];
+
+			f->len = test_rand() % 4 ? (size_t)(test_rand() % 200) :
+			                           (size_t)(test_rand() % (MSG_MAX + 1));
+			f->plain = pool + test_rand() % MSG_MAX;
+			f->sealed = seal(t, end[d], f->len, f->plain, &f->sealed_len);
+			count[d]++;
+			sent++;
+		} else if (count[d]) {
+			struct flight *f = &q[d][head[d]];
+			size_t n;
+			int rc = open_msg(t, end[!d], f->sealed_len, f->sealed,
+			                  f->sealed_len + MSG_MAX, dst, &n);
+
+			if (rc != CHAT_OK || n != f->len || (n && memcmp(dst, f->plain, n))) {
+				if (!bad)
+					fprintf(stderr, "%s: message %zu (%zu bytes) did not round-trip: %s\n",
+					        t->l->desc->name, delivered, f->len, chat_strerror(rc));
+				bad++;
+			}
+			*bytes += n;
+			free(f->sealed);
+			head[d] = (head[d] + 1) % QMAX;
+			count[d]--;
+			delivered++;
+		}
+	}
+	free(dst);
+	CHECK_EQ_INT(bad, 0);
+	return bad == 0;
+}
+
+/* Seal from s, open at peer, compare. */
+static int xfer(const struct suite *t, void *s, void *peer, size_t len, const uint8_t *src)
+{
+	size_t sl, n;
+	uint8_t *sealed = seal(t, s, len, src, &sl), *dst = malloc(sl + len + 64);
+	int rc, ok;
+
+	if (!dst)
+		abort();
+	rc = open_msg(t, peer, sl, sealed, sl + len + 64, dst, &n);
+	ok = rc == CHAT_OK && n == len && (!len || !memcmp(dst, src, len));
+	free(sealed);
+	free(dst);
+	return ok;
+}
+
+/* CHAT_ERR_NOSPACE writes and consumes nothing, in seal and in open: the
+ * same message then goes through, and the next one too. */
+static void check_nospace(const struct suite *t, void *i, void *r)
+{
+	const uint8_t *text = pool + 17;
+	uint8_t small[1], *sealed;
+	struct chat_buf b = { small, 0, 0 };
+	size_t sl;
+
+	for (size_t cap = 0; cap < 2; cap++) {
+		b.cap = cap;
+		CHECK_EQ_INT(t->ops->seal(i, 100, &b, text), CHAT_ERR_NOSPACE);
+		CHECK_EQ_INT(b.len, 0);
+	}
+	sealed = seal(t, i, 100, text, &sl);
+	b.cap = 0;
+	CHECK_EQ_INT(t->ops->open(r, sl, &b, sealed), CHAT_ERR_NOSPACE);
+	CHECK_EQ_INT(b.len, 0);
+	{
+		uint8_t *dst = malloc(sl + 128);
+		size_t n;
+
+		if (!dst)
+			abort();
+		CHECK_EQ_INT(open_msg(t, r, sl, sealed, sl + 128, dst, &n), CHAT_OK);
+		CHECK(n == 100 && !memcmp(dst, text, 100));
+		free(dst);
+	}
+	free(sealed);
+	CHECK(xfer(t, i, r, 33, pool + 99));
+	CHECK(xfer(t, r, i, 44, pool + 999));
+}
+
+/* Every flipped bit, every truncation: rejected, nothing written.  A suite
+ * may drop a forgery and go on (then the genuine message still opens
+ * afterwards) or fail for good (then each forgery gets a fresh pair). */
+static void check_integrity(struct suite *t, void *i, void *r)
+{
+	const uint8_t *text = pool + 5;
+	const size_t len = 37;
+	uint8_t *sealed, *forged, *dst;
+	size_t sl, n, flips = 0, cuts = 0;
+	int survives;
+	char line[128];
+
+	sealed = seal(t, i, len, text, &sl);
+	forged = malloc(sl + 1);
+	dst = malloc(sl + len + 64);
+	if (!forged || !dst)
+		abort();
+
+	/* Does a session survive one forgery? */
+	memcpy(forged, sealed, sl);
+	forged[sl - 1] ^= 1;
+	CHECK(open_msg(t, r, sl, forged, sl + len + 64, dst, &n) < 0);
+	survives = open_msg(t, r, sl, sealed, sl + len + 64, dst, &n) == CHAT_OK &&
+	           n == len && !memcmp(dst, text, len);
+	free(sealed);
+
+	if (survives) {
+		sealed = seal(t, i, len, text, &sl);
+		for (size_t bit = 0; bit < sl * 8; bit++) {
+			memcpy(forged, sealed, sl);
+			forged[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+			if (open_msg(t, r, sl, forged, sl + len + 64, dst, &n) < 0)
+				flips++;
+			else
+				fprintf(stderr, "%s: a flip of bit %zu of %zu was accepted\n",
+				        t->l->desc->name, bit, sl * 8);
+		}
+		CHECK_EQ_INT(flips, sl * 8);
+		for (size_t cut = 0; cut < sl; cut++) {
+			if (open_msg(t, r, cut, sealed, sl + len + 64, dst, &n) < 0)
+				cuts++;
+			else
+				fprintf(stderr, "%s: a truncation to %zu of %zu bytes was accepted\n",
+				        t->l->desc->name, cut, sl);
+		}
+		CHECK_EQ_INT(cuts, sl);
+		/* None of that consumed anything: the genuine message opens. */
+		CHECK_EQ_INT(open_msg(t, r, sl, sealed, sl + len + 64, dst, &n), CHAT_OK);
+		CHECK(n == len && !memcmp(dst, text, len));
+		free(sealed);
+		snprintf(line, sizeof(line), "%zu bit flips and %zu truncations rejected", flips, cuts);
+		note(t, line);
+	} else {
+		/* Fails closed: sample positions, one fresh pair each. */
+		size_t positions[] = { 0, 1, 7, 8, 63, 64, 100, 0, 0 };
+		size_t np = sizeof(positions) / sizeof(positions[0]);
+
+		positions[np - 2] = sl * 4;
+		positions[np - 1] = sl * 8 - 1;
+		for (size_t k = 0; k < np; k++) {
+			void *i2, *r2;
+			int steps;
+
+			if (!pair_new(t, &i2, &r2, &steps))
+				break;
+			sealed = seal(t, i2, len, text, &sl);
+			memcpy(forged, sealed, sl);
+			forged[(positions[k] % (sl * 8)) / 8] ^= (uint8_t)(1u << (positions[k] % 8));
+			if (open_msg(t, r2, sl, forged, sl + len + 64, dst, &n) < 0)
+				flips++;
+			if (open_msg(t, r2, sl - 1 - k % sl, sealed, sl + len + 64, dst, &n) < 0)
+				cuts++;
+			free(sealed);
+			t->ops->session_free(i2);
+			t->ops->session_free(r2);
+		}
+		CHECK_EQ_INT(flips, np);
+		CHECK_EQ_INT(cuts, np);
+		snprintf(line, sizeof(line),
+		         "fails closed after a forgery; %zu sampled bit flips and %zu truncations "
+		         "rejected", flips, cuts);
+		note(t, line);
+	}
+	free(forged);
+	free(dst);
+}
+
+/* The same sealed message twice: the second is refused, and the session
+ * still works afterwards. */
+static void check_replay(struct suite *t, void *i, void *r)
+{
+	uint8_t *sealed, *dst;
+	size_t sl, n;
+	int rc;
+
+	sealed = seal(t, i, 21, pool + 300, &sl);
+	dst = malloc(sl + 64);
+	if (!dst)
+		abort();
+	CHECK_EQ_INT(open_msg(t, r, sl, sealed, sl + 64, dst, &n), CHAT_OK);
+	rc = open_msg(t, r, sl, sealed, sl + 64, dst, &n);
+	CHECK(rc < 0);
+	free(sealed);
+	free(dst);
+	if (rc < 0) {
+		char line[64];
+
+		snprintf(line, sizeof(line), "replay rejected (%s)", chat_strerror(rc));
+		note(t, line);
+	}
+	CHECK(xfer(t, i, r, 12, pool + 400));
+}
+
+/* A wrong secret must make the handshake fail on at least one end; a
+ * missing one is CHAT_ERR_NOSECRET at session_new or at the first step. */
+static void check_secret(struct suite *t)
+{
+	void *i = NULL, *r = NULL;
+	const char *who;
+	char line[160];
+	int rc, steps;
+
+	rc = new_session(t, CHAT_ROLE_INITIATOR, secret, &i);
+	CHECK_EQ_INT(rc, CHAT_OK);
+	if (rc == CHAT_OK) {
+		rc = new_session(t, CHAT_ROLE_RESPONDER, wrong_secret, &r);
+		CHECK_EQ_INT(rc, CHAT_OK);
+	}
+	if (rc == CHAT_OK) {
+		rc = run_handshake(t, i, r, &steps, &who);
+		CHECK(rc < 0);
+		snprintf(line, sizeof(line), "wrong secret: %s at the %s", chat_strerror(rc), who);
+		note(t, line);
+	}
+	t->ops->session_free(i);
+	t->ops->session_free(r);
+
+	/* No secret on the initiator. */
+	rc = new_session(t, CHAT_ROLE_INITIATOR, NULL, &i);
+	if (rc == CHAT_OK) {
+		uint8_t *buf = malloc(HS_CAP);
+		struct chat_buf b = { buf, HS_CAP, 0 };
+
+		if (!buf)
+			abort();
+		rc = t->ops->handshake(i, 0, &b, NULL);
+		free(buf);
+		note(t, "missing secret: initiator refuses at its first step");
+	} else {
+		CHECK(i == NULL);
+		note(t, "missing secret: initiator refused at session_new");
+	}
+	CHECK_EQ_INT(rc, CHAT_ERR_NOSECRET);
+	t->ops->session_free(i);
+	i = NULL;
+
+	/* No secret on the responder: it sees a genuine first message. */
+	rc = new_session(t, CHAT_ROLE_RESPONDER, NULL, &r);
+	if (rc == CHAT_OK) {
+		uint8_t *m1 = malloc(HS_CAP), *m2 = malloc(HS_CAP);
+		struct chat_buf b1 = { m1, HS_CAP, 0 }, b2 = { m2, HS_CAP, 0 };
+
+		if (!m1 || !m2)
+			abort();
+		CHECK_EQ_INT(new_session(t, CHAT_ROLE_INITIATOR, secret, &i), CHAT_OK);
+		rc = i ? t->ops->handshake(i, 0, &b1, NULL) : CHAT_ERR_FAILED;
+		CHECK(rc >= 0);
+		if (rc >= 0)
+			rc = t->ops->handshake(r, b1.len, &b2, m1);
+		free(m1);
+		free(m2);
+		note(t, "responder refuses at its first step");
+	} else {
+		CHECK(r == NULL);
+		note(t, "responder refused at session_new");
+	}
+	CHECK_EQ_INT(rc, CHAT_ERR_NOSECRET);
+	t->ops->session_free(i);
+	t->ops->session_free(r);
+}
+
+static void check_fingerprints(struct suite *t, void *i, void *r)
+{
+	char fi[256], fr[256], line[300];
+
+	if (!t->ops->fingerprint) {
+		note(t, "no fingerprint");
+		return;
+	}
+	memset(fi, 'x', sizeof(fi));
+	memset(fr, 'y', sizeof(fr));
+	CHECK_EQ_INT(t->ops->fingerprint(i, sizeof(fi), fi), CHAT_OK);
+	CHECK_EQ_INT(t->ops->fingerprint(r, sizeof(fr), fr), CHAT_OK);
+	CHECK(memchr(fi, '\0', sizeof(fi)) && memchr(fr, '\0', sizeof(fr)));
+	fi[sizeof(fi) - 1] = fr[sizeof(fr) - 1] = '\0';
+	CHECK(fi[0] != '\0');
+	CHECK(!strcmp(fi, fr));
+	snprintf(line, sizeof(line), "fingerprint \"%s\" on both ends", fi);
+	note(t, line);
+}
+
+static void test_suite(struct suite *t)
+{
+	int before = test_failures, steps = 0;
+	void *i, *r;
+	size_t bytes = 0;
+	char flags[128], line[160];
+
+	chat_plugin_flags_text(t->flags, sizeof(flags), flags);
+	if (pair_new(t, &i, &r, &steps)) {
+		snprintf(line, sizeof(line), "handshake in %d steps", steps);
+		note(t, line);
+		if (round_trips(t, i, r, &bytes)) {
+			snprintf(line, sizeof(line), "%d messages (%zu bytes) both ways", MESSAGES,
+			         bytes);
+			note(t, line);
+		}
+		check_nospace(t, i, r);
+		note(t, "NOSPACE consumes nothing");
+		check_fingerprints(t, i, r);
+		if (t->flags & CHAT_FLAG_INTEGRITY)
+			check_integrity(t, i, r);
+		if (t->flags & CHAT_FLAG_REPLAY)
+			check_replay(t, i, r);
+		t->ops->session_free(i);
+		t->ops->session_free(r);
+	}
+	if (t->flags & CHAT_FLAG_NEEDS_SECRET)
+		check_secret(t);
+	printf("suite %-12s [%s]: %s: %s\n", t->l->desc->name, flags,
+	       test_failures == before ? "ok" : "FAILED", t->notes);
+}
+
+static void on_scan_error(void *arg, const char *path, int err, const char *msg)
+{
+	int *failures = arg;
+
+	(*failures)++;
+	fprintf(stderr, "cannot load %s (%s): %s\n", path, chat_strerror(err), msg);
+}
+
+int main(void)
+{
+	struct chat_registry *reg = NULL;
+	size_t ciphers = 0, tested = 0;
+	int failures = 0, rc;
+
+	if (!getenv("TEST_VERBOSE"))
+		chat_log_set_level(CHAT_LOG_ERROR); /* the insecure suites' warnings are expected */
+	for (size_t k = 0; k < sizeof(pool); k++)
+		pool[k] = (uint8_t)(test_rand() >> 56);
+
+	CHECK_EQ_INT(chat_registry_new(NULL, &reg), CHAT_OK);
+	rc = chat_registry_scan(reg, CHAT_TEST_PLUGIN_DIR, on_scan_error, &failures);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(failures, 0);
+
+	for (size_t k = 0; k < chat_registry_count(reg); k++) {
+		const struct chat_loaded *l = chat_registry_get(reg, k);
+		struct suite t = { .l = l };
+
+		if (l->desc->kind != CHAT_PLUGIN_CIPHER)
+			continue;
+		ciphers++;
+		t.ops = l->desc->ops.cipher;
+		t.flags = l->desc->flags;
+		test_suite(&t);
+		tested++;
+	}
+	printf("%zu cipher suite(s) loaded from %s, %zu tested\n", ciphers, CHAT_TEST_PLUGIN_DIR,
+	       tested);
+	CHECK_EQ_INT(tested, ciphers);
+	CHECK(tested >= 2);
+	chat_registry_free(reg);
+	return test_done("test_suites");
+}

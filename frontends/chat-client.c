@@ -38,6 +38,7 @@ static const char *const kind_names[] = {
 	[CHAT_EV_CLOSED] = "closed", [CHAT_EV_FINGERPRINT] = "fingerprint", [CHAT_EV_SUITE] = "suite",
 	[CHAT_EV_QUEUED] = "queued", [CHAT_EV_INFO] = "info", [CHAT_EV_WARNING] = "warning",
 	[CHAT_EV_ERROR] = "error", [CHAT_EV_BYE] = "bye", [CHAT_EV_HELP] = "help",
+	[CHAT_EV_SENT] = "sent",
 };
 
 size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
@@ -58,7 +59,9 @@ size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
 		ADD(" %s", ev->suite);
 	if (ev->insecure)
 		ADD(" insecure");
-	if (ev->text_len) {
+	if (ev->kind == CHAT_EV_SENT) { /* scripts get the size; the text is theirs already */
+		ADD(" %zu", ev->text_len);
+	} else if (ev->text_len) {
 		ADD(" ");
 		used += chat_text_escape(ev->text_len, ev->text, used < cap ? cap - used : 0,
 		                         dst + (used < cap ? used : cap));

@@ -13,6 +13,7 @@
 #include <wchar.h>
 
 #include "client-ui.h"
+#include "log.h"
 #include "text.h"
 
 #define HISTORY 2000
@@ -106,7 +107,7 @@ static void layout(struct chat_tui *t)
 }
 
 /* A human rendering of an event; the line-mode text for the rarer ones. */
-static void human(const struct chat_event *ev, size_t cap, char *dst)
+static void human(const struct chat_event *ev, const char *t_me, size_t cap, char *dst)
 {
 	char stamp[16];
 	time_t now = time(NULL);
@@ -127,6 +128,12 @@ static void human(const struct chat_event *ev, size_t cap, char *dst)
 		break;
 	case CHAT_EV_ROOM_MSG:
 		snprintf(dst, cap, "%s #%s <%s> %s", stamp, ev->room, ev->peer, text);
+		break;
+	case CHAT_EV_SENT:
+		if (ev->room[0])
+			snprintf(dst, cap, "%s #%s <%s> %s", stamp, ev->room, t_me, text);
+		else
+			snprintf(dst, cap, "%s <%s> %s", stamp, t_me, text);
 		break;
 	case CHAT_EV_OFFER:
 		snprintf(dst, cap, "%s *** %s wants to talk (suite %s%s): /accept %s or /reject %s", stamp,
@@ -164,7 +171,7 @@ void chat_tui_event(void *ui, const struct chat_event *ev)
 		snprintf(t->me, sizeof(t->me), "%s", ev->peer);
 	if (!line)
 		return;
-	human(ev, cap, line);
+	human(ev, t->me, cap, line);
 	add_history(t, line);
 	waddstr(t->out, line);
 	waddch(t->out, '\n');
@@ -173,6 +180,17 @@ void chat_tui_event(void *ui, const struct chat_event *ev)
 	draw_status(t);
 	draw_input(t); /* the cursor goes back to the typing line */
 	doupdate();
+}
+
+/* Log lines would garble the screen on stderr: show them in the window. */
+static void log_sink(void *arg, int level, const char *line)
+{
+	struct chat_event ev = {
+		.kind = level <= CHAT_LOG_WARN ? CHAT_EV_WARNING : CHAT_EV_INFO,
+		.peer = "", .room = "", .suite = "", .code = "",
+		.text = line, .text_len = strlen(line),
+	};
+	chat_tui_event(arg, &ev);
 }
 
 static void submit(struct chat_tui *t)
@@ -317,6 +335,7 @@ int chat_tui_start(struct chat_loop *loop, struct chat_tui **out)
 		return -1;
 	}
 	redraw(t);
+	chat_log_set_sink(log_sink, t);
 	*out = t;
 	return 0;
 }
@@ -331,6 +350,7 @@ void chat_tui_stop(struct chat_tui *t)
 {
 	if (!t)
 		return;
+	chat_log_set_sink(NULL, NULL);
 	chat_loop_remove(t->loop, t->key_watch);
 	chat_loop_remove(t->loop, t->sig_watch);
 	close(t->sig_fd);

@@ -43,6 +43,7 @@ for suite in xor-demo rc4dh aescbc-hmac; do
 	wait_for "$b" "established alice $suite"
 	wait_for "$b" "msg alice $suite the first words of $suite"
 	say "$a" "secret plans for $suite"
+	wait_for "$a" "sent bob $suite $((17 + ${#suite}))"
 	say "$b" "reply through $suite"
 	wait_for "$b" "msg alice $suite secret plans for $suite"
 	wait_for "$a" "msg bob $suite reply through $suite"
@@ -154,7 +155,7 @@ say k1 "/talk lee"
 wait_for k2 "offer kim"
 say k2 "/accept kim"
 wait_for k1 "established lee"
-kill -9 "$RELAY_PID"
+{ kill -9 "$RELAY_PID"; wait "$RELAY_PID"; } 2>/dev/null
 wait_for k1 "error relay-lost lost the relay"
 wait_exit "${CPID[k1]}" 20; ERR=$(cat "$T/k1.err")
 expect_rc 1 "relay killed"

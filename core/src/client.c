@@ -417,7 +417,9 @@ static void established(struct chat_client *c, struct conv *v)
 		if (!v->pending)
 			v->pending_tail = &v->pending;
 		v->npending--;
-		seal_text(c, v, p->len, p->text, p->room[0] ? out_room : out_route, p->room);
+		if (seal_text(c, v, p->len, p->text, p->room[0] ? out_room : out_route, p->room) == CHAT_OK)
+			emit(c, CHAT_EV_SENT, p->room[0] ? NULL : v->peer, p->room[0] ? p->room : NULL,
+			     v->suite->desc->name, NULL, p->len, p->text, 0);
 		chat_wipe(p->text, p->len);
 		free(p);
 	}
@@ -1103,7 +1105,8 @@ static void send_text(struct chat_client *c, const char *peer, size_t len, const
 			emit(c, CHAT_EV_QUEUED, peer, NULL, NULL, NULL, 0, NULL, 0);
 		return;
 	}
-	seal_text(c, v, len, text, out_route, NULL);
+	if (seal_text(c, v, len, text, out_route, NULL) == CHAT_OK)
+		emit(c, CHAT_EV_SENT, peer, NULL, v->suite->desc->name, NULL, len, text, 0);
 }
 
 static void send_room_text(struct chat_client *c, const char *room, size_t len, const char *text)
@@ -1123,8 +1126,7 @@ static void send_room_text(struct chat_client *c, const char *room, size_t len, 
 	for (size_t i = 0; i < r->n; i++) {
 		struct conv *v = find_conv(c, r->members[i]);
 		if (v && v->state == C_ESTABLISHED) {
-			seal_text(c, v, len, text, out_room, room);
-			sent++;
+			sent += seal_text(c, v, len, text, out_room, room) == CHAT_OK;
 		} else if (v) {
 			held += !queue_text(c, v, room, len, text);
 		} else {
@@ -1132,6 +1134,8 @@ static void send_room_text(struct chat_client *c, const char *room, size_t len, 
 			          r->members[i]);
 		}
 	}
+	if (sent)
+		emit(c, CHAT_EV_SENT, NULL, room, NULL, NULL, len, text, 0);
 	if (!r->n)
 		say(c, CHAT_EV_INFO, NULL, "nobody else is in room %s", room);
 	else if (held)

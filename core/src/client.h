@@ -39,6 +39,7 @@ enum chat_event_kind {
 	CHAT_EV_ERROR,       /* peer (subject, may be empty), code (name), text */
 	CHAT_EV_BYE,         /* text: relay closing */
 	CHAT_EV_HELP,        /* text: one line of help */
+	CHAT_EV_SENT,        /* peer or room, suite, text: a message we sent (sealed and queued to the relay) */
 };
 
 struct chat_event {

@@ -8,6 +8,14 @@
 static const char *program = "chat";
 static int threshold = CHAT_LOG_INFO;
 static const char *const names[] = { "error", "warn", "info", "debug" };
+static void (*sink)(void *arg, int level, const char *line);
+static void *sink_arg;
+
+void chat_log_set_sink(void (*fn)(void *arg, int level, const char *line), void *arg)
+{
+	sink = fn;
+	sink_arg = arg;
+}
 
 void chat_log_set_program(const char *name)
 {
@@ -53,6 +61,13 @@ void chat_logv_tag(int level, const char *tag, const char *fmt, va_list ap)
 	int n = vsnprintf(line, sizeof(line), fmt, ap);
 	if (n < 0)
 		return;
+	if (sink) {
+		char full[1200];
+		snprintf(full, sizeof(full), "%s: %s%s%s%s", names[level], tag ? "[" : "", tag ? tag : "",
+		         tag ? "] " : "", line);
+		sink(sink_arg, level, full);
+		return;
+	}
 	fprintf(stderr, "%s.%03ld %s %s: %s%s%s%s\n", stamp, ts.tv_nsec / 1000000,
 	        program, names[level], tag ? "[" : "", tag ? tag : "", tag ? "] " : "", line);
 }

@@ -8,6 +8,9 @@
 #include <chat/host.h>
 
 void chat_log_set_program(const char *name);
+/* Send log lines to fn instead of stderr (a full-screen UI owns the terminal);
+ * NULL restores stderr.  line is the formatted line without a newline. */
+void chat_log_set_sink(void (*fn)(void *arg, int level, const char *line), void *arg);
 void chat_log_set_level(int level); /* enum chat_log_level */
 int chat_log_level(void);
 /* "error", "warn", "info", "debug" -> level, or -1. */

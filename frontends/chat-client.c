@@ -26,7 +26,13 @@ struct app {
 	char *line;
 	size_t line_len, line_cap, max_line;
 	int eof;
+	uint64_t eof_at, last_event; /* monotonic ms */
 };
+
+/* At end of scripted input, replies may still be on their way: quit once the
+ * relay has been quiet for a moment, or after a bound. */
+#define LINGER_QUIET_MS 500
+#define LINGER_MAX_MS 5000
 
 static const char *const kind_names[] = {
 	[CHAT_EV_CONNECTED] = "connected", [CHAT_EV_LOGGED_IN] = "logged-in",
@@ -78,7 +84,7 @@ static void line_event(void *ui, const struct chat_event *ev)
 	size_t cap = 4 * ev->text_len + 256;
 	char *buf = malloc(cap);
 
-	(void)a;
+	a->last_event = chat_loop_now_ms();
 	if (!buf)
 		return;
 	chat_ui_format(ev, cap, buf);
@@ -115,6 +121,19 @@ static void input_bytes(struct app *a, size_t n, const char *buf)
 	}
 }
 
+static long long linger(struct chat_loop *loop, void *arg)
+{
+	struct app *a = arg;
+	uint64_t now = chat_loop_now_ms();
+
+	(void)loop;
+	if (now - a->last_event >= LINGER_QUIET_MS || now - a->eof_at >= LINGER_MAX_MS) {
+		chat_client_input(a->client, 5, "/quit");
+		return -1;
+	}
+	return 100;
+}
+
 static void input_eof(struct app *a)
 {
 	if (a->line_len)
@@ -124,7 +143,9 @@ static void input_eof(struct app *a)
 	if (a->in_watch)
 		chat_loop_remove(a->loop, a->in_watch);
 	a->in_watch = NULL;
-	chat_client_input(a->client, 5, "/quit");
+	a->eof_at = a->last_event = chat_loop_now_ms();
+	if (chat_loop_timer_add(a->loop, 100, linger, a, NULL) != CHAT_OK)
+		chat_client_input(a->client, 5, "/quit");
 }
 
 static void on_stdin(struct chat_loop *loop, int fd, unsigned events, void *arg)

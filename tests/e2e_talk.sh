@@ -147,6 +147,16 @@ say r3 "still here"
 wait_for r1 "room lobby cat rc4dh still here"
 for c in r1 r2 r3 carol dave xena eve frank; do quit "$c"; done
 
+# No username given: it is asked for (here the first input line).
+printf 'zoe\n/who\n' >"$T/zoe.in"
+"$CHAT_BIN/chat-client" --config "$T/chat.ini" --connect "$RELAY_ADDR" --suites rc4dh \
+	<"$T/zoe.in" >"$T/zoe.out" 2>"$T/zoe.err"; RC=$?
+ERR=$(cat "$T/zoe.err"); OUT=$(cat "$T/zoe.out")
+expect_rc 0 "username asked"
+expect_err "username: " "username asked"
+expect_out "logged-in zoe" "username asked"
+expect_out "who zoe rc4dh" "username asked"
+
 # The relay dies mid-conversation: each client says so and exits 1.
 client k1 kim rc4dh
 client k2 lee rc4dh

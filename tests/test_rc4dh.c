@@ -32,7 +32,8 @@ static const struct chat_plugin *desc;
 static const struct chat_cipher_ops *ops;
 static uint8_t pool[2 * 65536];        /* random text to cut messages from */
 
-static const uint8_t binding[] = "offer=aescbc-hmac,rc4dh,xor-demo;accept=rc4dh,xor-demo;choice=rc4dh";
+static const uint8_t binding[] =
+	"offer=aescbc-hmac,rc4dh,xor-demo;accept=rc4dh,xor-demo;choice=rc4dh";
 
 /* ======== RC4: RFC 6229 ======== */
 

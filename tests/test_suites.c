@@ -28,6 +28,7 @@
 #define MESSAGES 400     /* per suite, both directions */
 #define MSG_MAX 4096     /* plaintext bytes per message */
 #define QMAX 4           /* messages in flight per direction */
+#define RT_CAP (4 * MSG_MAX) /* open's room in the round trips */
 #define FILL 0xa5        /* open's dst is prefilled to see what it wrote */
 
 static const char secret[] = "correct horse battery staple";
@@ -224,7 +225,7 @@ static int round_trips(const struct suite *t, void *i, void *r, size_t *bytes)
 	struct flight q[2][QMAX];
 	size_t head[2] = { 0, 0 }, count[2] = { 0, 0 }, sent = 0, delivered = 0;
 	void *end[2] = { i, r };
-	uint8_t *dst = malloc(2 * MSG_MAX + 4096);
+	uint8_t *dst = malloc(RT_CAP);
 	int bad = 0;
 
 	if (!dst)
@@ -246,8 +247,7 @@ static int round_trips(const struct suite *t, void *i, void *r, size_t *bytes)
 		} else if (count[d]) {
 			struct flight *f = &q[d][head[d]];
 			size_t n;
-			int rc = open_msg(t, end[!d], f->sealed_len, f->sealed,
-			                  f->sealed_len + MSG_MAX, dst, &n);
+			int rc = open_msg(t, end[!d], f->sealed_len, f->sealed, RT_CAP, dst, &n);
 
 			if (rc != CHAT_OK || n != f->len || (n && memcmp(dst, f->plain, n))) {
 				if (!bad)
@@ -319,6 +319,19 @@ static void check_nospace(const struct suite *t, void *i, void *r)
 /* Every flipped bit, every truncation: rejected, nothing written.  A suite
  * may drop a forgery and go on (then the genuine message still opens
  * afterwards) or fail for good (then each forgery gets a fresh pair). */
+/* Buffers for the tampering checks: a sealed 37-byte message and whatever
+ * open writes must fit (any sane suite is far below). */
+#define ROOM 4096
+
+static int sealed_fits(const struct suite *t, size_t sl)
+{
+	if (sl > 0 && sl <= ROOM)
+		return 1;
+	fprintf(stderr, "%s: a 37-byte message sealed to %zu bytes\n", t->l->desc->name, sl);
+	CHECK(sl > 0 && sl <= ROOM);
+	return 0;
+}
+
 static void check_integrity(struct suite *t, void *i, void *r)
 {
 	const uint8_t *text = pool + 5;
@@ -328,26 +341,34 @@ static void check_integrity(struct suite *t, void *i, void *r)
 	int survives;
 	char line[128];
 
-	sealed = seal(t, i, len, text, &sl);
-	forged = malloc(sl + 1);
-	dst = malloc(sl + len + 64);
+	forged = malloc(ROOM);
+	dst = malloc(ROOM);
 	if (!forged || !dst)
 		abort();
+	sealed = seal(t, i, len, text, &sl);
+	if (!sealed_fits(t, sl)) {
+		free(sealed);
+		goto out;
+	}
 
 	/* Does a session survive one forgery? */
 	memcpy(forged, sealed, sl);
 	forged[sl - 1] ^= 1;
-	CHECK(open_msg(t, r, sl, forged, sl + len + 64, dst, &n) < 0);
-	survives = open_msg(t, r, sl, sealed, sl + len + 64, dst, &n) == CHAT_OK &&
+	CHECK(open_msg(t, r, sl, forged, ROOM, dst, &n) < 0);
+	survives = open_msg(t, r, sl, sealed, ROOM, dst, &n) == CHAT_OK &&
 	           n == len && !memcmp(dst, text, len);
 	free(sealed);
 
 	if (survives) {
 		sealed = seal(t, i, len, text, &sl);
+		if (!sealed_fits(t, sl)) {
+			free(sealed);
+			goto out;
+		}
 		for (size_t bit = 0; bit < sl * 8; bit++) {
 			memcpy(forged, sealed, sl);
 			forged[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-			if (open_msg(t, r, sl, forged, sl + len + 64, dst, &n) < 0)
+			if (open_msg(t, r, sl, forged, ROOM, dst, &n) < 0)
 				flips++;
 			else
 				fprintf(stderr, "%s: a flip of bit %zu of %zu was accepted\n",
@@ -355,7 +376,7 @@ static void check_integrity(struct suite *t, void *i, void *r)
 		}
 		CHECK_EQ_INT(flips, sl * 8);
 		for (size_t cut = 0; cut < sl; cut++) {
-			if (open_msg(t, r, cut, sealed, sl + len + 64, dst, &n) < 0)
+			if (open_msg(t, r, cut, sealed, ROOM, dst, &n) < 0)
 				cuts++;
 			else
 				fprintf(stderr, "%s: a truncation to %zu of %zu bytes was accepted\n",
@@ -363,7 +384,7 @@ static void check_integrity(struct suite *t, void *i, void *r)
 		}
 		CHECK_EQ_INT(cuts, sl);
 		/* None of that consumed anything: the genuine message opens. */
-		CHECK_EQ_INT(open_msg(t, r, sl, sealed, sl + len + 64, dst, &n), CHAT_OK);
+		CHECK_EQ_INT(open_msg(t, r, sl, sealed, ROOM, dst, &n), CHAT_OK);
 		CHECK(n == len && !memcmp(dst, text, len));
 		free(sealed);
 		snprintf(line, sizeof(line), "%zu bit flips and %zu truncations rejected", flips, cuts);
@@ -382,11 +403,17 @@ static void check_integrity(struct suite *t, void *i, void *r)
 			if (!pair_new(t, &i2, &r2, &steps))
 				break;
 			sealed = seal(t, i2, len, text, &sl);
+			if (!sealed_fits(t, sl)) {
+				free(sealed);
+				t->ops->session_free(i2);
+				t->ops->session_free(r2);
+				break;
+			}
 			memcpy(forged, sealed, sl);
 			forged[(positions[k] % (sl * 8)) / 8] ^= (uint8_t)(1u << (positions[k] % 8));
-			if (open_msg(t, r2, sl, forged, sl + len + 64, dst, &n) < 0)
+			if (open_msg(t, r2, sl, forged, ROOM, dst, &n) < 0)
 				flips++;
-			if (open_msg(t, r2, sl - 1 - k % sl, sealed, sl + len + 64, dst, &n) < 0)
+			if (open_msg(t, r2, sl - 1 - k % sl, sealed, ROOM, dst, &n) < 0)
 				cuts++;
 			free(sealed);
 			t->ops->session_free(i2);
@@ -399,6 +426,7 @@ static void check_integrity(struct suite *t, void *i, void *r)
 		         "rejected", flips, cuts);
 		note(t, line);
 	}
+out:
 	free(forged);
 	free(dst);
 }

@@ -58,19 +58,24 @@ struct chat_cipher_ops {
 	 * Consumes the whole peer message in src, writes the next message to dst.
 	 * Returns CHAT_HS_CONTINUE, CHAT_HS_ESTABLISHED or a negative error; on an
 	 * error dst may still hold a last message for the peer (e.g. a nack) that
-	 * the core sends before it closes.  An error is final: every later call
-	 * returns CHAT_ERR_FAILED. */
+	 * the core sends before it closes.  An error is final (every later call
+	 * returns CHAT_ERR_FAILED) except CHAT_ERR_NOSPACE and CHAT_ERR_INVALID,
+	 * which consume nothing: the caller may retry with a larger dst. */
 	int (*handshake)(void *session, size_t src_len, struct chat_buf *dst,
 	                 const uint8_t *src);
 
 	/* Upper bound of the sealed size of a len-byte message. */
 	size_t (*sealed_size)(void *session, size_t len);
 
-	/* Encrypt (and authenticate, if the suite can) one message. */
+	/* Encrypt (and authenticate, if the suite can) one message.  src and dst
+	 * must not overlap.  Before the handshake is established seal and open
+	 * return CHAT_ERR_STATE (a suite may also fail the session then). */
 	int (*seal)(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src);
 
 	/* Verify and decrypt one sealed message.  Nothing is written to dst unless
-	 * the message is authentic, for suites that can tell. */
+	 * the message is authentic, for suites that can tell.  A rejected message
+	 * (CHAT_ERR_INTEGRITY, _REPLAY, _STALE, _MALFORMED) should be dropped
+	 * without failing the session, so one injected packet cannot end it. */
 	int (*open)(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src);
 
 	/* Optional (NULL if absent): a short human-comparable string that both

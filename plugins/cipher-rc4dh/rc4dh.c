@@ -1,0 +1,520 @@
+/* rc4dh: the classic "talk through a server, RC4 keyed by Diffie-Hellman"
+ * design, kept for comparison.  INSECURE: no integrity at all and an
+ * unauthenticated key exchange.  docs/suites/rc4dh.md has the wire format,
+ * the key schedule and the attacks; tests/test_rc4dh.c demonstrates them.
+ *
+ * Handshake (one round trip, no I/O here):
+ *   initiator -> responder: version(1) || A (256, big-endian), A = 2^a mod p
+ *   responder -> initiator: version(1) || B (256, big-endian), B = 2^b mod p
+ * Keys: HKDF-SHA256(salt "chat-rc4dh-v1", IKM = the 256-byte shared secret),
+ * info "initiator->responder" || binding and "responder->initiator" ||
+ * binding, 32 bytes each, one RC4 state per direction that never restarts.
+ * Message: offset(8, big-endian: bytes this side sent before) || RC4(text). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nettle/hkdf.h>
+#include <nettle/hmac.h>
+#include <nettle/sha2.h>
+
+#include <chat/plugin.h>
+
+#include "rc4dh_internal.h"
+
+#define RC4DH_NAME "rc4dh"
+#define RC4DH_WIRE_VERSION 1
+#define RC4DH_HS_LEN (1 + RC4DH_DH_BYTES)
+#define RC4DH_OFFSET_LEN 8
+#define RC4DH_KEY_LEN 32
+#define RC4DH_DROP_DEFAULT 3072
+#define RC4DH_DROP_MAX 1048576
+/* A larger jump is more likely a forged or corrupt offset than lost
+ * messages, and skipping costs time linear in the gap. */
+#define RC4DH_GAP_MAX ((uint64_t)64 << 20)
+/* The negotiation transcript is a few suite names; anything near this is a
+ * caller bug, and the copy is bounded. */
+#define RC4DH_BINDING_MAX 65536
+#define RC4DH_SALT "chat-rc4dh-v1"
+#define RC4DH_INFO_I2R "initiator->responder"
+#define RC4DH_INFO_R2I "responder->initiator"
+#define RC4DH_INFO_LEN (sizeof(RC4DH_INFO_I2R) - 1)
+#define RC4DH_FP_TAG "chat rc4dh fingerprint v1"
+#define RC4DH_FP_BYTES 10 /* 80 bits shown */
+#define RC4DH_FP_LEN 24   /* "xxxx-xxxx-xxxx-xxxx-xxxx" */
+
+_Static_assert(sizeof(RC4DH_INFO_I2R) == sizeof(RC4DH_INFO_R2I),
+               "equal-length labels keep label || binding unambiguous");
+
+enum rc4dh_state {
+	RC4DH_START = 0,
+	RC4DH_WAIT_PEER,   /* initiator: A sent, waiting for B */
+	RC4DH_ESTABLISHED,
+	RC4DH_FAILED,
+};
+
+struct rc4dh {
+	const struct chat_host *host;
+	int role;
+	int state;                     /* enum rc4dh_state */
+	uint64_t drop;
+	uint8_t exp[RC4DH_EXP_BYTES];  /* our exponent, wiped once the keys exist */
+	uint8_t pub_i[RC4DH_DH_BYTES]; /* the initiator's public value */
+	uint8_t pub_r[RC4DH_DH_BYTES]; /* the responder's */
+	struct rc4dh_stream tx;        /* what we send */
+	struct rc4dh_stream rx;        /* what we receive */
+	size_t binding_len;
+	uint8_t binding[];
+};
+
+/* Every member up to and including the last 1.0 one we call. */
+static int rc4dh_host_ok(const struct chat_host *host)
+{
+	return host && host->size >= offsetof(struct chat_host, config_get) +
+	                             sizeof(host->config_get) &&
+	       host->random && host->log;
+}
+
+static void put_be64(uint8_t *dst, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		dst[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t get_be64(const uint8_t *src)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | src[i];
+	return v;
+}
+
+static void put_be32(uint8_t *dst, uint32_t v)
+{
+	dst[0] = (uint8_t)(v >> 24);
+	dst[1] = (uint8_t)(v >> 16);
+	dst[2] = (uint8_t)(v >> 8);
+	dst[3] = (uint8_t)v;
+}
+
+/* The core validated the value against the declared key; still refuse text
+ * that does not parse rather than run with a drop nobody asked for. */
+static int rc4dh_config_drop(const struct chat_host *host, uint64_t *drop)
+{
+	const char *v = host->config_get ? host->config_get(host, "drop") : NULL;
+	char *end;
+	long long n;
+
+	*drop = RC4DH_DROP_DEFAULT;
+	if (!v)
+		return CHAT_OK; /* no configuration at all: the declared default */
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno || end == v || *end || n < 0 || n > RC4DH_DROP_MAX) {
+		host->log(host, CHAT_LOG_ERROR, "drop = '%.32s': expected an integer in [0, %d]",
+		          v, RC4DH_DROP_MAX);
+		return CHAT_ERR_CONFIG;
+	}
+	*drop = (uint64_t)n;
+	return CHAT_OK;
+}
+
+static int rc4dh_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
+                             void **session)
+{
+	struct rc4dh *s;
+	uint64_t drop;
+	int rc;
+
+	if (session)
+		*session = NULL;
+	if (!rc4dh_host_ok(host) || !params || !session ||
+	    params->size < offsetof(struct chat_cipher_params, binding_len) +
+	                   sizeof(params->binding_len) ||
+	    (params->role != CHAT_ROLE_INITIATOR && params->role != CHAT_ROLE_RESPONDER) ||
+	    (params->binding_len && !params->binding))
+		return CHAT_ERR_INVALID;
+	if (params->binding_len > RC4DH_BINDING_MAX)
+		return CHAT_ERR_TOO_BIG;
+	rc = rc4dh_config_drop(host, &drop);
+	if (rc)
+		return rc;
+
+	s = calloc(1, sizeof(*s) + params->binding_len);
+	if (!s)
+		return CHAT_ERR_NOMEM;
+	s->host = host;
+	s->role = params->role;
+	s->state = RC4DH_START;
+	s->drop = drop;
+	s->binding_len = params->binding_len;
+	if (params->binding_len)
+		memcpy(s->binding, params->binding, params->binding_len);
+	/* A shared secret, if the caller passed one, is not used: this suite has
+	 * nothing to authenticate with. */
+	host->log(host, CHAT_LOG_WARN,
+	          "rc4dh is INSECURE: RC4 with no integrity (an attacker can flip bits of "
+	          "messages undetected) and unauthenticated Diffie-Hellman (a man in the "
+	          "middle is detected only by comparing fingerprints out of band); "
+	          "for demonstration only");
+	*session = s;
+	return CHAT_OK;
+}
+
+/* Failure is final: drop every secret now rather than at free time. */
+static int rc4dh_fail(struct rc4dh *s, int rc)
+{
+	s->state = RC4DH_FAILED;
+	explicit_bzero(s->exp, sizeof(s->exp));
+	rc4dh_stream_wipe(&s->tx);
+	rc4dh_stream_wipe(&s->rx);
+	return rc;
+}
+
+/* Draw our exponent and compute our public value into pub. */
+static int rc4dh_keypair(struct rc4dh *s, uint8_t *pub)
+{
+	int rc;
+
+	rc = s->host->random(s->host, sizeof(s->exp), s->exp);
+	if (rc) {
+		s->host->log(s->host, CHAT_LOG_ERROR, "random source failed");
+		return CHAT_ERR_RANDOM;
+	}
+	rc = rc4dh_dh_public(s->exp, pub);
+	if (rc == CHAT_ERR_INVALID) {
+		s->host->log(s->host, CHAT_LOG_ERROR, "random source returned 512 zero bits");
+		return CHAT_ERR_RANDOM;
+	}
+	return rc;
+}
+
+static void rc4dh_mac_update(void *ctx, size_t len, const uint8_t *src)
+{
+	hmac_sha256_update(ctx, len, src);
+}
+
+static void rc4dh_mac_digest(void *ctx, size_t len, uint8_t *dst)
+{
+	hmac_sha256_digest(ctx, len, dst);
+}
+
+/* From the peer's public value to the two keyed streams.  The exponent, the
+ * shared secret, the PRK, the keys and the HMAC states are wiped on every
+ * path; on success only the RC4 states remain. */
+static int rc4dh_derive(struct rc4dh *s, const uint8_t *peer)
+{
+	static const char *const labels[2] = { RC4DH_INFO_I2R, RC4DH_INFO_R2I };
+	uint8_t secret[RC4DH_DH_BYTES], prk[SHA256_DIGEST_SIZE], key[RC4DH_KEY_LEN];
+	struct hmac_sha256_ctx mac;
+	size_t info_len = RC4DH_INFO_LEN + s->binding_len;
+	uint8_t *info = NULL;
+	int rc;
+
+	rc = rc4dh_dh_shared(s->exp, secret, peer);
+	if (rc)
+		goto out;
+	info = malloc(info_len);
+	if (!info) {
+		rc = CHAT_ERR_NOMEM;
+		goto out;
+	}
+	hmac_sha256_set_key(&mac, sizeof(RC4DH_SALT) - 1, (const uint8_t *)RC4DH_SALT);
+	hkdf_extract(&mac, rc4dh_mac_update, rc4dh_mac_digest, SHA256_DIGEST_SIZE,
+	             sizeof(secret), secret, prk);
+	for (int dir = 0; dir < 2; dir++) {
+		/* dir 0 is initiator->responder: the initiator's sending stream. */
+		int sending = (dir == 0) == (s->role == CHAT_ROLE_INITIATOR);
+
+		memcpy(info, labels[dir], RC4DH_INFO_LEN);
+		if (s->binding_len)
+			memcpy(info + RC4DH_INFO_LEN, s->binding, s->binding_len);
+		hmac_sha256_set_key(&mac, sizeof(prk), prk);
+		hkdf_expand(&mac, rc4dh_mac_update, rc4dh_mac_digest, SHA256_DIGEST_SIZE,
+		            info_len, info, sizeof(key), key);
+		rc4dh_stream_init(sending ? &s->tx : &s->rx, sizeof(key), key, s->drop);
+	}
+	rc = CHAT_OK;
+out:
+	explicit_bzero(s->exp, sizeof(s->exp));
+	explicit_bzero(secret, sizeof(secret));
+	explicit_bzero(prk, sizeof(prk));
+	explicit_bzero(key, sizeof(key));
+	explicit_bzero(&mac, sizeof(mac));
+	free(info);
+	return rc;
+}
+
+/* version || value, with the value checked. */
+static int rc4dh_parse(struct rc4dh *s, size_t len, const uint8_t *src, uint8_t *value)
+{
+	if (len != RC4DH_HS_LEN) {
+		s->host->log(s->host, CHAT_LOG_WARN,
+		             "handshake message of %zu bytes, expected %d", len, RC4DH_HS_LEN);
+		return CHAT_ERR_MALFORMED;
+	}
+	if (src[0] != RC4DH_WIRE_VERSION) {
+		s->host->log(s->host, CHAT_LOG_WARN,
+		             "handshake message version %u, this plugin speaks %d", src[0],
+		             RC4DH_WIRE_VERSION);
+		return CHAT_ERR_MALFORMED;
+	}
+	if (rc4dh_dh_check(src + 1)) {
+		s->host->log(s->host, CHAT_LOG_WARN,
+		             "peer's Diffie-Hellman value is outside [2, p-2]");
+		return CHAT_ERR_PEER_VALUE;
+	}
+	memcpy(value, src + 1, RC4DH_DH_BYTES);
+	return CHAT_OK;
+}
+
+static int rc4dh_handshake(void *session, size_t src_len, struct chat_buf *dst,
+                           const uint8_t *src)
+{
+	struct rc4dh *s = session;
+	int rc;
+
+	if (dst)
+		dst->len = 0;
+	if (!s || (src_len && !src))
+		return CHAT_ERR_INVALID;
+
+	switch (s->state) {
+	case RC4DH_START:
+		if (s->role == CHAT_ROLE_INITIATOR) {
+			if (src_len != 0) {
+				s->host->log(s->host, CHAT_LOG_WARN,
+				             "initiator received a message before speaking");
+				return rc4dh_fail(s, CHAT_ERR_STATE);
+			}
+			/* Checked first so a retry with room finds nothing consumed. */
+			if (!dst || !dst->data)
+				return CHAT_ERR_INVALID;
+			if (dst->cap < RC4DH_HS_LEN)
+				return CHAT_ERR_NOSPACE;
+			rc = rc4dh_keypair(s, s->pub_i);
+			if (rc)
+				return rc4dh_fail(s, rc);
+			dst->data[0] = RC4DH_WIRE_VERSION;
+			memcpy(dst->data + 1, s->pub_i, RC4DH_DH_BYTES);
+			dst->len = RC4DH_HS_LEN;
+			s->state = RC4DH_WAIT_PEER;
+			return CHAT_HS_CONTINUE;
+		}
+		if (src_len == 0) {
+			s->host->log(s->host, CHAT_LOG_WARN,
+			             "responder asked to speak first");
+			return rc4dh_fail(s, CHAT_ERR_STATE);
+		}
+		if (!dst || !dst->data)
+			return CHAT_ERR_INVALID;
+		if (dst->cap < RC4DH_HS_LEN)
+			return CHAT_ERR_NOSPACE;
+		rc = rc4dh_parse(s, src_len, src, s->pub_i);
+		if (rc == CHAT_OK)
+			rc = rc4dh_keypair(s, s->pub_r);
+		if (rc == CHAT_OK)
+			rc = rc4dh_derive(s, s->pub_i);
+		if (rc)
+			return rc4dh_fail(s, rc);
+		dst->data[0] = RC4DH_WIRE_VERSION;
+		memcpy(dst->data + 1, s->pub_r, RC4DH_DH_BYTES);
+		dst->len = RC4DH_HS_LEN;
+		s->state = RC4DH_ESTABLISHED;
+		return CHAT_HS_ESTABLISHED;
+
+	case RC4DH_WAIT_PEER:
+		rc = rc4dh_parse(s, src_len, src, s->pub_r);
+		if (rc == CHAT_OK)
+			rc = rc4dh_derive(s, s->pub_r);
+		if (rc)
+			return rc4dh_fail(s, rc);
+		s->state = RC4DH_ESTABLISHED;
+		return CHAT_HS_ESTABLISHED;
+
+	case RC4DH_ESTABLISHED:
+		s->host->log(s->host, CHAT_LOG_WARN, "handshake message after the handshake");
+		return rc4dh_fail(s, CHAT_ERR_STATE);
+
+	default:
+		return CHAT_ERR_FAILED;
+	}
+}
+
+static size_t rc4dh_sealed_size(void *session, size_t len)
+{
+	(void)session;
+	return len > SIZE_MAX - RC4DH_OFFSET_LEN ? SIZE_MAX : len + RC4DH_OFFSET_LEN;
+}
+
+/* Not established yet is a caller error that leaves the handshake intact;
+ * after a failure everything says so. */
+static int rc4dh_ready(const struct rc4dh *s)
+{
+	if (s->state == RC4DH_ESTABLISHED)
+		return CHAT_OK;
+	return s->state == RC4DH_FAILED ? CHAT_ERR_FAILED : CHAT_ERR_STATE;
+}
+
+static int rc4dh_seal(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
+{
+	struct rc4dh *s = session;
+	int rc;
+
+	if (dst)
+		dst->len = 0;
+	if (!s || !dst || (dst->cap && !dst->data) || (src_len && !src))
+		return CHAT_ERR_INVALID;
+	rc = rc4dh_ready(s);
+	if (rc)
+		return rc;
+	if (src_len > SIZE_MAX - RC4DH_OFFSET_LEN || src_len > UINT64_MAX - s->tx.pos)
+		return CHAT_ERR_TOO_BIG;
+	/* Before touching the keystream, so NOSPACE consumes nothing. */
+	if (dst->cap < src_len + RC4DH_OFFSET_LEN)
+		return CHAT_ERR_NOSPACE;
+	put_be64(dst->data, s->tx.pos);
+	rc4dh_stream_crypt(&s->tx, src_len, dst->data + RC4DH_OFFSET_LEN, src);
+	dst->len = src_len + RC4DH_OFFSET_LEN;
+	return CHAT_OK;
+}
+
+/* The offset only keeps the two RC4 states in step when messages are lost or
+ * repeated; it is not authenticated, and nothing else is either. */
+static int rc4dh_open(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
+{
+	struct rc4dh *s = session;
+	uint64_t off, gap;
+	size_t n;
+	int rc;
+
+	if (dst)
+		dst->len = 0;
+	if (!s || !dst || (dst->cap && !dst->data) || (src_len && !src))
+		return CHAT_ERR_INVALID;
+	rc = rc4dh_ready(s);
+	if (rc)
+		return rc;
+	if (src_len < RC4DH_OFFSET_LEN)
+		return CHAT_ERR_MALFORMED;
+	off = get_be64(src);
+	n = src_len - RC4DH_OFFSET_LEN;
+	if (off < s->rx.pos) {
+		s->host->log(s->host, CHAT_LOG_DEBUG,
+		             "dropped a message at stream offset %llu, already at %llu "
+		             "(replayed or reordered)", (unsigned long long)off,
+		             (unsigned long long)s->rx.pos);
+		return CHAT_ERR_REPLAY;
+	}
+	gap = off - s->rx.pos;
+	if (gap > RC4DH_GAP_MAX || n > UINT64_MAX - off) {
+		s->host->log(s->host, CHAT_LOG_WARN,
+		             "dropped a message at stream offset %llu: %llu bytes ahead of "
+		             "ours, more than the %llu we skip", (unsigned long long)off,
+		             (unsigned long long)gap, (unsigned long long)RC4DH_GAP_MAX);
+		return CHAT_ERR_MALFORMED;
+	}
+	if (dst->cap < n)
+		return CHAT_ERR_NOSPACE;
+	if (gap) {
+		s->host->log(s->host, CHAT_LOG_WARN,
+		             "%llu bytes of the peer's stream never arrived (lost messages?); "
+		             "skipping ahead to offset %llu", (unsigned long long)gap,
+		             (unsigned long long)off);
+		rc4dh_stream_skip(&s->rx, gap);
+	}
+	rc4dh_stream_crypt(&s->rx, n, dst->data, src + RC4DH_OFFSET_LEN);
+	dst->len = n;
+	return CHAT_OK;
+}
+
+/* Role-neutral: initiator's value first, so both ends hash the same bytes.
+ * Lengths are prefixed so no two inputs share an encoding. */
+static int rc4dh_fingerprint(void *session, size_t cap, char *dst)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct rc4dh *s = session;
+	struct sha256_ctx h;
+	uint8_t digest[SHA256_DIGEST_SIZE], len[4];
+	size_t o = 0;
+	int rc;
+
+	if (dst && cap)
+		dst[0] = '\0';
+	if (!s || !dst)
+		return CHAT_ERR_INVALID;
+	rc = rc4dh_ready(s);
+	if (rc)
+		return rc;
+	if (cap < RC4DH_FP_LEN + 1)
+		return CHAT_ERR_NOSPACE;
+
+	sha256_init(&h);
+	sha256_update(&h, sizeof(RC4DH_FP_TAG), (const uint8_t *)RC4DH_FP_TAG); /* with its NUL */
+	put_be32(len, sizeof(RC4DH_NAME) - 1);
+	sha256_update(&h, sizeof(len), len);
+	sha256_update(&h, sizeof(RC4DH_NAME) - 1, (const uint8_t *)RC4DH_NAME);
+	put_be32(len, (uint32_t)s->binding_len);
+	sha256_update(&h, sizeof(len), len);
+	sha256_update(&h, s->binding_len, s->binding);
+	sha256_update(&h, RC4DH_DH_BYTES, s->pub_i);
+	sha256_update(&h, RC4DH_DH_BYTES, s->pub_r);
+	sha256_digest(&h, sizeof(digest), digest);
+
+	for (size_t i = 0; i < RC4DH_FP_BYTES; i++) {
+		if (i && i % 2 == 0)
+			dst[o++] = '-';
+		dst[o++] = hex[digest[i] >> 4];
+		dst[o++] = hex[digest[i] & 15];
+	}
+	dst[o] = '\0';
+	return CHAT_OK;
+}
+
+static void rc4dh_session_free(void *session)
+{
+	struct rc4dh *s = session;
+
+	if (!s)
+		return;
+	explicit_bzero(s, sizeof(*s) + s->binding_len);
+	free(s);
+}
+
+static const struct chat_cipher_ops rc4dh_ops = {
+	.size = sizeof(struct chat_cipher_ops),
+	.session_new = rc4dh_session_new,
+	.handshake = rc4dh_handshake,
+	.sealed_size = rc4dh_sealed_size,
+	.seal = rc4dh_seal,
+	.open = rc4dh_open,
+	.fingerprint = rc4dh_fingerprint,
+	.session_free = rc4dh_session_free,
+};
+
+static const struct chat_config_key rc4dh_config_keys[] = {
+	{ .name = "drop", .type = CHAT_CONFIG_INT, .def = "3072", .min = 0,
+	  .max = RC4DH_DROP_MAX,
+	  .help = "keystream bytes discarded at the start of each RC4 stream (RC4-drop[n]); "
+	          "both ends must use the same value" },
+	{ .name = NULL },
+};
+
+static const struct chat_plugin rc4dh_plugin = {
+	CHAT_PLUGIN_HEADER,
+	.kind = CHAT_PLUGIN_CIPHER,
+	.flags = CHAT_FLAG_INSECURE,
+	.name = RC4DH_NAME,
+	.version = "1.0.0",
+	.summary = "RC4-drop keyed by unauthenticated 2048-bit Diffie-Hellman, no integrity",
+	.config_keys = rc4dh_config_keys,
+	.ops.cipher = &rc4dh_ops,
+};
+
+CHAT_PLUGIN_EXPORT const struct chat_plugin *chat_plugin_entry(void)
+{
+	return &rc4dh_plugin;
+}

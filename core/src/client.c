@@ -580,6 +580,20 @@ static int croom_has(const struct croom *r, const char *name)
 	return 0;
 }
 
+static int croom_add(struct croom *r, const char *name)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		void *grown = realloc(r->members, cap * sizeof(*r->members));
+		if (!grown)
+			return CHAT_ERR_NOMEM;
+		r->members = grown;
+		r->cap = cap;
+	}
+	snprintf(r->members[r->n++], CHAT_NAME_MAX + 1, "%s", name);
+	return CHAT_OK;
+}
+
 static int shares_room(struct chat_client *c, const char *peer)
 {
 	for (struct croom *r = c->rooms; r; r = r->next)
@@ -855,7 +869,6 @@ static void on_msg(struct chat_conn *conn, size_t len, const uint8_t *frame, voi
 			break;
 		}
 		if (!suite) {
-			struct conv tmp = { 0 };
 			char theirs[600], mine[600];
 			csv(m.nsuites, m.suites, sizeof(theirs), theirs);
 			csv(c->neff, c->eff, sizeof(mine), mine);
@@ -865,7 +878,6 @@ static void on_msg(struct chat_conn *conn, size_t len, const uint8_t *frame, voi
 			chat_put_str8(&c->wb, "");
 			chat_put_str16(&c->wb, "no usable suite in common");
 			flush(c);
-			snprintf(tmp.peer, sizeof(tmp.peer), "%s", m.name);
 			fail_with(c, m.name, "no-common-suite",
 			          "%s offered a conversation with %s; you can use only %s (suites needing a "
 			          "password need %s in the directory): refused", m.name, theirs, mine, m.name);
@@ -944,15 +956,8 @@ static void on_msg(struct chat_conn *conn, size_t len, const uint8_t *frame, voi
 		r->next = c->rooms;
 		c->rooms = r;
 		while (chat_iter_who(&it, name, &n, suites)) {
-			if (r->n == r->cap) {
-				size_t cap = r->cap ? r->cap * 2 : 8;
-				void *grown = realloc(r->members, cap * sizeof(*r->members));
-				if (!grown)
-					break;
-				r->members = grown;
-				r->cap = cap;
-			}
-			snprintf(r->members[r->n++], CHAT_NAME_MAX + 1, "%s", name);
+			if (croom_add(r, name))
+				break;
 			size_t used = strlen(members);
 			snprintf(members + used, sizeof(members) - used, "%s%s", used ? " " : "", name);
 		}
@@ -969,15 +974,8 @@ static void on_msg(struct chat_conn *conn, size_t len, const uint8_t *frame, voi
 		if (!r)
 			break;
 		if (m.flag == 1 && !croom_has(r, m.name)) {
-			if (r->n == r->cap) {
-				size_t cap = r->cap ? r->cap * 2 : 8;
-				void *grown = realloc(r->members, cap * sizeof(*r->members));
-				if (!grown)
-					break;
-				r->members = grown;
-				r->cap = cap;
-			}
-			snprintf(r->members[r->n++], CHAT_NAME_MAX + 1, "%s", m.name);
+			if (croom_add(r, m.name))
+				break;
 			emit(c, CHAT_EV_ROOM_JOIN, m.name, m.room, NULL, NULL, 0, NULL, 0);
 		} else if (m.flag == 2) {
 			for (size_t i = 0; i < r->n; i++) {

@@ -454,30 +454,46 @@ static void on_login(struct chat_relay *r, struct client *c, const struct chat_m
 	flush_to(r, c);
 }
 
+/* Lists hold as many entries as fit in one frame and say how many they hold:
+ * list_begin reserves the count, list_fits undoes an entry that overflowed,
+ * list_end writes the count. */
+static size_t list_begin(struct chat_relay *r, int type)
+{
+	begin(r, type);
+	chat_put_u16(&r->wb, 0);
+	return r->wb.len - 2;
+}
+
+static int list_fits(struct chat_relay *r, size_t before)
+{
+	if (!r->wb.err && r->wb.len <= r->cfg.limits.max_frame - 64)
+		return 1;
+	r->wb.len = before;
+	r->wb.err = 0;
+	return 0;
+}
+
+static void list_end(struct chat_relay *r, size_t count_at, size_t count)
+{
+	r->wb.data[count_at] = (uint8_t)(count >> 8);
+	r->wb.data[count_at + 1] = (uint8_t)count;
+}
+
 static void on_who(struct chat_relay *r, struct client *c)
 {
-	size_t count = 0, limit = r->cfg.limits.max_frame - 64;
-	size_t count_at;
+	size_t count = 0, count_at = list_begin(r, CHAT_MSG_WHO_LIST);
 
-	begin(r, CHAT_MSG_WHO_LIST);
-	count_at = r->wb.len;
-	chat_put_u16(&r->wb, 0);
-	/* As many users as fit in one frame; the list says how many it holds. */
 	for (struct client *x = r->clients; x && count < 65535; x = x->next) {
 		if (x->state != ST_LOGGED_IN || x->dead)
 			continue;
 		size_t before = r->wb.len;
 		chat_put_str8(&r->wb, x->name);
 		put_client_suites(r, x);
-		if (r->wb.err || r->wb.len > limit) {
-			r->wb.len = before;
-			r->wb.err = 0;
+		if (!list_fits(r, before))
 			break;
-		}
 		count++;
 	}
-	r->wb.data[count_at] = (uint8_t)(count >> 8);
-	r->wb.data[count_at + 1] = (uint8_t)count;
+	list_end(r, count_at, count);
 	flush_to(r, c);
 }
 
@@ -692,24 +708,17 @@ static void on_leave(struct chat_relay *r, struct client *c, const struct chat_m
 
 static void on_rooms(struct chat_relay *r, struct client *c)
 {
-	size_t count = 0, limit = r->cfg.limits.max_frame - 64, count_at;
+	size_t count = 0, count_at = list_begin(r, CHAT_MSG_ROOM_LIST);
 
-	begin(r, CHAT_MSG_ROOM_LIST);
-	count_at = r->wb.len;
-	chat_put_u16(&r->wb, 0);
 	for (struct room *rm = r->rooms; rm && count < 65535; rm = rm->next) {
 		size_t before = r->wb.len;
 		chat_put_str8(&r->wb, rm->name);
 		chat_put_u16(&r->wb, (unsigned)rm->n);
-		if (r->wb.err || r->wb.len > limit) {
-			r->wb.len = before;
-			r->wb.err = 0;
+		if (!list_fits(r, before))
 			break;
-		}
 		count++;
 	}
-	r->wb.data[count_at] = (uint8_t)(count >> 8);
-	r->wb.data[count_at + 1] = (uint8_t)count;
+	list_end(r, count_at, count);
 	flush_to(r, c);
 }
 

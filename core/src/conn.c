@@ -13,14 +13,17 @@ struct chat_conn {
 	struct chat_watch *watch;
 	struct chat_frame_decoder dec;
 	struct chat_outq outq;
-	struct chat_conn_cbs cbs;
+	const struct chat_conn_cbs *cbs;
 	void *arg;
+	struct chat_conn *next_dirty; /* on the dirty list: queued output to flush */
 	unsigned events;
 	unsigned connecting : 1;
 	unsigned closed : 1;
 	unsigned flush_then_close : 1;
+	unsigned dirty : 1;
 	char *close_reason;
-	char peer[CHAT_ADDR_MAX];
+	/* No copy of the peer address: at thousands of idle connections every
+	 * byte counts; chat_conn_peer() asks the transport. */
 };
 
 /* One read buffer for every connection: the loop is single-threaded and a
@@ -29,6 +32,14 @@ static uint8_t read_buf[64 * 1024];
 
 /* Reads per readiness event, so one busy peer cannot starve the others. */
 #define READS_PER_EVENT 16
+
+/* Frames delivered from one read often produce output for many connections
+ * (a relay routing 16 messages).  While a read is being delivered, sends only
+ * queue and put the connection on this list; it is flushed once at the end
+ * of the read, one write() per connection instead of one per message.  The
+ * loop is single-threaded, so one list serves it. */
+static struct chat_conn *dirty_head;
+static int delivering;
 
 static void conn_free(void *arg)
 {
@@ -47,10 +58,11 @@ void chat_conn_close(struct chat_conn *c, int err, const char *reason)
 	c->closed = 1;
 	chat_loop_remove(c->loop, c->watch);
 	c->watch = NULL;
+	/* on_close still sees the peer's address (for its log line). */
+	if (c->cbs->on_close)
+		c->cbs->on_close(c, err, reason ? reason : chat_strerror(err), c->arg);
 	c->tp->close(c->handle);
 	c->handle = NULL;
-	if (c->cbs.on_close)
-		c->cbs.on_close(c, err, reason ? reason : chat_strerror(err), c->arg);
 	if (chat_loop_defer(c->loop, conn_free, c) != CHAT_OK)
 		chat_err("cannot defer freeing a connection; leaking it");
 }
@@ -120,14 +132,14 @@ static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
 			const uint8_t *h = c->dec.hdr;
 			size_t declared = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
 			snprintf(reason, sizeof(reason),
-			         "frame of %zu bytes exceeds the limit of %zu bytes", declared, c->dec.max);
+			         "frame of %zu bytes exceeds the limit of %zu bytes", declared, (size_t)c->dec.max);
 			chat_conn_close(c, rc, reason);
 			return;
 		}
 		src += used;
 		len -= used;
-		if (rc == 1 && c->cbs.on_frame)
-			c->cbs.on_frame(c, flen, frame, c->arg);
+		if (rc == 1 && c->cbs->on_frame)
+			c->cbs->on_frame(c, flen, frame, c->arg);
 	}
 	/* One empty call lets the decoder release a large frame buffer now, so
 	 * an idle connection holds no payload memory. */
@@ -138,21 +150,36 @@ static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
 	}
 }
 
+static void flush_dirty(void)
+{
+	while (dirty_head) {
+		struct chat_conn *d = dirty_head;
+		dirty_head = d->next_dirty;
+		d->next_dirty = NULL;
+		d->dirty = 0;
+		if (!d->closed && !d->connecting)
+			flush(d); /* may close d or others; closed ones are skipped */
+	}
+}
+
 static void on_readable(struct chat_conn *c)
 {
+	delivering++;
 	for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->flush_then_close; i++) {
 		size_t got = 0;
 		int rc = c->tp->read(c->handle, sizeof(read_buf), read_buf, &got);
 		if (rc == CHAT_ERR_AGAIN)
-			return;
+			break;
 		if (rc != CHAT_OK) {
 			close_io(c, rc, "read");
-			return;
+			break;
 		}
 		deliver(c, got, read_buf);
 		if (got < sizeof(read_buf))
-			return;
+			break;
 	}
+	if (--delivering == 0)
+		flush_dirty();
 }
 
 static void on_event(struct chat_loop *loop, int fd, unsigned events, void *arg)
@@ -172,10 +199,8 @@ static void on_event(struct chat_loop *loop, int fd, unsigned events, void *arg)
 			return;
 		}
 		c->connecting = 0;
-		if (c->tp->address(c->handle, 0, sizeof(c->peer), c->peer) != CHAT_OK)
-			snprintf(c->peer, sizeof(c->peer), "?");
-		if (c->cbs.on_connect)
-			c->cbs.on_connect(c, c->arg);
+		if (c->cbs->on_connect)
+			c->cbs->on_connect(c, c->arg);
 		if (!c->closed)
 			flush(c);
 		return;
@@ -200,7 +225,7 @@ static int conn_alloc(struct chat_loop *loop, const struct chat_transport_ops *t
 	c->loop = loop;
 	c->tp = tp;
 	c->handle = handle;
-	c->cbs = *cbs;
+	c->cbs = cbs; /* callers pass static tables */
 	c->arg = arg;
 	c->events = events;
 	chat_frame_decoder_init(&c->dec, lim->max_frame);
@@ -219,13 +244,8 @@ int chat_conn_new(struct chat_loop *loop, const struct chat_transport_ops *tp, v
                   const struct chat_conn_limits *lim, const struct chat_conn_cbs *cbs,
                   void *arg, struct chat_conn **out)
 {
-	int rc;
-
 	*out = NULL;
-	rc = conn_alloc(loop, tp, handle, lim, cbs, arg, CHAT_EV_READ, out);
-	if (rc == CHAT_OK && tp->address(handle, 0, sizeof((*out)->peer), (*out)->peer) != CHAT_OK)
-		snprintf((*out)->peer, sizeof((*out)->peer), "?");
-	return rc;
+	return conn_alloc(loop, tp, handle, lim, cbs, arg, CHAT_EV_READ, out);
 }
 
 int chat_conn_connect(struct chat_loop *loop, const struct chat_transport_ops *tp,
@@ -247,7 +267,6 @@ int chat_conn_connect(struct chat_loop *loop, const struct chat_transport_ops *t
 	if (rc)
 		return rc;
 	(*out)->connecting = 1;
-	snprintf((*out)->peer, sizeof((*out)->peer), "%s", address);
 	return CHAT_OK;
 }
 
@@ -267,8 +286,17 @@ int chat_conn_send(struct chat_conn *c, size_t len, const uint8_t *frame)
 	}
 	if (rc)
 		return rc;
-	if (!c->connecting && !(c->events & CHAT_EV_WRITE))
-		flush(c); /* try at once: usually the socket takes it all */
+	if (c->connecting || (c->events & CHAT_EV_WRITE))
+		return CHAT_OK; /* the loop flushes when the fd is ready */
+	if (delivering) {
+		if (!c->dirty) {
+			c->dirty = 1;
+			c->next_dirty = dirty_head;
+			dirty_head = c;
+		}
+		return CHAT_OK;
+	}
+	flush(c); /* try at once: usually the socket takes it all */
 	return CHAT_OK;
 }
 
@@ -282,9 +310,14 @@ void chat_conn_close_after_flush(struct chat_conn *c, const char *reason)
 		flush(c);
 }
 
+/* For log lines: valid until the next call. */
 const char *chat_conn_peer(const struct chat_conn *c)
 {
-	return c->peer;
+	static char peer[CHAT_ADDR_MAX];
+
+	if (!c->handle || c->tp->address(c->handle, 0, sizeof(peer), peer) != CHAT_OK)
+		snprintf(peer, sizeof(peer), "?");
+	return peer;
 }
 
 int chat_conn_is_open(const struct chat_conn *c)

@@ -32,7 +32,8 @@ struct chat_conn_limits {
 	size_t out_limit;  /* most bytes queued before the peer is cut off as too slow */
 };
 
-/* Wrap an accepted or connected transport handle (ownership passes in, even on failure). */
+/* Wrap an accepted or connected transport handle (ownership passes in, even on
+ * failure).  cbs must outlive the connection (a static table). */
 int chat_conn_new(struct chat_loop *loop, const struct chat_transport_ops *tp, void *handle,
                   const struct chat_conn_limits *lim, const struct chat_conn_cbs *cbs,
                   void *arg, struct chat_conn **out);
@@ -50,6 +51,7 @@ void chat_conn_close_after_flush(struct chat_conn *c, const char *reason);
 /* Close at once.  err/reason are passed to on_close. */
 void chat_conn_close(struct chat_conn *c, int err, const char *reason);
 
+/* The peer's address as text, for log lines: valid until the next call. */
 const char *chat_conn_peer(const struct chat_conn *c);
 int chat_conn_is_open(const struct chat_conn *c);
 size_t chat_conn_queued(const struct chat_conn *c);

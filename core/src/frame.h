@@ -11,14 +11,16 @@
 #define CHAT_FRAME_DEFAULT_MAX (64u * 1024u)
 #define CHAT_FRAME_HARD_MAX (16u * 1024u * 1024u)
 
+/* 32-bit counters: every length is capped at CHAT_FRAME_HARD_MAX, and a relay
+ * holds one decoder per connection, so its size is per-client memory. */
 struct chat_frame_decoder {
-	size_t max;         /* largest accepted payload */
-	uint8_t hdr[CHAT_FRAME_HDR];
-	size_t hdr_got;     /* header bytes seen of the current frame */
-	size_t want;        /* payload length of the current frame */
 	uint8_t *buf;       /* partial payload, grown as bytes arrive (never beyond want) */
-	size_t cap, got;
-	int failed;         /* sticky: an oversize length was seen */
+	uint32_t max;       /* largest accepted payload */
+	uint32_t want;      /* payload length of the current frame */
+	uint32_t cap, got;
+	uint8_t hdr[CHAT_FRAME_HDR];
+	uint8_t hdr_got;    /* header bytes seen of the current frame */
+	uint8_t failed;     /* sticky: an oversize length was seen */
 };
 
 /* max is clamped to [1, CHAT_FRAME_HARD_MAX]; 0 means CHAT_FRAME_DEFAULT_MAX. */

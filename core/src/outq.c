@@ -14,7 +14,7 @@
 void chat_outq_init(struct chat_outq *q, size_t limit)
 {
 	memset(q, 0, sizeof(*q));
-	q->limit = limit;
+	q->limit = limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
 }
 
 void chat_outq_free(struct chat_outq *q)

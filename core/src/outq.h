@@ -6,10 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 32-bit offsets keep the per-connection struct small; limits above 4 GiB
+ * are clamped (configuration allows at most 256 MiB). */
 struct chat_outq {
 	uint8_t *buf;
-	size_t head, tail, cap; /* queued bytes are buf[head..tail) */
-	size_t limit;           /* most bytes ever queued at once */
+	uint32_t head, tail, cap; /* queued bytes are buf[head..tail) */
+	uint32_t limit;           /* most bytes ever queued at once */
 };
 
 void chat_outq_init(struct chat_outq *q, size_t limit);

@@ -55,7 +55,10 @@ struct tcp_handle {
 	bool nodelay;        /* listener: applied to accepted connections */
 	int finish;          /* connection: CHAT_ERR_INPROGRESS until connect_finish knows */
 	uint64_t fdlimit_ms; /* listener: when EMFILE was last logged */
-	char peer[CHAT_ADDR_MAX];
+	/* The peer as text, kept for logs and address() after a reset.  64 bytes
+	 * hold any numeric "[v6%scope]:port"; the longer CHAT_ADDR_MAX would cost
+	 * every idle connection of a relay 64 bytes for nothing. */
+	char peer[64];
 };
 
 /* host->log is variadic without a va_list twin, so format here first.  errno
@@ -647,7 +650,9 @@ static int tcp_connect(const struct chat_host *host, const char *address, void *
 		goto out;
 	}
 	t->finish = rc;
-	memcpy(t->peer, where, sizeof(t->peer));
+	size_t wlen = strnlen(where, sizeof(t->peer) - 1); /* numeric: always fits */
+	memcpy(t->peer, where, wlen);
+	t->peer[wlen] = '\0';
 	fd = -1;
 	*conn = t;
 out:

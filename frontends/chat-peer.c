@@ -1,30 +1,731 @@
-/* chat-peer: direct peer-to-peer messages with no relay.  This first cut
- * validates configuration and plugins; the messaging itself needs a cipher
- * suite with mutual authentication and is not in this version. */
+/* chat-peer: direct peer-to-peer messages, one authenticated connection per
+ * message (docs/PEER.md).  This file is the thin part: arguments, prompts,
+ * the passphrase, the encrypted log, the event loop and how events look.
+ * The protocol and its state machines are core/src/peer.c; the log is
+ * core/src/seclog.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "host.h"
+#include "log.h"
+#include "loop.h"
+#include "peer.h"
 #include "program.h"
+#include "proto.h"
+#include "seclog.h"
+#include "text.h"
+
+#define PASSPHRASE_MAX 1024
+
+struct app {
+	struct chat_prog prog;
+	const char *passphrase_file;
+	int tty;
+	struct termios saved_tio;
+	int tio_saved, echo_off, nonblock;
+	char user[CHAT_NAME_MAX + 1];
+	struct chat_loop *loop;
+	struct chat_peer *peer;
+	struct chat_seclog *log;
+	struct chat_watch *in_watch, *sig_watch;
+	int sig_fd;
+	char *line;
+	size_t line_len, line_cap, max_line;
+	int eof;
+};
+
+/* ---- terminal and prompts */
+
+/* A signal during a prompt with echo off must not leave the terminal silent.
+ * (Once the loop runs, SIGINT/SIGTERM go through a signalfd instead.) */
+static struct termios saved_for_signal;
+static volatile sig_atomic_t saved_for_signal_set;
+
+static void restore_and_die(int sig)
+{
+	if (saved_for_signal_set)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_for_signal);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void set_echo(struct app *a, int on)
+{
+	struct termios t;
+
+	if (!a->tty || tcgetattr(STDIN_FILENO, &t) != 0)
+		return;
+	if (!a->tio_saved) {
+		a->saved_tio = t;
+		a->tio_saved = 1;
+		saved_for_signal = t;
+		saved_for_signal_set = 1;
+	}
+	if (on)
+		t.c_lflag |= ECHO;
+	else
+		t.c_lflag &= ~(tcflag_t)ECHO;
+	tcsetattr(STDIN_FILENO, TCSANOW, &t);
+	a->echo_off = !on;
+}
+
+static void restore_terminal(struct app *a)
+{
+	if (a->tio_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &a->saved_tio);
+	if (a->nonblock)
+		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) & ~O_NONBLOCK);
+	a->nonblock = 0;
+}
+
+/* Read one line from stdin byte by byte (what follows stays unread for the
+ * loop).  Returns its length, or -1 at end of input. */
+static ssize_t read_line(char *dst, size_t cap)
+{
+	size_t n = 0;
+	char c;
+	ssize_t r;
+
+	while ((r = read(STDIN_FILENO, &c, 1)) == 1 || (r < 0 && errno == EINTR)) {
+		if (r < 0)
+			continue;
+		if (c == '\n')
+			break;
+		if (n + 1 < cap && c != '\r')
+			dst[n++] = c;
+	}
+	dst[n] = '\0';
+	return r == 1 || n ? (ssize_t)n : -1;
+}
+
+static ssize_t ask(struct app *a, const char *prompt, int secret, char *dst, size_t cap)
+{
+	ssize_t n;
+
+	fputs(prompt, stderr);
+	fflush(stderr);
+	if (secret)
+		set_echo(a, 0);
+	n = read_line(dst, cap);
+	if (secret) {
+		set_echo(a, 1);
+		fputc('\n', stderr);
+	}
+	return n;
+}
+
+/* The log passphrase: the first line of --passphrase-file, else typed at the
+ * terminal with echo off.  Never the first line of the message input. */
+static int get_passphrase(struct app *a, const char *log_path, int confirm, char *dst, size_t cap)
+{
+	if (a->passphrase_file) {
+		int fd = open(a->passphrase_file, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		ssize_t n;
+		if (fd < 0) {
+			chat_prog_error(&a->prog, "cannot read the passphrase file %s: %s",
+			                a->passphrase_file, strerror(errno));
+			return 1;
+		}
+		if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+			chat_warn("passphrase file %s can be read by other users", a->passphrase_file);
+		n = read(fd, dst, cap - 1);
+		close(fd);
+		if (n < 0)
+			n = 0;
+		dst[n] = '\0';
+		dst[strcspn(dst, "\r\n")] = '\0';
+		if (!dst[0]) {
+			chat_prog_error(&a->prog, "the passphrase file %s is empty (the first line is the "
+			                "passphrase)", a->passphrase_file);
+			return 1;
+		}
+		return 0;
+	}
+	if (!a->tty) {
+		chat_prog_error(&a->prog, "the log passphrase for %s is needed: give --passphrase-file "
+		                "FILE (stdin is not a terminal, and a passphrase is never read from the "
+		                "message input)", log_path);
+		return 2;
+	}
+	char again[PASSPHRASE_MAX];
+	for (;;) {
+		char prompt[600];
+		snprintf(prompt, sizeof(prompt), "%s passphrase for %s: ", confirm ? "new log" : "log",
+		         log_path);
+		if (ask(a, prompt, 1, dst, cap) < 0) {
+			chat_prog_error(&a->prog, "no passphrase given");
+			return 1;
+		}
+		if (!dst[0]) {
+			fprintf(stderr, "the passphrase must not be empty\n");
+			continue;
+		}
+		if (!confirm)
+			return 0;
+		if (ask(a, "again: ", 1, again, sizeof(again)) < 0)
+			return 1;
+		int same = !strcmp(dst, again);
+		chat_wipe(again, sizeof(again));
+		if (same)
+			return 0;
+		fprintf(stderr, "the two passphrases differ; again\n");
+	}
+}
+
+/* ---- --read-log */
+
+static int print_record(void *arg, const struct chat_seclog_record *r)
+{
+	size_t cap = 4 * r->text_len + 1;
+	char *text = malloc(cap), when[64];
+	time_t secs = (time_t)(r->time_ms / 1000);
+	struct tm tm;
+
+	(void)arg;
+	if (!text)
+		return CHAT_ERR_NOMEM;
+	chat_text_escape(r->text_len, r->text, cap, text);
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	char peer[4 * CHAT_SECLOG_PEER_MAX + 1];
+	chat_text_escape(strlen(r->peer), r->peer, sizeof(peer), peer);
+	printf("record %llu %s.%03dZ %s %s %s\n", (unsigned long long)r->seq, when,
+	       (int)(r->time_ms % 1000 + 1000) % 1000,
+	       r->direction == CHAT_SECLOG_SENT ? "sent" : "received", peer, text);
+	chat_wipe(text, cap);
+	free(text);
+	return 0;
+}
+
+static int read_log(struct app *a, const char *path)
+{
+	char pass[PASSPHRASE_MAX], err[1024];
+	uint64_t count = 0;
+	int rc;
+
+	a->tty = isatty(STDIN_FILENO);
+	if (access(path, F_OK) != 0) {
+		chat_prog_error(&a->prog, "%s: %s", path, strerror(errno));
+		return 1;
+	}
+	rc = get_passphrase(a, path, 0, pass, sizeof(pass));
+	if (rc)
+		return rc;
+	/* Everything is verified before the first record is printed. */
+	rc = chat_seclog_read(path, strlen(pass), pass, print_record, NULL, &count, NULL,
+	                      sizeof(err), err);
+	chat_wipe(pass, sizeof(pass));
+	fflush(stdout);
+	if (rc) {
+		chat_prog_error(&a->prog, "%s", err);
+		return 1;
+	}
+	fprintf(stderr, "%s: %s: %llu record(s), all verified\n", a->prog.name, path,
+	        (unsigned long long)count);
+	return 0;
+}
+
+/* ---- events */
+
+static const char *const kind_names[] = {
+	[CHAT_PEER_EV_LISTENING] = "listening", [CHAT_PEER_EV_MSG] = "msg",
+	[CHAT_PEER_EV_COMPOSE] = "compose", [CHAT_PEER_EV_PASSWORD] = "need-password",
+	[CHAT_PEER_EV_SENDING] = "sending", [CHAT_PEER_EV_DELIVERED] = "delivered",
+	[CHAT_PEER_EV_ERROR] = "error", [CHAT_PEER_EV_WARNING] = "warning",
+	[CHAT_PEER_EV_INFO] = "info", [CHAT_PEER_EV_HELP] = "help",
+};
+
+/* Line mode: "KIND [CODE] [PEER] [TEXT]", TEXT escaped to one safe line. */
+static void line_event(void *ui, const struct chat_peer_event *ev)
+{
+	size_t cap = 4 * ev->text_len + 1;
+	char *text = malloc(cap);
+
+	(void)ui;
+	if (!text)
+		return;
+	chat_text_escape(ev->text_len, ev->text, cap, text);
+	printf("%s%s%s%s%s%s%s\n", kind_names[ev->kind], ev->code[0] ? " " : "", ev->code,
+	       ev->peer[0] ? " " : "", ev->peer, text[0] ? " " : "", text);
+	fflush(stdout);
+	chat_wipe(text, cap);
+	free(text);
+}
+
+/* At a terminal: for a person.  Message lines are escaped one by one. */
+static void tty_event(void *ui, const struct chat_peer_event *ev)
+{
+	struct app *a = ui;
+	size_t cap = 4 * ev->text_len + 1;
+	char *text = malloc(cap), stamp[16];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (!text)
+		return;
+	chat_text_escape(ev->text_len, ev->text, cap, text);
+	localtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%H:%M", &tm);
+	switch (ev->kind) {
+	case CHAT_PEER_EV_LISTENING:
+		printf("chat-peer: you are %s, listening on %s with suite %s.\n"
+		       "/send USER to write a message, /help for more.\n", a->user, text,
+		       chat_config_get(a->prog.cfg, "peer", "suite"));
+		break;
+	case CHAT_PEER_EV_MSG: {
+		const char *s = ev->text;
+		size_t left = ev->text_len;
+		printf("[%s] %s:", stamp, ev->peer);
+		/* One escaped line per line of the message. */
+		while (1) {
+			const char *nl = memchr(s, '\n', left);
+			size_t n = nl ? (size_t)(nl - s) : left;
+			chat_text_escape(n, s, cap, text);
+			printf(" %s\n", text);
+			if (!nl)
+				break;
+			printf("%*s", (int)strlen(stamp) + 3 + (int)strlen(ev->peer), ":");
+			left -= n + 1;
+			s = nl + 1;
+		}
+		break;
+	}
+	case CHAT_PEER_EV_COMPOSE:
+		printf("(message to %s: end it with a line holding only '.')\n", ev->peer);
+		break;
+	case CHAT_PEER_EV_PASSWORD:
+		printf("password for %s at %s: ", ev->peer, text);
+		break;
+	case CHAT_PEER_EV_SENDING:
+		printf("(sending to %s at %s)\n", ev->peer, text);
+		break;
+	case CHAT_PEER_EV_DELIVERED:
+		printf("[%s] delivered to %s\n", stamp, ev->peer);
+		break;
+	case CHAT_PEER_EV_ERROR:
+		printf("[%s] ! %s%s%s: %s\n", stamp, ev->code, ev->peer[0] ? " " : "", ev->peer, text);
+		break;
+	case CHAT_PEER_EV_WARNING:
+		printf("warning: %s\n", text);
+		break;
+	default:
+		printf("%s\n", text);
+	}
+	fflush(stdout);
+	chat_wipe(text, cap);
+	free(text);
+}
+
+/* ---- input */
+
+static void input_line(struct app *a, size_t len, const char *line)
+{
+	/* A password line was typed without echo: end its line on the screen. */
+	if (a->tty && a->echo_off) {
+		fputc('\n', stdout);
+		fflush(stdout);
+	}
+	chat_peer_input(a->peer, len, line);
+	if (a->tty && chat_peer_wants_secret(a->peer) != a->echo_off)
+		set_echo(a, !chat_peer_wants_secret(a->peer));
+}
+
+static void input_bytes(struct app *a, size_t n, const char *buf)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (buf[i] == '\n') {
+			size_t len = a->line_len;
+			if (len && a->line[len - 1] == '\r')
+				len--;
+			input_line(a, len, a->line ? a->line : "");
+			if (a->line)
+				chat_wipe(a->line, a->line_len);
+			a->line_len = 0;
+			continue;
+		}
+		if (a->line_len == a->max_line) {
+			chat_prog_error(&a->prog, "input line longer than %zu bytes; it is cut there", a->max_line);
+			input_line(a, a->line_len, a->line);
+			a->line_len = 0;
+		}
+		if (a->line_len == a->line_cap) {
+			size_t cap = a->line_cap ? a->line_cap * 2 : 256;
+			char *grown = malloc(cap);
+			if (!grown)
+				return;
+			if (a->line) {
+				memcpy(grown, a->line, a->line_len);
+				chat_wipe(a->line, a->line_cap);
+				free(a->line);
+			}
+			a->line = grown;
+			a->line_cap = cap;
+		}
+		a->line[a->line_len++] = buf[i];
+	}
+}
+
+static void input_eof(struct app *a)
+{
+	if (a->line_len)
+		input_line(a, a->line_len, a->line);
+	a->line_len = 0;
+	a->eof = 1;
+	if (a->in_watch)
+		chat_loop_remove(a->loop, a->in_watch);
+	a->in_watch = NULL;
+	chat_peer_input_end(a->peer);
+}
+
+static void on_stdin(struct chat_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct app *a = arg;
+	char buf[65536];
+	ssize_t n;
+
+	(void)loop;
+	(void)events;
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0)
+		input_eof(a);
+	else
+		input_bytes(a, (size_t)n, buf);
+	chat_wipe(buf, n > 0 ? (size_t)n : 0);
+}
+
+/* epoll cannot watch regular files (or /dev/null): read them whole now. */
+static void read_file_input(struct app *a)
+{
+	char buf[65536];
+	ssize_t n;
+
+	while ((n = read(STDIN_FILENO, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0)
+			input_bytes(a, (size_t)n, buf);
+	chat_wipe(buf, sizeof(buf));
+	input_eof(a);
+}
+
+static void on_signal(struct chat_loop *loop, int fd, unsigned events, void *arg)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	(void)arg;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	chat_info("stopping on %s", strsignal((int)si.ssi_signo));
+	chat_loop_stop(loop);
+}
+
+/* ---- setup */
+
+static int setup_user(struct app *a)
+{
+	const char *u = chat_config_get(a->prog.cfg, "peer", "user");
+	char buf[128];
+
+	if (u && *u)
+		snprintf(buf, sizeof(buf), "%s", u);
+	else if (ask(a, "username: ", 0, buf, sizeof(buf)) < 0)
+		buf[0] = '\0';
+	const char *why = chat_name_check(strlen(buf), buf);
+	if (why) {
+		chat_prog_error(&a->prog, "username '%s' %s", buf, why);
+		return 2;
+	}
+	memcpy(a->user, buf, strlen(buf) + 1); /* checked: at most CHAT_NAME_MAX */
+	return 0;
+}
+
+/* At a terminal, what chat.ini leaves open is asked for: the contacts file
+ * (if empty) and the port (if peer.listen was not set anywhere). */
+static int setup_terminal_questions(struct app *a)
+{
+	char buf[512], err[1024];
+
+	if (!a->tty)
+		return 0;
+	const char *dir = chat_config_get(a->prog.cfg, "peer", "directory");
+	if (!dir || !*dir) {
+		if (ask(a, "contacts file (JSON; empty: none, addresses typed by hand): ", 0, buf,
+		        sizeof(buf)) < 0)
+			return 1;
+		if (buf[0] && chat_config_override(a->prog.cfg, "peer", "directory", buf, "terminal",
+		                                   sizeof(err), err)) {
+			chat_prog_error(&a->prog, "%s", err);
+			return 2;
+		}
+	}
+	if (!strcmp(chat_config_where(a->prog.cfg, "peer", "listen"), "default")) {
+		const char *def = chat_config_get(a->prog.cfg, "peer", "listen");
+		const char *colon = strrchr(def, ':');
+		char prompt[256];
+		snprintf(prompt, sizeof(prompt), "port to listen on [%s]: ", colon ? colon + 1 : def);
+		if (ask(a, prompt, 0, buf, sizeof(buf)) < 0)
+			return 1;
+		if (buf[0]) {
+			char addr[sizeof(buf) + CHAT_ADDR_MAX + 2];
+			snprintf(addr, sizeof(addr), "%.*s:%s", colon ? (int)(colon - def) : 0, def, buf);
+			if (chat_config_override(a->prog.cfg, "peer", "listen", addr, "terminal",
+			                         sizeof(err), err)) {
+				chat_prog_error(&a->prog, "%s", err);
+				return 2;
+			}
+		}
+	}
+	return 0;
+}
+
+static int open_log(struct app *a)
+{
+	char path[4096], pass[PASSPHRASE_MAX], err[1024];
+	const char *cfg_path = chat_config_path(a->prog.cfg, "peer", "log");
+	int rc, created = 0;
+
+	if (cfg_path && *cfg_path)
+		snprintf(path, sizeof(path), "%s", cfg_path);
+	else
+		snprintf(path, sizeof(path), "chat-peer-%s.log", a->user);
+	rc = get_passphrase(a, path, access(path, F_OK) != 0, pass, sizeof(pass));
+	if (rc)
+		return rc;
+	rc = chat_seclog_open(path, strlen(pass), pass,
+	                      (unsigned)chat_config_int(a->prog.cfg, "peer", "log_iterations"), &a->log,
+	                      &created, NULL, sizeof(err), err);
+	chat_wipe(pass, sizeof(pass));
+	if (rc) {
+		chat_prog_error(&a->prog, "%s%s", err, rc == CHAT_ERR_AUTH || rc == CHAT_ERR_INTEGRITY ||
+		                rc == CHAT_ERR_MALFORMED ? " (nothing is appended to a log that does not "
+		                "verify: check it with --read-log, or move it away)" : "");
+		return 1;
+	}
+	chat_info("message log %s: %s, %llu record(s)", path, created ? "created" : "verified",
+	          (unsigned long long)chat_seclog_count(a->log));
+	return 0;
+}
+
+static int run(struct app *a)
+{
+	char err[1024];
+	const struct chat_loaded *suite = NULL;
+	const char *suite_name = chat_config_get(a->prog.cfg, "peer", "suite");
+	struct stat st;
+	sigset_t mask;
+	int rc;
+
+	a->tty = isatty(STDIN_FILENO);
+	if ((rc = setup_user(a)) || (rc = setup_terminal_questions(a)))
+		return rc;
+	if (chat_registry_load(a->prog.reg, a->prog.plugin_dir, CHAT_PLUGIN_CIPHER, suite_name, &suite,
+	                       sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(&a->prog, "%s (peer.suite, %s)", err,
+		                chat_config_where(a->prog.cfg, "peer", "suite"));
+		return 1;
+	}
+	if ((rc = open_log(a)))
+		return rc;
+
+	struct chat_peer_config pc = {
+		.user = a->user,
+		.listen = chat_config_get(a->prog.cfg, "peer", "listen"),
+		.tp = a->prog.transport->desc->ops.transport,
+		.tp_host = &a->prog.transport->host,
+		.suite = suite,
+		.directory = chat_config_path(a->prog.cfg, "peer", "directory"),
+		.log = a->log,
+		.max_frame = a->prog.max_frame,
+		.timeout_ms = (int)chat_config_int(a->prog.cfg, "peer", "timeout"),
+	};
+	a->max_line = CHAT_PEER_MAX_MESSAGE + 256;
+	if ((rc = chat_loop_new(&a->loop))) {
+		chat_prog_error(&a->prog, "cannot create the event loop: %s", chat_strerror(rc));
+		return 1;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	a->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (a->sig_fd < 0 || chat_loop_add(a->loop, a->sig_fd, CHAT_EV_READ, on_signal, a, &a->sig_watch)) {
+		chat_prog_error(&a->prog, "cannot set up signal handling");
+		return 1;
+	}
+	rc = chat_peer_new(a->loop, &pc, a->tty ? tty_event : line_event, a, &a->peer, sizeof(err), err);
+	if (rc) {
+		chat_prog_error(&a->prog, "%s (peer.listen %s, peer.directory %s)", err,
+		                chat_config_where(a->prog.cfg, "peer", "listen"),
+		                chat_config_where(a->prog.cfg, "peer", "directory"));
+		return 1;
+	}
+	chat_info("listening on %s as %s (suite %s, transport %s)", chat_peer_address(a->peer), a->user,
+	          suite->desc->name, a->prog.transport->desc->name);
+	if (!a->tty && fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+		read_file_input(a);
+	} else {
+		/* O_NONBLOCK is shared with whoever else has this file (the shell,
+		 * for a terminal): it is taken back at exit. */
+		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+		a->nonblock = 1;
+		if (chat_loop_add(a->loop, STDIN_FILENO, CHAT_EV_READ, on_stdin, a, &a->in_watch)) {
+			fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) & ~O_NONBLOCK);
+			a->nonblock = 0;
+			read_file_input(a);
+		}
+	}
+	if (!chat_peer_done(a->peer))
+		rc = chat_loop_run(a->loop);
+	if (rc) {
+		chat_prog_error(&a->prog, "event loop failed: %s", chat_strerror(rc));
+		return 1;
+	}
+	return 0;
+}
+
+/* --read-log and --passphrase-file are not configuration keys: take them out
+ * of argv before the common parser sees the rest. */
+static int split_args(struct app *a, int argc, char **argv, char **rest, int *nrest,
+                      const char **read_log)
+{
+	static const char *const names[] = { "--read-log", "--passphrase-file" };
+
+	*nrest = 0;
+	rest[(*nrest)++] = argv[0];
+	for (int i = 1; i < argc; i++) {
+		const char *value = NULL;
+		int which = -1;
+		if (!strcmp(argv[i], "--")) {
+			while (i < argc)
+				rest[(*nrest)++] = argv[i++];
+			break;
+		}
+		for (int k = 0; k < 2; k++) {
+			size_t n = strlen(names[k]);
+			if (!strcmp(argv[i], names[k])) {
+				which = k;
+				if (i + 1 >= argc) {
+					chat_prog_error(&a->prog, "option %s needs an argument", names[k]);
+					return 2;
+				}
+				value = argv[++i];
+			} else if (!strncmp(argv[i], names[k], n) && argv[i][n] == '=') {
+				which = k;
+				value = argv[i] + n + 1;
+			}
+		}
+		if (which < 0) {
+			rest[(*nrest)++] = argv[i];
+			/* The value of another option is never one of ours. */
+			if (argv[i][0] == '-' && argv[i][1] != '-' && argv[i][1] && !argv[i][2] &&
+			    strchr("csludS", argv[i][1]) && i + 1 < argc)
+				rest[(*nrest)++] = argv[++i];
+			else if (!strncmp(argv[i], "--", 2) && !strchr(argv[i], '=') && i + 1 < argc &&
+			         (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--set") ||
+			          !strcmp(argv[i], "--plugin") || !strcmp(argv[i], "--listen") ||
+			          !strcmp(argv[i], "--user") || !strcmp(argv[i], "--directory") ||
+			          !strcmp(argv[i], "--suite")))
+				rest[(*nrest)++] = argv[++i];
+			continue;
+		}
+		if (!*value) {
+			chat_prog_error(&a->prog, "option %s needs a file name", names[which]);
+			return 2;
+		}
+		if (which == 0)
+			*read_log = value;
+		else
+			a->passphrase_file = value;
+	}
+	rest[*nrest] = NULL;
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
 	static const struct chat_prog_flag flags[] = {
 		{ "listen", 'l', "peer", "listen", "ADDR", "address to listen on, host:port or [v6]:port" },
+		{ "user", 'u', "peer", "user", "NAME", "your username (asked for when not given)" },
+		{ "directory", 'd', "peer", "directory", "FILE", "JSON contacts: username, ip, port, password" },
+		{ "suite", 'S', "peer", "suite", "NAME", "cipher suite to send with and to accept" },
 		{ NULL, 0, NULL, NULL, NULL, NULL },
 	};
-	struct chat_prog p = {
-		.name = "chat-peer",
-		.section = "peer",
-		.summary = "Peer-to-peer node of the chat framework: one authenticated connection per message.",
-		.usage_tail = "This version supports --help, --version, --list-plugins and --check-config only.\n",
-		.flags = flags,
+	struct app a = {
+		.prog = {
+			.name = "chat-peer",
+			.section = "peer",
+			.summary = "Peer-to-peer node of the chat framework: one authenticated connection per message.",
+			.usage_tail =
+				"Also:\n"
+				"      --passphrase-file FILE  the log passphrase is the first line of FILE (else it\n"
+				"                          is asked at the terminal; never read from the input)\n"
+				"      --read-log FILE     verify the encrypted message log FILE completely, then\n"
+				"                          print its records (nothing if anything fails to verify)\n"
+				"\n"
+				"Input: /send USER (a directory contact) or /send USER@HOST:PORT (then a line with\n"
+				"USER's password), then the message lines, ended by a line holding only '.'; a\n"
+				"line starting with '.' is written with one more '.'.  /contacts /help /quit.\n"
+				"With stdin not a terminal, one event per line (docs/PEER.md).\n",
+			.flags = flags,
+		},
+		.sig_fd = -1,
 	};
-	int status = chat_prog_start(&p, argc, argv);
+	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+	const char *log_to_read = NULL;
+	int nrest = 0, status;
 
-	if (status < 0) {
-		chat_prog_error(&p, "peer-to-peer messaging is not available in this version "
-		                "(it needs the aescbc-hmac suite); use --check-config or --list-plugins");
-		status = 2;
+	chat_log_set_program(a.prog.name);
+	if (!rest)
+		return 1;
+	signal(SIGINT, restore_and_die);
+	signal(SIGTERM, restore_and_die);
+	status = split_args(&a, argc, argv, rest, &nrest, &log_to_read);
+	if (status) {
+		free(rest);
+		return status;
 	}
-	chat_prog_finish(&p);
+	if (log_to_read) {
+		/* A log is read without chat.ini, plugins or network. */
+		if (nrest > 1) {
+			chat_prog_error(&a.prog, "--read-log takes only --passphrase-file, not '%s'", rest[1]);
+			free(rest);
+			return 2;
+		}
+		status = read_log(&a, log_to_read);
+		restore_terminal(&a);
+		free(rest);
+		return status;
+	}
+	status = chat_prog_start(&a.prog, nrest, rest);
+	if (status < 0)
+		status = run(&a);
+	restore_terminal(&a);
+	if (a.loop) {
+		chat_peer_free(a.peer);
+		chat_loop_remove(a.loop, a.in_watch);
+		chat_loop_remove(a.loop, a.sig_watch);
+		chat_loop_free(a.loop);
+	}
+	if (a.sig_fd >= 0)
+		close(a.sig_fd);
+	chat_seclog_close(a.log);
+	if (a.line) {
+		chat_wipe(a.line, a.line_cap);
+		free(a.line);
+	}
+	chat_prog_finish(&a.prog);
+	free(rest);
 	return status;
 }

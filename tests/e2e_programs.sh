@@ -136,9 +136,10 @@ run chat-relay --config "$T/chat.ini" --plugin "$B/abi-major.so" --listen 127.0.
 expect_rc 1 "broken plugin stops the relay"
 if grep -q "listening on" <<<"$ERR"; then fail "relay listened despite a broken plugin"; else pass; fi
 
-# chat-peer's run mode says plainly that messaging is not in this version.
-run chat-peer --config "$T/chat.ini"
+# chat-peer's run mode needs the log passphrase: without a terminal or
+# --passphrase-file it says so and exits 2 before opening any socket.
+run chat-peer --config "$T/chat.ini" --user zed --listen 127.0.0.1:0
 expect_rc 2 "chat-peer run"
-expect_err "not available in this version" "chat-peer run"
+expect_err "give --passphrase-file FILE" "chat-peer run"
 
 finish

@@ -52,6 +52,18 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	  "transport plugin for direct peer-to-peer sessions" },
 	{ "peer", "listen", CHAT_CFG_ADDRESS, "127.0.0.1:7500", 0, 0,
 	  "address a peer listens on for direct sessions" },
+	{ "peer", "user", CHAT_CFG_STRING, "", 0, 0,
+	  "your username (asked for when empty)" },
+	{ "peer", "directory", CHAT_CFG_PATH, "", 0, 0,
+	  "JSON contacts file: username, ip, port, password (read again when it changes)" },
+	{ "peer", "suite", CHAT_CFG_NAME, "aescbc-hmac", 0, 0,
+	  "cipher suite messages are sent with and the only one accepted" },
+	{ "peer", "timeout", CHAT_CFG_INT, "10000", 100, 600000,
+	  "milliseconds one message exchange (connect to acknowledgement) may take" },
+	{ "peer", "log", CHAT_CFG_PATH, "", 0, 0,
+	  "encrypted message log (empty: chat-peer-USER.log in the current directory)" },
+	{ "peer", "log_iterations", CHAT_CFG_INT, "200000", 1000, 10000000,
+	  "PBKDF2 iterations for the key of a new message log" },
 
 	{ NULL, NULL, 0, NULL, 0, 0, NULL },
 };

@@ -1,16 +1,14 @@
 /* chat-client: the terminal client.  A talk-style screen when stdin is a
  * terminal, line mode otherwise (scriptable: docs/CLIENT.md). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client-ui.h"
 #include "client.h"
 #include "directory.h"
+#include "lines.h"
 #include "log.h"
 #include "loop.h"
 #include "program.h"
@@ -22,10 +20,7 @@ struct app {
 	struct chat_client *client;
 	struct chat_directory *dir;
 	struct chat_tui *tui;
-	struct chat_watch *in_watch;
-	char *line;
-	size_t line_len, line_cap, max_line;
-	int eof;
+	struct chat_lines *input;
 	uint64_t eof_at, last_event; /* monotonic ms */
 };
 
@@ -93,32 +88,18 @@ static void line_event(void *ui, const struct chat_event *ev)
 	free(buf);
 }
 
-static void input_bytes(struct app *a, size_t n, const char *buf)
+static void input_line(void *arg, size_t len, const char *line)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (buf[i] == '\n') {
-			size_t len = a->line_len;
-			if (len && a->line[len - 1] == '\r')
-				len--;
-			chat_client_input(a->client, len, a->line ? a->line : "");
-			a->line_len = 0;
-			continue;
-		}
-		if (a->line_len == a->max_line) {
-			chat_prog_error(&a->prog, "input line longer than %zu bytes; it is cut there", a->max_line);
-			chat_client_input(a->client, a->line_len, a->line);
-			a->line_len = 0;
-		}
-		if (a->line_len == a->line_cap) {
-			size_t cap = a->line_cap ? a->line_cap * 2 : 256;
-			char *grown = realloc(a->line, cap);
-			if (!grown)
-				return;
-			a->line = grown;
-			a->line_cap = cap;
-		}
-		a->line[a->line_len++] = buf[i];
-	}
+	struct app *a = arg;
+
+	chat_client_input(a->client, len, line);
+}
+
+static void input_too_long(void *arg, size_t max)
+{
+	struct app *a = arg;
+
+	chat_prog_error(&a->prog, "input line longer than %zu bytes; it is cut there", max);
 }
 
 static long long linger(struct chat_loop *loop, void *arg)
@@ -134,49 +115,20 @@ static long long linger(struct chat_loop *loop, void *arg)
 	return 100;
 }
 
-static void input_eof(struct app *a)
+static void input_eof(void *arg)
 {
-	if (a->line_len)
-		chat_client_input(a->client, a->line_len, a->line);
-	a->line_len = 0;
-	a->eof = 1;
-	if (a->in_watch)
-		chat_loop_remove(a->loop, a->in_watch);
-	a->in_watch = NULL;
+	struct app *a = arg;
+
 	a->eof_at = a->last_event = chat_loop_now_ms();
 	if (chat_loop_timer_add(a->loop, 100, linger, a, NULL) != CHAT_OK)
 		chat_client_input(a->client, 5, "/quit");
 }
 
-static void on_stdin(struct chat_loop *loop, int fd, unsigned events, void *arg)
-{
-	struct app *a = arg;
-	char buf[65536];
-	ssize_t n;
-
-	(void)loop;
-	(void)events;
-	n = read(fd, buf, sizeof(buf));
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0)
-		input_eof(a);
-	else
-		input_bytes(a, (size_t)n, buf);
-}
-
-/* epoll cannot watch regular files: read them whole now (lines are held by
- * the client engine until it has logged in). */
-static void read_file_input(struct app *a)
-{
-	char buf[65536];
-	ssize_t n;
-
-	while ((n = read(STDIN_FILENO, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0)
-			input_bytes(a, (size_t)n, buf);
-	input_eof(a);
-}
+static const struct chat_lines_cbs input_cbs = {
+	.line = input_line,
+	.eof = input_eof,
+	.too_long = input_too_long,
+};
 
 /* The username: from --user / client.user, else asked for. */
 static int ask_user(struct app *a, char *dst, size_t cap)
@@ -207,7 +159,6 @@ static int ask_user(struct app *a, char *dst, size_t cap)
 static int run(struct app *a)
 {
 	char user[CHAT_NAME_MAX + 8], err[1024], suites[16][33];
-	struct stat st;
 	const char *dir_path = chat_config_path(a->prog.cfg, "client", "directory");
 	int rc, tty = isatty(STDIN_FILENO);
 
@@ -233,7 +184,6 @@ static int run(struct app *a)
 		.connect_timeout_ms = (int)chat_config_int(a->prog.cfg, "client", "connect_timeout"),
 	};
 	cc.nsuites = chat_config_list(a->prog.cfg, "client", "suites", 16, suites);
-	a->max_line = cc.max_message + 256;
 	if ((rc = chat_loop_new(&a->loop))) {
 		chat_prog_error(&a->prog, "cannot create the event loop: %s", chat_strerror(rc));
 		return 1;
@@ -251,15 +201,10 @@ static int run(struct app *a)
 	}
 	if (a->tui) {
 		chat_tui_attach(a->tui, a->client);
-	} else if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
-		read_file_input(a);
-	} else {
-		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-		/* Some inputs (/dev/null) cannot be polled either: read them whole. */
-		if (chat_loop_add(a->loop, STDIN_FILENO, CHAT_EV_READ, on_stdin, a, &a->in_watch)) {
-			fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) & ~O_NONBLOCK);
-			read_file_input(a);
-		}
+	} else if (chat_lines_start(a->loop, STDIN_FILENO, cc.max_message + 256, &input_cbs, a,
+	                            &a->input) != CHAT_OK) {
+		chat_prog_error(&a->prog, "cannot read standard input");
+		return 1;
 	}
 	rc = chat_loop_run(a->loop);
 	chat_tui_stop(a->tui);
@@ -297,11 +242,10 @@ int main(int argc, char **argv)
 		status = run(&a);
 	if (a.loop) {
 		chat_client_free(a.client);
-		chat_loop_remove(a.loop, a.in_watch);
+		chat_lines_stop(a.input);
 		chat_loop_free(a.loop);
 	}
 	chat_directory_free(a.dir);
-	free(a.line);
 	chat_prog_finish(&a.prog);
 	return status;
 }

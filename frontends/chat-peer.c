@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "lines.h"
 #include "log.h"
 #include "loop.h"
 #include "peer.h"
@@ -31,16 +32,14 @@ struct app {
 	const char *passphrase_file;
 	int tty;
 	struct termios saved_tio;
-	int tio_saved, echo_off, nonblock;
+	int tio_saved, echo_off;
 	char user[CHAT_NAME_MAX + 1];
 	struct chat_loop *loop;
 	struct chat_peer *peer;
 	struct chat_seclog *log;
-	struct chat_watch *in_watch, *sig_watch;
+	struct chat_watch *sig_watch;
+	struct chat_lines *input;
 	int sig_fd;
-	char *line;
-	size_t line_len, line_cap, max_line;
-	int eof;
 };
 
 /* ---- terminal and prompts */
@@ -82,9 +81,6 @@ static void restore_terminal(struct app *a)
 {
 	if (a->tio_saved)
 		tcsetattr(STDIN_FILENO, TCSANOW, &a->saved_tio);
-	if (a->nonblock)
-		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) & ~O_NONBLOCK);
-	a->nonblock = 0;
 }
 
 /* Read one line from stdin byte by byte (what follows stays unread for the
@@ -328,8 +324,10 @@ static void tty_event(void *ui, const struct chat_peer_event *ev)
 
 /* ---- input */
 
-static void input_line(struct app *a, size_t len, const char *line)
+static void input_line(void *arg, size_t len, const char *line)
 {
+	struct app *a = arg;
+
 	/* A password line was typed without echo: end its line on the screen. */
 	if (a->tty && a->echo_off) {
 		fputc('\n', stdout);
@@ -340,83 +338,25 @@ static void input_line(struct app *a, size_t len, const char *line)
 		set_echo(a, !chat_peer_wants_secret(a->peer));
 }
 
-static void input_bytes(struct app *a, size_t n, const char *buf)
+static void input_too_long(void *arg, size_t max)
 {
-	for (size_t i = 0; i < n; i++) {
-		if (buf[i] == '\n') {
-			size_t len = a->line_len;
-			if (len && a->line[len - 1] == '\r')
-				len--;
-			input_line(a, len, a->line ? a->line : "");
-			if (a->line)
-				chat_wipe(a->line, a->line_len);
-			a->line_len = 0;
-			continue;
-		}
-		if (a->line_len == a->max_line) {
-			chat_prog_error(&a->prog, "input line longer than %zu bytes; it is cut there", a->max_line);
-			input_line(a, a->line_len, a->line);
-			a->line_len = 0;
-		}
-		if (a->line_len == a->line_cap) {
-			size_t cap = a->line_cap ? a->line_cap * 2 : 256;
-			char *grown = malloc(cap);
-			if (!grown)
-				return;
-			if (a->line) {
-				memcpy(grown, a->line, a->line_len);
-				chat_wipe(a->line, a->line_cap);
-				free(a->line);
-			}
-			a->line = grown;
-			a->line_cap = cap;
-		}
-		a->line[a->line_len++] = buf[i];
-	}
+	struct app *a = arg;
+
+	chat_prog_error(&a->prog, "input line longer than %zu bytes; it is cut there", max);
 }
 
-static void input_eof(struct app *a)
+static void input_eof(void *arg)
 {
-	if (a->line_len)
-		input_line(a, a->line_len, a->line);
-	a->line_len = 0;
-	a->eof = 1;
-	if (a->in_watch)
-		chat_loop_remove(a->loop, a->in_watch);
-	a->in_watch = NULL;
+	struct app *a = arg;
+
 	chat_peer_input_end(a->peer);
 }
 
-static void on_stdin(struct chat_loop *loop, int fd, unsigned events, void *arg)
-{
-	struct app *a = arg;
-	char buf[65536];
-	ssize_t n;
-
-	(void)loop;
-	(void)events;
-	n = read(fd, buf, sizeof(buf));
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0)
-		input_eof(a);
-	else
-		input_bytes(a, (size_t)n, buf);
-	chat_wipe(buf, n > 0 ? (size_t)n : 0);
-}
-
-/* epoll cannot watch regular files (or /dev/null): read them whole now. */
-static void read_file_input(struct app *a)
-{
-	char buf[65536];
-	ssize_t n;
-
-	while ((n = read(STDIN_FILENO, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0)
-			input_bytes(a, (size_t)n, buf);
-	chat_wipe(buf, sizeof(buf));
-	input_eof(a);
-}
+static const struct chat_lines_cbs input_cbs = {
+	.line = input_line,
+	.eof = input_eof,
+	.too_long = input_too_long,
+};
 
 static void on_signal(struct chat_loop *loop, int fd, unsigned events, void *arg)
 {
@@ -522,7 +462,6 @@ static int run(struct app *a)
 	char err[1024];
 	const struct chat_loaded *suite = NULL;
 	const char *suite_name = chat_config_get(a->prog.cfg, "peer", "suite");
-	struct stat st;
 	sigset_t mask;
 	int rc;
 
@@ -549,7 +488,6 @@ static int run(struct app *a)
 		.max_frame = a->prog.max_frame,
 		.timeout_ms = (int)chat_config_int(a->prog.cfg, "peer", "timeout"),
 	};
-	a->max_line = CHAT_PEER_MAX_MESSAGE + 256;
 	if ((rc = chat_loop_new(&a->loop))) {
 		chat_prog_error(&a->prog, "cannot create the event loop: %s", chat_strerror(rc));
 		return 1;
@@ -573,18 +511,10 @@ static int run(struct app *a)
 	}
 	chat_info("listening on %s as %s (suite %s, transport %s)", chat_peer_address(a->peer), a->user,
 	          suite->desc->name, a->prog.transport->desc->name);
-	if (!a->tty && fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
-		read_file_input(a);
-	} else {
-		/* O_NONBLOCK is shared with whoever else has this file (the shell,
-		 * for a terminal): it is taken back at exit. */
-		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-		a->nonblock = 1;
-		if (chat_loop_add(a->loop, STDIN_FILENO, CHAT_EV_READ, on_stdin, a, &a->in_watch)) {
-			fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) & ~O_NONBLOCK);
-			a->nonblock = 0;
-			read_file_input(a);
-		}
+	if (chat_lines_start(a->loop, STDIN_FILENO, CHAT_PEER_MAX_MESSAGE + 256, &input_cbs, a,
+	                     &a->input) != CHAT_OK) {
+		chat_prog_error(&a->prog, "cannot read standard input");
+		return 1;
 	}
 	if (!chat_peer_done(a->peer))
 		rc = chat_loop_run(a->loop);
@@ -714,17 +644,13 @@ int main(int argc, char **argv)
 	restore_terminal(&a);
 	if (a.loop) {
 		chat_peer_free(a.peer);
-		chat_loop_remove(a.loop, a.in_watch);
+		chat_lines_stop(a.input);
 		chat_loop_remove(a.loop, a.sig_watch);
 		chat_loop_free(a.loop);
 	}
 	if (a.sig_fd >= 0)
 		close(a.sig_fd);
 	chat_seclog_close(a.log);
-	if (a.line) {
-		chat_wipe(a.line, a.line_cap);
-		free(a.line);
-	}
 	chat_prog_finish(&a.prog);
 	free(rest);
 	return status;

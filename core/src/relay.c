@@ -757,7 +757,8 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 	char err[CHAT_TEXT_MAX];
 
 	(void)conn;
-	c->last_active = chat_loop_now_ms();
+	if (r->cfg.idle_timeout_ms > 0) /* a clock read per frame only when it is used */
+		c->last_active = chat_loop_now_ms();
 	if (chat_msg_parse(len, frame, &m, sizeof(err), err) != CHAT_OK) {
 		c->bad++;
 		chat_info("client %s: malformed request: %s", who(c), err);

@@ -75,6 +75,19 @@ run chat-relay --config "$T/chat.ini" --set relay.transport=nope --check-config
 expect_rc 1 "missing transport"
 expect_err "transport plugin 'nope': file not found: $CHAT_PLUGIN_DIR/transport-nope.so" "missing transport"
 
+# A configured cipher suite that does not exist is found by --check-config,
+# naming the key it came from.
+run chat-client --config "$T/chat.ini" --set client.suites=rc4dh,nosuch --check-config
+expect_rc 1 "missing client suite"
+expect_err "cipher plugin 'nosuch': file not found" "missing client suite"
+expect_err "client.suites" "missing client suite"
+run chat-relay --config "$T/chat.ini" --set relay.suites=ghost --check-config
+expect_rc 1 "missing relay suite"
+expect_err "cipher plugin 'ghost': file not found" "missing relay suite"
+run chat-peer --config "$T/chat.ini" --set peer.suite=ghost --check-config
+expect_rc 1 "missing peer suite"
+expect_err "(peer.suite, --set)" "missing peer suite"
+
 # Plugin directory missing.
 run chat-relay --config "$T/chat.ini" --set core.plugin_dir=/nonexistent --check-config
 expect_rc 1 "missing plugin dir"

@@ -127,6 +127,43 @@ static int check_plugin_sections(struct chat_prog *p)
 	return 0;
 }
 
+/* The cipher suites this program is configured to use (SECTION.suites, a
+ * list, or SECTION.suite, one name) must load too: a typo there is found
+ * before any connection, and by --check-config. */
+static int load_suites(struct chat_prog *p)
+{
+	char names[16][33], err[1024];
+	const char *key = NULL;
+	size_t n = 0;
+
+	for (const struct chat_cfg_key *k = chat_cfg_schema; k->section; k++) {
+		if (strcmp(k->section, p->section))
+			continue;
+		if (!strcmp(k->key, "suites"))
+			key = "suites";
+		else if (!strcmp(k->key, "suite"))
+			key = "suite";
+	}
+	if (!key)
+		return 0;
+	if (!strcmp(key, "suites")) {
+		n = chat_config_list(p->cfg, p->section, key, 16, names);
+	} else {
+		const char *one = chat_config_get(p->cfg, p->section, key);
+		if (one && *one)
+			snprintf(names[n++], sizeof(names[0]), "%s", one);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, names[i], NULL,
+		                       sizeof(err), err) != CHAT_OK) {
+			chat_prog_error(p, "%s (%s.%s, %s)", err, p->section, key,
+			                chat_config_where(p->cfg, p->section, key));
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 {
 	struct option opts[64];
@@ -281,7 +318,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	if (check_plugin_sections(p)) {
+	if (check_plugin_sections(p) || load_suites(p)) {
 		status = 1;
 		goto out;
 	}

@@ -162,14 +162,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 static uint32_t get_be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -612,7 +604,7 @@ static void send_msg(struct bench *b, struct client *c, struct chat_wbuf *w)
 	if (w->err)
 		fail("cannot build a message: %s", chat_strerror(w->err));
 	uint8_t *p = out_room(c, CHAT_FRAME_HDR + w->len);
-	put_be32(p, (uint32_t)w->len);
+	chat_frame_put_header(w->len, p);
 	memcpy(p + 4, w->data, w->len);
 	queue_send(b, c);
 }
@@ -625,7 +617,7 @@ static void put_data(struct bench *b, struct client *c, uint64_t ts)
 	uint8_t *f = out_room(c, 4 + body), *pl;
 	uint64_t seq = c->next_seq++;
 
-	put_be32(f, (uint32_t)body);
+	chat_frame_put_header(body, f);
 	f[4] = CHAT_MSG_ROUTE;
 	f[5] = p->namelen;
 	memcpy(f + 6, p->name, p->namelen);
@@ -1050,7 +1042,7 @@ static void forwarder_pair(struct bench *b)
 			struct client *c = client_new(b, fd, CS_READY);
 			const struct client *p = &b->c[i ^ 1u];
 			uint8_t *f = out_room(c, 4 + 2 + p->namelen + 8);
-			put_be32(f, (uint32_t)(2 + p->namelen + 8));
+			chat_frame_put_header(2 + (size_t)p->namelen + 8, f);
 			f[4] = CHAT_MSG_ROUTE;
 			f[5] = p->namelen;
 			memcpy(f + 6, p->name, p->namelen);

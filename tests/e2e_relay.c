@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "paths.h"
 #include "proto.h"
 #include "testutils.h"
@@ -230,12 +231,9 @@ static int recv_all(int fd, void *buf, size_t len)
 
 static size_t put_frame(uint8_t *dst, size_t len, const uint8_t *src)
 {
-	dst[0] = (uint8_t)(len >> 24);
-	dst[1] = (uint8_t)(len >> 16);
-	dst[2] = (uint8_t)(len >> 8);
-	dst[3] = (uint8_t)len;
-	memcpy(dst + 4, src, len);
-	return len + 4;
+	chat_frame_put_header(len, dst);
+	memcpy(dst + CHAT_FRAME_HDR, src, len);
+	return len + CHAT_FRAME_HDR;
 }
 
 /* Read one frame; returns its length or -1. */

@@ -242,7 +242,9 @@ static void test_limits(void)
 	chat_frame_decoder_init(&d, 100);
 	chat_frame_put_header(101, buf);
 	CHECK_EQ_INT(chat_frame_decode(&d, 2, buf, &used, &f, &fl), 0);
+	CHECK_EQ_INT(chat_frame_decoder_declared(&d), 0); /* header incomplete */
 	CHECK_EQ_INT(chat_frame_decode(&d, 103, buf + 2, &used, &f, &fl), CHAT_ERR_TOO_BIG);
+	CHECK_EQ_INT(chat_frame_decoder_declared(&d), 101); /* what the reason names */
 	CHECK_EQ_INT(used, 2);
 	CHECK(f == NULL);
 	CHECK(d.buf == NULL);
@@ -256,6 +258,7 @@ static void test_limits(void)
 	chat_frame_decoder_init(&d, 0);
 	memset(buf, 0xff, 4);
 	CHECK_EQ_INT(chat_frame_decode(&d, 4, buf, &used, &f, &fl), CHAT_ERR_TOO_BIG);
+	CHECK_EQ_INT(chat_frame_decoder_declared(&d), 0xffffffffu);
 	chat_frame_decoder_free(&d);
 
 	/* hard cap clamp; max 0 means the default; max 1 works */

@@ -129,10 +129,9 @@ static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
 		int rc = chat_frame_decode(&c->dec, len, src, &used, &frame, &flen);
 		if (rc < 0) {
 			char reason[160];
-			const uint8_t *h = c->dec.hdr;
-			size_t declared = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
 			snprintf(reason, sizeof(reason),
-			         "frame of %zu bytes exceeds the limit of %zu bytes", declared, (size_t)c->dec.max);
+			         "frame of %zu bytes exceeds the limit of %zu bytes",
+			         chat_frame_decoder_declared(&c->dec), (size_t)c->dec.max);
 			chat_conn_close(c, rc, reason);
 			return;
 		}

@@ -179,3 +179,8 @@ size_t chat_frame_decoder_buffered(const struct chat_frame_decoder *d)
 {
 	return d->hdr_got + d->got;
 }
+
+size_t chat_frame_decoder_declared(const struct chat_frame_decoder *d)
+{
+	return d->hdr_got == CHAT_FRAME_HDR ? get_be32(d->hdr) : 0;
+}

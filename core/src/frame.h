@@ -52,6 +52,10 @@ int chat_frame_decoder_eof(const struct chat_frame_decoder *d, size_t *have, siz
  * partial; between frames at most 4 KiB is kept (see chat_frame_decode). */
 size_t chat_frame_decoder_buffered(const struct chat_frame_decoder *d);
 
+/* The length the current (or the rejected, after CHAT_ERR_TOO_BIG) frame's
+ * header declared; 0 while the header is incomplete. */
+size_t chat_frame_decoder_declared(const struct chat_frame_decoder *d);
+
 void chat_frame_put_header(size_t len, uint8_t hdr[CHAT_FRAME_HDR]);
 
 #endif

@@ -1,16 +1,23 @@
 /* chat-relay: the relay server.  One epoll loop, non-blocking sockets,
  * bounded per-client output queues; the routing itself is core/src/relay.c. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "loop.h"
 #include "program.h"
+#include "proto.h"
 #include "relay.h"
+#include "secret.h"
+#include "store.h"
 
 struct server {
 	struct chat_prog prog;
@@ -21,7 +28,90 @@ struct server {
 	struct chat_watch *listen_watch, *signal_watch;
 	int signal_fd;
 	int stopping;
+	struct chat_store *store;
+	const char *add_admin; /* --add-admin NAME */
 };
+
+/* relay.database: open (creating the file, and its directory if that is
+ * missing) and check it before anything listens.  0, or the exit status. */
+static int open_store(struct server *s)
+{
+	const char *path = chat_config_path(s->prog.cfg, "relay", "database");
+	char err[600];
+
+	if (!path || !path[0])
+		return 0;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			chat_prog_error(&s->prog, "cannot create the directory %s for relay.database (%s): %s",
+			                dir, chat_config_where(s->prog.cfg, "relay", "database"), strerror(errno));
+			return 1;
+		}
+	}
+	if (chat_store_open(path, &s->store, sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(&s->prog, "cannot use the database (relay.database, %s): %s",
+		                chat_config_where(s->prog.cfg, "relay", "database"), err);
+		return 1;
+	}
+	return 0;
+}
+
+/* chat-relay --add-admin NAME: make the first admin (or another one) on the
+ * relay's own machine, without the network. */
+static int add_admin(struct server *s)
+{
+	const char *name = s->add_admin;
+	const char *why = chat_name_check(strlen(name), name);
+	struct chat_account a = { 0 };
+	char pw[CHAT_SECRET_MAX], prompt[128], err[600];
+	uint8_t salt[16];
+	int rc;
+
+	if (why) {
+		chat_prog_error(&s->prog, "--add-admin: '%s' is not a valid user name: %s", name, why);
+		return 2;
+	}
+	if (!s->store) {
+		chat_prog_error(&s->prog, "--add-admin needs relay.database (it is empty in %s)",
+		                chat_config_where(s->prog.cfg, "relay", "database"));
+		return 1;
+	}
+	rc = chat_store_account_get(s->store, name, &a);
+	explicit_bzero(&a, sizeof(a));
+	if (rc == CHAT_OK) {
+		chat_prog_error(&s->prog, "--add-admin: the account %s exists already (an admin can "
+		                "promote it: /promote %s)", name, name);
+		return 1;
+	}
+	snprintf(prompt, sizeof(prompt), "password for the new admin %s: ", name);
+	if (chat_secret_ask(prompt, 1, 0, sizeof(pw), pw, sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(&s->prog, "--add-admin: %s", err);
+		return 1;
+	}
+	if (getrandom(salt, sizeof(salt), 0) != (ssize_t)sizeof(salt)) {
+		explicit_bzero(pw, sizeof(pw));
+		chat_prog_error(&s->prog, "--add-admin: no random numbers: %s", strerror(errno));
+		return 1;
+	}
+	snprintf(a.name, sizeof(a.name), "%s", name);
+	a.group = CHAT_GROUP_ADMIN;
+	a.created_ms = (int64_t)time(NULL) * 1000;
+	chat_scram_make_verifier(strlen(pw), pw, sizeof(salt), salt,
+	                         (unsigned)chat_config_int(s->prog.cfg, "relay", "scram_iterations"), &a.v);
+	explicit_bzero(pw, sizeof(pw));
+	rc = chat_store_account_add(s->store, &a);
+	explicit_bzero(&a, sizeof(a));
+	if (rc != CHAT_OK) {
+		chat_prog_error(&s->prog, "--add-admin: %s", chat_store_error(s->store));
+		return 1;
+	}
+	printf("admin %s added to %s\n", name, chat_config_path(s->prog.cfg, "relay", "database"));
+	return 0;
+}
 
 static long long resume_accept(struct chat_loop *loop, void *arg)
 {
@@ -112,6 +202,23 @@ static int serve(struct server *s)
 	int err;
 
 	load_policy(s, &rc, names, ptrs);
+	if ((err = open_store(s)))
+		return err;
+	if (s->add_admin)
+		return add_admin(s);
+	rc.store = s->store;
+	rc.guests = chat_config_bool(s->prog.cfg, "relay", "guests");
+	rc.open_registration = chat_config_bool(s->prog.cfg, "relay", "open_registration");
+	rc.friends_only = chat_config_bool(s->prog.cfg, "relay", "friends_only");
+	rc.queue_max_messages = (size_t)chat_config_int(s->prog.cfg, "relay", "queue_max_messages");
+	rc.queue_max_bytes = (uint64_t)chat_config_int(s->prog.cfg, "relay", "queue_max_bytes");
+	rc.queue_expiry_ms = chat_config_int(s->prog.cfg, "relay", "queue_expiry") * 1000LL;
+	rc.archive = chat_config_bool(s->prog.cfg, "relay", "archive");
+	rc.archive_ms = chat_config_int(s->prog.cfg, "relay", "archive_days") * 86400000LL;
+	rc.throttle_after = (unsigned)chat_config_int(s->prog.cfg, "relay", "login_throttle_after");
+	rc.throttle_ms = chat_config_int(s->prog.cfg, "relay", "login_throttle_ms");
+	rc.throttle_max_ms = chat_config_int(s->prog.cfg, "relay", "login_throttle_max_ms");
+	rc.scram_iterations = (unsigned)chat_config_int(s->prog.cfg, "relay", "scram_iterations");
 	s->tp = s->prog.transport->desc->ops.transport;
 	rc.limits.max_frame = s->prog.max_frame;
 	rc.limits.out_limit = (size_t)chat_config_int(s->prog.cfg, "relay", "out_queue_limit");
@@ -152,6 +259,13 @@ static int serve(struct server *s)
 	          bound, s->prog.transport->desc->name, s->prog.transport->desc->version,
 	          rc.limits.max_frame, rc.max_clients,
 	          rc.nsuites ? chat_config_get(s->prog.cfg, "relay", "suites") : "any");
+	if (s->store)
+		chat_info("accounts and stored messages in %s (registration %s, guests %s%s)",
+		          chat_config_path(s->prog.cfg, "relay", "database"),
+		          rc.open_registration ? "open" : "by admins", rc.guests ? "allowed" : "refused",
+		          rc.friends_only ? ", talk between friends only" : "");
+	else
+		chat_info("no relay.database: guests only, nothing is stored");
 	err = chat_loop_run(s->loop);
 	if (err) {
 		chat_prog_error(&s->prog, "event loop failed: %s", chat_strerror(err));
@@ -172,12 +286,36 @@ int main(int argc, char **argv)
 			.name = "chat-relay",
 			.section = "relay",
 			.summary = "Relay server of the chat framework: routes end-to-end encrypted messages it cannot read.",
+			.usage_tail =
+				"Also:\n"
+				"      --add-admin NAME    add the admin account NAME to relay.database (asks for\n"
+				"                          the password; reads one line when stdin is not a\n"
+				"                          terminal), then exit\n",
 			.flags = flags,
 		},
 		.signal_fd = -1,
 	};
-	int status = chat_prog_start(&s.prog, argc, argv);
+	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+	int nrest = 0, status;
 
+	if (!rest)
+		return 1;
+	/* --add-admin NAME is an action, not a configuration key. */
+	for (int i = 0; i < argc; i++) {
+		if (i && !strcmp(argv[i], "--add-admin")) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "chat-relay: --add-admin needs a user name\n");
+				free(rest);
+				return 2;
+			}
+			s.add_admin = argv[++i];
+		} else if (i && !strncmp(argv[i], "--add-admin=", 12)) {
+			s.add_admin = argv[i] + 12;
+		} else {
+			rest[nrest++] = argv[i];
+		}
+	}
+	status = chat_prog_start(&s.prog, nrest, rest);
 	if (status < 0)
 		status = serve(&s);
 	if (s.loop) {
@@ -190,6 +328,8 @@ int main(int argc, char **argv)
 	}
 	if (s.signal_fd >= 0)
 		close(s.signal_fd);
+	chat_store_close(s.store);
 	chat_prog_finish(&s.prog);
+	free(rest);
 	return status;
 }

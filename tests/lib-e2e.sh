@@ -49,9 +49,12 @@ expect_file() { # expect_file FILE PHRASE WHAT
 	if grep -qF -- "$2" "$1"; then pass; else fail "$3: $1 lacks '$2': $(cat "$1")"; fi
 }
 
-# A chat.ini for tests: the repository default pointed at this build's plugins.
+# A chat.ini for tests: the repository default pointed at this build's plugins,
 test_ini() {
-	sed -e "s|^plugin_dir = .*|plugin_dir = $CHAT_PLUGIN_DIR|" "$CHAT_SOURCE_DIR/chat.ini" >"$T/chat.ini"
+	# ... with its database and the clients' data in this test's directory.
+	sed -e "s|^plugin_dir = .*|plugin_dir = $CHAT_PLUGIN_DIR|" \
+	    -e "s|^database = .*|database = $T/relay.db|" \
+	    -e "s|^data_dir = .*|data_dir = $T/client|" "$CHAT_SOURCE_DIR/chat.ini" >"$T/chat.ini"
 }
 
 # start_relay NAME ARGS...: start chat-relay on 127.0.0.1:0; sets RELAY_PID, RELAY_ADDR, RELAY_PORT.

@@ -1,6 +1,7 @@
 #include "proto.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,54 @@ static uint32_t rd_u32(struct rd *r, const char *field)
 	uint32_t v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
 	r->p += 4;
 	r->left -= 4;
+	return v;
+}
+
+static uint64_t rd_u64(struct rd *r, const char *field)
+{
+	if (r->failed)
+		return 0;
+	if (r->left < 8) {
+		rd_fail(r, "truncated before %s", field);
+		return 0;
+	}
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | r->p[i];
+	r->p += 8;
+	r->left -= 8;
+	return v;
+}
+
+/* An id that 0 cannot be (client ids, mail ids). */
+static uint64_t rd_id(struct rd *r, const char *field)
+{
+	uint64_t v = rd_u64(r, field);
+
+	if (!r->failed && v == 0)
+		rd_fail(r, "%s is 0", field);
+	return v;
+}
+
+/* A u64 Unix time in milliseconds; must fit an int64_t. */
+static int64_t rd_time(struct rd *r, const char *field)
+{
+	uint64_t v = rd_u64(r, field);
+
+	if (!r->failed && v > (uint64_t)INT64_MAX) {
+		rd_fail(r, "%s %llu is out of range", field, (unsigned long long)v);
+		return 0;
+	}
+	return (int64_t)v;
+}
+
+/* A u8 that must lie in lo..hi; what names the allowed values for the error. */
+static unsigned rd_enum(struct rd *r, const char *field, unsigned lo, unsigned hi, const char *what)
+{
+	unsigned v = rd_u8(r, field);
+
+	if (!r->failed && (v < lo || v > hi))
+		rd_fail(r, "%s %u is not %s", field, v, what);
 	return v;
 }
 
@@ -166,6 +215,82 @@ static void rd_text(struct rd *r, char dst[CHAT_TEXT_MAX + 1], const char *field
 	rd_str(r, 1, dst, CHAT_TEXT_MAX + 1, field);
 }
 
+/* A SCRAM message: str16, 1..CHAT_TEXT_MAX bytes of printable ASCII
+ * without space (RFC 5802 messages never contain one). */
+static void rd_scram(struct rd *r, char dst[CHAT_TEXT_MAX + 1], const char *field)
+{
+	rd_str(r, 1, dst, CHAT_TEXT_MAX + 1, field);
+	if (r->failed)
+		return;
+	if (!dst[0]) {
+		rd_fail(r, "%s is empty", field);
+		return;
+	}
+	for (size_t i = 0; dst[i]; i++)
+		if ((unsigned char)dst[i] < 0x21 || (unsigned char)dst[i] > 0x7e) {
+			rd_fail(r, "%s has byte 0x%02x at offset %zu, not printable ASCII", field,
+			        (unsigned char)dst[i], i);
+			return;
+		}
+}
+
+/* A client address in USERS: str8, 1..CHAT_ADDR_MAX printable ASCII. */
+static void rd_addr(struct rd *r, char dst[CHAT_ADDR_MAX + 1], const char *field)
+{
+	rd_str(r, 0, dst, CHAT_ADDR_MAX + 1, field);
+	if (r->failed)
+		return;
+	if (!dst[0]) {
+		rd_fail(r, "%s is empty", field);
+		return;
+	}
+	for (size_t i = 0; dst[i]; i++)
+		if ((unsigned char)dst[i] < 0x20 || (unsigned char)dst[i] > 0x7e) {
+			rd_fail(r, "%s has byte 0x%02x at offset %zu, not printable ASCII", field,
+			        (unsigned char)dst[i], i);
+			return;
+		}
+}
+
+/* str8 salt (binary), u32 iterations, StoredKey, ServerKey. */
+static void rd_verifier(struct rd *r, struct chat_msg *m)
+{
+	struct chat_scram_verifier *v = &m->verifier;
+	size_t n = rd_u8(r, "salt length");
+
+	if (r->failed)
+		return;
+	if (n > r->left) {
+		rd_fail(r, "salt of %zu bytes runs past the end", n);
+		return;
+	}
+	if (n < CHAT_SALT_MIN || n > sizeof(v->salt)) {
+		rd_fail(r, "salt is %zu bytes, %d to %zu allowed", n, CHAT_SALT_MIN, sizeof(v->salt));
+		return;
+	}
+	memcpy(v->salt, r->p, n);
+	v->salt_len = n;
+	r->p += n;
+	r->left -= n;
+	v->iterations = rd_u32(r, "iterations");
+	if (!r->failed && (v->iterations < CHAT_SCRAM_MIN_ITER || v->iterations > CHAT_ITER_MAX)) {
+		rd_fail(r, "iterations %u out of range %d..%u", v->iterations, CHAT_SCRAM_MIN_ITER,
+		        CHAT_ITER_MAX);
+		return;
+	}
+	if (!r->failed && r->left < 2 * CHAT_SCRAM_KEY) {
+		rd_fail(r, "truncated before %s", r->left < CHAT_SCRAM_KEY ? "stored key" : "server key");
+		return;
+	}
+	if (r->failed)
+		return;
+	memcpy(v->stored_key, r->p, CHAT_SCRAM_KEY);
+	memcpy(v->server_key, r->p + CHAT_SCRAM_KEY, CHAT_SCRAM_KEY);
+	r->p += 2 * CHAT_SCRAM_KEY;
+	r->left -= 2 * CHAT_SCRAM_KEY;
+	m->has_verifier = 1;
+}
+
 static void rd_end(struct rd *r)
 {
 	if (!r->failed && r->left)
@@ -183,20 +308,61 @@ static void rd_payload(struct rd *r, struct chat_msg *m)
 	r->left = 0;
 }
 
+/* A defined client->relay type (the relay's own types have the top bit set). */
+static int is_request_type(unsigned type)
+{
+	return type < 0x80 && strcmp(chat_msg_type_name((int)type), "UNKNOWN") != 0;
+}
+
+/* MAIL carries one relay->client message the recipient missed; the caller
+ * parses it with chat_msg_parse.  Only these may be queued, and never MAIL
+ * itself, so mail cannot nest. */
+static int mail_inner_ok(unsigned type)
+{
+	switch (type) {
+	case CHAT_MSG_DELIVER:
+	case CHAT_MSG_OFFERED:
+	case CHAT_MSG_ANSWERED:
+	case CHAT_MSG_CLOSED:
+	case CHAT_MSG_RECEIPT:
+	case CHAT_MSG_FRIEND_EVENT:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Validate a list body now, so the iterators cannot fail later. */
 static void rd_list(struct rd *r, struct chat_msg *m, int type)
 {
 	size_t count = rd_u16(r, "entry count");
 	const uint8_t *start = r->p;
 	char name[CHAT_NAME_MAX + 1];
+	char addr[CHAT_ADDR_MAX + 1];
 	char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
 	size_t n;
+	unsigned v;
 
 	for (size_t i = 0; i < count && !r->failed; i++) {
 		switch (type) {
 		case CHAT_MSG_WHO_LIST:
 			rd_name(r, name, "user", 0);
 			rd_suites(r, &n, suites, 0);
+			v = rd_u8(r, "flags");
+			if (!r->failed && (v & ~(CHAT_WHO_FRIEND | CHAT_WHO_REGISTERED)))
+				rd_fail(r, "flags 0x%02x of %s have unknown bits", v, name);
+			break;
+		case CHAT_MSG_USERS:
+			rd_name(r, name, "user", 0);
+			rd_enum(r, "group", 0, 2, "0 (guest), 1 (regular) or 2 (admin)");
+			rd_addr(r, addr, "address");
+			rd_suites(r, &n, suites, 0);
+			rd_time(r, "since");
+			break;
+		case CHAT_MSG_FRIENDS:
+			rd_name(r, name, "friend", 0);
+			rd_enum(r, "state", 1, 3, "1 (friends), 2 (you asked) or 3 (they asked)");
+			rd_enum(r, "online flag", 0, 1, "0 or 1");
 			break;
 		case CHAT_MSG_MEMBERS:
 			rd_name(r, name, "member", 0);
@@ -224,6 +390,7 @@ static void rd_list(struct rd *r, struct chat_msg *m, int type)
 	m->list.p = start;
 	m->list.left = (size_t)(r->p - start);
 	m->list.count = count;
+	m->list.type = type;
 }
 
 const char *chat_name_check(size_t len, const char *name)
@@ -257,6 +424,14 @@ const char *chat_msg_type_name(int type)
 	case CHAT_MSG_ROOMS: return "ROOMS";
 	case CHAT_MSG_ROOM_SEND: return "ROOM_SEND";
 	case CHAT_MSG_CLOSE: return "CLOSE";
+	case CHAT_MSG_AUTH: return "AUTH";
+	case CHAT_MSG_AUTH_FINAL: return "AUTH_FINAL";
+	case CHAT_MSG_REGISTER: return "REGISTER";
+	case CHAT_MSG_PASSWD: return "PASSWD";
+	case CHAT_MSG_ADMIN: return "ADMIN";
+	case CHAT_MSG_FRIEND: return "FRIEND";
+	case CHAT_MSG_SEND: return "SEND";
+	case CHAT_MSG_ACK: return "ACK";
 	case CHAT_MSG_WELCOME: return "WELCOME";
 	case CHAT_MSG_LOGGED_IN: return "LOGGED_IN";
 	case CHAT_MSG_WHO_LIST: return "WHO_LIST";
@@ -270,6 +445,15 @@ const char *chat_msg_type_name(int type)
 	case CHAT_MSG_CLOSED: return "CLOSED";
 	case CHAT_MSG_ERROR: return "ERROR";
 	case CHAT_MSG_BYE: return "BYE";
+	case CHAT_MSG_AUTH_CHALLENGE: return "AUTH_CHALLENGE";
+	case CHAT_MSG_AUTH_OK: return "AUTH_OK";
+	case CHAT_MSG_USERS: return "USERS";
+	case CHAT_MSG_DONE: return "DONE";
+	case CHAT_MSG_FRIENDS: return "FRIENDS";
+	case CHAT_MSG_FRIEND_EVENT: return "FRIEND_EVENT";
+	case CHAT_MSG_STORED: return "STORED";
+	case CHAT_MSG_RECEIPT: return "RECEIPT";
+	case CHAT_MSG_MAIL: return "MAIL";
 	default: return "UNKNOWN";
 	}
 }
@@ -278,7 +462,15 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 {
 	struct rd r = { .p = src, .left = len, .err = err, .errlen = errlen, .what = "message" };
 
-	memset(m, 0, sizeof(*m));
+	/* Called per relayed frame: clear the fields every type shares, not the
+	 * verifier (valid only when has_verifier is set).  Fields declared from
+	 * op on must be set here one by one. */
+	memset(m, 0, offsetof(struct chat_msg, op));
+	m->op = 0;
+	m->group = 0;
+	m->id = m->id2 = 0;
+	m->time_ms = 0;
+	m->has_verifier = 0;
 	if (errlen)
 		err[0] = '\0';
 	if (len == 0) {
@@ -295,7 +487,6 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 		break;
 	case CHAT_MSG_LOGIN:
 	case CHAT_MSG_TALK:
-	case CHAT_MSG_LOGGED_IN:
 	case CHAT_MSG_CLOSE:
 	case CHAT_MSG_CLOSED:
 		rd_name(&r, m->name, "name", 0);
@@ -336,6 +527,8 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 		break;
 	case CHAT_MSG_WHO_LIST:
 	case CHAT_MSG_ROOM_LIST:
+	case CHAT_MSG_USERS:
+	case CHAT_MSG_FRIENDS:
 		rd_list(&r, m, m->type);
 		break;
 	case CHAT_MSG_OFFERED:
@@ -363,6 +556,102 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 	case CHAT_MSG_BYE:
 		rd_text(&r, m->text, "reason");
 		break;
+	case CHAT_MSG_AUTH:
+		m->op = rd_enum(&r, "op", CHAT_AUTH_LOGIN, CHAT_AUTH_PASSWD, "1 (login) or 2 (passwd)");
+		rd_scram(&r, m->text, "client-first");
+		break;
+	case CHAT_MSG_AUTH_FINAL:
+		rd_scram(&r, m->text, "client-final");
+		break;
+	case CHAT_MSG_AUTH_CHALLENGE:
+		rd_scram(&r, m->text, "server-first");
+		break;
+	case CHAT_MSG_AUTH_OK:
+		m->op = rd_enum(&r, "op", CHAT_AUTH_LOGIN, CHAT_AUTH_PASSWD, "1 (login) or 2 (passwd)");
+		rd_scram(&r, m->text, "server-final");
+		break;
+	case CHAT_MSG_REGISTER:
+		rd_name(&r, m->name, "name", 0);
+		rd_verifier(&r, m);
+		break;
+	case CHAT_MSG_PASSWD:
+		rd_verifier(&r, m);
+		break;
+	case CHAT_MSG_ADMIN:
+		m->op = rd_enum(&r, "op", CHAT_ADMIN_USERS, CHAT_ADMIN_DEMOTE, "an admin operation (1..6)");
+		rd_name(&r, m->name, "name", m->op == CHAT_ADMIN_USERS);
+		if (!r.failed && m->op == CHAT_ADMIN_USERS && m->name[0])
+			rd_fail(&r, "name '%s' given for op 1 (users), which takes none", m->name);
+		if (m->op == CHAT_ADMIN_ADD || m->op == CHAT_ADMIN_RESET)
+			rd_verifier(&r, m);
+		break;
+	case CHAT_MSG_FRIEND:
+		m->op = rd_enum(&r, "op", CHAT_FRIEND_OP_ADD, CHAT_FRIEND_OP_LIST,
+		                "1 (add), 2 (remove) or 3 (list)");
+		rd_name(&r, m->name, "name", m->op == CHAT_FRIEND_OP_LIST);
+		if (!r.failed && m->op == CHAT_FRIEND_OP_LIST && m->name[0])
+			rd_fail(&r, "name '%s' given for op 3 (list), which takes none", m->name);
+		break;
+	case CHAT_MSG_SEND:
+		rd_name(&r, m->name, "name", 0);
+		m->id = rd_id(&r, "client id");
+		rd_payload(&r, m);
+		if (!r.failed && !m->payload_len)
+			rd_fail(&r, "payload is empty");
+		break;
+	case CHAT_MSG_ACK:
+		m->id = rd_id(&r, "mail id");
+		m->flag = (int)rd_enum(&r, "flag", 0, 1, "0 (processed) or 1 (unreadable)");
+		rd_text(&r, m->text, "reason");
+		if (!r.failed && m->flag == 0 && m->text[0])
+			rd_fail(&r, "reason given with flag 0 (processed)");
+		break;
+	case CHAT_MSG_LOGGED_IN:
+		rd_name(&r, m->name, "name", 0);
+		m->group = rd_enum(&r, "group", 0, 2, "0 (guest), 1 (regular) or 2 (admin)");
+		m->id = rd_u64(&r, "last client id");
+		if (!r.failed && m->group == 0 && m->id)
+			rd_fail(&r, "last client id %llu given for a guest", (unsigned long long)m->id);
+		break;
+	case CHAT_MSG_DONE:
+		m->ref = rd_u8(&r, "request type");
+		if (!r.failed && !is_request_type(m->ref))
+			rd_fail(&r, "request type 0x%02x is not a client request", m->ref);
+		m->op = rd_u8(&r, "op");
+		rd_name(&r, m->name, "subject", 1);
+		rd_text(&r, m->text, "text");
+		break;
+	case CHAT_MSG_FRIEND_EVENT:
+		rd_name(&r, m->name, "name", 0);
+		m->flag = (int)rd_enum(&r, "event", CHAT_FRIEND_EV_ASKS, CHAT_FRIEND_EV_REMOVED,
+		                       "1 (asks), 2 (accepted) or 3 (removed)");
+		break;
+	case CHAT_MSG_STORED:
+		rd_name(&r, m->name, "recipient", 0);
+		m->id = rd_id(&r, "client id");
+		m->id2 = rd_u64(&r, "mail id");
+		m->flag = (int)rd_enum(&r, "state", CHAT_STORED_ONLINE, CHAT_STORED_LIVE,
+		                       "1 (online), 2 (queued), 3 (duplicate) or 4 (live)");
+		if (!r.failed && !m->id2 && m->flag != CHAT_STORED_DUPLICATE && m->flag != CHAT_STORED_LIVE)
+			rd_fail(&r, "mail id is 0 with state %d, which stores the message", m->flag);
+		break;
+	case CHAT_MSG_RECEIPT:
+		rd_name(&r, m->name, "recipient", 0);
+		m->id = rd_id(&r, "client id");
+		m->flag = (int)rd_enum(&r, "status", CHAT_RECEIPT_DELIVERED, CHAT_RECEIPT_REMOVED,
+		                       "1 (delivered), 2 (expired), 3 (unreadable) or 4 (removed)");
+		rd_text(&r, m->text, "text");
+		break;
+	case CHAT_MSG_MAIL:
+		m->id = rd_id(&r, "mail id");
+		m->time_ms = rd_time(&r, "stored-at time");
+		rd_payload(&r, m);
+		if (!r.failed && !m->payload_len)
+			rd_fail(&r, "inner message is empty");
+		else if (!r.failed && !mail_inner_ok(m->payload[0]))
+			rd_fail(&r, "inner message type 0x%02x (%s) cannot be mailed", m->payload[0],
+			        chat_msg_type_name(m->payload[0]));
+		break;
 	default:
 		r.what = "message";
 		rd_fail(&r, "unknown message type 0x%02x", (unsigned)m->type);
@@ -384,17 +673,78 @@ static void it_str(struct chat_iter *it, char *dst)
 	it->left -= 1 + n;
 }
 
+static unsigned it_u8(struct chat_iter *it)
+{
+	it->left--;
+	return *it->p++;
+}
+
+static uint64_t it_u64(struct chat_iter *it)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | it->p[i];
+	it->p += 8;
+	it->left -= 8;
+	return v;
+}
+
+static void it_suites(struct chat_iter *it, size_t *nsuites,
+                      char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1])
+{
+	*nsuites = it_u8(it);
+	for (size_t i = 0; i < *nsuites; i++)
+		it_str(it, suites[i]);
+}
+
+int chat_iter_who_flags(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], size_t *nsuites,
+                        char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1], unsigned *flags)
+{
+	unsigned f = 0;
+
+	if (!it->count)
+		return 0;
+	it->count--;
+	it_str(it, name);
+	it_suites(it, nsuites, suites);
+	if (it->type == CHAT_MSG_WHO_LIST)
+		f = it_u8(it);
+	if (flags)
+		*flags = f;
+	return 1;
+}
+
 int chat_iter_who(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], size_t *nsuites,
                   char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1])
+{
+	return chat_iter_who_flags(it, name, nsuites, suites, NULL);
+}
+
+int chat_iter_user(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], unsigned *group,
+                   char addr[CHAT_ADDR_MAX + 1], size_t *nsuites,
+                   char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1], int64_t *since_ms)
 {
 	if (!it->count)
 		return 0;
 	it->count--;
 	it_str(it, name);
-	*nsuites = *it->p++;
-	it->left--;
-	for (size_t i = 0; i < *nsuites; i++)
-		it_str(it, suites[i]);
+	*group = it_u8(it);
+	it_str(it, addr);
+	it_suites(it, nsuites, suites);
+	*since_ms = (int64_t)it_u64(it); /* checked <= INT64_MAX by the parser */
+	return 1;
+}
+
+int chat_iter_friend(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], unsigned *state,
+                     int *online)
+{
+	if (!it->count)
+		return 0;
+	it->count--;
+	it_str(it, name);
+	*state = it_u8(it);
+	*online = (int)it_u8(it);
 	return 1;
 }
 
@@ -551,4 +901,26 @@ void chat_put_suites(struct chat_wbuf *b, size_t n, const char (*suites)[CHAT_NA
 	chat_put_u8(b, (unsigned)n);
 	for (size_t i = 0; i < n; i++)
 		chat_put_str8(b, suites[i]);
+}
+
+void chat_put_u64(struct chat_wbuf *b, uint64_t v)
+{
+	uint8_t *p = wb_room(b, 8);
+
+	if (p)
+		for (int i = 0; i < 8; i++)
+			p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+void chat_put_verifier(struct chat_wbuf *b, const struct chat_scram_verifier *v)
+{
+	if (v->salt_len > sizeof(v->salt)) {
+		b->err = b->err ? b->err : CHAT_ERR_INVALID;
+		return;
+	}
+	chat_put_u8(b, (unsigned)v->salt_len);
+	chat_put_bytes(b, v->salt_len, v->salt);
+	chat_put_u32(b, v->iterations);
+	chat_put_bytes(b, CHAT_SCRAM_KEY, v->stored_key);
+	chat_put_bytes(b, CHAT_SCRAM_KEY, v->server_key);
 }

@@ -10,11 +10,17 @@
 #include <stdint.h>
 
 #include <chat/error.h>
+#include <chat/transport.h> /* CHAT_ADDR_MAX: client addresses in USERS */
+
+#include "scram.h"
 
 #define CHAT_PROTO_VERSION 1
 #define CHAT_NAME_MAX 32   /* usernames, room names, suite names */
 #define CHAT_TEXT_MAX 512  /* error texts and reasons */
 #define CHAT_SUITES_MAX 16 /* suites a client may list */
+
+#define CHAT_SALT_MIN 16   /* registration verifiers: salt bytes */
+#define CHAT_ITER_MAX 10000000u
 
 enum chat_msg_type {
 	/* client -> relay */
@@ -29,10 +35,18 @@ enum chat_msg_type {
 	CHAT_MSG_ROOMS = 0x09,
 	CHAT_MSG_ROOM_SEND = 0x0a, /* room, list of (name, payload): one sealed copy per member */
 	CHAT_MSG_CLOSE = 0x0b,     /* name: end the conversation */
+	CHAT_MSG_AUTH = 0x0c,      /* op (CHAT_AUTH_*), text: SCRAM client-first */
+	CHAT_MSG_AUTH_FINAL = 0x0d,/* text: SCRAM client-final */
+	CHAT_MSG_REGISTER = 0x0e,  /* name, verifier */
+	CHAT_MSG_PASSWD = 0x0f,    /* verifier: after an AUTH with op CHAT_AUTH_PASSWD */
+	CHAT_MSG_ADMIN = 0x10,     /* op (CHAT_ADMIN_*), name, verifier for ADD and RESET */
+	CHAT_MSG_FRIEND = 0x11,    /* op (CHAT_FRIEND_OP_*), name */
+	CHAT_MSG_SEND = 0x12,      /* name, id (client id), payload: stored and forwarded */
+	CHAT_MSG_ACK = 0x13,       /* id (mail id), flag (0 processed, 1 unreadable), text */
 	/* relay -> client */
 	CHAT_MSG_WELCOME = 0x81,   /* version, suites[] the relay carries */
-	CHAT_MSG_LOGGED_IN = 0x82, /* name */
-	CHAT_MSG_WHO_LIST = 0x83,  /* list of (name, suites[]) */
+	CHAT_MSG_LOGGED_IN = 0x82, /* name, group, id (last SEND client id the relay has from us) */
+	CHAT_MSG_WHO_LIST = 0x83,  /* list of (name, suites[], flags): friends first */
 	CHAT_MSG_OFFERED = 0x84,   /* name (from), suites[] (theirs) */
 	CHAT_MSG_ANSWERED = 0x85,  /* name (from), flag, suite, suites[] (theirs), text */
 	CHAT_MSG_DELIVER = 0x86,   /* name (from), payload */
@@ -43,6 +57,15 @@ enum chat_msg_type {
 	CHAT_MSG_CLOSED = 0x8b,    /* name: the peer ended the conversation or left */
 	CHAT_MSG_ERROR = 0x8c,     /* code, ref (request type), name (subject), text */
 	CHAT_MSG_BYE = 0x8d,       /* text: the relay is closing this connection */
+	CHAT_MSG_AUTH_CHALLENGE = 0x8e, /* text: SCRAM server-first */
+	CHAT_MSG_AUTH_OK = 0x8f,   /* op, text: SCRAM server-final */
+	CHAT_MSG_USERS = 0x90,     /* list of (name, group, address, suites[], since) */
+	CHAT_MSG_DONE = 0x91,      /* ref (request type), op, name (subject), text */
+	CHAT_MSG_FRIENDS = 0x92,   /* list of (name, state, online) */
+	CHAT_MSG_FRIEND_EVENT = 0x93, /* name, flag (CHAT_FRIEND_EV_*) */
+	CHAT_MSG_STORED = 0x94,    /* name (to), id (client id), id2 (mail id), flag (CHAT_STORED_*) */
+	CHAT_MSG_RECEIPT = 0x95,   /* name (to), id (client id), flag (CHAT_RECEIPT_*), text */
+	CHAT_MSG_MAIL = 0x96,      /* id (mail id), time_ms (stored at), payload: an inner relay->client message */
 };
 
 enum chat_proto_error {
@@ -60,13 +83,65 @@ enum chat_proto_error {
 	CHAT_PERR_NO_CONVERSATION = 12, /* routing without an accepted conversation */
 	CHAT_PERR_LIMIT = 13,      /* too many rooms, members, offers */
 	CHAT_PERR_UNEXPECTED = 14, /* a relay->client type sent to the relay, or out of order */
+	CHAT_PERR_AUTH = 15,       /* login failed: unknown user or wrong password (one answer for both) */
+	CHAT_PERR_THROTTLED = 16,  /* too many failed logins: wait */
+	CHAT_PERR_FORBIDDEN = 17,  /* not allowed: admin only, registration closed, friends only */
+	CHAT_PERR_NO_USER = 18,    /* no such account */
+	CHAT_PERR_EXISTS = 19,     /* the account exists already */
+	CHAT_PERR_QUEUE_FULL = 20, /* the recipient's offline queue is full */
+	CHAT_PERR_STORAGE = 21,    /* the relay could not store: nothing was accepted */
 };
+
+enum chat_auth_op {
+	CHAT_AUTH_LOGIN = 1,       /* log in as the client-first's user */
+	CHAT_AUTH_PASSWD = 2,      /* logged in: prove the current password before PASSWD */
+};
+
+enum chat_admin_op {
+	CHAT_ADMIN_USERS = 1,      /* list connected users (reply USERS) */
+	CHAT_ADMIN_ADD = 2,        /* add name with an initial password (verifier) */
+	CHAT_ADMIN_REMOVE = 3,
+	CHAT_ADMIN_RESET = 4,      /* set name's password (verifier) */
+	CHAT_ADMIN_PROMOTE = 5,    /* make name an admin */
+	CHAT_ADMIN_DEMOTE = 6,     /* make name a regular user */
+};
+
+enum chat_friend_op {
+	CHAT_FRIEND_OP_ADD = 1,    /* ask name, or accept name's request */
+	CHAT_FRIEND_OP_REMOVE = 2, /* end a friendship, withdraw or decline a request */
+	CHAT_FRIEND_OP_LIST = 3,   /* reply FRIENDS */
+};
+
+enum chat_friend_event {
+	CHAT_FRIEND_EV_ASKS = 1,   /* name asks to be your friend */
+	CHAT_FRIEND_EV_ACCEPTED = 2,
+	CHAT_FRIEND_EV_REMOVED = 3,/* name ended the friendship or declined/withdrew */
+};
+
+enum chat_stored_state {
+	CHAT_STORED_ONLINE = 1,    /* durably stored; the recipient is online: delivering now */
+	CHAT_STORED_QUEUED = 2,    /* durably stored; the recipient is offline */
+	CHAT_STORED_DUPLICATE = 3, /* this client id was accepted before */
+	CHAT_STORED_LIVE = 4,      /* the recipient is a guest: forwarded live, not stored */
+};
+
+enum chat_receipt_status {
+	CHAT_RECEIPT_DELIVERED = 1,
+	CHAT_RECEIPT_EXPIRED = 2,  /* not fetched before relay.queue_expiry */
+	CHAT_RECEIPT_UNREADABLE = 3, /* delivered, but the recipient could not open it (text: why) */
+	CHAT_RECEIPT_REMOVED = 4,  /* the recipient's account was removed */
+};
+
+/* WHO_LIST entry flags */
+#define CHAT_WHO_FRIEND 1u
+#define CHAT_WHO_REGISTERED 2u
 
 /* Zero-copy iterator over a validated list body. */
 struct chat_iter {
 	const uint8_t *p;
 	size_t left;   /* bytes */
 	size_t count;  /* entries still to read */
+	int type;      /* the message type the list belongs to */
 };
 
 struct chat_msg {
@@ -80,9 +155,16 @@ struct chat_msg {
 	size_t nsuites;
 	char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
 	char text[CHAT_TEXT_MAX + 1];
-	const uint8_t *payload; /* ROUTE, DELIVER, ROOM_DELIVER: points into the frame */
+	const uint8_t *payload; /* ROUTE, SEND, DELIVER, ROOM_DELIVER, MAIL: points into the frame */
 	size_t payload_len;
-	struct chat_iter list;  /* WHO_LIST, MEMBERS, ROOM_LIST, ROOM_SEND */
+	struct chat_iter list;  /* WHO_LIST, MEMBERS, ROOM_LIST, ROOM_SEND, USERS, FRIENDS */
+	unsigned op;            /* AUTH, AUTH_OK, ADMIN, FRIEND, DONE */
+	unsigned group;         /* LOGGED_IN: CHAT_GROUP_* (store.h) */
+	uint64_t id, id2;       /* LOGGED_IN: id = last SEND id accepted from us; SEND, STORED,
+	                           RECEIPT: id = client id, id2 = mail id; ACK, MAIL: id = mail id */
+	int64_t time_ms;        /* MAIL: when the relay stored it (Unix ms) */
+	int has_verifier;       /* REGISTER, PASSWD, ADMIN ADD/RESET */
+	struct chat_scram_verifier verifier;
 };
 
 /* Parse one frame.  CHAT_OK, or CHAT_ERR_MALFORMED with err saying what is
@@ -95,6 +177,15 @@ const char *chat_msg_type_name(int type);
  * WHO_LIST and MEMBERS entries are read with chat_iter_who. */
 int chat_iter_who(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], size_t *nsuites,
                   char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1]);
+/* WHO_LIST entries also carry flags (CHAT_WHO_*); *flags is 0 for MEMBERS.
+ * flags may be NULL. */
+int chat_iter_who_flags(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], size_t *nsuites,
+                        char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1], unsigned *flags);
+int chat_iter_user(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], unsigned *group,
+                   char addr[CHAT_ADDR_MAX + 1], size_t *nsuites,
+                   char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1], int64_t *since_ms);
+int chat_iter_friend(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], unsigned *state,
+                     int *online);
 int chat_iter_name(struct chat_iter *it, char name[CHAT_NAME_MAX + 1]);
 int chat_iter_room(struct chat_iter *it, char room[CHAT_NAME_MAX + 1], unsigned *members);
 int chat_iter_target(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], const uint8_t **payload,
@@ -121,5 +212,8 @@ void chat_put_str8(struct chat_wbuf *b, const char *s);   /* <= 255 bytes */
 void chat_put_str16(struct chat_wbuf *b, const char *s);  /* truncated at CHAT_TEXT_MAX */
 void chat_put_bytes(struct chat_wbuf *b, size_t len, const uint8_t *src);
 void chat_put_suites(struct chat_wbuf *b, size_t n, const char (*suites)[CHAT_NAME_MAX + 1]);
+void chat_put_u64(struct chat_wbuf *b, uint64_t v);
+/* str8 salt, u32 iterations, stored key, server key */
+void chat_put_verifier(struct chat_wbuf *b, const struct chat_scram_verifier *v);
 
 #endif

@@ -7,55 +7,7 @@
 
 #include "log.h"
 #include "proto.h"
-
-#define SUITE_TABLE_MAX 64
-
-enum { ST_NEW, ST_HELLO, ST_LOGGED_IN };
-enum { LINK_OFFER_OUT = 1, LINK_OFFER_IN, LINK_ACCEPTED };
-
-struct client;
-
-/* One conversation edge, kept on both ends. */
-struct link {
-	struct client *peer;
-	uint8_t state;
-};
-
-struct room {
-	struct room *next;
-	struct client **members;
-	size_t n, cap;
-	char name[CHAT_NAME_MAX + 1];
-};
-
-struct client {
-	struct chat_relay *r;
-	struct chat_conn *conn;
-	struct client *prev, *next; /* every client */
-	struct client *hnext;       /* name hash chain (logged in only) */
-	uint64_t last_active;
-	struct link *links;
-	struct room **rooms;
-	uint16_t nlinks, caplinks;
-	uint8_t nrooms, caprooms;
-	uint8_t state, dead, bad, nsuites;
-	uint8_t suites[CHAT_SUITES_MAX]; /* indices into the relay's suite table */
-	char name[CHAT_NAME_MAX + 1];
-};
-
-struct chat_relay {
-	struct chat_loop *loop;
-	struct chat_relay_config cfg;
-	struct client *clients;
-	size_t nclients, nlogged;
-	struct client **buckets;
-	size_t nbuckets;
-	struct room *rooms;
-	struct chat_timer *idle_timer;
-	char suite_names[SUITE_TABLE_MAX][CHAT_NAME_MAX + 1];
-	size_t nsuite_names;
-	struct chat_wbuf wb; /* reused for every outgoing message */
-};
+#include "relay_int.h"
 
 /* ---- helpers */
 
@@ -68,7 +20,7 @@ static uint64_t hash_name(const char *s)
 	return h;
 }
 
-static struct client *find_user(const struct chat_relay *r, const char *name)
+struct client *relay_find_user(const struct chat_relay *r, const char *name)
 {
 	if (!r->nbuckets)
 		return NULL;
@@ -78,7 +30,7 @@ static struct client *find_user(const struct chat_relay *r, const char *name)
 	return NULL;
 }
 
-static int insert_user(struct chat_relay *r, struct client *c)
+int relay_insert_user(struct chat_relay *r, struct client *c)
 {
 	if (r->nlogged + 1 > r->nbuckets) {
 		size_t n = r->nbuckets ? r->nbuckets * 2 : 64;
@@ -104,7 +56,7 @@ static int insert_user(struct chat_relay *r, struct client *c)
 	return CHAT_OK;
 }
 
-static void remove_user(struct chat_relay *r, struct client *c)
+void relay_remove_user(struct chat_relay *r, struct client *c)
 {
 	struct client **pp = &r->buckets[hash_name(c->name) & (r->nbuckets - 1)];
 
@@ -117,7 +69,7 @@ static void remove_user(struct chat_relay *r, struct client *c)
 	}
 }
 
-static int intern_suite(struct chat_relay *r, const char *name)
+int relay_intern_suite(struct chat_relay *r, const char *name)
 {
 	for (size_t i = 0; i < r->nsuite_names; i++)
 		if (strcmp(r->suite_names[i], name) == 0)
@@ -138,7 +90,7 @@ static int relay_carries(const struct chat_relay *r, const char *suite)
 	return 0;
 }
 
-static int has_suite(const struct client *c, int idx)
+int relay_has_suite(const struct client *c, int idx)
 {
 	for (size_t i = 0; i < c->nsuites; i++)
 		if (c->suites[i] == idx)
@@ -147,7 +99,7 @@ static int has_suite(const struct client *c, int idx)
 }
 
 /* "a, b, c" of a client's suites. */
-static void suites_text(const struct chat_relay *r, const struct client *c, size_t cap, char *dst)
+void relay_suites_text(const struct chat_relay *r, const struct client *c, size_t cap, char *dst)
 {
 	size_t used = 0;
 
@@ -161,14 +113,14 @@ static void suites_text(const struct chat_relay *r, const struct client *c, size
 	}
 }
 
-static void put_client_suites(struct chat_relay *r, const struct client *c)
+void relay_put_suites(struct chat_relay *r, const struct client *c)
 {
 	chat_put_u8(&r->wb, c->nsuites);
 	for (size_t i = 0; i < c->nsuites; i++)
 		chat_put_str8(&r->wb, r->suite_names[c->suites[i]]);
 }
 
-static void begin(struct chat_relay *r, int type)
+void relay_begin(struct chat_relay *r, int type)
 {
 	chat_wbuf_reset(&r->wb);
 	chat_put_u8(&r->wb, (unsigned)type);
@@ -176,7 +128,7 @@ static void begin(struct chat_relay *r, int type)
 
 /* Send the message in r->wb.  The target may be closed by this (its queue
  * overflowed): callers check c->dead before touching it again. */
-static void flush_to(struct chat_relay *r, struct client *c)
+void relay_flush_to(struct chat_relay *r, struct client *c)
 {
 	if (c->dead)
 		return;
@@ -188,9 +140,7 @@ static void flush_to(struct chat_relay *r, struct client *c)
 	chat_conn_send(c->conn, r->wb.len, r->wb.data);
 }
 
-static void send_error(struct chat_relay *r, struct client *c, unsigned code, int ref,
-                       const char *subject, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void send_error(struct chat_relay *r, struct client *c, unsigned code, int ref,
+void relay_error(struct chat_relay *r, struct client *c, unsigned code, int ref,
                        const char *subject, const char *fmt, ...)
 {
 	char text[CHAT_TEXT_MAX + 1];
@@ -199,31 +149,31 @@ static void send_error(struct chat_relay *r, struct client *c, unsigned code, in
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	begin(r, CHAT_MSG_ERROR);
+	relay_begin(r, CHAT_MSG_ERROR);
 	chat_put_u16(&r->wb, code);
 	chat_put_u8(&r->wb, (unsigned)ref);
 	chat_put_str8(&r->wb, subject ? subject : "");
 	chat_put_str16(&r->wb, text);
-	flush_to(r, c);
+	relay_flush_to(r, c);
 }
 
-static void send_bye(struct chat_relay *r, struct client *c, const char *reason)
+void relay_bye(struct chat_relay *r, struct client *c, const char *reason)
 {
-	begin(r, CHAT_MSG_BYE);
+	relay_begin(r, CHAT_MSG_BYE);
 	chat_put_str16(&r->wb, reason);
-	flush_to(r, c);
+	relay_flush_to(r, c);
 	if (!c->dead)
 		chat_conn_close_after_flush(c->conn, reason);
 }
 
-static const char *who(const struct client *c)
+const char *relay_who(const struct client *c)
 {
 	return c->name[0] ? c->name : chat_conn_peer(c->conn);
 }
 
 /* ---- links (conversations) */
 
-static struct link *find_link(struct client *c, const struct client *peer)
+struct link *relay_find_link(struct client *c, const struct client *peer)
 {
 	for (size_t i = 0; i < c->nlinks; i++)
 		if (c->links[i].peer == peer)
@@ -231,7 +181,7 @@ static struct link *find_link(struct client *c, const struct client *peer)
 	return NULL;
 }
 
-static int add_link(struct client *c, struct client *peer, uint8_t state)
+int relay_add_link(struct client *c, struct client *peer, uint8_t state)
 {
 	if (c->nlinks == c->caplinks) {
 		size_t cap = c->caplinks ? c->caplinks * 2u : 4u;
@@ -249,7 +199,7 @@ static int add_link(struct client *c, struct client *peer, uint8_t state)
 	return CHAT_OK;
 }
 
-static void drop_link(struct client *c, const struct client *peer)
+void relay_drop_link(struct client *c, const struct client *peer)
 {
 	for (size_t i = 0; i < c->nlinks; i++) {
 		if (c->links[i].peer == peer) {
@@ -340,11 +290,11 @@ static void room_event(struct chat_relay *r, struct room *rm, const struct clien
 	for (size_t i = 0; i < n; i++) {
 		if (members[i] == who_c || members[i]->dead)
 			continue;
-		begin(r, CHAT_MSG_ROOM_EVENT);
+		relay_begin(r, CHAT_MSG_ROOM_EVENT);
 		chat_put_str8(&r->wb, name);
 		chat_put_str8(&r->wb, who_c->name);
 		chat_put_u8(&r->wb, (unsigned)event);
-		flush_to(r, members[i]);
+		relay_flush_to(r, members[i]);
 	}
 	free(members);
 }
@@ -383,14 +333,14 @@ static void on_hello(struct chat_relay *r, struct client *c, const struct chat_m
 	char theirs[256] = "", ours[256] = "";
 
 	if (c->state != ST_NEW) {
-		send_error(r, c, CHAT_PERR_UNEXPECTED, m->type, NULL, "HELLO was already received");
+		relay_error(r, c, CHAT_PERR_UNEXPECTED, m->type, NULL, "HELLO was already received");
 		return;
 	}
 	if (m->version != CHAT_PROTO_VERSION) {
-		send_error(r, c, CHAT_PERR_VERSION, m->type, NULL,
+		relay_error(r, c, CHAT_PERR_VERSION, m->type, NULL,
 		           "protocol version %u is not supported (this relay speaks %d)", m->version,
 		           CHAT_PROTO_VERSION);
-		send_bye(r, c, "unsupported protocol version");
+		relay_bye(r, c, "unsupported protocol version");
 		return;
 	}
 	c->nsuites = 0;
@@ -399,7 +349,7 @@ static void on_hello(struct chat_relay *r, struct client *c, const struct chat_m
 		snprintf(theirs + used, sizeof(theirs) - used, "%s%s", i ? ", " : "", m->suites[i]);
 		if (!relay_carries(r, m->suites[i]))
 			continue;
-		int idx = intern_suite(r, m->suites[i]);
+		int idx = relay_intern_suite(r, m->suites[i]);
 		if (idx >= 0)
 			c->suites[c->nsuites++] = (uint8_t)idx;
 	}
@@ -408,63 +358,103 @@ static void on_hello(struct chat_relay *r, struct client *c, const struct chat_m
 			size_t used = strlen(ours);
 			snprintf(ours + used, sizeof(ours) - used, "%s%s", i ? ", " : "", r->cfg.suites[i]);
 		}
-		send_error(r, c, CHAT_PERR_SUITE_REFUSED, m->type, NULL,
+		relay_error(r, c, CHAT_PERR_SUITE_REFUSED, m->type, NULL,
 		           "this relay carries only %s; you allow only %s", ours, theirs);
-		send_bye(r, c, "no suite this relay carries");
+		relay_bye(r, c, "no suite this relay carries");
 		return;
 	}
 	c->state = ST_HELLO;
-	begin(r, CHAT_MSG_WELCOME);
+	relay_begin(r, CHAT_MSG_WELCOME);
 	chat_put_u8(&r->wb, CHAT_PROTO_VERSION);
 	chat_put_u8(&r->wb, (unsigned)r->cfg.nsuites);
 	for (size_t i = 0; i < r->cfg.nsuites; i++)
 		chat_put_str8(&r->wb, r->cfg.suites[i]);
-	flush_to(r, c);
+	relay_flush_to(r, c);
+}
+
+int relay_is_registered(const struct client *c)
+{
+	return c->acct && c->acct->registered;
+}
+
+int relay_logged_in(struct chat_relay *r, struct client *c, const char *name, int group,
+                    uint64_t last_id)
+{
+	char suites[256];
+
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	if (relay_insert_user(r, c) != CHAT_OK) {
+		c->name[0] = '\0';
+		relay_error(r, c, CHAT_PERR_LIMIT, CHAT_MSG_LOGIN, NULL, "relay out of memory");
+		return CHAT_ERR_NOMEM;
+	}
+	c->state = ST_LOGGED_IN;
+	relay_suites_text(r, c, sizeof(suites), suites);
+	chat_info("client %s logged in as %s (%s; suites: %s)", chat_conn_peer(c->conn), c->name,
+	          group == CHAT_GROUP_ADMIN ? "admin" : group == CHAT_GROUP_REGULAR ? "registered" : "guest",
+	          suites);
+	relay_begin(r, CHAT_MSG_LOGGED_IN);
+	chat_put_str8(&r->wb, c->name);
+	chat_put_u8(&r->wb, (unsigned)group);
+	chat_put_u64(&r->wb, last_id);
+	relay_flush_to(r, c);
+	if (relay_is_registered(c))
+		relay_mail_wanted(r, c);
+	return CHAT_OK;
 }
 
 static void on_login(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	char suites[256];
+	struct chat_account a;
 
 	if (c->state == ST_NEW) {
-		send_error(r, c, CHAT_PERR_UNEXPECTED, m->type, NULL, "send HELLO before LOGIN");
+		relay_error(r, c, CHAT_PERR_UNEXPECTED, m->type, NULL, "send HELLO before LOGIN");
 		return;
 	}
 	if (c->state == ST_LOGGED_IN) {
-		send_error(r, c, CHAT_PERR_ALREADY, m->type, c->name, "already logged in as %s", c->name);
+		relay_error(r, c, CHAT_PERR_ALREADY, m->type, c->name, "already logged in as %s", c->name);
 		return;
 	}
-	if (find_user(r, m->name)) {
-		send_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
-		           "the name %s is taken by another connected user", m->name);
+	if (r->cfg.store && !r->cfg.guests) {
+		relay_error(r, c, CHAT_PERR_FORBIDDEN, m->type, m->name,
+		            "this relay has no guest logins: register, or log in with your password");
+		return;
+	}
+	if (relay_find_user(r, m->name)) {
+		relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
+		            "the name %s is taken by another connected user", m->name);
 		chat_info("client %s: login as %s refused: name taken", chat_conn_peer(c->conn), m->name);
 		return;
 	}
-	snprintf(c->name, sizeof(c->name), "%s", m->name);
-	if (insert_user(r, c) != CHAT_OK) {
-		c->name[0] = '\0';
-		send_error(r, c, CHAT_PERR_LIMIT, m->type, NULL, "relay out of memory");
-		return;
+	if (r->cfg.store) {
+		int rc = chat_store_account_get(r->cfg.store, m->name, &a);
+		explicit_bzero(&a, sizeof(a));
+		if (rc == CHAT_OK) {
+			relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
+			            "%s is a registered user: log in with the password", m->name);
+			return;
+		}
+		if (rc != CHAT_ERR_NOTFOUND) {
+			chat_err("%s", chat_store_error(r->cfg.store));
+			relay_error(r, c, CHAT_PERR_STORAGE, m->type, m->name,
+			            "the relay cannot read its database; try later");
+			return;
+		}
 	}
-	c->state = ST_LOGGED_IN;
-	suites_text(r, c, sizeof(suites), suites);
-	chat_info("client %s logged in as %s (suites: %s)", chat_conn_peer(c->conn), c->name, suites);
-	begin(r, CHAT_MSG_LOGGED_IN);
-	chat_put_str8(&r->wb, c->name);
-	flush_to(r, c);
+	relay_logged_in(r, c, m->name, CHAT_GROUP_GUEST, 0);
 }
 
 /* Lists hold as many entries as fit in one frame and say how many they hold:
  * list_begin reserves the count, list_fits undoes an entry that overflowed,
  * list_end writes the count. */
-static size_t list_begin(struct chat_relay *r, int type)
+size_t relay_list_begin(struct chat_relay *r, int type)
 {
-	begin(r, type);
+	relay_begin(r, type);
 	chat_put_u16(&r->wb, 0);
 	return r->wb.len - 2;
 }
 
-static int list_fits(struct chat_relay *r, size_t before)
+int relay_list_fits(struct chat_relay *r, size_t before)
 {
 	if (!r->wb.err && r->wb.len <= r->cfg.limits.max_frame - 64)
 		return 1;
@@ -473,41 +463,108 @@ static int list_fits(struct chat_relay *r, size_t before)
 	return 0;
 }
 
-static void list_end(struct chat_relay *r, size_t count_at, size_t count)
+void relay_list_end(struct chat_relay *r, size_t count_at, size_t count)
 {
 	r->wb.data[count_at] = (uint8_t)(count >> 8);
 	r->wb.data[count_at + 1] = (uint8_t)count;
 }
 
+struct friend_set {
+	char (*names)[CHAT_NAME_MAX + 1];
+	size_t n, cap;
+};
+
+static int collect_friend(void *arg, const char *other, int state)
+{
+	struct friend_set *f = arg;
+
+	if (state != CHAT_FRIEND_YES)
+		return 0;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		void *p = realloc(f->names, cap * sizeof(*f->names));
+		if (!p)
+			return 1;
+		f->names = p;
+		f->cap = cap;
+	}
+	snprintf(f->names[f->n++], CHAT_NAME_MAX + 1, "%s", other);
+	return 0;
+}
+
+static int in_set(const struct friend_set *f, const char *name)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (strcmp(f->names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* WHO_LIST: the asker's friends first (flagged), then everyone else. */
 static void on_who(struct chat_relay *r, struct client *c)
 {
-	size_t count = 0, count_at = list_begin(r, CHAT_MSG_WHO_LIST);
+	struct friend_set friends = { 0 };
+	size_t count = 0, count_at;
 
-	for (struct client *x = r->clients; x && count < 65535; x = x->next) {
-		if (x->state != ST_LOGGED_IN || x->dead)
-			continue;
-		size_t before = r->wb.len;
-		chat_put_str8(&r->wb, x->name);
-		put_client_suites(r, x);
-		if (!list_fits(r, before))
-			break;
-		count++;
+	if (relay_is_registered(c))
+		chat_store_friends(r->cfg.store, c->name, collect_friend, &friends);
+	count_at = relay_list_begin(r, CHAT_MSG_WHO_LIST);
+	for (int pass = friends.n ? 0 : 1; pass < 2; pass++) {
+		for (struct client *x = r->clients; x && count < 65535; x = x->next) {
+			if (x->state != ST_LOGGED_IN || x->dead)
+				continue;
+			int friend = friends.n && relay_is_registered(x) && in_set(&friends, x->name);
+			if (friend != (pass == 0))
+				continue;
+			size_t before = r->wb.len;
+			chat_put_str8(&r->wb, x->name);
+			relay_put_suites(r, x);
+			chat_put_u8(&r->wb, (friend ? CHAT_WHO_FRIEND : 0) |
+			                        (relay_is_registered(x) ? CHAT_WHO_REGISTERED : 0));
+			if (!relay_list_fits(r, before))
+				goto full;
+			count++;
+		}
 	}
-	list_end(r, count_at, count);
-	flush_to(r, c);
+full:
+	free(friends.names);
+	relay_list_end(r, count_at, count);
+	relay_flush_to(r, c);
+}
+
+/* Is name a registered account (online or not)? */
+static int registered_name(struct chat_relay *r, const char *name)
+{
+	struct client *t = relay_find_user(r, name);
+	struct chat_account a;
+
+	if (t)
+		return relay_is_registered(t);
+	if (!r->cfg.store)
+		return 0;
+	int rc = chat_store_account_get(r->cfg.store, name, &a);
+	explicit_bzero(&a, sizeof(a));
+	return rc == CHAT_OK;
+}
+
+/* Between two registered users conversations are kept in the database and
+ * everything goes through relay_mail.c; otherwise live, as for guests. */
+static int both_registered(struct chat_relay *r, struct client *c, const char *name)
+{
+	return relay_is_registered(c) && strcmp(name, c->name) != 0 && registered_name(r, name);
 }
 
 /* The target of a request naming a user: online, not oneself. */
-static struct client *target(struct chat_relay *r, struct client *c, const struct chat_msg *m)
+struct client *relay_target(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct client *t = find_user(r, m->name);
+	struct client *t = relay_find_user(r, m->name);
 
 	if (!t || t->dead) {
-		send_error(r, c, CHAT_PERR_NOT_CONNECTED, m->type, m->name, "%s is not connected", m->name);
+		relay_error(r, c, CHAT_PERR_NOT_CONNECTED, m->type, m->name, "%s is not connected", m->name);
 		return NULL;
 	}
 	if (t == c) {
-		send_error(r, c, CHAT_PERR_SELF, m->type, m->name, "you cannot talk to yourself");
+		relay_error(r, c, CHAT_PERR_SELF, m->type, m->name, "you cannot talk to yourself");
 		return NULL;
 	}
 	return t;
@@ -515,122 +572,122 @@ static struct client *target(struct chat_relay *r, struct client *c, const struc
 
 static void on_talk(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct client *t = target(r, c, m);
+	struct client *t = relay_target(r, c, m);
 	char mine[256], theirs[256];
 	int common = 0;
 
 	if (!t)
 		return;
-	struct link *l = find_link(c, t);
+	struct link *l = relay_find_link(c, t);
 	if (l && l->state == LINK_ACCEPTED) {
-		send_error(r, c, CHAT_PERR_ALREADY, m->type, t->name, "you are already talking with %s", t->name);
+		relay_error(r, c, CHAT_PERR_ALREADY, m->type, t->name, "you are already talking with %s", t->name);
 		return;
 	}
 	if (l && l->state == LINK_OFFER_OUT) {
-		send_error(r, c, CHAT_PERR_ALREADY, m->type, t->name,
+		relay_error(r, c, CHAT_PERR_ALREADY, m->type, t->name,
 		           "you already offered %s a conversation; waiting for an answer", t->name);
 		return;
 	}
 	for (size_t i = 0; i < c->nsuites && !common; i++)
-		common = has_suite(t, c->suites[i]);
+		common = relay_has_suite(t, c->suites[i]);
 	if (!common) {
-		suites_text(r, t, sizeof(theirs), theirs);
-		suites_text(r, c, sizeof(mine), mine);
-		send_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
+		relay_suites_text(r, t, sizeof(theirs), theirs);
+		relay_suites_text(r, c, sizeof(mine), mine);
+		relay_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
 		           "%s offers only %s; you allow only %s", t->name, theirs, mine);
 		return;
 	}
 	if (l && l->state == LINK_OFFER_IN) {
 		/* They offered first: the client should answer that offer instead. */
-		send_error(r, c, CHAT_PERR_ALREADY, m->type, t->name,
+		relay_error(r, c, CHAT_PERR_ALREADY, m->type, t->name,
 		           "%s already offered you a conversation: accept it", t->name);
 		return;
 	}
 	if (pending_offers(c) >= r->cfg.max_pending_offers) {
-		send_error(r, c, CHAT_PERR_LIMIT, m->type, t->name,
+		relay_error(r, c, CHAT_PERR_LIMIT, m->type, t->name,
 		           "too many unanswered offers (at most %zu)", r->cfg.max_pending_offers);
 		return;
 	}
-	if (add_link(c, t, LINK_OFFER_OUT) || add_link(t, c, LINK_OFFER_IN)) {
-		drop_link(c, t);
-		send_error(r, c, CHAT_PERR_LIMIT, m->type, t->name, "relay out of memory");
+	if (relay_add_link(c, t, LINK_OFFER_OUT) || relay_add_link(t, c, LINK_OFFER_IN)) {
+		relay_drop_link(c, t);
+		relay_error(r, c, CHAT_PERR_LIMIT, m->type, t->name, "relay out of memory");
 		return;
 	}
-	begin(r, CHAT_MSG_OFFERED);
+	relay_begin(r, CHAT_MSG_OFFERED);
 	chat_put_str8(&r->wb, c->name);
-	put_client_suites(r, c);
-	flush_to(r, t);
+	relay_put_suites(r, c);
+	relay_flush_to(r, t);
 }
 
 static void on_answer(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct client *t = target(r, c, m);
+	struct client *t = relay_target(r, c, m);
 
 	if (!t)
 		return;
-	struct link *l = find_link(c, t);
+	struct link *l = relay_find_link(c, t);
 	if (!l || l->state != LINK_OFFER_IN) {
-		send_error(r, c, CHAT_PERR_NO_CONVERSATION, m->type, t->name,
+		relay_error(r, c, CHAT_PERR_NO_CONVERSATION, m->type, t->name,
 		           "%s has not offered you a conversation", t->name);
 		return;
 	}
 	if (m->flag) {
-		int idx = intern_suite(r, m->suite);
-		if (idx < 0 || !has_suite(c, idx) || !has_suite(t, idx)) {
-			send_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
+		int idx = relay_intern_suite(r, m->suite);
+		if (idx < 0 || !relay_has_suite(c, idx) || !relay_has_suite(t, idx)) {
+			relay_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
 			           "suite %s is not allowed by both you and %s", m->suite, t->name);
 			return;
 		}
 		l->state = LINK_ACCEPTED;
-		struct link *back = find_link(t, c);
+		struct link *back = relay_find_link(t, c);
 		if (back)
 			back->state = LINK_ACCEPTED;
 		chat_info("%s and %s started a conversation (%s)", t->name, c->name, m->suite);
 	} else {
-		drop_link(c, t);
-		drop_link(t, c);
+		relay_drop_link(c, t);
+		relay_drop_link(t, c);
 	}
-	begin(r, CHAT_MSG_ANSWERED);
+	relay_begin(r, CHAT_MSG_ANSWERED);
 	chat_put_str8(&r->wb, c->name);
 	chat_put_u8(&r->wb, (unsigned)m->flag);
 	chat_put_str8(&r->wb, m->flag ? m->suite : "");
-	put_client_suites(r, c);
+	relay_put_suites(r, c);
 	chat_put_str16(&r->wb, m->text);
-	flush_to(r, t);
+	relay_flush_to(r, t);
 }
 
 static void on_route(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct client *t = target(r, c, m);
+	struct client *t = relay_target(r, c, m);
 
 	if (!t)
 		return;
-	struct link *l = find_link(c, t);
+	struct link *l = relay_find_link(c, t);
 	if (!(l && l->state == LINK_ACCEPTED) && !share_room(c, t)) {
-		send_error(r, c, CHAT_PERR_NO_CONVERSATION, m->type, t->name,
+		relay_error(r, c, CHAT_PERR_NO_CONVERSATION, m->type, t->name,
 		           "no conversation with %s: offer one first", t->name);
 		return;
 	}
-	begin(r, CHAT_MSG_DELIVER);
+	relay_begin(r, CHAT_MSG_DELIVER);
 	chat_put_str8(&r->wb, c->name);
 	chat_put_bytes(&r->wb, m->payload_len, m->payload);
-	flush_to(r, t);
+	relay_flush_to(r, t);
 }
 
 static void on_close_conversation(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct client *t = find_user(r, m->name);
+	struct client *t = relay_find_user(r, m->name);
 
-	if (!t || !find_link(c, t)) {
-		send_error(r, c, CHAT_PERR_NO_CONVERSATION, m->type, m->name,
+	if (!t || !relay_find_link(c, t)) {
+		relay_error(r, c, CHAT_PERR_NO_CONVERSATION, m->type, m->name,
 		           "no conversation with %s", m->name);
 		return;
 	}
-	drop_link(c, t);
-	drop_link(t, c);
-	begin(r, CHAT_MSG_CLOSED);
+	relay_drop_link(c, t);
+	relay_drop_link(t, c);
+	relay_begin(r, CHAT_MSG_CLOSED);
 	chat_put_str8(&r->wb, c->name);
-	flush_to(r, t);
+	relay_flush_to(r, t);
 }
 
 static void on_join(struct chat_relay *r, struct client *c, const struct chat_msg *m)
@@ -638,23 +695,23 @@ static void on_join(struct chat_relay *r, struct client *c, const struct chat_ms
 	struct room *rm = find_room(r, m->room);
 
 	if (rm && in_room(rm, c)) {
-		send_error(r, c, CHAT_PERR_ALREADY, m->type, m->room, "you are already in room %s", m->room);
+		relay_error(r, c, CHAT_PERR_ALREADY, m->type, m->room, "you are already in room %s", m->room);
 		return;
 	}
 	if (c->nrooms >= r->cfg.max_rooms_per_client) {
-		send_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "you are in too many rooms (at most %zu)",
+		relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "you are in too many rooms (at most %zu)",
 		           r->cfg.max_rooms_per_client);
 		return;
 	}
 	if (rm && rm->n >= r->cfg.max_room_members) {
-		send_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "room %s is full (%zu members)",
+		relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "room %s is full (%zu members)",
 		           m->room, rm->n);
 		return;
 	}
 	if (!rm) {
 		rm = calloc(1, sizeof(*rm));
 		if (!rm) {
-			send_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
+			relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
 			return;
 		}
 		snprintf(rm->name, sizeof(rm->name), "%s", m->room);
@@ -678,21 +735,21 @@ static void on_join(struct chat_relay *r, struct client *c, const struct chat_ms
 		c->caprooms = (uint8_t)(cap > 255 ? 255 : cap);
 	}
 	/* The member list goes to the joiner first, then everybody hears of it. */
-	begin(r, CHAT_MSG_MEMBERS);
+	relay_begin(r, CHAT_MSG_MEMBERS);
 	chat_put_str8(&r->wb, rm->name);
 	chat_put_u16(&r->wb, (unsigned)rm->n);
 	for (size_t i = 0; i < rm->n; i++) {
 		chat_put_str8(&r->wb, rm->members[i]->name);
-		put_client_suites(r, rm->members[i]);
+		relay_put_suites(r, rm->members[i]);
 	}
 	rm->members[rm->n++] = c;
 	c->rooms[c->nrooms++] = rm;
-	flush_to(r, c);
+	relay_flush_to(r, c);
 	room_event(r, rm, c, 1);
 	return;
 nomem:
 	free_room_if_empty(r, rm);
-	send_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
+	relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
 }
 
 static void on_leave(struct chat_relay *r, struct client *c, const struct chat_msg *m)
@@ -700,7 +757,7 @@ static void on_leave(struct chat_relay *r, struct client *c, const struct chat_m
 	struct room *rm = find_room(r, m->room);
 
 	if (!rm || !in_room(rm, c)) {
-		send_error(r, c, CHAT_PERR_NOT_MEMBER, m->type, m->room, "you are not in room %s", m->room);
+		relay_error(r, c, CHAT_PERR_NOT_MEMBER, m->type, m->room, "you are not in room %s", m->room);
 		return;
 	}
 	leave_room(r, c, rm);
@@ -708,18 +765,18 @@ static void on_leave(struct chat_relay *r, struct client *c, const struct chat_m
 
 static void on_rooms(struct chat_relay *r, struct client *c)
 {
-	size_t count = 0, count_at = list_begin(r, CHAT_MSG_ROOM_LIST);
+	size_t count = 0, count_at = relay_list_begin(r, CHAT_MSG_ROOM_LIST);
 
 	for (struct room *rm = r->rooms; rm && count < 65535; rm = rm->next) {
 		size_t before = r->wb.len;
 		chat_put_str8(&r->wb, rm->name);
 		chat_put_u16(&r->wb, (unsigned)rm->n);
-		if (!list_fits(r, before))
+		if (!relay_list_fits(r, before))
 			break;
 		count++;
 	}
-	list_end(r, count_at, count);
-	flush_to(r, c);
+	relay_list_end(r, count_at, count);
+	relay_flush_to(r, c);
 }
 
 static void on_room_send(struct chat_relay *r, struct client *c, const struct chat_msg *m)
@@ -731,21 +788,21 @@ static void on_room_send(struct chat_relay *r, struct client *c, const struct ch
 	size_t len;
 
 	if (!rm || !in_room(rm, c)) {
-		send_error(r, c, CHAT_PERR_NOT_MEMBER, m->type, m->room, "you are not in room %s", m->room);
+		relay_error(r, c, CHAT_PERR_NOT_MEMBER, m->type, m->room, "you are not in room %s", m->room);
 		return;
 	}
 	while (chat_iter_target(&it, name, &payload, &len) && !c->dead) {
-		struct client *t = find_user(r, name);
+		struct client *t = relay_find_user(r, name);
 		if (!t || t == c || t->dead || !in_room(rm, t)) {
-			send_error(r, c, CHAT_PERR_NOT_MEMBER, m->type, name, "%s is not in room %s",
+			relay_error(r, c, CHAT_PERR_NOT_MEMBER, m->type, name, "%s is not in room %s",
 			           name, rm->name);
 			continue;
 		}
-		begin(r, CHAT_MSG_ROOM_DELIVER);
+		relay_begin(r, CHAT_MSG_ROOM_DELIVER);
 		chat_put_str8(&r->wb, rm->name);
 		chat_put_str8(&r->wb, c->name);
 		chat_put_bytes(&r->wb, len, payload);
-		flush_to(r, t);
+		relay_flush_to(r, t);
 	}
 }
 
@@ -761,18 +818,18 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 		c->last_active = chat_loop_now_ms();
 	if (chat_msg_parse(len, frame, &m, sizeof(err), err) != CHAT_OK) {
 		c->bad++;
-		chat_info("client %s: malformed request: %s", who(c), err);
-		send_error(r, c, CHAT_PERR_MALFORMED, len ? frame[0] : 0, NULL, "%s", err);
+		chat_info("client %s: malformed request: %s", relay_who(c), err);
+		relay_error(r, c, CHAT_PERR_MALFORMED, len ? frame[0] : 0, NULL, "%s", err);
 		if (c->bad >= r->cfg.max_bad_requests && !c->dead)
-			send_bye(r, c, "too many malformed requests");
+			relay_bye(r, c, "too many malformed requests");
 		return;
 	}
 	if (m.type >= 0x80) {
 		c->bad++;
-		send_error(r, c, CHAT_PERR_UNEXPECTED, m.type, NULL, "%s is sent by the relay, not to it",
+		relay_error(r, c, CHAT_PERR_UNEXPECTED, m.type, NULL, "%s is sent by the relay, not to it",
 		           chat_msg_type_name(m.type));
 		if (c->bad >= r->cfg.max_bad_requests && !c->dead)
-			send_bye(r, c, "too many malformed requests");
+			relay_bye(r, c, "too many malformed requests");
 		return;
 	}
 	if (m.type == CHAT_MSG_HELLO) {
@@ -783,17 +840,64 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 		on_login(r, c, &m);
 		return;
 	}
+	if (c->state != ST_LOGGED_IN &&
+	    (m.type == CHAT_MSG_AUTH || m.type == CHAT_MSG_AUTH_FINAL || m.type == CHAT_MSG_REGISTER)) {
+		if (c->state == ST_NEW) {
+			relay_error(r, c, CHAT_PERR_UNEXPECTED, m.type, NULL, "send HELLO before %s",
+			            chat_msg_type_name(m.type));
+			return;
+		}
+		if (m.type == CHAT_MSG_AUTH)
+			relay_on_auth(r, c, &m);
+		else if (m.type == CHAT_MSG_AUTH_FINAL)
+			relay_on_auth_final(r, c, &m);
+		else
+			relay_on_register(r, c, &m);
+		return;
+	}
 	if (c->state != ST_LOGGED_IN) {
-		send_error(r, c, CHAT_PERR_NOT_LOGGED_IN, m.type, NULL, "log in before %s",
+		relay_error(r, c, CHAT_PERR_NOT_LOGGED_IN, m.type, NULL, "log in before %s",
 		           chat_msg_type_name(m.type));
 		return;
 	}
 	switch (m.type) {
 	case CHAT_MSG_WHO: on_who(r, c); break;
-	case CHAT_MSG_TALK: on_talk(r, c, &m); break;
-	case CHAT_MSG_ANSWER: on_answer(r, c, &m); break;
+	case CHAT_MSG_TALK:
+		if (both_registered(r, c, m.name))
+			relay_talk_registered(r, c, &m);
+		else
+			on_talk(r, c, &m);
+		break;
+	case CHAT_MSG_ANSWER:
+		if (both_registered(r, c, m.name))
+			relay_answer_registered(r, c, &m);
+		else
+			on_answer(r, c, &m);
+		break;
 	case CHAT_MSG_ROUTE: on_route(r, c, &m); break;
-	case CHAT_MSG_CLOSE: on_close_conversation(r, c, &m); break;
+	case CHAT_MSG_CLOSE:
+		if (both_registered(r, c, m.name))
+			relay_close_registered(r, c, &m);
+		else
+			on_close_conversation(r, c, &m);
+		break;
+	case CHAT_MSG_SEND: relay_on_send(r, c, &m); break;
+	case CHAT_MSG_ACK: relay_on_ack(r, c, &m); break;
+	case CHAT_MSG_PASSWD: relay_on_passwd(r, c, &m); break;
+	case CHAT_MSG_ADMIN: relay_on_admin(r, c, &m); break;
+	case CHAT_MSG_FRIEND: relay_on_friend(r, c, &m); break;
+	case CHAT_MSG_AUTH:
+		if (m.op == CHAT_AUTH_PASSWD) {
+			relay_on_auth(r, c, &m);
+			break;
+		}
+		relay_error(r, c, CHAT_PERR_ALREADY, m.type, c->name, "already logged in as %s", c->name);
+		break;
+	case CHAT_MSG_AUTH_FINAL: relay_on_auth_final(r, c, &m); break;
+	case CHAT_MSG_REGISTER:
+		relay_error(r, c, CHAT_PERR_ALREADY, m.type, c->name,
+		            "already logged in as %s: admins add users with ADMIN ADD", c->name);
+		break;
 	case CHAT_MSG_JOIN: on_join(r, c, &m); break;
 	case CHAT_MSG_LEAVE: on_leave(r, c, &m); break;
 	case CHAT_MSG_ROOMS: on_rooms(r, c); break;
@@ -815,9 +919,9 @@ static void on_conn_close(struct chat_conn *conn, int err, const char *reason, v
 	struct chat_relay *r = c->r;
 
 	if (err == CHAT_OK || err == CHAT_ERR_CLOSED)
-		chat_info("client %s disconnected: %s", who(c), reason);
+		chat_info("client %s disconnected: %s", relay_who(c), reason);
 	else
-		chat_warn("client %s dropped: %s", who(c), reason);
+		chat_warn("client %s dropped: %s", relay_who(c), reason);
 	(void)conn;
 	c->dead = 1;
 	if (c->prev)
@@ -828,16 +932,16 @@ static void on_conn_close(struct chat_conn *conn, int err, const char *reason, v
 		c->next->prev = c->prev;
 	r->nclients--;
 	if (c->state == ST_LOGGED_IN)
-		remove_user(r, c);
+		relay_remove_user(r, c);
 	/* Everyone who talked with or was offered a talk by c hears it ended. */
 	while (c->nlinks) {
 		struct client *peer = c->links[c->nlinks - 1].peer;
-		drop_link(c, peer);
-		drop_link(peer, c);
+		relay_drop_link(c, peer);
+		relay_drop_link(peer, c);
 		if (!peer->dead) {
-			begin(r, CHAT_MSG_CLOSED);
+			relay_begin(r, CHAT_MSG_CLOSED);
 			chat_put_str8(&r->wb, c->name);
-			flush_to(r, peer);
+			relay_flush_to(r, peer);
 		}
 	}
 	while (c->nrooms)
@@ -846,6 +950,7 @@ static void on_conn_close(struct chat_conn *conn, int err, const char *reason, v
 	free(c->rooms);
 	c->links = NULL;
 	c->rooms = NULL;
+	relay_account_state_free(c);
 	/* Callers up the stack may still hold c: free it after this round. */
 	if (chat_loop_defer(r->loop, client_free, c) != CHAT_OK)
 		chat_err("cannot defer freeing a client; leaking it");
@@ -865,7 +970,7 @@ static long long idle_check(struct chat_loop *loop, void *arg)
 	for (struct client *c = r->clients, *next; c; c = next) {
 		next = c->next; /* closing c unlinks it; next stays valid */
 		if (now - c->last_active >= (uint64_t)r->cfg.idle_timeout_ms) {
-			send_bye(r, c, "idle for too long (relay.idle_timeout)");
+			relay_bye(r, c, "idle for too long (relay.idle_timeout)");
 			if (!c->dead)
 				chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, "idle for too long (relay.idle_timeout)");
 		}
@@ -884,9 +989,11 @@ int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
 	r->loop = loop;
 	r->cfg = *cfg;
 	chat_wbuf_init(&r->wb, cfg->limits.max_frame);
-	if (cfg->idle_timeout_ms > 0 &&
-	    chat_loop_timer_add(loop, 1000, idle_check, r, &r->idle_timer) != CHAT_OK) {
-		free(r);
+	chat_wbuf_init(&r->wb2, cfg->limits.max_frame);
+	if ((cfg->idle_timeout_ms > 0 &&
+	     chat_loop_timer_add(loop, 1000, idle_check, r, &r->idle_timer) != CHAT_OK) ||
+	    relay_accounts_new(r) != CHAT_OK || relay_mail_new(r) != CHAT_OK) {
+		chat_relay_free(r);
 		return CHAT_ERR_NOMEM;
 	}
 	*out = r;
@@ -901,8 +1008,11 @@ void chat_relay_free(struct chat_relay *r)
 		chat_conn_close(r->clients->conn, CHAT_OK, "relay stopped");
 	if (r->idle_timer)
 		chat_loop_timer_cancel(r->loop, r->idle_timer);
+	relay_mail_free(r);
+	relay_accounts_free(r);
 	free(r->buckets);
 	chat_wbuf_free(&r->wb);
+	chat_wbuf_free(&r->wb2);
 	free(r);
 }
 
@@ -925,6 +1035,7 @@ int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp,
 	}
 	c->r = r;
 	c->last_active = chat_loop_now_ms();
+	c->since_ms = relay_unix_ms();
 	rc = chat_conn_new(r->loop, tp, handle, &r->cfg.limits, &relay_cbs, c, &c->conn);
 	if (rc) {
 		free(c);
@@ -943,7 +1054,7 @@ void chat_relay_shutdown(struct chat_relay *r, const char *reason)
 {
 	for (struct client *c = r->clients, *next; c; c = next) {
 		next = c->next;
-		send_bye(r, c, reason);
+		relay_bye(r, c, reason);
 	}
 }
 

@@ -12,6 +12,8 @@
 #include "conn.h"
 #include "loop.h"
 
+struct chat_store;
+
 struct chat_relay;
 
 struct chat_relay_config {
@@ -25,6 +27,20 @@ struct chat_relay_config {
 	size_t max_room_members;
 	size_t max_pending_offers;
 	unsigned max_bad_requests;  /* malformed requests before a client is cut off */
+	/* Accounts and stored messages (docs/PROTOCOL.md section 4).  store NULL:
+	 * guests only.  The relay does not own the store. */
+	struct chat_store *store;
+	int guests;                 /* LOGIN without an account allowed */
+	int open_registration;      /* REGISTER allowed (else admins add users) */
+	int friends_only;           /* registered users talk only with friends */
+	size_t queue_max_messages;
+	uint64_t queue_max_bytes;
+	int64_t queue_expiry_ms;
+	int archive;
+	int64_t archive_ms;         /* archived ciphertext older than this is pruned */
+	unsigned throttle_after;    /* failed logins allowed before waits */
+	int64_t throttle_ms, throttle_max_ms;
+	unsigned scram_iterations;  /* of fake verifiers for unknown names */
 };
 
 int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,

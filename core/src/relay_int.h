@@ -1,0 +1,162 @@
+/* Internals shared by the relay's files: relay.c (connections, guests,
+ * conversations, rooms), relay_account.c (SCRAM logins, registration,
+ * passwords, admin, friends) and relay_mail.c (the database: stored
+ * messages, receipts, commit-then-acknowledge).  Not part of any API. */
+#ifndef CHAT_RELAY_INT_H
+#define CHAT_RELAY_INT_H
+
+#include <stdint.h>
+
+#include "proto.h"
+#include "relay.h"
+#include "scram.h"
+#include "store.h"
+#include "throttle.h"
+
+#define SUITE_TABLE_MAX 64
+
+enum { ST_NEW, ST_HELLO, ST_LOGGED_IN };
+enum { LINK_OFFER_OUT = 1, LINK_OFFER_IN, LINK_ACCEPTED };
+
+struct client;
+
+/* One conversation edge, kept on both ends. */
+struct link {
+	struct client *peer;
+	uint8_t state;
+};
+
+struct room {
+	struct room *next;
+	struct client **members;
+	size_t n, cap;
+	char name[CHAT_NAME_MAX + 1];
+};
+
+/* Per-connection state of a registered user, and of a SCRAM exchange in
+ * progress (allocated only then: guests stay small). */
+struct account_state {
+	struct chat_scram_server *scram; /* AUTH .. AUTH_FINAL */
+	char scram_user[CHAT_NAME_MAX + 1];
+	uint8_t scram_op;                /* CHAT_AUTH_* being run */
+	uint8_t passwd_ok;               /* AUTH op 2 succeeded: one PASSWD allowed */
+	uint8_t registered;              /* logged in with an account */
+	uint8_t group;                   /* CHAT_GROUP_* */
+	int64_t pushed_id;               /* highest mail id sent to this client */
+	uint32_t inflight;               /* mail sent and not yet ACKed */
+	uint64_t inflight_bytes;
+	uint8_t want_fill;               /* push more mail after this round */
+};
+
+struct client {
+	struct chat_relay *r;
+	struct chat_conn *conn;
+	struct client *prev, *next; /* every client */
+	struct client *hnext;       /* name hash chain (logged in only) */
+	uint64_t last_active;
+	struct link *links;
+	struct room **rooms;
+	uint16_t nlinks, caplinks;
+	uint8_t nrooms, caprooms;
+	uint8_t state, dead, bad, nsuites;
+	uint8_t suites[CHAT_SUITES_MAX]; /* indices into the relay's suite table */
+	char name[CHAT_NAME_MAX + 1];
+	int64_t since_ms;            /* connected since (Unix ms) */
+	struct account_state *acct;  /* NULL for guests that never tried AUTH */
+};
+
+struct chat_relay {
+	struct chat_loop *loop;
+	struct chat_relay_config cfg;
+	struct client *clients;
+	size_t nclients, nlogged;
+	struct client **buckets;
+	size_t nbuckets;
+	struct room *rooms;
+	struct chat_timer *idle_timer;
+	char suite_names[SUITE_TABLE_MAX][CHAT_NAME_MAX + 1];
+	size_t nsuite_names;
+	struct chat_wbuf wb; /* reused for every outgoing message */
+	/* accounts and mail (relay_account.c, relay_mail.c); store NULL: guests only */
+	struct chat_store *store;
+	struct chat_throttle *throttle;
+	uint8_t fake_secret[32];     /* fake SCRAM verifiers for unknown names */
+	struct pending *pending, **pending_tail; /* replies held until the commit */
+	struct client **fill;        /* registered clients to push mail to after the commit */
+	size_t nfill, capfill;
+	int round_hook;              /* the end-of-round commit is scheduled */
+	void *hook;                  /* its argument (detached when the relay is freed) */
+	int round_failed;            /* a write failed: roll the round back */
+	struct chat_timer *expiry_timer;
+	int64_t last_prune_ms;
+	struct chat_wbuf wb2;        /* inner messages of MAIL */
+};
+
+
+/* relay.c */
+struct client *relay_find_user(const struct chat_relay *r, const char *name);
+int relay_insert_user(struct chat_relay *r, struct client *c);
+void relay_remove_user(struct chat_relay *r, struct client *c);
+int relay_intern_suite(struct chat_relay *r, const char *name);
+int relay_has_suite(const struct client *c, int idx);
+void relay_suites_text(const struct chat_relay *r, const struct client *c, size_t cap, char *dst);
+void relay_put_suites(struct chat_relay *r, const struct client *c);
+void relay_begin(struct chat_relay *r, int type);
+void relay_flush_to(struct chat_relay *r, struct client *c);
+void relay_error(struct chat_relay *r, struct client *c, unsigned code, int ref,
+                 const char *subject, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void relay_bye(struct chat_relay *r, struct client *c, const char *reason);
+const char *relay_who(const struct client *c);
+struct link *relay_find_link(struct client *c, const struct client *peer);
+int relay_add_link(struct client *c, struct client *peer, uint8_t state);
+void relay_drop_link(struct client *c, const struct client *peer);
+size_t relay_list_begin(struct chat_relay *r, int type);
+int relay_list_fits(struct chat_relay *r, size_t before);
+void relay_list_end(struct chat_relay *r, size_t count_at, size_t count);
+struct client *relay_target(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+/* Log in c as name (group, last SEND id) and say LOGGED_IN. */
+int relay_logged_in(struct chat_relay *r, struct client *c, const char *name, int group,
+                    uint64_t last_id);
+int relay_is_registered(const struct client *c);
+
+/* relay_account.c */
+int relay_accounts_new(struct chat_relay *r);
+void relay_accounts_free(struct chat_relay *r);
+void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_on_register(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_on_passwd(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_on_admin(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_on_friend(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+/* Friend state of a and b (registered names), CHAT_FRIEND_NONE on errors. */
+int relay_friend_state(struct chat_relay *r, const char *a, const char *b);
+void relay_account_state_free(struct client *c);
+
+/* relay_mail.c */
+int relay_mail_new(struct chat_relay *r);
+void relay_mail_free(struct chat_relay *r);
+/* Open this round's transaction (once) and schedule the commit.  CHAT_OK or
+ * CHAT_ERR_IO (then the request has been answered with ERROR storage). */
+int relay_write_begin(struct chat_relay *r, struct client *requester, int ref);
+/* Send the message in r->wb to c after this round's commit; if the commit
+ * fails, c gets ERROR storage (about request type ref) instead. */
+void relay_after_commit(struct chat_relay *r, struct client *c, int ref);
+/* A write of this round failed: the whole round is rolled back; c is told now. */
+void relay_write_failed(struct chat_relay *r, struct client *c, int ref);
+/* Store the message in r->wb as mail for the registered user `to` (pushed
+ * to them after the commit if online).  Inside relay_write_begin. */
+int relay_mail_to(struct chat_relay *r, const char *to, const char *from, uint64_t client_id,
+                  int64_t *mail_id);
+/* Mail for c (just logged in, or after ACKs) once this round is committed. */
+void relay_mail_wanted(struct chat_relay *r, struct client *c);
+/* DONE (ref, op, subject, text) to c after the commit. */
+void relay_done(struct chat_relay *r, struct client *c, int ref, unsigned op, const char *subject,
+                const char *text);
+void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_on_ack(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_talk_registered(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_answer_registered(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_close_registered(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+int64_t relay_unix_ms(void);
+
+#endif

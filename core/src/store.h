@@ -1,0 +1,145 @@
+/* The relay's durable store: one SQLite database file in WAL mode holding
+ * accounts (SCRAM verifiers, never passwords), friendships, accepted
+ * conversations, mail (relay messages waiting for a registered user:
+ * end-to-end ciphertext, offers, answers, receipts — opaque bytes here) and
+ * the optional ciphertext archive.
+ *
+ * Every function is one statement or one transaction.  Between
+ * chat_store_begin() and chat_store_commit() writes are grouped into one
+ * transaction (the relay commits once per event-loop pass and only then
+ * acknowledges: a message is acknowledged only after it is durable).
+ * synchronous=FULL: a committed transaction survives kill -9 and power loss.
+ *
+ * Errors: CHAT_ERR_NOTFOUND (no such row), CHAT_ERR_INVALID (exists already /
+ * bad argument), CHAT_ERR_IO (SQLite failed: the text from chat_store_error()
+ * names the file and SQLite's reason).  Names are validated by the caller
+ * (chat_name_check) before they reach the store. */
+#ifndef CHAT_STORE_H
+#define CHAT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scram.h"
+
+#define CHAT_STORE_SCHEMA_VERSION 1
+
+enum chat_group {
+	CHAT_GROUP_GUEST = 0,   /* not stored: a connected user without an account */
+	CHAT_GROUP_REGULAR = 1,
+	CHAT_GROUP_ADMIN = 2,
+};
+
+struct chat_account {
+	char name[33];
+	int group;                      /* CHAT_GROUP_REGULAR or _ADMIN */
+	struct chat_scram_verifier v;
+	int64_t created_ms;             /* Unix ms */
+};
+
+/* Friendship between a and b as seen from a. */
+enum chat_friend_state {
+	CHAT_FRIEND_NONE = 0,
+	CHAT_FRIEND_YES = 1,        /* friends */
+	CHAT_FRIEND_ASKED = 2,      /* a asked b; b has not accepted */
+	CHAT_FRIEND_ASKED_BY = 3,   /* b asked a */
+};
+
+struct chat_mail {
+	int64_t id;                 /* increasing: delivery order */
+	const char *to;
+	const char *from;           /* "" when the relay itself wrote it */
+	uint64_t client_id;         /* sender's id for SEND payloads, else 0 */
+	int64_t stored_ms;
+	int64_t expires_ms;         /* 0: never */
+	size_t len;
+	const uint8_t *data;        /* valid during the callback only */
+};
+
+struct chat_store;
+
+/* Open (creating it if missing: file mode 0600, the directory must exist)
+ * and migrate to CHAT_STORE_SCHEMA_VERSION.  Refuses, with a message naming
+ * path and what is wrong: a file that is not an SQLite database or fails
+ * `PRAGMA quick_check` (corrupt), a schema version newer than this program
+ * knows, a file or directory that cannot be written.  Never modifies a file
+ * it refuses. */
+int chat_store_open(const char *path, struct chat_store **out, size_t errlen, char *err);
+void chat_store_close(struct chat_store *s);
+/* The last error's text ("var/relay.db: database disk image is malformed"). */
+const char *chat_store_error(const struct chat_store *s);
+int chat_store_schema_version(struct chat_store *s);
+
+/* Group writes; nesting is not supported.  commit on failure rolls back. */
+int chat_store_begin(struct chat_store *s);
+int chat_store_commit(struct chat_store *s);
+void chat_store_rollback(struct chat_store *s);
+int chat_store_in_transaction(const struct chat_store *s);
+
+/* ---- accounts */
+int chat_store_account_get(struct chat_store *s, const char *name, struct chat_account *a);
+int chat_store_account_add(struct chat_store *s, const struct chat_account *a); /* INVALID if it exists */
+int chat_store_account_set_verifier(struct chat_store *s, const char *name,
+                                    const struct chat_scram_verifier *v);
+int chat_store_account_set_group(struct chat_store *s, const char *name, int group);
+/* Removes the account and everything about it: friendships, requests,
+ * conversations, mail to it.  Mail it sent stays queued (the sender's
+ * messages were accepted). */
+int chat_store_account_remove(struct chat_store *s, const char *name);
+/* Accounts in a group (CHAT_GROUP_GUEST: all accounts). */
+int chat_store_account_count(struct chat_store *s, int group, size_t *count);
+
+/* ---- friends */
+int chat_store_friend_get(struct chat_store *s, const char *a, const char *b, int *state);
+/* Set the relation of a and b as seen from a (NONE removes both
+ * directions; YES makes it mutual; ASKED records a's request to b). */
+int chat_store_friend_set(struct chat_store *s, const char *a, const char *b, int state);
+/* Every relation of name, ordered by the other name; cb returns non-zero to stop. */
+typedef int (*chat_store_friend_cb)(void *arg, const char *other, int state);
+int chat_store_friends(struct chat_store *s, const char *name, chat_store_friend_cb cb, void *arg);
+
+/* ---- accepted conversations (consent survives restarts) */
+int chat_store_conv_add(struct chat_store *s, const char *a, const char *b, const char *suite,
+                        int64_t now_ms);   /* replaces an existing one */
+int chat_store_conv_get(struct chat_store *s, const char *a, const char *b, char suite[33]);
+int chat_store_conv_remove(struct chat_store *s, const char *a, const char *b);
+
+/* ---- offers waiting for an answer (TALK between registered users) */
+/* suites: the offerer's allowed suites, comma-separated (at most 16 names). */
+int chat_store_offer_add(struct chat_store *s, const char *from, const char *to,
+                         const char *suites, int64_t now_ms);   /* replaces */
+int chat_store_offer_get(struct chat_store *s, const char *from, const char *to,
+                         char suites[16 * 34]);
+int chat_store_offer_remove(struct chat_store *s, const char *from, const char *to);
+
+/* ---- mail */
+int chat_store_mail_add(struct chat_store *s, const char *to, const char *from,
+                        uint64_t client_id, int64_t stored_ms, int64_t expires_ms, size_t len,
+                        const uint8_t *data, int64_t *id);
+/* Messages and bytes waiting for to (for the queue limits). */
+int chat_store_mail_usage(struct chat_store *s, const char *to, size_t *count, uint64_t *bytes);
+/* Mail for to with id > after_id, in id order, at most limit rows (0: all). */
+typedef int (*chat_store_mail_cb)(void *arg, const struct chat_mail *m);
+int chat_store_mail_for(struct chat_store *s, const char *to, int64_t after_id, size_t limit,
+                        chat_store_mail_cb cb, void *arg);
+/* Delete mail id addressed to `to` (an ACK); m (may be NULL) receives its
+ * metadata first (data is not returned: len 0).  NOTFOUND if there is no such
+ * mail for that user (already acknowledged). */
+int chat_store_mail_take(struct chat_store *s, const char *to, int64_t id, struct chat_mail *m,
+                         char from[33]);
+/* Delete every mail with 0 < expires_ms <= now_ms, calling cb for each first
+ * (to tell its sender). */
+int chat_store_mail_expire(struct chat_store *s, int64_t now_ms, chat_store_mail_cb cb, void *arg);
+
+/* Highest SEND client id accepted from sender (0 if none): resends of ids at
+ * or below it are duplicates. */
+int chat_store_sender_last(struct chat_store *s, const char *sender, uint64_t *client_id);
+int chat_store_sender_set_last(struct chat_store *s, const char *sender, uint64_t client_id);
+
+/* ---- archive of conversation ciphertext (relay.archive) */
+int chat_store_archive_add(struct chat_store *s, const char *from, const char *to,
+                           int64_t stored_ms, size_t len, const uint8_t *data);
+int chat_store_archive_prune(struct chat_store *s, int64_t older_than_ms, size_t *removed);
+int chat_store_archive_count(struct chat_store *s, const char *a, const char *b, size_t *count);
+
+#endif

@@ -1,0 +1,376 @@
+#include "relayproc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "paths.h"
+
+
+
+int use_valgrind(void)
+{
+	const char *v = getenv("CHAT_VALGRIND");
+	return v && strcmp(v, "1") == 0;
+}
+
+void relay_read_log(struct relay *r, int timeout_ms)
+{
+	struct pollfd p = { .fd = r->err_fd, .events = POLLIN };
+
+	while (poll(&p, 1, timeout_ms) > 0) {
+		if (r->log_len + 1 >= sizeof(r->log))
+			return;
+		ssize_t n = read(r->err_fd, r->log + r->log_len, sizeof(r->log) - 1 - r->log_len);
+		if (n <= 0) {
+			r->eof = n == 0;
+			return;
+		}
+		r->log_len += (size_t)n;
+		r->log[r->log_len] = '\0';
+		timeout_ms = 0;
+	}
+}
+
+/* Wait until the relay's log contains text (bounded). */
+int relay_wait_log(struct relay *r, const char *text, int seconds)
+{
+	for (int i = 0; i < seconds * 20; i++) {
+		if (strstr(r->log, text))
+			return 1;
+		relay_read_log(r, 50);
+	}
+	fprintf(stderr, "relay log lacks \"%s\":\n%s\n", text, r->log);
+	return 0;
+}
+
+int relay_start(struct relay *r, const char *listen, ...)
+{
+	const char *argv[40];
+	int n = 0, pipefd[2];
+	va_list ap;
+
+	memset(r, 0, sizeof(*r));
+	if (use_valgrind()) {
+		argv[n++] = "valgrind";
+		argv[n++] = "-q";
+		argv[n++] = "--leak-check=full";
+		argv[n++] = "--errors-for-leak-kinds=definite,indirect";
+		argv[n++] = "--error-exitcode=99";
+	}
+	argv[n++] = CHAT_TEST_BIN_DIR "/chat-relay";
+	argv[n++] = "--config";
+	argv[n++] = CHAT_TEST_SOURCE_DIR "/chat.ini";
+	argv[n++] = "--set";
+	argv[n++] = "core.plugin_dir=" CHAT_TEST_PLUGIN_DIR;
+	argv[n++] = "--set";
+	argv[n++] = "relay.database="; /* tests never touch the repository's var/ */
+	argv[n++] = "--listen";
+	argv[n++] = listen;
+	va_start(ap, listen);
+	const char *a;
+	while ((a = va_arg(ap, const char *)) && n < 38)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+
+	if (pipe2(pipefd, O_CLOEXEC) != 0)
+		return -1;
+	r->pid = fork();
+	if (r->pid == 0) {
+		dup2(pipefd[1], 2);
+		int devnull = open("/dev/null", O_RDWR);
+		dup2(devnull, 0);
+		dup2(devnull, 1);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	r->err_fd = pipefd[0];
+	for (int i = 0; i < 400; i++) {
+		relay_read_log(r, 50);
+		char *p = strstr(r->log, "listening on ");
+		if (p && strchr(p, ')')) {
+			sscanf(p + strlen("listening on "), "%127s", r->addr);
+			char *colon = strrchr(r->addr, ':');
+			r->port = atoi(colon + 1);
+			if (r->addr[0] == '[') {
+				r->family = AF_INET6;
+				snprintf(r->host, sizeof(r->host), "%.*s", (int)(colon - r->addr - 2), r->addr + 1);
+			} else {
+				r->family = AF_INET;
+				snprintf(r->host, sizeof(r->host), "%.*s", (int)(colon - r->addr), r->addr);
+			}
+			return 0;
+		}
+		int status;
+		/* Once stderr is closed the process is gone or going: wait for it. */
+		if (waitpid(r->pid, &status, r->eof ? 0 : WNOHANG) == r->pid) {
+			r->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+		}
+	}
+	return -1;
+}
+
+/* Stop the relay with SIGTERM; return its exit status (or -1 if it had to be killed). */
+int relay_stop(struct relay *r)
+{
+	int status = 0;
+
+	if (r->pid <= 0)
+		return -1;
+	kill(r->pid, SIGTERM);
+	for (int i = 0; i < 600; i++) { /* valgrind can be slow to exit */
+		relay_read_log(r, 0);
+		if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+			relay_read_log(r, 100);
+			close(r->err_fd);
+			r->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		usleep(50000);
+	}
+	kill(r->pid, SIGKILL);
+	waitpid(r->pid, &status, 0);
+	close(r->err_fd);
+	r->pid = 0;
+	return -1;
+}
+
+/* rcvbuf > 0 shrinks the receive buffer before connecting (a client that
+ * will not read); shrinking it after the handshake can stall loopback TCP in
+ * both directions instead. */
+int dial_rcvbuf(const struct relay *r, int rcvbuf)
+{
+	int fd = socket(r->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = { .tv_sec = 20 };
+	int one = 1;
+
+	if (fd < 0)
+		return -1;
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (r->family == AF_INET6) {
+		struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)r->port) };
+		inet_pton(AF_INET6, r->host, &a.sin6_addr);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+	} else {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)r->port) };
+		inet_pton(AF_INET, r->host, &a.sin_addr);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+	}
+	close(fd);
+	return -1;
+}
+
+int dial(const struct relay *r)
+{
+	return dial_rcvbuf(r, 0);
+}
+
+int send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int recv_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = recv(fd, p, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+size_t put_frame(uint8_t *dst, size_t len, const uint8_t *src)
+{
+	chat_frame_put_header(len, dst);
+	memcpy(dst + CHAT_FRAME_HDR, src, len);
+	return len + CHAT_FRAME_HDR;
+}
+
+/* Read one frame; returns its length or -1. */
+long read_frame(int fd, uint8_t *dst, size_t cap)
+{
+	uint8_t h[4];
+
+	if (recv_all(fd, h, 4))
+		return -1;
+	size_t len = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+	if (len > cap || recv_all(fd, dst, len))
+		return -1;
+	return (long)len;
+}
+
+/* ---- speaking the relay protocol */
+
+struct chat_wbuf wb;
+
+void begin(int type)
+{
+	chat_wbuf_reset(&wb);
+	chat_put_u8(&wb, (unsigned)type);
+}
+
+/* Send wb as one frame. */
+int send_msg(int fd)
+{
+	static uint8_t buf[1 << 17];
+	size_t n = put_frame(buf, wb.len, wb.data);
+
+	return send_all(fd, buf, n);
+}
+
+/* Read the next message; skips nothing.  Returns 0 or -1. */
+int read_msg(int fd, struct chat_msg *m)
+{
+	static uint8_t buf[1 << 17];
+	char err[256];
+	long n = read_frame(fd, buf, sizeof(buf));
+
+	if (n < 0)
+		return -1;
+	if (chat_msg_parse((size_t)n, buf, m, sizeof(err), err) != CHAT_OK) {
+		fprintf(stderr, "relay sent a malformed message: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read until a message of type arrives (others are skipped); 0 or -1. */
+int expect_type(int fd, int type, struct chat_msg *m)
+{
+	for (int i = 0; i < 100000; i++) {
+		if (read_msg(fd, m))
+			return -1;
+		if (m->type == type)
+			return 0;
+	}
+	return -1;
+}
+
+void put_hello(const char *suites)
+{
+	char list[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
+	size_t n = 0;
+	const char *p = suites;
+
+	while (*p && n < CHAT_SUITES_MAX) {
+		size_t k = strcspn(p, ",");
+		snprintf(list[n++], CHAT_NAME_MAX + 1, "%.*s", (int)k, p);
+		p += k;
+		if (*p == ',')
+			p++;
+	}
+	begin(CHAT_MSG_HELLO);
+	chat_put_u8(&wb, CHAT_PROTO_VERSION);
+	chat_put_suites(&wb, n, (const char (*)[CHAT_NAME_MAX + 1])list);
+}
+
+/* HELLO + LOGIN; 1 when logged in. */
+int login(int fd, const char *name, const char *suites)
+{
+	struct chat_msg m;
+
+	put_hello(suites);
+	if (send_msg(fd) || expect_type(fd, CHAT_MSG_WELCOME, &m))
+		return 0;
+	begin(CHAT_MSG_LOGIN);
+	chat_put_str8(&wb, name);
+	if (send_msg(fd) || read_msg(fd, &m))
+		return 0;
+	return m.type == CHAT_MSG_LOGGED_IN && !strcmp(m.name, name);
+}
+
+/* A request answered by an ERROR: returns its text ("" if none came). */
+const char *error_for(int fd, unsigned *code)
+{
+	static struct chat_msg m;
+
+	if (send_msg(fd) || read_msg(fd, &m) || m.type != CHAT_MSG_ERROR) {
+		*code = 0;
+		return "";
+	}
+	*code = m.code;
+	return m.text;
+}
+
+/* The relay still answers this client. */
+int who_ok(int fd)
+{
+	struct chat_msg m;
+
+	begin(CHAT_MSG_WHO);
+	return !send_msg(fd) && !read_msg(fd, &m) && m.type == CHAT_MSG_WHO_LIST;
+}
+
+/* alice offers, bob accepts (suite), both sides see it. */
+int converse(int a, const char *an, int b, const char *bn, const char *suite)
+{
+	struct chat_msg m;
+
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, bn);
+	if (send_msg(a) || expect_type(b, CHAT_MSG_OFFERED, &m) || strcmp(m.name, an))
+		return 0;
+	begin(CHAT_MSG_ANSWER);
+	chat_put_str8(&wb, an);
+	chat_put_u8(&wb, 1);
+	chat_put_str8(&wb, suite);
+	chat_put_str16(&wb, "");
+	if (send_msg(b) || expect_type(a, CHAT_MSG_ANSWERED, &m))
+		return 0;
+	return m.flag == 1 && !strcmp(m.suite, suite) && !strcmp(m.name, bn);
+}
+
+/* The peer closed (EOF or reset) within the receive timeout. */
+int sees_close(int fd)
+{
+	uint8_t buf[4096];
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return 1;
+		if (n < 0)
+			return 0; /* timeout */
+	}
+}
+

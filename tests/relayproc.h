@@ -1,0 +1,52 @@
+/* Helpers for end-to-end tests that drive chat-relay as a separate process
+ * through raw sockets: start/stop the relay (under valgrind with
+ * CHAT_VALGRIND=1), connect, frames, and relay protocol messages. */
+#ifndef CHAT_TEST_RELAYPROC_H
+#define CHAT_TEST_RELAYPROC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+struct relay {
+	pid_t pid;
+	int err_fd;      /* relay's stderr */
+	char log[65536]; /* everything it printed so far */
+	size_t log_len;
+	char addr[128];
+	char host[64];
+	int port;
+	int family;
+	int eof; /* the relay closed its stderr: it has exited or is exiting */
+};
+
+/* The message being built (begin(), chat_put_*(&wb, ...), send_msg()). */
+extern struct chat_wbuf wb;
+
+/* relay_start(r, listen, extra args..., NULL): chat.ini from the source tree,
+ * no database unless the extra args set relay.database.  0 once it listens,
+ * else its exit status (or -1). */
+int use_valgrind(void);
+void relay_read_log(struct relay *r, int timeout_ms);
+int relay_wait_log(struct relay *r, const char *text, int seconds);
+int relay_start(struct relay *r, const char *listen, ...) __attribute__((sentinel));
+int relay_stop(struct relay *r);
+int dial_rcvbuf(const struct relay *r, int rcvbuf);
+int dial(const struct relay *r);
+int send_all(int fd, const void *buf, size_t len);
+int recv_all(int fd, void *buf, size_t len);
+size_t put_frame(uint8_t *dst, size_t len, const uint8_t *src);
+long read_frame(int fd, uint8_t *dst, size_t cap);
+void begin(int type);
+int send_msg(int fd);
+int read_msg(int fd, struct chat_msg *m);
+int expect_type(int fd, int type, struct chat_msg *m);
+void put_hello(const char *suites);
+int login(int fd, const char *name, const char *suites);
+const char *error_for(int fd, unsigned *code);
+int who_ok(int fd);
+int converse(int a, const char *an, int b, const char *bn, const char *suite);
+int sees_close(int fd);
+
+#endif

@@ -1,0 +1,836 @@
+/* The relay's store: every table through the API, transactions, persistence
+ * across close/open, and the files it must refuse without touching them
+ * (garbage, a newer schema, another program's database, corruption, a
+ * missing directory, a read-only file). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <chat/error.h>
+
+#include "store.h"
+#include "testutils.h"
+
+static char dir[256];
+
+static void path_in(char *buf, size_t cap, const char *name)
+{
+	snprintf(buf, cap, "%s/%s", dir, name);
+}
+
+static uint8_t *load(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = malloc(1 << 22);
+
+	if (!f || !buf)
+		abort();
+	*len = fread(buf, 1, 1 << 22, f);
+	fclose(f);
+	return buf;
+}
+
+static void save(const char *path, size_t len, const uint8_t *data)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (!f || (len && fwrite(data, 1, len, f) != len))
+		abort();
+	fclose(f);
+}
+
+static int exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0;
+}
+
+static struct chat_store *open_ok(const char *path)
+{
+	struct chat_store *s = NULL;
+	char err[512];
+	int rc = chat_store_open(path, &s, sizeof(err), err);
+
+	if (rc != CHAT_OK) {
+		fprintf(stderr, "chat_store_open(%s): %d: %s\n", path, rc, err);
+		abort();
+	}
+	return s;
+}
+
+static void make_account(struct chat_account *a, const char *name, int group, uint8_t seed)
+{
+	memset(a, 0, sizeof(*a));
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->group = group;
+	a->v.salt_len = 16 + seed % 8;
+	for (size_t i = 0; i < a->v.salt_len; i++)
+		a->v.salt[i] = (uint8_t)(seed + i);
+	a->v.iterations = 4096 + seed;
+	for (size_t i = 0; i < CHAT_SCRAM_KEY; i++) {
+		a->v.stored_key[i] = (uint8_t)(seed * 3 + i);
+		a->v.server_key[i] = (uint8_t)(seed * 7 + i);
+	}
+	a->created_ms = 1700000000000LL + (int64_t)name[0] * 1000 + (int64_t)strlen(name); /* not seed: a new verifier keeps it */
+}
+
+static void add_account(struct chat_store *s, const char *name, int group, uint8_t seed)
+{
+	struct chat_account a;
+
+	make_account(&a, name, group, seed);
+	CHECK_EQ_INT(chat_store_account_add(s, &a), CHAT_OK);
+}
+
+static void check_account(struct chat_store *s, const char *name, int group, uint8_t seed)
+{
+	struct chat_account want, got;
+
+	make_account(&want, name, group, seed);
+	CHECK_EQ_INT(chat_store_account_get(s, name, &got), CHAT_OK);
+	CHECK(strcmp(got.name, name) == 0);
+	CHECK_EQ_INT(got.group, group);
+	CHECK_EQ_INT(got.v.salt_len, want.v.salt_len);
+	CHECK_MEM(got.v.salt, want.v.salt, want.v.salt_len);
+	CHECK_EQ_INT(got.v.iterations, want.v.iterations);
+	CHECK_MEM(got.v.stored_key, want.v.stored_key, CHAT_SCRAM_KEY);
+	CHECK_MEM(got.v.server_key, want.v.server_key, CHAT_SCRAM_KEY);
+	CHECK_EQ_INT(got.created_ms, want.created_ms);
+}
+
+static int friend_state(struct chat_store *s, const char *a, const char *b)
+{
+	int st = -1;
+
+	CHECK_EQ_INT(chat_store_friend_get(s, a, b, &st), CHAT_OK);
+	return st;
+}
+
+struct friend_list {
+	size_t n, stop_after;
+	char names[8][33];
+	int states[8];
+};
+
+static int collect_friend(void *arg, const char *other, int state)
+{
+	struct friend_list *l = arg;
+
+	if (l->n < 8) {
+		snprintf(l->names[l->n], sizeof(l->names[0]), "%s", other);
+		l->states[l->n] = state;
+	}
+	l->n++;
+	return l->stop_after && l->n >= l->stop_after;
+}
+
+struct mail_list {
+	size_t n;
+	int64_t ids[16];
+	char to[16][33], from[16][33];
+	uint64_t client_ids[16];
+	int64_t stored[16], expires[16];
+	size_t lens[16];
+	uint8_t data[16][64];
+};
+
+static int collect_mail(void *arg, const struct chat_mail *m)
+{
+	struct mail_list *l = arg;
+
+	if (l->n < 16) {
+		l->ids[l->n] = m->id;
+		snprintf(l->to[l->n], 33, "%s", m->to);
+		snprintf(l->from[l->n], 33, "%s", m->from);
+		l->client_ids[l->n] = m->client_id;
+		l->stored[l->n] = m->stored_ms;
+		l->expires[l->n] = m->expires_ms;
+		l->lens[l->n] = m->len;
+		memcpy(l->data[l->n], m->data, m->len < 64 ? m->len : 64);
+	}
+	l->n++;
+	return 0;
+}
+
+static int64_t add_mail(struct chat_store *s, const char *to, const char *from, uint64_t cid,
+                        int64_t stored, int64_t expires, const char *text)
+{
+	int64_t id = 0;
+
+	CHECK_EQ_INT(chat_store_mail_add(s, to, from, cid, stored, expires, strlen(text),
+	                                 (const uint8_t *)text, &id), CHAT_OK);
+	CHECK(id > 0);
+	return id;
+}
+
+static void test_create(const char *path)
+{
+	struct chat_store *s = open_ok(path);
+	struct stat sb;
+
+	CHECK_EQ_INT(chat_store_schema_version(s), CHAT_STORE_SCHEMA_VERSION);
+	CHECK_EQ_INT(chat_store_schema_version(s), 1);
+	CHECK_EQ_INT(stat(path, &sb), 0);
+	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+	CHECK(!chat_store_in_transaction(s));
+	chat_store_close(s);
+}
+
+static void test_accounts(struct chat_store *s)
+{
+	struct chat_account a;
+	size_t n = 99;
+
+	add_account(s, "alice", CHAT_GROUP_REGULAR, 1);
+	add_account(s, "bob", CHAT_GROUP_ADMIN, 2);
+	add_account(s, "carol", CHAT_GROUP_REGULAR, 3);
+	check_account(s, "alice", CHAT_GROUP_REGULAR, 1);
+	check_account(s, "bob", CHAT_GROUP_ADMIN, 2);
+
+	make_account(&a, "alice", CHAT_GROUP_ADMIN, 9);
+	CHECK_EQ_INT(chat_store_account_add(s, &a), CHAT_ERR_INVALID);
+	CHECK_STR_CONTAINS(chat_store_error(s), "alice");
+	check_account(s, "alice", CHAT_GROUP_REGULAR, 1); /* unchanged */
+	make_account(&a, "erin", 7, 9);
+	CHECK_EQ_INT(chat_store_account_add(s, &a), CHAT_ERR_INVALID);
+	make_account(&a, "erin", CHAT_GROUP_GUEST, 9);
+	CHECK_EQ_INT(chat_store_account_add(s, &a), CHAT_ERR_INVALID);
+
+	CHECK_EQ_INT(chat_store_account_get(s, "nobody", &a), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(a.name[0], 0);
+
+	/* Password change. */
+	make_account(&a, "carol", CHAT_GROUP_REGULAR, 30);
+	CHECK_EQ_INT(chat_store_account_set_verifier(s, "carol", &a.v), CHAT_OK);
+	check_account(s, "carol", CHAT_GROUP_REGULAR, 30);
+	CHECK_EQ_INT(chat_store_account_set_verifier(s, "nobody", &a.v), CHAT_ERR_NOTFOUND);
+
+	CHECK_EQ_INT(chat_store_account_set_group(s, "carol", CHAT_GROUP_ADMIN), CHAT_OK);
+	check_account(s, "carol", CHAT_GROUP_ADMIN, 30);
+	CHECK_EQ_INT(chat_store_account_set_group(s, "nobody", CHAT_GROUP_ADMIN), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_account_set_group(s, "carol", 42), CHAT_ERR_INVALID);
+
+	CHECK_EQ_INT(chat_store_account_count(s, CHAT_GROUP_GUEST, &n), CHAT_OK);
+	CHECK_EQ_INT(n, 3);
+	CHECK_EQ_INT(chat_store_account_count(s, CHAT_GROUP_REGULAR, &n), CHAT_OK);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(chat_store_account_count(s, CHAT_GROUP_ADMIN, &n), CHAT_OK);
+	CHECK_EQ_INT(n, 2);
+}
+
+static void test_friends(struct chat_store *s)
+{
+	struct friend_list l;
+
+	CHECK_EQ_INT(friend_state(s, "alice", "bob"), CHAT_FRIEND_NONE);
+	/* alice asks bob */
+	CHECK_EQ_INT(chat_store_friend_set(s, "alice", "bob", CHAT_FRIEND_ASKED), CHAT_OK);
+	CHECK_EQ_INT(friend_state(s, "alice", "bob"), CHAT_FRIEND_ASKED);
+	CHECK_EQ_INT(friend_state(s, "bob", "alice"), CHAT_FRIEND_ASKED_BY);
+	/* bob accepts */
+	CHECK_EQ_INT(chat_store_friend_set(s, "bob", "alice", CHAT_FRIEND_YES), CHAT_OK);
+	CHECK_EQ_INT(friend_state(s, "alice", "bob"), CHAT_FRIEND_YES);
+	CHECK_EQ_INT(friend_state(s, "bob", "alice"), CHAT_FRIEND_YES);
+	/* alice asks carol; dave asks alice (recorded from alice's side) */
+	CHECK_EQ_INT(chat_store_friend_set(s, "alice", "carol", CHAT_FRIEND_ASKED), CHAT_OK);
+	CHECK_EQ_INT(chat_store_friend_set(s, "alice", "dave", CHAT_FRIEND_ASKED_BY), CHAT_OK);
+	CHECK_EQ_INT(friend_state(s, "dave", "alice"), CHAT_FRIEND_ASKED);
+	CHECK_EQ_INT(friend_state(s, "carol", "alice"), CHAT_FRIEND_ASKED_BY);
+
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_friends(s, "alice", collect_friend, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 3);
+	CHECK(strcmp(l.names[0], "bob") == 0 && l.states[0] == CHAT_FRIEND_YES);
+	CHECK(strcmp(l.names[1], "carol") == 0 && l.states[1] == CHAT_FRIEND_ASKED);
+	CHECK(strcmp(l.names[2], "dave") == 0 && l.states[2] == CHAT_FRIEND_ASKED_BY);
+	memset(&l, 0, sizeof(l));
+	l.stop_after = 2;
+	CHECK_EQ_INT(chat_store_friends(s, "alice", collect_friend, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 2);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_friends(s, "bob", collect_friend, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 1);
+	CHECK(strcmp(l.names[0], "alice") == 0 && l.states[0] == CHAT_FRIEND_YES);
+
+	/* carol declines: NONE removes both directions */
+	CHECK_EQ_INT(chat_store_friend_set(s, "carol", "alice", CHAT_FRIEND_NONE), CHAT_OK);
+	CHECK_EQ_INT(friend_state(s, "alice", "carol"), CHAT_FRIEND_NONE);
+	CHECK_EQ_INT(friend_state(s, "carol", "alice"), CHAT_FRIEND_NONE);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_friends(s, "carol", collect_friend, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 0);
+	/* dave unfriended from dave's side */
+	CHECK_EQ_INT(chat_store_friend_set(s, "dave", "alice", CHAT_FRIEND_NONE), CHAT_OK);
+	CHECK_EQ_INT(friend_state(s, "alice", "dave"), CHAT_FRIEND_NONE);
+
+	CHECK_EQ_INT(chat_store_friend_set(s, "alice", "alice", CHAT_FRIEND_YES), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(chat_store_friend_set(s, "alice", "bob", 9), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(friend_state(s, "alice", "bob"), CHAT_FRIEND_YES);
+}
+
+static void test_conversations(struct chat_store *s)
+{
+	char suite[33];
+
+	CHECK_EQ_INT(chat_store_conv_get(s, "alice", "bob", suite), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_conv_add(s, "bob", "alice", "x25519-aesgcm", 1000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_conv_get(s, "alice", "bob", suite), CHAT_OK);
+	CHECK(strcmp(suite, "x25519-aesgcm") == 0);
+	CHECK_EQ_INT(chat_store_conv_get(s, "bob", "alice", suite), CHAT_OK);
+	CHECK(strcmp(suite, "x25519-aesgcm") == 0);
+	/* replaces, from either side */
+	CHECK_EQ_INT(chat_store_conv_add(s, "alice", "bob", "rc4dh", 2000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_conv_get(s, "bob", "alice", suite), CHAT_OK);
+	CHECK(strcmp(suite, "rc4dh") == 0);
+	CHECK_EQ_INT(chat_store_conv_add(s, "alice", "carol", "xor-demo", 3000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_conv_remove(s, "carol", "alice"), CHAT_OK);
+	CHECK_EQ_INT(chat_store_conv_get(s, "alice", "carol", suite), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_conv_remove(s, "carol", "alice"), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_conv_get(s, "alice", "bob", suite), CHAT_OK);
+	CHECK_EQ_INT(chat_store_conv_add(s, "alice", "bob", "a-suite-name-that-is-far-too-long", 1),
+	             CHAT_ERR_INVALID);
+}
+
+static void test_mail(struct chat_store *s)
+{
+	static const char *texts[5] = { "one", "two!", "three", "four..", "five" };
+	struct mail_list l;
+	struct chat_mail m;
+	char from[33];
+	int64_t ids[5], relay_id, cid_id;
+	uint64_t bytes = 0, total = 0;
+	size_t count = 0;
+
+	CHECK_EQ_INT(chat_store_mail_usage(s, "bob", &count, &bytes), CHAT_OK);
+	CHECK_EQ_INT(count, 0);
+	CHECK_EQ_INT(bytes, 0);
+	for (int i = 0; i < 5; i++) {
+		ids[i] = add_mail(s, "bob", "alice", 100 + (uint64_t)i, 5000 + i, 0, texts[i]);
+		total += strlen(texts[i]);
+		if (i)
+			CHECK(ids[i] > ids[i - 1]);
+	}
+	add_mail(s, "carol", "alice", 200, 6000, 0, "for carol");
+	CHECK_EQ_INT(chat_store_mail_usage(s, "bob", &count, &bytes), CHAT_OK);
+	CHECK_EQ_INT(count, 5);
+	CHECK_EQ_INT(bytes, total);
+
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(s, "bob", 0, 0, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 5);
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ_INT(l.ids[i], ids[i]);
+		CHECK(strcmp(l.to[i], "bob") == 0);
+		CHECK(strcmp(l.from[i], "alice") == 0);
+		CHECK_EQ_INT(l.client_ids[i], 100 + i);
+		CHECK_EQ_INT(l.stored[i], 5000 + i);
+		CHECK_EQ_INT(l.expires[i], 0);
+		CHECK_EQ_INT(l.lens[i], strlen(texts[i]));
+		CHECK_MEM(l.data[i], texts[i], strlen(texts[i]));
+	}
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(s, "bob", ids[1], 2, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 2);
+	CHECK_EQ_INT(l.ids[0], ids[2]);
+	CHECK_EQ_INT(l.ids[1], ids[3]);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(s, "bob", ids[4], 0, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 0);
+
+	/* ACK */
+	CHECK_EQ_INT(chat_store_mail_take(s, "bob", ids[0], &m, from), CHAT_OK);
+	CHECK_EQ_INT(m.id, ids[0]);
+	CHECK(strcmp(m.to, "bob") == 0);
+	CHECK(m.from == from);
+	CHECK(strcmp(from, "alice") == 0);
+	CHECK_EQ_INT(m.client_id, 100);
+	CHECK_EQ_INT(m.stored_ms, 5000);
+	CHECK_EQ_INT(m.len, 0);
+	CHECK_EQ_INT(chat_store_mail_take(s, "bob", ids[0], &m, from), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_mail_take(s, "carol", ids[1], NULL, NULL), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_mail_take(s, "bob", ids[1], NULL, NULL), CHAT_OK);
+	CHECK_EQ_INT(chat_store_mail_usage(s, "bob", &count, &bytes), CHAT_OK);
+	CHECK_EQ_INT(count, 3);
+	CHECK_EQ_INT(bytes, total - strlen(texts[0]) - strlen(texts[1]));
+
+	/* Written by the relay itself; a client id above 2^63; empty data. */
+	relay_id = add_mail(s, "bob", "", 0, 7000, 0, "");
+	cid_id = add_mail(s, "bob", "alice", UINT64_MAX - 5, 7001, 0, "big id");
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(s, "bob", ids[4], 0, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 2);
+	CHECK_EQ_INT(l.ids[0], relay_id);
+	CHECK(strcmp(l.from[0], "") == 0);
+	CHECK_EQ_INT(l.lens[0], 0);
+	CHECK(l.client_ids[1] == UINT64_MAX - 5);
+	CHECK_EQ_INT(chat_store_mail_take(s, "bob", relay_id, &m, from), CHAT_OK);
+	CHECK(strcmp(from, "") == 0);
+	CHECK_EQ_INT(chat_store_mail_take(s, "bob", cid_id, &m, from), CHAT_OK);
+	CHECK(m.client_id == UINT64_MAX - 5);
+
+	/* Expiry */
+	int64_t e1 = add_mail(s, "carol", "bob", 1, 8000, 100, "expires at 100");
+	int64_t e2 = add_mail(s, "dave", "alice", 2, 8001, 200, "expires at 200");
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_expire(s, 150, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 1);
+	CHECK_EQ_INT(l.ids[0], e1);
+	CHECK(strcmp(l.to[0], "carol") == 0);
+	CHECK(strcmp(l.from[0], "bob") == 0);
+	CHECK_EQ_INT(l.expires[0], 100);
+	CHECK_EQ_INT(l.lens[0], strlen("expires at 100"));
+	CHECK_MEM(l.data[0], "expires at 100", l.lens[0]);
+	CHECK_EQ_INT(chat_store_mail_take(s, "carol", e1, NULL, NULL), CHAT_ERR_NOTFOUND);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_expire(s, 150, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 0);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_expire(s, 1000000, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 1);
+	CHECK_EQ_INT(l.ids[0], e2);
+	CHECK_EQ_INT(chat_store_mail_usage(s, "dave", &count, NULL), CHAT_OK);
+	CHECK_EQ_INT(count, 0);
+	/* expires_ms 0 never expires */
+	CHECK_EQ_INT(chat_store_mail_usage(s, "bob", &count, NULL), CHAT_OK);
+	CHECK_EQ_INT(count, 3);
+	CHECK_EQ_INT(chat_store_mail_usage(s, "carol", &count, NULL), CHAT_OK);
+	CHECK_EQ_INT(count, 1);
+}
+
+/* Callbacks may use the store: ACK the mail being shown, add new mail; a
+ * nested call of the same iterator is refused. */
+struct reentry {
+	struct chat_store *s;
+	size_t n;
+	int nested_rc, take_rc;
+	int64_t added;
+};
+
+static int nested_cb(void *arg, const struct chat_mail *m)
+{
+	(void)arg;
+	(void)m;
+	return 0;
+}
+
+static int reenter_for(void *arg, const struct chat_mail *m)
+{
+	struct reentry *r = arg;
+
+	r->n++;
+	r->nested_rc = chat_store_mail_for(r->s, m->to, 0, 0, nested_cb, NULL);
+	r->take_rc = chat_store_mail_take(r->s, m->to, m->id, NULL, NULL);
+	return 0;
+}
+
+static int reenter_expire(void *arg, const struct chat_mail *m)
+{
+	struct reentry *r = arg;
+
+	r->n++;
+	r->nested_rc = chat_store_mail_expire(r->s, 1, nested_cb, NULL);
+	/* Already expired, but added after the pass began: left for the next one. */
+	if (!r->added)
+		r->added = add_mail(r->s, m->to, "", 0, 1, 1, "expiry notice");
+	return 0;
+}
+
+static void test_callbacks(struct chat_store *s)
+{
+	struct reentry r = { .s = s };
+	size_t count = 9;
+
+	add_mail(s, "erin", "alice", 1, 1, 0, "a");
+	add_mail(s, "erin", "alice", 2, 1, 0, "b");
+	CHECK_EQ_INT(chat_store_mail_for(s, "erin", 0, 0, reenter_for, &r), CHAT_OK);
+	CHECK_EQ_INT(r.n, 2);
+	CHECK_EQ_INT(r.nested_rc, CHAT_ERR_STATE);
+	CHECK_EQ_INT(r.take_rc, CHAT_OK);
+	CHECK_EQ_INT(chat_store_mail_usage(s, "erin", &count, NULL), CHAT_OK);
+	CHECK_EQ_INT(count, 0);
+
+	memset(&r, 0, sizeof(r));
+	r.s = s;
+	add_mail(s, "erin", "alice", 3, 1, 5, "expires");
+	CHECK_EQ_INT(chat_store_mail_expire(s, 10, reenter_expire, &r), CHAT_OK);
+	CHECK_EQ_INT(r.nested_rc, CHAT_ERR_STATE);
+	CHECK(r.added > 0);
+	/* Whether SQLite's running query sees the row added meanwhile is up
+	 * to SQLite; either way a row is deleted only if it was shown. */
+	CHECK(r.n == 1 || r.n == 2);
+	CHECK_EQ_INT(chat_store_mail_usage(s, "erin", &count, NULL), CHAT_OK);
+	CHECK_EQ_INT(count, 2 - r.n);
+	CHECK_EQ_INT(chat_store_mail_take(s, "erin", r.added, NULL, NULL),
+	             r.n == 1 ? CHAT_OK : CHAT_ERR_NOTFOUND);
+}
+
+static void test_senders(struct chat_store *s)
+{
+	uint64_t id = 99;
+
+	CHECK_EQ_INT(chat_store_sender_last(s, "alice", &id), CHAT_OK);
+	CHECK_EQ_INT(id, 0);
+	CHECK_EQ_INT(chat_store_sender_set_last(s, "alice", 42), CHAT_OK);
+	CHECK_EQ_INT(chat_store_sender_last(s, "alice", &id), CHAT_OK);
+	CHECK_EQ_INT(id, 42);
+	CHECK_EQ_INT(chat_store_sender_set_last(s, "alice", UINT64_MAX), CHAT_OK);
+	CHECK_EQ_INT(chat_store_sender_last(s, "alice", &id), CHAT_OK);
+	CHECK(id == UINT64_MAX);
+	CHECK_EQ_INT(chat_store_sender_set_last(s, "alice", 43), CHAT_OK);
+	CHECK_EQ_INT(chat_store_sender_last(s, "alice", &id), CHAT_OK);
+	CHECK_EQ_INT(id, 43);
+}
+
+static void test_archive(struct chat_store *s)
+{
+	size_t n = 99, removed = 99;
+
+	CHECK_EQ_INT(chat_store_archive_count(s, "alice", "bob", &n), CHAT_OK);
+	CHECK_EQ_INT(n, 0);
+	CHECK_EQ_INT(chat_store_archive_add(s, "alice", "bob", 10, 3, (const uint8_t *)"abc"), CHAT_OK);
+	CHECK_EQ_INT(chat_store_archive_add(s, "bob", "alice", 20, 3, (const uint8_t *)"def"), CHAT_OK);
+	CHECK_EQ_INT(chat_store_archive_add(s, "alice", "carol", 30, 3, (const uint8_t *)"ghi"), CHAT_OK);
+	CHECK_EQ_INT(chat_store_archive_count(s, "alice", "bob", &n), CHAT_OK);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_INT(chat_store_archive_count(s, "bob", "alice", &n), CHAT_OK);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_INT(chat_store_archive_count(s, "carol", "alice", &n), CHAT_OK);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_INT(chat_store_archive_prune(s, 20, &removed), CHAT_OK); /* strictly older */
+	CHECK_EQ_INT(removed, 1);
+	CHECK_EQ_INT(chat_store_archive_prune(s, 25, &removed), CHAT_OK);
+	CHECK_EQ_INT(removed, 1);
+	CHECK_EQ_INT(chat_store_archive_count(s, "alice", "bob", &n), CHAT_OK);
+	CHECK_EQ_INT(n, 0);
+	CHECK_EQ_INT(chat_store_archive_count(s, "alice", "carol", &n), CHAT_OK);
+	CHECK_EQ_INT(n, 1);
+}
+
+/* dave: an account with a friendship, a conversation, mail both ways and a
+ * sender id. */
+static void dave_everywhere(struct chat_store *s, int64_t *to_dave, int64_t *from_dave)
+{
+	add_account(s, "dave", CHAT_GROUP_REGULAR, 4);
+	CHECK_EQ_INT(chat_store_friend_set(s, "alice", "dave", CHAT_FRIEND_YES), CHAT_OK);
+	CHECK_EQ_INT(chat_store_friend_set(s, "dave", "carol", CHAT_FRIEND_ASKED), CHAT_OK);
+	CHECK_EQ_INT(chat_store_conv_add(s, "dave", "alice", "rc4dh", 1), CHAT_OK);
+	*to_dave = add_mail(s, "dave", "alice", 7, 9000, 0, "to dave");
+	*from_dave = add_mail(s, "alice", "dave", 8, 9001, 0, "from dave");
+	CHECK_EQ_INT(chat_store_sender_set_last(s, "dave", 8), CHAT_OK);
+}
+
+static void check_dave_gone(struct chat_store *s, int64_t to_dave, int64_t from_dave)
+{
+	struct chat_account a;
+	struct friend_list l;
+	struct mail_list ml;
+	char suite[33];
+	size_t count = 9;
+	uint64_t id = 9;
+
+	CHECK_EQ_INT(chat_store_account_get(s, "dave", &a), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(friend_state(s, "alice", "dave"), CHAT_FRIEND_NONE);
+	CHECK_EQ_INT(friend_state(s, "dave", "alice"), CHAT_FRIEND_NONE);
+	CHECK_EQ_INT(friend_state(s, "carol", "dave"), CHAT_FRIEND_NONE);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_friends(s, "dave", collect_friend, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 0);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_friends(s, "alice", collect_friend, &l), CHAT_OK);
+	for (size_t i = 0; i < l.n && i < 8; i++)
+		CHECK(strcmp(l.names[i], "dave") != 0);
+	CHECK_EQ_INT(chat_store_conv_get(s, "alice", "dave", suite), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_mail_usage(s, "dave", &count, NULL), CHAT_OK);
+	CHECK_EQ_INT(count, 0);
+	CHECK_EQ_INT(chat_store_mail_take(s, "dave", to_dave, NULL, NULL), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_sender_last(s, "dave", &id), CHAT_OK);
+	CHECK_EQ_INT(id, 0);
+	/* Mail dave sent stays queued. */
+	memset(&ml, 0, sizeof(ml));
+	CHECK_EQ_INT(chat_store_mail_for(s, "alice", from_dave - 1, 1, collect_mail, &ml), CHAT_OK);
+	CHECK_EQ_INT(ml.n, 1);
+	CHECK_EQ_INT(ml.ids[0], from_dave);
+	CHECK(strcmp(ml.from[0], "dave") == 0);
+}
+
+static void test_account_remove(struct chat_store *s)
+{
+	struct chat_account a;
+	int64_t to_dave, from_dave;
+	size_t n;
+
+	dave_everywhere(s, &to_dave, &from_dave);
+	CHECK_EQ_INT(chat_store_account_count(s, CHAT_GROUP_GUEST, &n), CHAT_OK);
+	CHECK_EQ_INT(n, 4);
+
+	/* Inside the caller's transaction, then rolled back: all of it returns. */
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	CHECK_EQ_INT(chat_store_account_remove(s, "dave"), CHAT_OK);
+	CHECK_EQ_INT(chat_store_account_get(s, "dave", &a), CHAT_ERR_NOTFOUND);
+	CHECK(chat_store_in_transaction(s));
+	chat_store_rollback(s);
+	CHECK(!chat_store_in_transaction(s));
+	check_account(s, "dave", CHAT_GROUP_REGULAR, 4);
+	CHECK_EQ_INT(friend_state(s, "alice", "dave"), CHAT_FRIEND_YES);
+	CHECK_EQ_INT(friend_state(s, "carol", "dave"), CHAT_FRIEND_ASKED_BY);
+
+	/* On its own. */
+	CHECK_EQ_INT(chat_store_account_remove(s, "dave"), CHAT_OK);
+	check_dave_gone(s, to_dave, from_dave);
+	CHECK_EQ_INT(chat_store_account_remove(s, "dave"), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_account_count(s, CHAT_GROUP_GUEST, &n), CHAT_OK);
+	CHECK_EQ_INT(n, 3);
+	CHECK_EQ_INT(chat_store_mail_take(s, "alice", from_dave, NULL, NULL), CHAT_OK);
+
+	/* Inside the caller's transaction, committed. */
+	dave_everywhere(s, &to_dave, &from_dave);
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	CHECK_EQ_INT(chat_store_account_remove(s, "dave"), CHAT_OK);
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_OK);
+	check_dave_gone(s, to_dave, from_dave);
+	CHECK_EQ_INT(chat_store_mail_take(s, "alice", from_dave, NULL, NULL), CHAT_OK);
+}
+
+static void test_transactions(struct chat_store *s)
+{
+	struct chat_account a;
+	int64_t id;
+
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	CHECK(chat_store_in_transaction(s));
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_ERR_STATE);
+	add_account(s, "tx1", CHAT_GROUP_REGULAR, 11);
+	check_account(s, "tx1", CHAT_GROUP_REGULAR, 11);
+	CHECK_EQ_INT(chat_store_friend_set(s, "tx1", "alice", CHAT_FRIEND_ASKED), CHAT_OK);
+	chat_store_rollback(s);
+	CHECK(!chat_store_in_transaction(s));
+	CHECK_EQ_INT(chat_store_account_get(s, "tx1", &a), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(friend_state(s, "alice", "tx1"), CHAT_FRIEND_NONE);
+
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "tx2", CHAT_GROUP_ADMIN, 12);
+	/* A failed statement does not end the transaction. */
+	make_account(&a, "tx2", CHAT_GROUP_ADMIN, 12);
+	CHECK_EQ_INT(chat_store_account_add(s, &a), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(chat_store_friend_set(s, "tx2", "alice", CHAT_FRIEND_ASKED), CHAT_OK);
+	id = add_mail(s, "tx2", "alice", 1, 1, 0, "in a transaction");
+	CHECK_EQ_INT(chat_store_mail_take(s, "tx2", id + 1000, NULL, NULL), CHAT_ERR_NOTFOUND);
+	CHECK(chat_store_in_transaction(s));
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_OK);
+	CHECK(!chat_store_in_transaction(s));
+	check_account(s, "tx2", CHAT_GROUP_ADMIN, 12);
+	CHECK_EQ_INT(friend_state(s, "alice", "tx2"), CHAT_FRIEND_ASKED_BY);
+	CHECK_EQ_INT(chat_store_mail_take(s, "tx2", id, NULL, NULL), CHAT_OK);
+
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_ERR_STATE);
+	chat_store_rollback(s); /* harmless without a transaction */
+	CHECK_EQ_INT(chat_store_account_remove(s, "tx2"), CHAT_OK);
+
+	/* A transaction left open at close is rolled back. */
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "tx3", CHAT_GROUP_REGULAR, 13);
+}
+
+static void test_persistence(const char *path)
+{
+	struct chat_store *s = open_ok(path);
+	struct chat_account a;
+	struct mail_list l;
+	char suite[33];
+	size_t n;
+	uint64_t id;
+
+	CHECK_EQ_INT(chat_store_schema_version(s), 1);
+	check_account(s, "alice", CHAT_GROUP_REGULAR, 1);
+	check_account(s, "bob", CHAT_GROUP_ADMIN, 2);
+	check_account(s, "carol", CHAT_GROUP_ADMIN, 30);
+	CHECK_EQ_INT(chat_store_account_get(s, "tx3", &a), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_account_count(s, CHAT_GROUP_GUEST, &n), CHAT_OK);
+	CHECK_EQ_INT(n, 3);
+	CHECK_EQ_INT(friend_state(s, "bob", "alice"), CHAT_FRIEND_YES);
+	CHECK_EQ_INT(chat_store_conv_get(s, "bob", "alice", suite), CHAT_OK);
+	CHECK(strcmp(suite, "rc4dh") == 0);
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(s, "bob", 0, 0, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 3);
+	CHECK_MEM(l.data[0], "three", 5);
+	CHECK_EQ_INT(chat_store_sender_last(s, "alice", &id), CHAT_OK);
+	CHECK_EQ_INT(id, 43);
+	CHECK_EQ_INT(chat_store_archive_count(s, "carol", "alice", &n), CHAT_OK);
+	CHECK_EQ_INT(n, 1);
+	/* Ids keep increasing after a reopen. */
+	int64_t next = add_mail(s, "bob", "carol", 1, 1, 0, "after reopen");
+	CHECK(next > l.ids[2]);
+	chat_store_close(s);
+}
+
+/* Open must fail with rc (if non-zero), a message naming the path and
+ * containing what, and leave the file byte for byte as it was. */
+static void expect_refused(const char *path, int rc_want, const char *what)
+{
+	struct chat_store *s = NULL;
+	char err[512] = "";
+	size_t before_len = 0, after_len = 0;
+	uint8_t *before = exists(path) ? load(path, &before_len) : NULL;
+	int rc = chat_store_open(path, &s, sizeof(err), err);
+
+	if (getenv("CHAT_TEST_VERBOSE") && *getenv("CHAT_TEST_VERBOSE"))
+		fprintf(stderr, "refused (%d): %s\n", rc, err);
+	CHECK(rc != CHAT_OK);
+	if (rc_want)
+		CHECK_EQ_INT(rc, rc_want);
+	CHECK(s == NULL);
+	if (s)
+		chat_store_close(s);
+	CHECK_STR_CONTAINS(err, path);
+	CHECK_STR_CONTAINS(err, what);
+	if (before) {
+		uint8_t *after = load(path, &after_len);
+		CHECK_EQ_INT(after_len, before_len);
+		if (after_len == before_len)
+			CHECK_MEM(after, before, before_len);
+		free(after);
+		free(before);
+	}
+}
+
+static void test_refusals(void)
+{
+	char path[300], other[300];
+	sqlite3 *db;
+
+	/* Garbage text: short (SQLite would take it for an empty database) and long. */
+	path_in(path, sizeof(path), "garbage.db");
+	save(path, 23, (const uint8_t *)"this is not a database\n");
+	expect_refused(path, CHAT_ERR_IO, "not an SQLite database");
+	CHECK_STR_CONTAINS(path, dir);
+	{
+		char err[512];
+		struct chat_store *s = NULL;
+		CHECK_EQ_INT(chat_store_open(path, &s, sizeof(err), err), CHAT_ERR_IO);
+		CHECK_STR_CONTAINS(err, "file is not a database");
+		path_in(other, sizeof(other), "garbage.db-wal");
+		CHECK(!exists(other));
+	}
+	uint8_t big[8192];
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)test_rand();
+	path_in(path, sizeof(path), "random.db");
+	save(path, sizeof(big), big);
+	expect_refused(path, CHAT_ERR_IO, "not an SQLite database");
+
+	/* A newer schema. */
+	path_in(path, sizeof(path), "future.db");
+	chat_store_close(open_ok(path));
+	CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	expect_refused(path, CHAT_ERR_IO, "version 99");
+
+	/* Another program's database. */
+	path_in(path, sizeof(path), "foreign.db");
+	CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1)", NULL, NULL, NULL),
+	             SQLITE_OK);
+	sqlite3_close(db);
+	expect_refused(path, CHAT_ERR_IO, "something else");
+
+	/* Missing directory: nothing is created. */
+	path_in(path, sizeof(path), "no-such-dir/relay.db");
+	expect_refused(path, CHAT_ERR_NOTFOUND, "does not exist");
+	path_in(other, sizeof(other), "no-such-dir");
+	CHECK(!exists(other));
+
+	/* A directory where the file should be. */
+	path_in(path, sizeof(path), "a-dir.db");
+	CHECK_EQ_INT(mkdir(path, 0700), 0);
+	expect_refused(path, CHAT_ERR_IO, "not a regular file");
+
+	/* Read-only file and directory (root ignores modes). */
+	path_in(path, sizeof(path), "readonly.db");
+	chat_store_close(open_ok(path));
+	CHECK_EQ_INT(chmod(path, 0400), 0);
+	if (geteuid() != 0) {
+		expect_refused(path, CHAT_ERR_IO, "cannot write");
+	} else {
+		fprintf(stderr, "test_store: running as root: read-only file check skipped\n");
+	}
+	CHECK_EQ_INT(chmod(path, 0600), 0);
+	path_in(other, sizeof(other), "rodir");
+	CHECK_EQ_INT(mkdir(other, 0700), 0);
+	path_in(path, sizeof(path), "rodir/relay.db");
+	chat_store_close(open_ok(path));
+	CHECK_EQ_INT(chmod(other, 0500), 0);
+	if (geteuid() != 0)
+		expect_refused(path, CHAT_ERR_IO, "not writable");
+	CHECK_EQ_INT(chmod(other, 0700), 0);
+}
+
+static void test_corrupt(void)
+{
+	char path[300];
+	struct chat_store *s;
+	uint8_t *d;
+	size_t len, page;
+
+	path_in(path, sizeof(path), "corrupt.db");
+	s = open_ok(path);
+	for (int i = 0; i < 40; i++) {
+		char name[33];
+		snprintf(name, sizeof(name), "user%02d", i);
+		add_account(s, name, CHAT_GROUP_REGULAR, (uint8_t)i);
+	}
+	chat_store_close(s);
+	d = load(path, &len);
+	page = (size_t)d[16] << 8 | d[17];
+	if (page == 1)
+		page = 65536;
+	CHECK(len >= 3 * page);
+	/* The second half of page 2 (the accounts table): cells live at the
+	 * end of a page, so this hits records and cell pointers' targets. */
+	if (len >= 2 * page) {
+		for (size_t i = page + page / 2; i < 2 * page; i++)
+			d[i] = (uint8_t)(0xA5 ^ i);
+		save(path, len, d);
+	}
+	expect_refused(path, CHAT_ERR_IO, "corrupt");
+	free(d);
+}
+
+int main(void)
+{
+	char path[300], cmd[300];
+	struct chat_store *s;
+
+	snprintf(dir, sizeof(dir), "%s/store.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	path_in(path, sizeof(path), "relay.db");
+	test_create(path);
+	s = open_ok(path);
+	test_accounts(s);
+	test_friends(s);
+	test_conversations(s);
+	test_mail(s);
+	test_callbacks(s);
+	test_senders(s);
+	test_archive(s);
+	test_account_remove(s);
+	test_transactions(s);
+	chat_store_close(s);
+	test_persistence(path);
+	test_refusals();
+	test_corrupt();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+	return test_done("test_store");
+}

@@ -1,0 +1,404 @@
+/* Login throttling table.
+ *
+ * Layout: a dense pool of max_entries entries (allocated at new), an
+ * open-addressing index (linear probing, power-of-two size >= 2 * max_entries,
+ * so the load stays <= 1/2) holding pool positions, and a binary min-heap of
+ * pool positions ordered by the time each entry's wait ends.  The heap's top
+ * is the entry whose wait ended longest ago: the one a full table reuses.
+ *
+ * Cost: lookup O(1) expected; a failure, a success and an eviction
+ * O(log max_entries) for the heap plus O(1) expected for the index.  The index
+ * hashes with SipHash-2-4 under a random key drawn at new, so clients cannot
+ * choose keys that collide (a worst case of max_entries probes otherwise).
+ *
+ * Keys: up to 63 bytes are kept verbatim; a longer key is kept as its
+ * SHA-256, marked as hashed, so two long keys sharing a prefix never share an
+ * entry and a hashed key never equals a short one.
+ *
+ * Deletions use backward-shift deletion (no tombstones), and removing from
+ * the pool moves the last entry into the hole, so nothing degrades over time. */
+#include "throttle.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <nettle/sha2.h>
+
+#include <chat/error.h>
+
+#define KEY_MAX 63
+#define KEY_HASHED (KEY_MAX + 1)        /* key.len marking a SHA-256 key */
+#define ENTRIES_MAX ((size_t)1 << 20)
+#define EMPTY UINT32_MAX
+
+struct tkey {
+	uint8_t len;                       /* <= KEY_MAX, or KEY_HASHED */
+	uint8_t bytes[KEY_MAX];
+};
+
+struct entry {
+	struct tkey key;
+	uint64_t hash;
+	unsigned failures;
+	int64_t last_fail_ms;
+	int64_t until_ms;                  /* last_fail_ms + the wait, saturated */
+	uint32_t slot;                     /* position in the index */
+	uint32_t heap_pos;
+};
+
+struct chat_throttle {
+	struct chat_throttle_config cfg;
+	struct entry *pool;                /* [0, count) in use */
+	uint32_t *index;                   /* pool positions or EMPTY */
+	uint32_t *heap;                    /* pool positions, min-heap on until_ms */
+	size_t count;
+	size_t mask;                       /* index size - 1 */
+	uint8_t sipkey[16];
+};
+
+/* --- SipHash-2-4 (Aumasson and Bernstein) --- */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND \
+	do { \
+		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
+		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
+		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; \
+		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
+	} while (0)
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t siphash24(const uint8_t key[16], size_t len, const uint8_t *in)
+{
+	uint64_t k0 = le64(key), k1 = le64(key + 8);
+	uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+	uint64_t b = (uint64_t)len << 56, m;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		m = le64(in + i);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (size_t j = 0; i + j < len; j++)
+		b |= (uint64_t)in[i + j] << (8 * j);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* --- keys --- */
+
+static size_t key_size(const struct tkey *k)
+{
+	return k->len == KEY_HASHED ? SHA256_DIGEST_SIZE : k->len;
+}
+
+static void key_make(const char *s, struct tkey *k)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	memset(k, 0, sizeof(*k));
+	if (n <= KEY_MAX) {
+		k->len = (uint8_t)n;
+		memcpy(k->bytes, s ? s : "", n);
+	} else {
+		struct sha256_ctx ctx;
+		sha256_init(&ctx);
+		sha256_update(&ctx, n, (const uint8_t *)s);
+		sha256_digest(&ctx, SHA256_DIGEST_SIZE, k->bytes);
+		k->len = KEY_HASHED;
+	}
+}
+
+static uint64_t key_hash(const struct chat_throttle *t, const struct tkey *k)
+{
+	/* The length byte is hashed too, so a hashed key and a short key of the
+	 * same bytes land apart. */
+	return siphash24(t->sipkey, 1 + key_size(k), &k->len);
+}
+
+static int key_eq(const struct tkey *a, const struct tkey *b)
+{
+	return a->len == b->len && memcmp(a->bytes, b->bytes, key_size(a)) == 0;
+}
+
+/* --- heap on until_ms --- */
+
+static void heap_set(struct chat_throttle *t, size_t pos, uint32_t e)
+{
+	t->heap[pos] = e;
+	t->pool[e].heap_pos = (uint32_t)pos;
+}
+
+static void heap_up(struct chat_throttle *t, size_t pos)
+{
+	uint32_t e = t->heap[pos];
+
+	while (pos > 0) {
+		size_t parent = (pos - 1) / 2;
+		if (t->pool[t->heap[parent]].until_ms <= t->pool[e].until_ms)
+			break;
+		heap_set(t, pos, t->heap[parent]);
+		pos = parent;
+	}
+	heap_set(t, pos, e);
+}
+
+static void heap_down(struct chat_throttle *t, size_t pos)
+{
+	uint32_t e = t->heap[pos];
+
+	for (;;) {
+		size_t c = 2 * pos + 1;
+		if (c >= t->count)
+			break;
+		if (c + 1 < t->count && t->pool[t->heap[c + 1]].until_ms < t->pool[t->heap[c]].until_ms)
+			c++;
+		if (t->pool[e].until_ms <= t->pool[t->heap[c]].until_ms)
+			break;
+		heap_set(t, pos, t->heap[c]);
+		pos = c;
+	}
+	heap_set(t, pos, e);
+}
+
+/* --- entries --- */
+
+static uint32_t find(const struct chat_throttle *t, const struct tkey *k, uint64_t h)
+{
+	for (size_t s = h & t->mask;; s = (s + 1) & t->mask) {
+		uint32_t e = t->index[s];
+		if (e == EMPTY)
+			return EMPTY;
+		if (t->pool[e].hash == h && key_eq(&t->pool[e].key, k))
+			return e;
+	}
+}
+
+/* Backward-shift deletion: pull later members of the probe run into the
+ * hole when their home slot allows it. */
+static void index_remove(struct chat_throttle *t, size_t hole)
+{
+	size_t j = hole;
+
+	for (;;) {
+		j = (j + 1) & t->mask;
+		uint32_t e = t->index[j];
+		if (e == EMPTY)
+			break;
+		size_t home = t->pool[e].hash & t->mask;
+		/* e may move to hole unless home lies cyclically in (hole, j]. */
+		int stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+		if (stays)
+			continue;
+		t->index[hole] = e;
+		t->pool[e].slot = (uint32_t)hole;
+		hole = j;
+	}
+	t->index[hole] = EMPTY;
+}
+
+static void remove_entry(struct chat_throttle *t, uint32_t e)
+{
+	size_t pos = t->pool[e].heap_pos;
+
+	index_remove(t, t->pool[e].slot);
+	t->count--;
+	/* Out of the heap: its last element fills the gap and settles. */
+	if (pos != t->count) {
+		uint32_t m = t->heap[t->count];
+		heap_set(t, pos, m);
+		heap_up(t, pos);
+		heap_down(t, t->pool[m].heap_pos);
+	}
+	/* Out of the pool: the last entry fills the hole. */
+	if (e != t->count) {
+		t->pool[e] = t->pool[t->count];
+		t->index[t->pool[e].slot] = e;
+		t->heap[t->pool[e].heap_pos] = e;
+	}
+	memset(&t->pool[t->count], 0, sizeof(t->pool[t->count]));
+}
+
+static uint32_t insert(struct chat_throttle *t, const struct tkey *k, uint64_t h)
+{
+	uint32_t e;
+	size_t s;
+
+	if (t->count == t->cfg.max_entries)
+		remove_entry(t, t->heap[0]); /* the wait that ended longest ago */
+	e = (uint32_t)t->count;
+	for (s = h & t->mask; t->index[s] != EMPTY; s = (s + 1) & t->mask)
+		;
+	memset(&t->pool[e], 0, sizeof(t->pool[e]));
+	t->pool[e].key = *k;
+	t->pool[e].hash = h;
+	t->pool[e].last_fail_ms = INT64_MIN;
+	t->pool[e].until_ms = INT64_MIN;
+	t->pool[e].slot = (uint32_t)s;
+	t->index[s] = e;
+	t->count++;
+	heap_set(t, t->count - 1, e);
+	heap_up(t, t->count - 1);
+	return e;
+}
+
+static uint32_t lookup(const struct chat_throttle *t, const char *key)
+{
+	struct tkey k;
+
+	key_make(key, &k);
+	return find(t, &k, key_hash(t, &k));
+}
+
+/* The full wait after f failures in a row, without overflowing the shift. */
+static int64_t wait_for(const struct chat_throttle *t, unsigned f)
+{
+	unsigned n;
+
+	if (f <= t->cfg.free_failures)
+		return 0;
+	n = f - t->cfg.free_failures - 1;
+	if (n >= 63 || t->cfg.base_ms > (t->cfg.max_ms >> n))
+		return t->cfg.max_ms;
+	return t->cfg.base_ms << n;
+}
+
+int chat_throttle_new(const struct chat_throttle_config *cfg, struct chat_throttle **out)
+{
+	struct chat_throttle *t;
+	size_t size = 4;
+
+	if (!out)
+		return CHAT_ERR_INVALID;
+	*out = NULL;
+	if (!cfg || cfg->free_failures < 1 || cfg->base_ms < 1 || cfg->max_ms < cfg->base_ms ||
+	    cfg->max_entries < 1 || cfg->max_entries > ENTRIES_MAX)
+		return CHAT_ERR_INVALID;
+	while (size < 2 * cfg->max_entries)
+		size *= 2;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return CHAT_ERR_NOMEM;
+	t->cfg = *cfg;
+	t->mask = size - 1;
+	t->pool = calloc(cfg->max_entries, sizeof(*t->pool));
+	t->heap = calloc(cfg->max_entries, sizeof(*t->heap));
+	t->index = malloc(size * sizeof(*t->index));
+	if (!t->pool || !t->heap || !t->index) {
+		chat_throttle_free(t);
+		return CHAT_ERR_NOMEM;
+	}
+	memset(t->index, 0xff, size * sizeof(*t->index)); /* EMPTY */
+	for (size_t got = 0; got < sizeof(t->sipkey);) {
+		ssize_t n = getrandom(t->sipkey + got, sizeof(t->sipkey) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			chat_throttle_free(t);
+			return CHAT_ERR_RANDOM;
+		}
+		got += (size_t)n;
+	}
+	*out = t;
+	return CHAT_OK;
+}
+
+void chat_throttle_free(struct chat_throttle *t)
+{
+	if (!t)
+		return;
+	free(t->pool);
+	free(t->heap);
+	free(t->index);
+	free(t);
+}
+
+int64_t chat_throttle_wait(struct chat_throttle *t, const char *key, int64_t now_ms)
+{
+	const struct entry *e;
+	uint32_t i;
+	int64_t full;
+
+	if (!t || (i = lookup(t, key)) == EMPTY)
+		return 0;
+	e = &t->pool[i];
+	full = wait_for(t, e->failures);
+	if (full == 0 || now_ms >= e->until_ms)
+		return 0;
+	/* A clock that stepped back never stretches a wait beyond the full one. */
+	if (now_ms < e->last_fail_ms)
+		return full;
+	return e->until_ms - now_ms; /* both in [last_fail, until]: no overflow */
+}
+
+int64_t chat_throttle_fail(struct chat_throttle *t, const char *key, int64_t now_ms)
+{
+	struct entry *e;
+	struct tkey k;
+	uint64_t h;
+	uint32_t i;
+	int64_t wait;
+
+	if (!t)
+		return 0;
+	key_make(key, &k);
+	h = key_hash(t, &k);
+	i = find(t, &k, h);
+	if (i == EMPTY)
+		i = insert(t, &k, h);
+	e = &t->pool[i];
+	if (e->failures < UINT_MAX)
+		e->failures++;
+	wait = wait_for(t, e->failures);
+	e->last_fail_ms = now_ms;
+	e->until_ms = now_ms > INT64_MAX - wait ? INT64_MAX : now_ms + wait;
+	/* until_ms may move either way (the caller's clock is not ours). */
+	heap_up(t, e->heap_pos);
+	heap_down(t, t->pool[i].heap_pos);
+	return wait;
+}
+
+unsigned chat_throttle_failures(struct chat_throttle *t, const char *key)
+{
+	uint32_t i;
+
+	if (!t || (i = lookup(t, key)) == EMPTY)
+		return 0;
+	return t->pool[i].failures;
+}
+
+void chat_throttle_success(struct chat_throttle *t, const char *key)
+{
+	uint32_t i;
+
+	if (t && (i = lookup(t, key)) != EMPTY)
+		remove_entry(t, i);
+}
+
+size_t chat_throttle_entries(const struct chat_throttle *t)
+{
+	return t ? t->count : 0;
+}

@@ -1,0 +1,349 @@
+/* Login throttling: the exact wait sequence, waits running down, success
+ * clearing a key, keys kept apart (long ones too), no overflow at the
+ * extremes, and a table that stays bounded without giving up a key that is
+ * still waiting. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <chat/error.h>
+
+#include "testutils.h"
+#include "throttle.h"
+
+static struct chat_throttle *make(unsigned free_failures, int64_t base, int64_t max, size_t n)
+{
+	struct chat_throttle_config cfg = { free_failures, base, max, n };
+	struct chat_throttle *t = NULL;
+
+	if (chat_throttle_new(&cfg, &t) != CHAT_OK || !t)
+		abort();
+	return t;
+}
+
+static void test_sequence(void)
+{
+	struct chat_throttle *t = make(3, 1000, 8000, 16);
+	static const int64_t want[] = { 0, 0, 0, 1000, 2000, 4000, 8000, 8000, 8000, 8000 };
+	int64_t now = 1000000;
+
+	CHECK_EQ_INT(chat_throttle_wait(t, "alice", now), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, "alice"), 0);
+	CHECK_EQ_INT(chat_throttle_entries(t), 0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		CHECK_EQ_INT(chat_throttle_fail(t, "alice", now), want[i]);
+		CHECK_EQ_INT(chat_throttle_failures(t, "alice"), i + 1);
+		CHECK_EQ_INT(chat_throttle_wait(t, "alice", now), want[i]);
+		now += want[i]; /* the caller waited exactly as long as told */
+		CHECK_EQ_INT(chat_throttle_wait(t, "alice", now), 0);
+	}
+	CHECK_EQ_INT(chat_throttle_entries(t), 1);
+
+	/* Success clears the key entirely. */
+	chat_throttle_success(t, "alice");
+	CHECK_EQ_INT(chat_throttle_failures(t, "alice"), 0);
+	CHECK_EQ_INT(chat_throttle_wait(t, "alice", now), 0);
+	CHECK_EQ_INT(chat_throttle_entries(t), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "alice", now), 0); /* free again */
+	chat_throttle_success(t, "nobody");                   /* unknown: no effect */
+	CHECK_EQ_INT(chat_throttle_entries(t), 1);
+	chat_throttle_free(t);
+}
+
+static void test_running_down(void)
+{
+	struct chat_throttle *t = make(1, 1000, 8000, 16);
+	int64_t t0 = 50000;
+
+	CHECK_EQ_INT(chat_throttle_fail(t, "10.0.0.1", t0 - 10), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "10.0.0.1", t0), 1000);
+	CHECK_EQ_INT(chat_throttle_wait(t, "10.0.0.1", t0 + 1), 999);
+	CHECK_EQ_INT(chat_throttle_wait(t, "10.0.0.1", t0 + 300), 700);
+	CHECK_EQ_INT(chat_throttle_wait(t, "10.0.0.1", t0 + 999), 1);
+	CHECK_EQ_INT(chat_throttle_wait(t, "10.0.0.1", t0 + 1000), 0);
+	CHECK_EQ_INT(chat_throttle_wait(t, "10.0.0.1", t0 + 100000), 0);
+	/* The failures stay counted after the wait ends: the next one doubles. */
+	CHECK_EQ_INT(chat_throttle_failures(t, "10.0.0.1"), 2);
+	CHECK_EQ_INT(chat_throttle_fail(t, "10.0.0.1", t0 + 5000), 2000);
+	/* Counted from the last failure, even one made while still waiting. */
+	CHECK_EQ_INT(chat_throttle_fail(t, "10.0.0.1", t0 + 5500), 4000);
+	CHECK_EQ_INT(chat_throttle_wait(t, "10.0.0.1", t0 + 6500), 3000);
+	/* A clock that steps back never yields more than the full wait. */
+	CHECK_EQ_INT(chat_throttle_wait(t, "10.0.0.1", t0), 4000);
+	chat_throttle_free(t);
+}
+
+static void test_independent(void)
+{
+	struct chat_throttle *t = make(2, 100, 1000, 16);
+
+	for (int i = 0; i < 4; i++)
+		chat_throttle_fail(t, "alice", 0);
+	CHECK_EQ_INT(chat_throttle_wait(t, "alice", 0), 200);
+	CHECK_EQ_INT(chat_throttle_wait(t, "bob", 0), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "bob", 0), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, "bob"), 1);
+	CHECK_EQ_INT(chat_throttle_failures(t, "alic"), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, "alice "), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, ""), 0);
+	chat_throttle_fail(t, "", 0); /* the empty key is a key */
+	CHECK_EQ_INT(chat_throttle_failures(t, ""), 1);
+	chat_throttle_success(t, "bob");
+	CHECK_EQ_INT(chat_throttle_failures(t, "alice"), 4);
+	CHECK_EQ_INT(chat_throttle_entries(t), 2);
+	chat_throttle_free(t);
+}
+
+static void test_long_keys(void)
+{
+	struct chat_throttle *t = make(1, 10, 1000, 16);
+	char a[300], b[300], prefix[64], k63[64], k64[65];
+
+	memset(a, 'x', sizeof(a) - 1);
+	a[sizeof(a) - 1] = '\0';
+	memcpy(b, a, sizeof(b));
+	b[150] = 'y'; /* differs far past the 63rd byte */
+	memcpy(prefix, a, 63);
+	prefix[63] = '\0';
+	memcpy(k63, a, sizeof(k63));
+	k63[63] = '\0';
+	memcpy(k64, a, sizeof(k64));
+	k64[64] = '\0';
+
+	chat_throttle_fail(t, a, 0);
+	chat_throttle_fail(t, a, 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, a), 2);
+	CHECK_EQ_INT(chat_throttle_wait(t, a, 0), 10);
+	CHECK_EQ_INT(chat_throttle_failures(t, b), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, prefix), 0);
+	chat_throttle_fail(t, b, 0);
+	chat_throttle_fail(t, k63, 0);
+	chat_throttle_fail(t, k63, 0);
+	chat_throttle_fail(t, k63, 0);
+	chat_throttle_fail(t, k64, 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, a), 2);
+	CHECK_EQ_INT(chat_throttle_failures(t, b), 1);
+	CHECK_EQ_INT(chat_throttle_failures(t, k63), 3);
+	CHECK_EQ_INT(chat_throttle_failures(t, k64), 1);
+	CHECK_EQ_INT(chat_throttle_entries(t), 4);
+	chat_throttle_success(t, a);
+	CHECK_EQ_INT(chat_throttle_failures(t, a), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, b), 1);
+	chat_throttle_free(t);
+}
+
+static void test_bound(void)
+{
+	const size_t max = 32;
+	struct chat_throttle *t = make(1, 1000, 60000, max);
+	char key[32];
+	int64_t now = 0;
+
+	/* victim waits 60 s from now; the flood below happens within that time. */
+	for (int i = 0; i < 8; i++)
+		chat_throttle_fail(t, "victim", now);
+	CHECK_EQ_INT(chat_throttle_wait(t, "victim", now), 60000);
+	for (size_t i = 0; i < max * 10; i++) {
+		snprintf(key, sizeof(key), "198.51.100.%zu", i);
+		now += 10;
+		CHECK_EQ_INT(chat_throttle_fail(t, key, now), 0);
+		CHECK_EQ_INT(chat_throttle_failures(t, key), 1);
+		CHECK(chat_throttle_entries(t) <= max);
+		if (chat_throttle_failures(t, "victim") != 8) {
+			fprintf(stderr, "victim evicted at key %zu\n", i);
+			test_failures++;
+			break;
+		}
+	}
+	CHECK_EQ_INT(chat_throttle_entries(t), max);
+	CHECK_EQ_INT(chat_throttle_wait(t, "victim", now), 60000 - now);
+	/* The oldest flood keys went first; the newest are all still there. */
+	CHECK_EQ_INT(chat_throttle_failures(t, "198.51.100.0"), 0);
+	for (size_t i = max * 10 - (max - 1); i < max * 10; i++) {
+		snprintf(key, sizeof(key), "198.51.100.%zu", i);
+		CHECK_EQ_INT(chat_throttle_failures(t, key), 1);
+	}
+	/* Several waiting keys survive a flood as well, as long as fewer than
+	 * max are waiting. */
+	for (int k = 0; k < 8; k++) {
+		snprintf(key, sizeof(key), "user%d", k);
+		chat_throttle_fail(t, key, now);
+		chat_throttle_fail(t, key, now); /* waits 1 s */
+	}
+	for (size_t i = 0; i < max * 10; i++) {
+		snprintf(key, sizeof(key), "203.0.113.%zu", i);
+		chat_throttle_fail(t, key, now); /* all at the same instant */
+		CHECK(chat_throttle_entries(t) <= max);
+	}
+	for (int k = 0; k < 8; k++) {
+		snprintf(key, sizeof(key), "user%d", k);
+		CHECK_EQ_INT(chat_throttle_failures(t, key), 2);
+	}
+	CHECK_EQ_INT(chat_throttle_failures(t, "victim"), 8);
+	/* Once its wait has ended longest ago, victim is the one reused: fresh
+	 * keys first push out everything whose wait ended before victim's. */
+	now += 60000;
+	for (size_t i = 0; i < max - 1; i++) {
+		snprintf(key, sizeof(key), "fresh%zu", i);
+		chat_throttle_fail(t, key, now);
+	}
+	CHECK_EQ_INT(chat_throttle_failures(t, "victim"), 8);
+	CHECK_EQ_INT(chat_throttle_failures(t, "user0"), 0);
+	chat_throttle_fail(t, "late", now);
+	CHECK_EQ_INT(chat_throttle_failures(t, "victim"), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, "late"), 1);
+	CHECK_EQ_INT(chat_throttle_entries(t), max);
+	chat_throttle_free(t);
+
+	/* A table of one. */
+	t = make(1, 10, 100, 1);
+	chat_throttle_fail(t, "a", 0);
+	chat_throttle_fail(t, "b", 1);
+	CHECK_EQ_INT(chat_throttle_entries(t), 1);
+	CHECK_EQ_INT(chat_throttle_failures(t, "a"), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, "b"), 1);
+	chat_throttle_free(t);
+}
+
+/* Random operations against a small table, checked against a plain array
+ * model of the same rules (same eviction choice when waits end apart). */
+static void test_model(void)
+{
+	enum { MAX = 8, KEYS = 20 };
+	struct chat_throttle *t = make(2, 5, 40, MAX);
+	struct { int used; unsigned f; int64_t until; } m[KEYS];
+	char key[16];
+	int64_t now = 0;
+
+	memset(m, 0, sizeof(m));
+	test_srand(7);
+	for (int step = 0; step < 20000; step++) {
+		int k = (int)(test_rand() % KEYS);
+		snprintf(key, sizeof(key), "k%d", k);
+		now += (int64_t)(test_rand() % 3); /* many ties on purpose */
+		switch (test_rand() % 4) {
+		case 0:
+		case 1: {
+			if (!m[k].used) {
+				int n = 0, oldest = -1;
+				for (int j = 0; j < KEYS; j++) {
+					if (!m[j].used)
+						continue;
+					n++;
+					if (oldest < 0 || m[j].until < m[oldest].until)
+						oldest = j;
+				}
+				if (n == MAX) {
+					/* Ties make the choice implementation-defined: ask the table. */
+					int64_t u = m[oldest].until;
+					chat_throttle_fail(t, key, now);
+					int gone = -1;
+					for (int j = 0; j < KEYS; j++) {
+						char kj[16];
+						snprintf(kj, sizeof(kj), "k%d", j);
+						if (j != k && m[j].used && chat_throttle_failures(t, kj) == 0)
+							gone = j;
+					}
+					CHECK(gone >= 0);
+					if (gone >= 0) {
+						CHECK_EQ_INT(m[gone].until, u);
+						m[gone].used = 0;
+					}
+					m[k].used = 1;
+					m[k].f = 1;
+					m[k].until = now;
+					break;
+				}
+				m[k].used = 1;
+				m[k].f = 0;
+			}
+			m[k].f++;
+			int64_t w = m[k].f <= 2 ? 0 : 5 << (m[k].f - 3 > 4 ? 4 : m[k].f - 3);
+			if (w > 40)
+				w = 40;
+			m[k].until = now + w;
+			CHECK_EQ_INT(chat_throttle_fail(t, key, now), w);
+			break;
+		}
+		case 2:
+			chat_throttle_success(t, key);
+			m[k].used = 0;
+			break;
+		default:
+			CHECK_EQ_INT(chat_throttle_wait(t, key, now),
+			             m[k].used && m[k].until > now ? m[k].until - now : 0);
+			break;
+		}
+		size_t n = 0;
+		for (int j = 0; j < KEYS; j++)
+			n += m[j].used;
+		CHECK_EQ_INT(chat_throttle_entries(t), n);
+		CHECK_EQ_INT(chat_throttle_failures(t, key), m[k].used ? m[k].f : 0);
+		if (test_failures > 20)
+			break;
+	}
+	chat_throttle_free(t);
+}
+
+static void test_extremes(void)
+{
+	struct chat_throttle *t;
+	struct chat_throttle_config cfg = { 1, 1, 1, 1 };
+	struct chat_throttle_config bad[] = {
+		{ 0, 1000, 8000, 16 },  /* free_failures must be >= 1 */
+		{ 1, 0, 8000, 16 },     /* no wait at all */
+		{ 1, -5, 8000, 16 },
+		{ 1, 1000, 999, 16 },   /* max below base */
+		{ 1, 1000, 8000, 0 },   /* no room */
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		t = (struct chat_throttle *)1;
+		CHECK_EQ_INT(chat_throttle_new(&bad[i], &t), CHAT_ERR_INVALID);
+		CHECK(t == NULL);
+	}
+	CHECK_EQ_INT(chat_throttle_new(NULL, &t), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(chat_throttle_new(&cfg, NULL), CHAT_ERR_INVALID);
+	chat_throttle_free(NULL);
+	CHECK_EQ_INT(chat_throttle_entries(NULL), 0);
+
+	/* Many failures: the shift never overflows, the wait sticks at max. */
+	t = make(1, 1, INT64_MAX / 2, 4);
+	int64_t prev = 0;
+	for (int i = 0; i < 300; i++) {
+		int64_t w = chat_throttle_fail(t, "x", 0);
+		CHECK(w >= prev);
+		CHECK(w <= INT64_MAX / 2);
+		prev = w;
+	}
+	CHECK_EQ_INT(prev, INT64_MAX / 2);
+	chat_throttle_free(t);
+	t = make(1, INT64_MAX / 3, INT64_MAX, 4);
+	CHECK_EQ_INT(chat_throttle_fail(t, "x", 0), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "x", 0), INT64_MAX / 3);
+	CHECK_EQ_INT(chat_throttle_fail(t, "x", 0), INT64_MAX / 3 * 2);
+	CHECK_EQ_INT(chat_throttle_fail(t, "x", 0), INT64_MAX);
+	CHECK_EQ_INT(chat_throttle_fail(t, "x", 0), INT64_MAX);
+	/* Clocks at the edges of int64_t. */
+	CHECK_EQ_INT(chat_throttle_fail(t, "x", INT64_MAX - 5), INT64_MAX);
+	CHECK_EQ_INT(chat_throttle_wait(t, "x", INT64_MAX - 5), 5);
+	CHECK_EQ_INT(chat_throttle_wait(t, "x", INT64_MAX), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "x", INT64_MIN), INT64_MAX);
+	CHECK_EQ_INT(chat_throttle_wait(t, "x", INT64_MIN), INT64_MAX);
+	CHECK_EQ_INT(chat_throttle_wait(t, "x", -1), 0); /* until = INT64_MIN + INT64_MAX = -1 */
+	CHECK_EQ_INT(chat_throttle_wait(t, "x", INT64_MAX), 0);
+	chat_throttle_free(t);
+}
+
+int main(void)
+{
+	test_sequence();
+	test_running_down();
+	test_independent();
+	test_long_keys();
+	test_bound();
+	test_model();
+	test_extremes();
+	return test_done("test_throttle");
+}

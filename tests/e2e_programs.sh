@@ -13,7 +13,7 @@ for prog in chat-relay chat-client chat-peer; do
 	expect_out "--list-plugins" "$prog --help"
 	run $prog --version
 	expect_rc 0 "$prog --version"
-	expect_out "$prog 0.1.0 (plugin ABI 1.0)" "$prog --version"
+	expect_out "$prog 0.1.0 (plugin ABI 1.1)" "$prog --version"
 	run $prog --config "$T/chat.ini" --check-config
 	expect_rc 0 "$prog --check-config"
 	expect_out "configuration OK" "$prog --check-config"
@@ -113,8 +113,8 @@ check_broken not-elf.so "not a loadable shared object"
 check_broken undefined.so "undefined symbol"
 check_broken no-symbol.so "does not export the entry symbol 'chat_plugin_entry'"
 check_broken null-desc.so "returned no descriptor"
-check_broken abi-major.so "ABI mismatch: plugin built for ABI 2.0, this program supports 1.0"
-check_broken abi-minor.so "ABI mismatch: plugin built for ABI 1.1, this program supports 1.0"
+check_broken abi-major.so "ABI mismatch: plugin built for ABI 2.0, this program supports 1.1"
+check_broken abi-minor.so "ABI mismatch: plugin built for ABI 1.2, this program supports 1.1"
 check_broken small-size.so "descriptor is 8 bytes"
 check_broken bad-kind.so "unknown plugin kind 7"
 check_broken no-ops.so "missing required field 'ops'"
@@ -125,6 +125,7 @@ check_broken bad-name.so "invalid name 'Bad Name'"
 check_broken no-summary.so "missing required field 'summary'"
 check_broken bad-keys.so "config key 'weird' has unknown type 99"
 check_broken dup-tcp.so "duplicate transport plugin name 'tcp'"
+check_broken half-session.so "has session_save but not session_load"
 
 # Wrong kind: a cipher named where a transport is needed.
 run chat-relay --config "$T/chat.ini" --set "relay.transport=$B/good-cipher.so" --check-config
@@ -140,6 +141,7 @@ expect_rc 0 "transport by path"
 run chat-relay --config "$T/chat.ini" --set "core.plugin_dir=$B" --list-plugins
 expect_rc 1 "list broken dir"
 expect_out "good-cipher" "list broken dir"
+expect_out "old-cipher" "list broken dir (an ABI 1.0 plugin still loads)"
 expect_err "abi-major.so: ABI mismatch" "list broken dir"
 expect_err "missing-op.so: missing required op 'read'" "list broken dir"
 

@@ -1772,6 +1772,239 @@ static void test_out_of_place(void)
 	pair_free(&p);
 }
 
+/* ===========================================================================
+ * ABI 1.1: open_at for stored messages, saved sessions
+ */
+
+/* open_text through open_at. */
+static int open_at_text(void *s, uint64_t at, const struct pdu *in, char *text, size_t cap)
+{
+	struct chat_buf b = { (uint8_t *)text, cap - 1, 0 };
+	int rc;
+
+	memset(text, 0xa5, cap);
+	rc = ops->open_at(s, at, in->len, &b, in->d);
+	if (rc < 0) {
+		CHECK_EQ_INT(b.len, 0);
+		for (size_t i = 0; i < cap; i++)
+			if ((uint8_t)text[i] != 0xa5) {
+				CHECK(!"open_at wrote to dst on failure");
+				break;
+			}
+		text[0] = '\0';
+	} else {
+		text[b.len] = '\0';
+	}
+	return rc;
+}
+
+/* A relay stores a message for an offline user; it is opened an hour later
+ * with the freshness window measured from when the relay accepted it. */
+static void test_open_at(void)
+{
+	struct pair p;
+	struct pdu m, m2, forged;
+	char out[256];
+	long long ts = T0 + 1000;
+
+	CHECK(CHAT_CIPHER_HAS(ops, open_at));
+	pair_established(&p);
+	p.ti.now = T0;
+	CHECK_EQ_INT(seal(p.i, "while you were away", &m), CHAT_OK);
+	CHECK_EQ_INT(seal(p.i, "and once more", &m2), CHAT_OK);
+	/* An hour later by the receiver's clock, stored one second after sealing. */
+	p.tr.now = T0 + 3600 * 1000;
+	CHECK_EQ_INT(open_at_text(p.r, T0 + 1000, &m, out, sizeof(out)), CHAT_OK);
+	CHECK(strcmp(out, "while you were away") == 0);
+	/* The same age through open(): still stale. */
+	CHECK_EQ_INT(open_text(p.r, &m2, out, sizeof(out)), CHAT_ERR_STALE);
+	CHECK_STR_CONTAINS(p.tr.last_log, "timestamp -3600000 ms from our clock (window 25 s)");
+	/* Stored 30 s after it was sealed: outside the window from the relay's time. */
+	CHECK_EQ_INT(seal(p.i, "held up on the way", &m), CHAT_OK);
+	CHECK_EQ_INT(open_at_text(p.r, T0 + 30000, &m, out, sizeof(out)), CHAT_ERR_STALE);
+	CHECK_STR_CONTAINS(p.tr.last_log,
+	                   "timestamp -30000 ms from when the relay stored it (window 25 s)");
+	/* Exactly the window from the relay's time: accepted. */
+	CHECK_EQ_INT(seal(p.i, "on the edge", &m), CHAT_OK);
+	CHECK_EQ_INT(open_at_text(p.r, T0 + 25000, &m, out, sizeof(out)), CHAT_OK);
+	/* Everything else is as open(): a replay is a replay ... */
+	CHECK_EQ_INT(open_at_text(p.r, T0 + 1000, &m, out, sizeof(out)), CHAT_ERR_REPLAY);
+	/* ... and a relay cannot freshen a message by rewriting its timestamp. */
+	CHECK_EQ_INT(seal(p.i, "rewritten", &m), CHAT_OK);
+	mutate(&m, &forged, set_ts, &ts, true);
+	CHECK_EQ_INT(open_at_text(p.r, T0 + 1000, &forged, out, sizeof(out)), CHAT_ERR_INTEGRITY);
+	CHECK_EQ_INT(open_at_text(p.r, (uint64_t)INT64_MAX + 1, &m, out, sizeof(out)),
+	             CHAT_ERR_INVALID);
+	CHECK_EQ_INT(open_at_text(p.r, T0 + 1000, &m, out, sizeof(out)), CHAT_OK);
+	CHECK(strcmp(out, "rewritten") == 0);
+	/* Back online: open() with the clocks in step. */
+	p.tr.now = T0;
+	delivers(p.i, p.r, "live again");
+	delivers(p.r, p.i, "welcome back");
+	pair_free(&p);
+}
+
+static struct chat_cipher_params params_of(const char *local, const char *peer, int role,
+                                           const char *pw, const char *binding)
+{
+	struct chat_cipher_params prm = {
+		.size = sizeof(prm), .role = role, .local_id = local, .peer_id = peer,
+		.suite = ACH_SUITE, .secret = (const uint8_t *)pw, .secret_len = pw ? strlen(pw) : 0,
+		.binding = (const uint8_t *)binding, .binding_len = binding ? strlen(binding) : 0,
+	};
+
+	return prm;
+}
+
+static void test_saved_session(void)
+{
+	struct pair p;
+	struct pdu m;
+	uint8_t blob[512], other[512];
+	struct chat_buf b = { blob, sizeof(blob), 0 };
+	struct chat_cipher_params pi = params_of("alice", "bob", CHAT_ROLE_INITIATOR, NULL, BIND);
+	struct chat_cipher_params pr = params_of("bob", "alice", CHAT_ROLE_RESPONDER, PW, BIND);
+	struct ach_session *si, *li;
+	void *i2 = NULL, *r2 = NULL, *x = NULL;
+	char out[256];
+	size_t n;
+
+	/* Half-way through the handshake: nothing to save, and nothing broken. */
+	pair_new(&p, PW, PW, BIND, BIND);
+	{
+		struct transcript tr;
+		struct pdu none;
+
+		CHECK_EQ_INT(hs(p.i, NULL, &tr.hello), CHAT_HS_CONTINUE);
+		CHECK_EQ_INT(ops->session_save(p.i, &b), CHAT_ERR_STATE);
+		CHECK_EQ_INT(hs(p.r, &tr.hello, &tr.challenge), CHAT_HS_CONTINUE);
+		CHECK_EQ_INT(ops->session_save(p.r, &b), CHAT_ERR_STATE);
+		CHECK_EQ_INT(hs(p.i, &tr.challenge, &tr.response), CHAT_HS_CONTINUE);
+		CHECK_EQ_INT(hs(p.r, &tr.response, &tr.ack), CHAT_HS_ESTABLISHED);
+		CHECK_EQ_INT(hs(p.i, &tr.ack, &none), CHAT_HS_ESTABLISHED);
+	}
+	delivers(p.i, p.r, "one");
+	delivers(p.r, p.i, "two");
+	delivers(p.i, p.r, "three");
+
+	/* The documented layout, and nothing of the handshake in it. */
+	si = p.i;
+	b = (struct chat_buf){ blob, sizeof(blob), 0 };
+	CHECK_EQ_INT(ops->session_save(p.i, &b), CHAT_OK);
+	n = b.len;
+	CHECK_EQ_INT(n, ACH_SAVE_LEN);
+	CHECK_EQ_INT(n, 4 + 1 + 1 + 11 + 32 + 4 * 32 + 10 + 8 + 8);
+	CHECK(memcmp(blob, "ACHS\x01\x0b" "aescbc-hmac", 17) == 0);
+	CHECK(memmem(blob, n, si->master, sizeof(si->master)) == NULL);
+	CHECK(memmem(blob, n, si->ch_i, sizeof(si->ch_i)) == NULL);
+	CHECK(memmem(blob, n, si->ch_r, sizeof(si->ch_r)) == NULL);
+	CHECK(memcmp(blob + 49, si->keys, sizeof(si->keys)) == 0);
+	CHECK(memcmp(blob + n - 16, "\0\0\0\0\0\0\0\x02" "\0\0\0\0\0\0\0\x01", 16) == 0);
+
+	/* Loading needs no password and runs no PBKDF2; the window is today's
+	 * configuration, not the saved one. */
+	p.ti.window = "5";
+	CHECK_EQ_INT(ops->session_load(&p.ti.h, &pi, n, blob, &i2), CHAT_OK);
+	p.ti.window = "25";
+	li = i2;
+	if (!li) {
+		pair_free(&p);
+		return;
+	}
+	CHECK_EQ_INT(li->state, ACH_S_ESTABLISHED);
+	CHECK_EQ_INT(li->send_seq, 2);
+	CHECK_EQ_INT(li->recv_seq, 1);
+	CHECK_EQ_INT(li->window_ms, 5000);
+	{
+		static const uint8_t zero[ACH_KEY_LEN];
+
+		CHECK(memcmp(li->master, zero, sizeof(zero)) == 0);
+	}
+	{
+		char f1[32], f2[32];
+
+		CHECK_EQ_INT(ops->fingerprint(p.i, sizeof(f1), f1), CHAT_OK);
+		CHECK_EQ_INT(ops->fingerprint(i2, sizeof(f2), f2), CHAT_OK);
+		CHECK(strcmp(f1, f2) == 0);
+	}
+	/* The copy replaces the original: it continues the numbering, and a
+	 * message the original sent before the save is a replay to it. */
+	CHECK_EQ_INT(seal(p.r, "to the restored alice", &m), CHAT_OK);
+	CHECK_EQ_INT(open_text(i2, &m, out, sizeof(out)), CHAT_OK);
+	CHECK(strcmp(out, "to the restored alice") == 0);
+	CHECK_EQ_INT(seal(i2, "from the restored alice", &m), CHAT_OK);
+	CHECK_EQ_INT(open_text(p.r, &m, out, sizeof(out)), CHAT_OK);
+	CHECK_EQ_INT(open_text(p.r, &m, out, sizeof(out)), CHAT_ERR_REPLAY);
+	/* And stored messages reach it through open_at too. */
+	CHECK_EQ_INT(seal(p.r, "stored for alice", &m), CHAT_OK);
+	p.ti.now = T0 + 86400000LL;
+	CHECK_EQ_INT(open_at_text(i2, T0 + 2000, &m, out, sizeof(out)), CHAT_OK);
+	CHECK(strcmp(out, "stored for alice") == 0);
+	p.ti.now = T0;
+
+	/* Both ends restored from their saves, in another "process". */
+	b = (struct chat_buf){ other, sizeof(other), 0 };
+	CHECK_EQ_INT(ops->session_save(p.r, &b), CHAT_OK);
+	CHECK_EQ_INT(ops->session_load(&p.tr.h, &pr, b.len, other, &r2), CHAT_OK);
+	if (r2) {
+		delivers(i2, r2, "both restored");
+		delivers(r2, i2, "and talking");
+	}
+
+	/* Refusals, each MALFORMED with *session cleared. */
+	{
+		struct chat_cipher_params q = pi;
+		uint8_t bad[512];
+
+		q.suite = "aescbc-hmac-v2";
+		x = (void *)1;
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &q, n, blob, &x), CHAT_ERR_MALFORMED);
+		CHECK(x == NULL);
+		CHECK_STR_CONTAINS(p.ti.last_log, "saved session with bob refused (203 bytes)");
+		q = pi;
+		q.local_id = "Alice";
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &q, n, blob, &x), CHAT_ERR_MALFORMED);
+		/* Another plugin's blob of the right length. */
+		memcpy(bad, blob, n);
+		memcpy(bad, "RC4S", 4);
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &pi, n, bad, &x), CHAT_ERR_MALFORMED);
+		/* Another format version. */
+		memcpy(bad, blob, n);
+		bad[4] = 2;
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &pi, n, bad, &x), CHAT_ERR_MALFORMED);
+		/* A sequence number beyond what seal could have reached. */
+		memcpy(bad, blob, n);
+		memset(bad + n - 16, 0xff, 8);
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &pi, n, bad, &x), CHAT_ERR_MALFORMED);
+		/* Bad params are the caller's error, not the blob's. */
+		q = pi;
+		q.local_id = "";
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &q, n, blob, &x), CHAT_ERR_INVALID);
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &pi, n, NULL, &x), CHAT_ERR_INVALID);
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &pi, n, blob, NULL), CHAT_ERR_INVALID);
+		p.ti.window = "0";
+		CHECK_EQ_INT(ops->session_load(&p.ti.h, &pi, n, blob, &x), CHAT_ERR_CONFIG);
+		p.ti.window = "25";
+		CHECK(x == NULL);
+	}
+	CHECK_EQ_INT(ops->session_save(NULL, &b), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(ops->session_save(p.i, NULL), CHAT_ERR_INVALID);
+
+	/* A failed session has nothing worth saving. */
+	{
+		struct pdu junk = { .len = 3 };
+
+		memcpy(junk.d, "{}x", 3);
+		CHECK(hs(p.i, &junk, &m) < 0); /* a handshake PDU after the handshake: final */
+		b = (struct chat_buf){ blob, sizeof(blob), 7 };
+		CHECK_EQ_INT(ops->session_save(p.i, &b), CHAT_ERR_FAILED);
+		CHECK_EQ_INT(b.len, 0);
+	}
+	ops->session_free(i2);
+	ops->session_free(r2);
+	pair_free(&p);
+}
+
 int main(void)
 {
 	ops = chat_plugin_entry()->ops.cipher;
@@ -1800,5 +2033,7 @@ int main(void)
 	test_downgrade();
 	test_username_mismatch();
 	test_out_of_place();
+	test_open_at();
+	test_saved_session();
 	return test_done("test_aescbc_hmac");
 }

@@ -29,13 +29,20 @@ static void expect_fail(const char *file, int kind, int want_rc, const char *phr
 
 static void test_failures_each_distinct(void)
 {
+	char want[128];
+
 	expect_fail("does-not-exist.so", 0, CHAT_ERR_NOTFOUND, "file not found");
 	expect_fail("not-elf.so", 0, CHAT_ERR_PLUGIN, "not a loadable shared object");
 	expect_fail("undefined.so", 0, CHAT_ERR_PLUGIN, "chat_no_such_function_anywhere");
 	expect_fail("no-symbol.so", 0, CHAT_ERR_PLUGIN, "does not export the entry symbol 'chat_plugin_entry'");
 	expect_fail("null-desc.so", 0, CHAT_ERR_PLUGIN, "returned no descriptor");
-	expect_fail("abi-major.so", 0, CHAT_ERR_ABI, "ABI mismatch: plugin built for ABI 2.0, this program supports 1.0");
-	expect_fail("abi-minor.so", 0, CHAT_ERR_ABI, "ABI mismatch: plugin built for ABI 1.1, this program supports 1.0");
+	snprintf(want, sizeof(want), "ABI mismatch: plugin built for ABI %d.0, this program supports %d.%d",
+	         CHAT_ABI_MAJOR + 1, CHAT_ABI_MAJOR, CHAT_ABI_MINOR);
+	expect_fail("abi-major.so", 0, CHAT_ERR_ABI, want);
+	/* A newer minor (1.2 for this 1.1 program) may rely on ops we never call. */
+	snprintf(want, sizeof(want), "ABI mismatch: plugin built for ABI %d.%d, this program supports %d.%d",
+	         CHAT_ABI_MAJOR, CHAT_ABI_MINOR + 1, CHAT_ABI_MAJOR, CHAT_ABI_MINOR);
+	expect_fail("abi-minor.so", 0, CHAT_ERR_ABI, want);
 	expect_fail("small-size.so", 0, CHAT_ERR_ABI, "descriptor is 8 bytes");
 	expect_fail("bad-kind.so", 0, CHAT_ERR_PLUGIN, "unknown plugin kind 7");
 	expect_fail("good-cipher.so", CHAT_PLUGIN_TRANSPORT, CHAT_ERR_PLUGIN,
@@ -49,6 +56,52 @@ static void test_failures_each_distinct(void)
 	expect_fail("bad-name.so", 0, CHAT_ERR_PLUGIN, "invalid name 'Bad Name'");
 	expect_fail("no-summary.so", 0, CHAT_ERR_PLUGIN, "missing required field 'summary'");
 	expect_fail("bad-keys.so", 0, CHAT_ERR_PLUGIN, "config key 'weird' has unknown type 99");
+	expect_fail("half-session.so", 0, CHAT_ERR_PLUGIN,
+	            "has session_save but not session_load (ABI 1.1: both or neither)");
+}
+
+/* ABI 1.1 appended session_save, session_load and open_at to the cipher
+ * table.  A plugin built for 1.0 (a shorter table, abi_minor 0) still loads,
+ * and the appended ops read as absent even though non-NULL words follow its
+ * table in memory; a 1.1 plugin that leaves them NULL has none either. */
+static void test_abi_1_0_cipher(void)
+{
+	struct chat_registry *reg;
+	const struct chat_loaded *old = NULL, *cur = NULL;
+	char err[1024];
+
+	CHECK_EQ_INT(chat_registry_new(NULL, &reg), CHAT_OK);
+	CHECK_EQ_INT(chat_registry_load_path(reg, BROKEN "old-cipher.so", CHAT_PLUGIN_CIPHER, &old,
+	                                     sizeof(err), err), CHAT_OK);
+	if (old) {
+		const struct chat_cipher_ops *ops = old->desc->ops.cipher;
+
+		CHECK_EQ_INT(old->desc->abi_major, 1);
+		CHECK_EQ_INT(old->desc->abi_minor, 0);
+		CHECK_EQ_INT(ops->size, offsetof(struct chat_cipher_ops, session_save));
+		CHECK(ops->size < sizeof(struct chat_cipher_ops));
+		CHECK(CHAT_CIPHER_HAS(ops, session_new));
+		CHECK(CHAT_CIPHER_HAS(ops, session_free));
+		CHECK(!CHAT_CIPHER_HAS(ops, fingerprint)); /* optional since 1.0, NULL here */
+		CHECK(!CHAT_CIPHER_HAS(ops, session_save));
+		CHECK(!CHAT_CIPHER_HAS(ops, session_load));
+		CHECK(!CHAT_CIPHER_HAS(ops, open_at));
+	} else {
+		fprintf(stderr, "old-cipher.so: %s\n", err);
+	}
+	CHECK_EQ_INT(chat_registry_load_path(reg, BROKEN "good-cipher.so", CHAT_PLUGIN_CIPHER, &cur,
+	                                     sizeof(err), err), CHAT_OK);
+	if (cur) {
+		const struct chat_cipher_ops *ops = cur->desc->ops.cipher;
+
+		CHECK_EQ_INT(cur->desc->abi_minor, CHAT_ABI_MINOR);
+		CHECK_EQ_INT(ops->size, sizeof(struct chat_cipher_ops));
+		CHECK(!CHAT_CIPHER_HAS(ops, session_save));
+		CHECK(!CHAT_CIPHER_HAS(ops, session_load));
+		CHECK(!CHAT_CIPHER_HAS(ops, open_at));
+	}
+	CHECK_EQ_INT(chat_registry_count(reg), 2);
+	chat_registry_free(reg);
 }
 
 static void test_good_and_duplicate(void)
@@ -190,6 +243,7 @@ static void test_flags_text(void)
 int main(void)
 {
 	test_failures_each_distinct();
+	test_abi_1_0_cipher();
 	test_good_and_duplicate();
 	test_host_services();
 	test_plugin_config_validation();

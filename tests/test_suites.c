@@ -9,7 +9,13 @@
  *                  with nothing written;
  *   REPLAY         a sealed message opened twice is rejected the second time;
  *   NEEDS_SECRET   a wrong secret makes the handshake fail, a missing one is
- *                  CHAT_ERR_NOSECRET at session_new or at the first step.
+ *                  CHAT_ERR_NOSECRET at session_new or at the first step;
+ *   session_save   (ABI 1.1, when the plugin has it) both ends saved and
+ *                  loaded mid-conversation continue exactly like the
+ *                  originals; saving too early, into too little room, and
+ *                  loading under other params, truncated, extended or with
+ *                  a damaged header are all refused; open_at (if present)
+ *                  at the current time behaves as open.
  *
  * One line per suite; the number tested must equal the number of cipher
  * plugins the registry loaded, and a plugin that fails to load fails the
@@ -40,7 +46,7 @@ struct suite {
 	const struct chat_loaded *l;
 	const struct chat_cipher_ops *ops;
 	unsigned flags;
-	char notes[512];
+	char notes[1024];
 };
 
 static void note(struct suite *t, const char *text)
@@ -50,7 +56,7 @@ static void note(struct suite *t, const char *text)
 	snprintf(t->notes + n, sizeof(t->notes) - n, "%s%s", n ? ", " : "", text);
 }
 
-static int new_session(const struct suite *t, int role, const char *pw, void **s)
+static struct chat_cipher_params params_for(const struct suite *t, int role, const char *pw)
 {
 	struct chat_cipher_params params = {
 		.size = sizeof(params),
@@ -63,6 +69,13 @@ static int new_session(const struct suite *t, int role, const char *pw, void **s
 		.binding = binding,
 		.binding_len = sizeof(binding) - 1,
 	};
+
+	return params;
+}
+
+static int new_session(const struct suite *t, int role, const char *pw, void **s)
+{
+	struct chat_cipher_params params = params_for(t, role, pw);
 
 	*s = NULL;
 	return t->ops->session_new(&t->l->host, &params, s);
@@ -545,6 +558,297 @@ static void check_fingerprints(struct suite *t, void *i, void *r)
 	note(t, line);
 }
 
+/* ---- ABI 1.1: saved sessions and open_at -------------------------------- */
+
+#define SAVE_CAP 65536 /* room for a saved session */
+#define DET_T0 1700000000000LL
+
+/* The saved-session checks run on a copy of the plugin's host (same config
+ * and log tag) whose RNG and clock the test controls, so an original and its
+ * loaded copy can be given the same draws and compared byte for byte. */
+static uint64_t det_state;
+static int64_t det_now;
+
+static int det_random(const struct chat_host *h, size_t len, uint8_t *dst)
+{
+	(void)h;
+	for (size_t k = 0; k < len; k++) {
+		det_state = det_state * 6364136223846793005ull + 1442695040888963407ull;
+		dst[k] = (uint8_t)(det_state >> 56);
+	}
+	return CHAT_OK;
+}
+
+static int64_t det_clock(const struct chat_host *h)
+{
+	(void)h;
+	return det_now;
+}
+
+static int save(const struct suite *t, void *s, size_t cap, uint8_t *dst, size_t *len)
+{
+	struct chat_buf b = { dst, cap, 12345 };
+	int rc = t->ops->session_save(s, &b);
+
+	if (rc != CHAT_OK)
+		CHECK_EQ_INT(b.len, 0);
+	*len = b.len;
+	return rc;
+}
+
+static int load(const struct suite *t, const struct chat_host *h,
+                const struct chat_cipher_params *p, size_t len, const uint8_t *src, void **s)
+{
+	int rc;
+
+	*s = (void *)&det_state; /* must be cleared */
+	rc = t->ops->session_load(h, p, len, src, s);
+	if (rc != CHAT_OK)
+		CHECK(*s == NULL);
+	return rc;
+}
+
+/* A load that must be refused as CHAT_ERR_MALFORMED. */
+static int load_refused(const struct suite *t, const struct chat_host *h,
+                        const struct chat_cipher_params *p, size_t len, const uint8_t *src,
+                        const char *what)
+{
+	void *s;
+	int rc = load(t, h, p, len, src, &s);
+
+	if (rc == CHAT_OK)
+		t->ops->session_free(s);
+	if (rc != CHAT_ERR_MALFORMED)
+		fprintf(stderr, "%s: loading a saved session %s: %s, expected %s\n",
+		        t->l->desc->name, what, chat_strerror(rc), chat_strerror(CHAT_ERR_MALFORMED));
+	return rc == CHAT_ERR_MALFORMED;
+}
+
+/* The message in flight opens at p, and at its loaded copy p2. */
+static void opens_at_both(const struct suite *t, void *p, void *p2, size_t sl, const uint8_t *sealed,
+                          size_t len, const uint8_t *text)
+{
+	uint8_t *dst = malloc(sl + 64);
+	size_t n;
+
+	if (!dst)
+		abort();
+	CHECK_EQ_INT(open_msg(t, p, sl, sealed, sl + 64, dst, &n), CHAT_OK);
+	CHECK(n == len && !memcmp(dst, text, len));
+	CHECK_EQ_INT(open_msg(t, p2, sl, sealed, sl + 64, dst, &n), CHAT_OK);
+	CHECK(n == len && !memcmp(dst, text, len));
+	free(dst);
+}
+
+/* s and its copy s2 seal the same text with the same draws and clock: the
+ * same bytes, which the peer p and its copy p2 both open. */
+static void continues_alike(const struct suite *t, void *s, void *s2, void *p, void *p2,
+                            size_t len, const uint8_t *text)
+{
+	uint64_t seed = det_state;
+	size_t l1, l2;
+	uint8_t *c1 = seal(t, s, len, text, &l1), *c2;
+
+	det_state = seed;
+	c2 = seal(t, s2, len, text, &l2);
+	CHECK(l1 == l2 && l1 && !memcmp(c1, c2, l1));
+	opens_at_both(t, p, p2, l1, c1, len, text);
+	free(c1);
+	free(c2);
+}
+
+/* The refusals, on the initiator's saved blob bi of length n. */
+static void check_load_refusals(struct suite *t, const struct chat_host *h,
+                                const struct chat_cipher_params *pi,
+                                const struct chat_cipher_params *pr, size_t n, const uint8_t *bi)
+{
+	static const uint8_t other_binding[] = "offer=a,b,c;accept=b,c;choice=c";
+	struct chat_cipher_params q;
+	uint8_t *tmp = malloc(n + 1);
+	size_t head = 4 + 1 + 1 + strlen(t->l->desc->name), cuts = 0, flips = 0, taken = 0;
+	char line[160];
+	void *x;
+
+	if (!tmp)
+		abort();
+	q = *pi;
+	q.role = CHAT_ROLE_RESPONDER;
+	CHECK(load_refused(t, h, &q, n, bi, "with the role swapped"));
+	CHECK(load_refused(t, h, pr, n, bi, "with the peer's params"));
+	q = *pi;
+	q.peer_id = "carol";
+	CHECK(load_refused(t, h, &q, n, bi, "with another peer id"));
+	q = *pi;
+	q.local_id = "mallory";
+	CHECK(load_refused(t, h, &q, n, bi, "with another local id"));
+	q = *pi;
+	q.binding = other_binding;
+	q.binding_len = sizeof(other_binding) - 1;
+	CHECK(load_refused(t, h, &q, n, bi, "with another binding"));
+	q.binding = NULL;
+	q.binding_len = 0;
+	CHECK(load_refused(t, h, &q, n, bi, "with no binding"));
+
+	/* Every truncation, one byte extra. */
+	for (size_t k = 0; k < n; k++) {
+		memcpy(tmp, bi, k);
+		cuts += load_refused(t, h, pi, k, tmp, "truncated");
+	}
+	CHECK_EQ_INT(cuts, n);
+	memcpy(tmp, bi, n);
+	tmp[n] = 0;
+	CHECK(load_refused(t, h, pi, n + 1, tmp, "with a byte appended"));
+
+	/* The header (magic, version, the suite's name) is checked byte for byte;
+	 * later bytes may be state a loader cannot check, but nothing crashes. */
+	for (size_t k = 0; k < n; k++) {
+		int rc;
+
+		memcpy(tmp, bi, n);
+		tmp[k] ^= 0xff;
+		if (k < head) {
+			flips += load_refused(t, h, pi, n, tmp, "with a flipped header byte");
+			continue;
+		}
+		rc = load(t, h, pi, n, tmp, &x);
+		CHECK(rc == CHAT_OK || rc == CHAT_ERR_MALFORMED);
+		if (rc == CHAT_OK) {
+			taken++;
+			t->ops->session_free(x);
+		}
+	}
+	CHECK_EQ_INT(flips, head < n ? head : n);
+	/* None of that disturbed anything: the genuine blob still loads. */
+	CHECK_EQ_INT(load(t, h, pi, n, bi, &x), CHAT_OK);
+	if (x != (void *)&det_state)
+		t->ops->session_free(x);
+	snprintf(line, sizeof(line),
+	         "saved sessions (%zu bytes) refused under other params, all %zu truncations, "
+	         "%zu header flips (%zu of %zu other flips load)", n, cuts, flips, taken, n - head);
+	note(t, line);
+	free(tmp);
+}
+
+static void check_saved(struct suite *t)
+{
+	const char *pw = t->flags & CHAT_FLAG_NEEDS_SECRET ? secret : NULL;
+	struct chat_cipher_params pi = params_for(t, CHAT_ROLE_INITIATOR, pw);
+	struct chat_cipher_params pr = params_for(t, CHAT_ROLE_RESPONDER, pw);
+	struct chat_host h = t->l->host;
+	uint8_t *bi = malloc(SAVE_CAP), *br = malloc(SAVE_CAP), *tmp = malloc(SAVE_CAP);
+	uint8_t *p_ir = NULL, *p_ri = NULL;
+	void *i = NULL, *r = NULL, *i2 = NULL, *r2 = NULL;
+	size_t ni = 0, nr = 0, n, l_ir, l_ri, bytes;
+	const char *who;
+	int steps;
+
+	if (!bi || !br || !tmp)
+		abort();
+	if (!CHAT_CIPHER_HAS(t->ops, session_save)) {
+		CHECK(!CHAT_CIPHER_HAS(t->ops, session_load));
+		note(t, "no saved sessions");
+		goto out;
+	}
+	CHECK(CHAT_CIPHER_HAS(t->ops, session_load));
+	h.random = det_random;
+	h.unix_ms = det_clock;
+	det_state = 0x5eed;
+	det_now = DET_T0;
+	CHECK_EQ_INT(t->ops->session_new(&h, &pi, &i), CHAT_OK);
+	CHECK_EQ_INT(t->ops->session_new(&h, &pr, &r), CHAT_OK);
+	if (!i || !r)
+		goto out;
+
+	/* Nothing to save before the handshake, and asking does no harm. */
+	CHECK_EQ_INT(save(t, i, SAVE_CAP, bi, &n), CHAT_ERR_STATE);
+	CHECK_EQ_INT(save(t, r, SAVE_CAP, br, &n), CHAT_ERR_STATE);
+	CHECK_EQ_INT(run_handshake(t, i, r, &steps, &who), CHAT_OK);
+
+	/* Mid-conversation, with one message in flight each way. */
+	for (size_t k = 0; k < 5; k++) {
+		CHECK(xfer(t, i, r, 10 + k, pool + k));
+		CHECK(xfer(t, r, i, 20 + k, pool + 100 + k));
+	}
+	p_ir = seal(t, i, 50, pool + 200, &l_ir);
+	p_ri = seal(t, r, 60, pool + 300, &l_ri);
+	CHECK_EQ_INT(save(t, i, SAVE_CAP, bi, &ni), CHAT_OK);
+	CHECK_EQ_INT(save(t, r, SAVE_CAP, br, &nr), CHAT_OK);
+	if (!ni || !nr)
+		goto out;
+	/* Saving changes nothing: saving again gives the same bytes. */
+	CHECK_EQ_INT(save(t, i, SAVE_CAP, tmp, &n), CHAT_OK);
+	CHECK(n == ni && !memcmp(tmp, bi, ni));
+	/* Too little room, by one byte or entirely: NOSPACE, len 0. */
+	CHECK_EQ_INT(save(t, i, ni - 1, tmp, &n), CHAT_ERR_NOSPACE);
+	CHECK_EQ_INT(save(t, i, 0, tmp, &n), CHAT_ERR_NOSPACE);
+	CHECK_EQ_INT(save(t, i, SAVE_CAP, tmp, &n), CHAT_OK);
+	CHECK(n == ni && !memcmp(tmp, bi, ni));
+
+	CHECK_EQ_INT(load(t, &h, &pi, ni, bi, &i2), CHAT_OK);
+	CHECK_EQ_INT(load(t, &h, &pr, nr, br, &r2), CHAT_OK);
+	if (i2 == (void *)&det_state || r2 == (void *)&det_state)
+		i2 = r2 = NULL;
+	if (!i2 || !r2)
+		goto out;
+
+	/* What was in flight opens at the originals and at the copies. */
+	opens_at_both(t, r, r2, l_ir, p_ir, 50, pool + 200);
+	opens_at_both(t, i, i2, l_ri, p_ri, 60, pool + 300);
+	/* Original and copy go on identically, both directions. */
+	for (size_t k = 0; k < 3; k++) {
+		continues_alike(t, i, i2, r, r2, 30 + k * 40, pool + 500 + k);
+		continues_alike(t, r, r2, i, i2, 31 + k * 50, pool + 700 + k);
+	}
+	if (t->ops->fingerprint) {
+		char f1[256], f2[256];
+
+		CHECK_EQ_INT(t->ops->fingerprint(i, sizeof(f1), f1), CHAT_OK);
+		CHECK_EQ_INT(t->ops->fingerprint(i2, sizeof(f2), f2), CHAT_OK);
+		CHECK(!strcmp(f1, f2));
+		CHECK_EQ_INT(t->ops->fingerprint(r2, sizeof(f2), f2), CHAT_OK);
+		CHECK(!strcmp(f1, f2));
+	}
+	t->ops->session_free(i);
+	t->ops->session_free(r);
+	i = r = NULL;
+	/* The copies alone carry the conversation on. */
+	if (round_trips(t, i2, r2, &bytes))
+		note(t, "saved mid-conversation, loaded copies continue identically both ways");
+
+	if (CHAT_CIPHER_HAS(t->ops, open_at)) {
+		uint8_t *sealed, dst[128];
+		size_t sl;
+		struct chat_buf b = { dst, sizeof(dst), 0 };
+
+		/* Stored "now": exactly open. */
+		sealed = seal(t, i2, 40, pool + 900, &sl);
+		CHECK_EQ_INT(t->ops->open_at(r2, (uint64_t)det_now, sl, &b, sealed), CHAT_OK);
+		CHECK(b.len == 40 && !memcmp(dst, pool + 900, 40));
+		if (t->flags & CHAT_FLAG_REPLAY)
+			CHECK(t->ops->open_at(r2, (uint64_t)det_now, sl, &b, sealed) < 0);
+		free(sealed);
+		CHECK(xfer(t, r2, i2, 41, pool + 950));
+		note(t, "open_at at the current time opens as open does");
+	} else {
+		note(t, "no open_at (the core calls open)");
+	}
+	check_load_refusals(t, &h, &pi, &pr, ni, bi);
+out:
+	free(p_ir);
+	free(p_ri);
+	if (i)
+		t->ops->session_free(i);
+	if (r)
+		t->ops->session_free(r);
+	if (i2)
+		t->ops->session_free(i2);
+	if (r2)
+		t->ops->session_free(r2);
+	free(bi);
+	free(br);
+	free(tmp);
+}
+
 static void test_suite(struct suite *t)
 {
 	int before = test_failures, steps = 0;
@@ -573,6 +877,7 @@ static void test_suite(struct suite *t)
 	}
 	if (t->flags & CHAT_FLAG_NEEDS_SECRET)
 		check_secret(t);
+	check_saved(t);
 	printf("suite %-12s [%s]: %s: %s\n", t->l->desc->name, flags,
 	       test_failures == before ? "ok" : "FAILED", t->notes);
 }

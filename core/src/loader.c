@@ -163,10 +163,16 @@ static const struct op_slot transport_required[] = {
 	{ 0, NULL },
 };
 
-/* The size a 1.0 table has: everything up to its last 1.0 member. */
+/* The size a 1.0 table has: everything up to its last 1.0 member.  Every
+ * 1.x plugin has at least this much; what a newer minor appended (the
+ * cipher's session_save, session_load, open_at in 1.1) may lie beyond an
+ * older plugin's `size` and is only ever read through CHAT_CIPHER_HAS. */
 #define CIPHER_OPS_V1_SIZE (offsetof(struct chat_cipher_ops, session_free) + sizeof(void *))
 #define TRANSPORT_OPS_V1_SIZE (offsetof(struct chat_transport_ops, listener_close) + sizeof(void *))
 #define PLUGIN_V1_SIZE (offsetof(struct chat_plugin, ops) + sizeof(void *))
+
+_Static_assert(CIPHER_OPS_V1_SIZE == offsetof(struct chat_cipher_ops, session_save),
+               "ABI 1.1 appends to the 1.0 cipher table: the 1.0 size must not move");
 
 static int check_ops(const char *path, const struct chat_plugin *d, size_t errlen, char *err)
 {
@@ -190,9 +196,9 @@ static int check_ops(const char *path, const struct chat_plugin *d, size_t errle
 	uint32_t size = *(const uint32_t *)ops; /* every ops table starts with its size */
 	if (size < min_size)
 		return fail(CHAT_ERR_ABI, errlen, err,
-		            "plugin %s: %s operations table is %u bytes, ABI %d.%d needs at least %zu",
+		            "plugin %s: %s operations table is %u bytes, ABI %d.0 needs at least %zu",
 		            path, chat_plugin_kind_name((int)d->kind), size, CHAT_ABI_MAJOR,
-		            CHAT_ABI_MINOR, min_size);
+		            min_size);
 	for (const struct op_slot *s = slots; s->name; s++) {
 		void *fn;
 		memcpy(&fn, (const char *)ops + s->offset, sizeof(fn));
@@ -200,6 +206,18 @@ static int check_ops(const char *path, const struct chat_plugin *d, size_t errle
 			return fail(CHAT_ERR_PLUGIN, errlen, err,
 			            "plugin %s: missing required op '%s' in its %s operations table",
 			            path, s->name, chat_plugin_kind_name((int)d->kind));
+	}
+	/* ABI 1.1: a saved session is useless without a way to load it, and a
+	 * caller that finds one op must be able to count on the other. */
+	if (d->kind == CHAT_PLUGIN_CIPHER) {
+		const struct chat_cipher_ops *c = ops;
+
+		if (CHAT_CIPHER_HAS(c, session_save) != CHAT_CIPHER_HAS(c, session_load))
+			return fail(CHAT_ERR_PLUGIN, errlen, err,
+			            "plugin %s: its cipher operations table has %s but not %s "
+			            "(ABI 1.1: both or neither)", path,
+			            CHAT_CIPHER_HAS(c, session_save) ? "session_save" : "session_load",
+			            CHAT_CIPHER_HAS(c, session_save) ? "session_load" : "session_save");
 	}
 	return CHAT_OK;
 }
@@ -237,8 +255,8 @@ static int check_descriptor(const char *path, const struct chat_plugin *d, int k
 		            CHAT_ABI_MINOR);
 	if (d->size < PLUGIN_V1_SIZE)
 		return fail(CHAT_ERR_ABI, errlen, err,
-		            "plugin %s: descriptor is %u bytes, ABI %u.%u needs at least %zu",
-		            path, d->size, d->abi_major, d->abi_minor, PLUGIN_V1_SIZE);
+		            "plugin %s: descriptor is %u bytes, ABI %u.0 needs at least %zu",
+		            path, d->size, d->abi_major, PLUGIN_V1_SIZE);
 	if (d->kind != CHAT_PLUGIN_CIPHER && d->kind != CHAT_PLUGIN_TRANSPORT)
 		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: unknown plugin kind %u",
 		            path, d->kind);

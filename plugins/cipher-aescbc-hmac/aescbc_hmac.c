@@ -16,7 +16,12 @@
  *   after the handshake) but keeps the session: one injected PDU must not
  *   kill it.  Calling seal/open before the handshake completed fails it.
  * - sealed_size() returns 0 for a message over ACH_MSG_MAX (seal says
- *   CHAT_ERR_TOO_BIG). */
+ *   CHAT_ERR_TOO_BIG).
+ * - session_save keeps only what seal/open need (the four keys, both
+ *   sequence numbers, the fingerprint), never the master key or the
+ *   challenges; session_load needs no password and runs no PBKDF2.
+ * - open_at is open with the freshness window measured from the time the
+ *   relay stored the message instead of our clock. */
 #include "aescbc_hmac.h"
 
 #include <errno.h>
@@ -122,18 +127,9 @@ static void session_fail(struct ach_session *s)
 	explicit_bzero(s->keys, sizeof(s->keys));
 }
 
-static int ach_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
-                           void **session)
+/* The checks session_new and session_load share, before any allocation. */
+static int params_ok(const struct chat_host *host, const struct chat_cipher_params *params)
 {
-	struct ach_session *s = NULL;
-	const char *suite, *salt = NULL;
-	long iterations, window;
-	char who[64];
-	int rc;
-
-	if (!session)
-		return CHAT_ERR_INVALID;
-	*session = NULL;
 	if (!host_ok(host) || !params)
 		return CHAT_ERR_INVALID;
 	if (params->size < offsetof(struct chat_cipher_params, binding_len) +
@@ -146,47 +142,75 @@ static int ach_session_new(const struct chat_host *host, const struct chat_ciphe
 		ach_log(host, CHAT_LOG_ERROR, "usernames must be 1..%d bytes of UTF-8", ACH_USER_MAX);
 		return CHAT_ERR_INVALID;
 	}
-	quote(sizeof(who), who, params->peer_id);
-	if (!params->secret || params->secret_len == 0) {
-		ach_log(host, CHAT_LOG_ERROR, "no shared password for %s: this suite needs one", who);
-		return CHAT_ERR_NOSECRET;
-	}
-	suite = params->suite ? params->suite : ACH_SUITE;
-	if (strlen(suite) >= sizeof(s->suite))
+	if (params->suite && strlen(params->suite) >= sizeof(((struct ach_session *)0)->suite))
 		return CHAT_ERR_INVALID;
+	return CHAT_OK;
+}
 
+/* A session for checked params, with its configuration, and no keys yet. */
+static int session_alloc(const struct chat_host *host, const struct chat_cipher_params *params,
+                         struct ach_session **out)
+{
+	struct ach_session *s = NULL;
+	long iterations, window;
+	int rc;
+
+	*out = NULL;
 	rc = config_int(host, "iterations", ACH_ITER_DEFAULT, ACH_ITER_MIN, ACH_ITER_MAX, &iterations);
 	if (rc < 0)
-		goto out;
+		return rc;
 	rc = config_int(host, "window", ACH_WINDOW_DEFAULT, ACH_WINDOW_MIN, ACH_WINDOW_MAX, &window);
 	if (rc < 0)
-		goto out;
-	if (host->config_get)
-		salt = host->config_get(host, "salt");
-	if (!salt)
-		salt = ACH_SALT_DEFAULT;
-
+		return rc;
 	s = calloc(1, sizeof(*s));
-	if (!s) {
-		rc = CHAT_ERR_NOMEM;
-		goto out;
-	}
+	if (!s)
+		return CHAT_ERR_NOMEM;
 	s->host = host;
 	s->role = params->role;
 	s->iterations = (unsigned)iterations;
 	s->window_ms = (int64_t)window * 1000;
 	strcpy(s->local_id, params->local_id);
 	strcpy(s->peer_id, params->peer_id);
-	strcpy(s->suite, suite);
+	strcpy(s->suite, params->suite ? params->suite : ACH_SUITE);
 	if (params->binding_len) {
 		s->binding = malloc(params->binding_len);
 		if (!s->binding) {
-			rc = CHAT_ERR_NOMEM;
-			goto out;
+			session_wipe_free(s);
+			return CHAT_ERR_NOMEM;
 		}
 		memcpy(s->binding, params->binding, params->binding_len);
 		s->binding_len = params->binding_len;
 	}
+	*out = s;
+	return CHAT_OK;
+}
+
+static int ach_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
+                           void **session)
+{
+	struct ach_session *s = NULL;
+	const char *salt = NULL;
+	char who[64];
+	int rc;
+
+	if (!session)
+		return CHAT_ERR_INVALID;
+	*session = NULL;
+	rc = params_ok(host, params);
+	if (rc < 0)
+		return rc;
+	quote(sizeof(who), who, params->peer_id);
+	if (!params->secret || params->secret_len == 0) {
+		ach_log(host, CHAT_LOG_ERROR, "no shared password for %s: this suite needs one", who);
+		return CHAT_ERR_NOSECRET;
+	}
+	rc = session_alloc(host, params, &s);
+	if (rc < 0)
+		goto out;
+	if (host->config_get)
+		salt = host->config_get(host, "salt");
+	if (!salt)
+		salt = ACH_SALT_DEFAULT;
 	rc = ach_master_key(host, s->iterations, salt, s->local_id, s->peer_id, params->secret_len,
 	                    params->secret, s->master);
 	if (rc < 0)
@@ -206,10 +230,9 @@ static void ach_session_free(void *session)
 
 /* |ts - now| within the window.  Unsigned differences are exact for any two
  * int64 values, so a hostile timestamp cannot overflow the check. */
-static bool fresh(const struct ach_session *s, int64_t ts, char sign[2], uint64_t *off)
+static bool fresh(const struct ach_session *s, int64_t ts, int64_t now, char sign[2],
+                  uint64_t *off)
 {
-	int64_t now = s->host->unix_ms(s->host);
-
 	if (ts >= now) {
 		*off = (uint64_t)ts - (uint64_t)now;
 		sign[0] = '+';
@@ -403,7 +426,7 @@ static int hs_step(struct ach_session *s, size_t src_len, const uint8_t *src,
 		rc = CHAT_ERR_STATE;
 		goto out;
 	}
-	if (!fresh(s, pdu.timestamp, sign, &off)) {
+	if (!fresh(s, pdu.timestamp, s->host->unix_ms(s->host), sign, &off)) {
 		ach_log(s->host, CHAT_LOG_ERROR,
 		        "handshake with %s: stale PDU, timestamp %s%llu ms from our clock (window %lld s)",
 		        who, sign, (unsigned long long)off, (long long)(s->window_ms / 1000));
@@ -569,9 +592,11 @@ out:
 	return rc;
 }
 
-static int ach_open(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
+/* open and open_at: stored says the freshness window is measured from at
+ * (when the relay accepted the message) rather than from our clock. */
+static int open_msg(struct ach_session *s, bool stored, int64_t at, size_t src_len,
+                    struct chat_buf *dst, const uint8_t *src)
 {
-	struct ach_session *s = session;
 	struct ach_pdu pdu;
 	uint8_t mac[ACH_MAC_LEN];
 	uint8_t *plain = NULL;
@@ -581,9 +606,6 @@ static int ach_open(void *session, size_t src_len, struct chat_buf *dst, const u
 	uint64_t off;
 	int rc;
 
-	if (!s || !dst || (!src && src_len))
-		return CHAT_ERR_INVALID;
-	dst->len = 0;
 	rc = usable(s);
 	if (rc < 0)
 		return rc;
@@ -617,10 +639,12 @@ static int ach_open(void *session, size_t src_len, struct chat_buf *dst, const u
 	/* From here the message is authentic and in order: its seq is used up
 	 * even if it is dropped, so the next one is still accepted. */
 	s->recv_seq++;
-	if (!fresh(s, pdu.timestamp, sign, &off)) {
+	if (!fresh(s, pdu.timestamp, stored ? at : s->host->unix_ms(s->host), sign, &off)) {
 		ach_log(s->host, CHAT_LOG_WARN,
-		        "dropped a message from %s: timestamp %s%llu ms from our clock (window %lld s)",
-		        who, sign, (unsigned long long)off, (long long)(s->window_ms / 1000));
+		        "dropped a message from %s: timestamp %s%llu ms from %s (window %lld s)",
+		        who, sign, (unsigned long long)off,
+		        stored ? "when the relay stored it" : "our clock",
+		        (long long)(s->window_ms / 1000));
 		rc = CHAT_ERR_STALE;
 		goto out;
 	}
@@ -657,6 +681,29 @@ out:
 	return rc;
 }
 
+static int ach_open(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
+{
+	struct ach_session *s = session;
+
+	if (!s || !dst || (!src && src_len))
+		return CHAT_ERR_INVALID;
+	dst->len = 0;
+	return open_msg(s, false, 0, src_len, dst, src);
+}
+
+static int ach_open_at(void *session, uint64_t at_unix_ms, size_t src_len, struct chat_buf *dst,
+                       const uint8_t *src)
+{
+	struct ach_session *s = session;
+
+	if (!s || !dst || (!src && src_len))
+		return CHAT_ERR_INVALID;
+	dst->len = 0;
+	if (at_unix_ms > (uint64_t)INT64_MAX)
+		return CHAT_ERR_INVALID;
+	return open_msg(s, true, (int64_t)at_unix_ms, src_len, dst, src);
+}
+
 /* 80 bits of SHA-256 over the transcript as "xxxx xxxx xxxx xxxx xxxx". */
 static int ach_fingerprint(void *session, size_t cap, char *dst)
 {
@@ -680,6 +727,115 @@ static int ach_fingerprint(void *session, size_t cap, char *dst)
 	return CHAT_OK;
 }
 
+/* --- Saved sessions ------------------------------------------------------- */
+
+static void put_be64(uint8_t *dst, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		dst[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t get_be64(const uint8_t *src)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | src[i];
+	return v;
+}
+
+/* What seal and open use after the handshake, and nothing of the handshake
+ * itself: the master key and the challenges stay out. */
+static int ach_session_save(void *session, struct chat_buf *dst)
+{
+	struct ach_session *s = session;
+	uint8_t *p;
+
+	if (dst)
+		dst->len = 0;
+	if (!s || !dst || (dst->cap && !dst->data))
+		return CHAT_ERR_INVALID;
+	if (s->state != ACH_S_ESTABLISHED)
+		return s->state == ACH_S_FAILED ? CHAT_ERR_FAILED : CHAT_ERR_STATE;
+	if (dst->cap < ACH_SAVE_LEN)
+		return CHAT_ERR_NOSPACE;
+	p = dst->data;
+	memcpy(p, ACH_SAVE_MAGIC, 4);
+	p[4] = ACH_SAVE_VERSION;
+	p[5] = sizeof(ACH_SUITE) - 1;
+	memcpy(p + 6, ACH_SUITE, sizeof(ACH_SUITE) - 1);
+	p += ACH_SAVE_HEAD;
+	ach_params_digest(s, p);
+	p += ACH_DIGEST_LEN;
+	memcpy(p, s->keys, sizeof(s->keys));
+	p += sizeof(s->keys);
+	memcpy(p, s->fp, ACH_FP_BYTES);
+	p += ACH_FP_BYTES;
+	put_be64(p, s->send_seq);
+	put_be64(p + 8, s->recv_seq);
+	dst->len = ACH_SAVE_LEN;
+	return CHAT_OK;
+}
+
+static int ach_session_load(const struct chat_host *host, const struct chat_cipher_params *params,
+                            size_t src_len, const uint8_t *src, void **session)
+{
+	struct ach_session *s = NULL;
+	uint8_t digest[ACH_DIGEST_LEN];
+	const uint8_t *p = src;
+	uint64_t send_seq, recv_seq;
+	int rc;
+
+	if (!session)
+		return CHAT_ERR_INVALID;
+	*session = NULL;
+	if (!src && src_len)
+		return CHAT_ERR_INVALID;
+	rc = params_ok(host, params);
+	if (rc < 0)
+		return rc;
+	rc = session_alloc(host, params, &s);
+	if (rc < 0)
+		return rc;
+	rc = CHAT_ERR_MALFORMED;
+	if (src_len != ACH_SAVE_LEN || memcmp(p, ACH_SAVE_MAGIC, 4) != 0 ||
+	    p[4] != ACH_SAVE_VERSION || p[5] != sizeof(ACH_SUITE) - 1 ||
+	    memcmp(p + 6, ACH_SUITE, sizeof(ACH_SUITE) - 1) != 0)
+		goto out;
+	p += ACH_SAVE_HEAD;
+	ach_params_digest(s, digest);
+	if (!memeql_sec(digest, p, ACH_DIGEST_LEN))
+		goto out;
+	p += ACH_DIGEST_LEN + sizeof(s->keys) + ACH_FP_BYTES;
+	send_seq = get_be64(p);
+	recv_seq = get_be64(p + 8);
+	/* seal stops after seq ACH_SEQ_MAX; open accepts no seq beyond it. */
+	if (send_seq > (uint64_t)ACH_SEQ_MAX + 1 || recv_seq > (uint64_t)ACH_SEQ_MAX + 1)
+		goto out;
+	p = src + ACH_SAVE_HEAD + ACH_DIGEST_LEN;
+	memcpy(s->keys, p, sizeof(s->keys));
+	memcpy(s->fp, p + sizeof(s->keys), ACH_FP_BYTES);
+	s->send_seq = send_seq;
+	s->recv_seq = recv_seq;
+	s->state = ACH_S_ESTABLISHED;
+	*session = s;
+	s = NULL;
+	rc = CHAT_OK;
+out:
+	if (rc < 0) {
+		char who[64];
+
+		quote(sizeof(who), who, params->peer_id);
+		ach_log(host, CHAT_LOG_WARN,
+		        "saved session with %s refused (%zu bytes): not an %s session saved with "
+		        "these usernames, role, suite and binding", who, src_len, ACH_SUITE);
+	}
+	session_wipe_free(s);
+	return rc;
+}
+
 static const struct chat_cipher_ops ach_ops = {
 	.size = sizeof(struct chat_cipher_ops),
 	.session_new = ach_session_new,
@@ -689,6 +845,9 @@ static const struct chat_cipher_ops ach_ops = {
 	.open = ach_open,
 	.fingerprint = ach_fingerprint,
 	.session_free = ach_session_free,
+	.session_save = ach_session_save,
+	.session_load = ach_session_load,
+	.open_at = ach_open_at,
 };
 
 static const struct chat_config_key ach_keys[] = {

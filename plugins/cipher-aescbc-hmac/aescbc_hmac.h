@@ -27,6 +27,15 @@
 #define ACH_JSON_DEPTH_MAX 8   /* deepest [ / { nesting accepted */
 #define ACH_SEQ_MAX INT64_MAX  /* seq is a JSON integer: json_int_t is signed */
 #define ACH_CACHE_SLOTS 32     /* master-key cache entries */
+#define ACH_DIGEST_LEN 32      /* SHA-256 output */
+
+/* A saved session (session_save): "ACHS" || version || name length || name
+ * || params digest || keys || fingerprint || send seq || recv seq. */
+#define ACH_SAVE_MAGIC "ACHS"
+#define ACH_SAVE_VERSION 1
+#define ACH_SAVE_HEAD (4 + 1 + 1 + sizeof(ACH_SUITE) - 1)
+#define ACH_SAVE_LEN (ACH_SAVE_HEAD + ACH_DIGEST_LEN + ACH_K_COUNT * ACH_KEY_LEN + \
+                      ACH_FP_BYTES + 8 + 8)
 
 /* Defaults and bounds of the [plugin.aescbc-hmac] keys. */
 #define ACH_ITER_DEFAULT 100000
@@ -113,6 +122,9 @@ void ach_cache_stats(unsigned *hits, unsigned *misses);
 void ach_proof(const struct ach_session *s, int responder, uint8_t dst[ACH_MAC_LEN]);
 int ach_session_keys(struct ach_session *s);
 void ach_fingerprint_bytes(const struct ach_session *s, uint8_t dst[ACH_FP_BYTES]);
+/* What a saved session is tied to: SHA-256(lp(label) || role (1 byte) ||
+ * lp(local id) || lp(peer id) || lp(suite) || lp(binding)). */
+void ach_params_digest(const struct ach_session *s, uint8_t dst[ACH_DIGEST_LEN]);
 /* Message MAC: HMAC(key, "text" || seq (8 BE) || timestamp (8 BE) || IV || ciphertext). */
 void ach_msg_mac(const uint8_t key[ACH_KEY_LEN], int64_t timestamp, uint64_t seq,
                  size_t body_len, const uint8_t *body, uint8_t dst[ACH_MAC_LEN]);

@@ -22,6 +22,7 @@
 #define LABEL_KEYS ACH_SUITE " session keys"
 #define LABEL_FINGERPRINT ACH_SUITE " fingerprint"
 #define LABEL_CACHE ACH_SUITE " cache tag"
+#define LABEL_SAVED ACH_SUITE " saved session v1"
 
 static void put_be32(uint8_t dst[4], uint32_t v)
 {
@@ -354,6 +355,21 @@ void ach_fingerprint_bytes(const struct ach_session *s, uint8_t dst[ACH_FP_BYTES
 	feed_transcript(s, &ctx, (nettle_hash_update_func *)sha256_update);
 	sha256_digest(&ctx, sizeof(d), d);
 	memcpy(dst, d, ACH_FP_BYTES);
+}
+
+void ach_params_digest(const struct ach_session *s, uint8_t dst[ACH_DIGEST_LEN])
+{
+	struct sha256_ctx ctx;
+	uint8_t role = (uint8_t)s->role;
+
+	sha256_init(&ctx);
+	feed_lp(&ctx, (nettle_hash_update_func *)sha256_update, strlen(LABEL_SAVED), LABEL_SAVED);
+	sha256_update(&ctx, 1, &role);
+	feed_lp(&ctx, (nettle_hash_update_func *)sha256_update, strlen(s->local_id), s->local_id);
+	feed_lp(&ctx, (nettle_hash_update_func *)sha256_update, strlen(s->peer_id), s->peer_id);
+	feed_lp(&ctx, (nettle_hash_update_func *)sha256_update, strlen(s->suite), s->suite);
+	feed_lp(&ctx, (nettle_hash_update_func *)sha256_update, s->binding_len, s->binding);
+	sha256_digest(&ctx, ACH_DIGEST_LEN, dst);
 }
 
 void ach_msg_mac(const uint8_t key[ACH_KEY_LEN], int64_t timestamp, uint64_t seq,

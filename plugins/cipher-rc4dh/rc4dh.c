@@ -9,7 +9,15 @@
  * Keys: HKDF-SHA256(salt "chat-rc4dh-v1", IKM = the 256-byte shared secret),
  * info "initiator->responder" || binding and "responder->initiator" ||
  * binding, 32 bytes each, one RC4 state per direction that never restarts.
- * Message: offset(8, big-endian: bytes this side sent before) || RC4(text). */
+ * Message: offset(8, big-endian: bytes this side sent before) || RC4(text).
+ *
+ * Saved session (ABI 1.1 session_save/session_load), 1087 bytes:
+ *   "RC4S" || version 0x01 || 5 || "rc4dh" || params digest (32) ||
+ *   tx: S (256) || i || j || pos (8) || rx: the same || A (256) || B (256)
+ * params digest = SHA-256(lp("chat rc4dh saved session v1") || role ||
+ * lp(suite) || lp(local id) || lp(peer id) || lp(binding)), lp = 4-byte
+ * length || bytes.  A and B are kept for the fingerprint.  No open_at: there
+ * is no clock to check. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +50,13 @@
 #define RC4DH_FP_TAG "chat rc4dh fingerprint v1"
 #define RC4DH_FP_BYTES 10 /* 80 bits shown */
 #define RC4DH_FP_LEN 24   /* "xxxx-xxxx-xxxx-xxxx-xxxx" */
+#define RC4DH_SAVE_MAGIC "RC4S"
+#define RC4DH_SAVE_VERSION 1
+#define RC4DH_SAVE_TAG "chat rc4dh saved session v1"
+#define RC4DH_SAVE_HEAD (4 + 1 + 1 + sizeof(RC4DH_NAME) - 1)
+#define RC4DH_SAVE_STREAM (256 + 2 + 8)
+#define RC4DH_SAVE_LEN (RC4DH_SAVE_HEAD + SHA256_DIGEST_SIZE + 2 * RC4DH_SAVE_STREAM + \
+                        2 * RC4DH_DH_BYTES)
 
 _Static_assert(sizeof(RC4DH_INFO_I2R) == sizeof(RC4DH_INFO_R2I),
                "equal-length labels keep label || binding unambiguous");
@@ -63,6 +78,7 @@ struct rc4dh {
 	uint8_t pub_r[RC4DH_DH_BYTES]; /* the responder's */
 	struct rc4dh_stream tx;        /* what we send */
 	struct rc4dh_stream rx;        /* what we receive */
+	uint8_t params_digest[SHA256_DIGEST_SIZE]; /* what a saved session is tied to */
 	size_t binding_len;
 	uint8_t binding[];
 };
@@ -122,22 +138,54 @@ static int rc4dh_config_drop(const struct chat_host *host, uint64_t *drop)
 	return CHAT_OK;
 }
 
-static int rc4dh_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
-                             void **session)
+static void rc4dh_hash_lp(struct sha256_ctx *h, size_t len, const void *src)
+{
+	uint8_t be[4];
+
+	put_be32(be, (uint32_t)len);
+	sha256_update(h, sizeof(be), be);
+	sha256_update(h, len, src);
+}
+
+/* Everything a saved session must be loaded with again. */
+static void rc4dh_params_digest(const struct chat_cipher_params *p,
+                                uint8_t dst[SHA256_DIGEST_SIZE])
+{
+	const char *suite = p->suite ? p->suite : RC4DH_NAME;
+	const char *local = p->local_id ? p->local_id : "";
+	const char *peer = p->peer_id ? p->peer_id : "";
+	uint8_t role = (uint8_t)p->role;
+	struct sha256_ctx h;
+
+	sha256_init(&h);
+	rc4dh_hash_lp(&h, sizeof(RC4DH_SAVE_TAG) - 1, RC4DH_SAVE_TAG);
+	sha256_update(&h, 1, &role);
+	rc4dh_hash_lp(&h, strlen(suite), suite);
+	rc4dh_hash_lp(&h, strlen(local), local);
+	rc4dh_hash_lp(&h, strlen(peer), peer);
+	rc4dh_hash_lp(&h, p->binding_len, p->binding);
+	sha256_digest(&h, SHA256_DIGEST_SIZE, dst);
+}
+
+/* A session in RC4DH_START for these params. */
+static int rc4dh_alloc(const struct chat_host *host, const struct chat_cipher_params *params,
+                       struct rc4dh **out)
 {
 	struct rc4dh *s;
 	uint64_t drop;
 	int rc;
 
-	if (session)
-		*session = NULL;
-	if (!rc4dh_host_ok(host) || !params || !session ||
+	*out = NULL;
+	if (!rc4dh_host_ok(host) || !params ||
 	    params->size < offsetof(struct chat_cipher_params, binding_len) +
 	                   sizeof(params->binding_len) ||
 	    (params->role != CHAT_ROLE_INITIATOR && params->role != CHAT_ROLE_RESPONDER) ||
 	    (params->binding_len && !params->binding))
 		return CHAT_ERR_INVALID;
-	if (params->binding_len > RC4DH_BINDING_MAX)
+	if (params->binding_len > RC4DH_BINDING_MAX ||
+	    (params->local_id && strlen(params->local_id) > RC4DH_BINDING_MAX) ||
+	    (params->peer_id && strlen(params->peer_id) > RC4DH_BINDING_MAX) ||
+	    (params->suite && strlen(params->suite) > RC4DH_BINDING_MAX))
 		return CHAT_ERR_TOO_BIG;
 	rc = rc4dh_config_drop(host, &drop);
 	if (rc)
@@ -153,13 +201,35 @@ static int rc4dh_session_new(const struct chat_host *host, const struct chat_cip
 	s->binding_len = params->binding_len;
 	if (params->binding_len)
 		memcpy(s->binding, params->binding, params->binding_len);
-	/* A shared secret, if the caller passed one, is not used: this suite has
-	 * nothing to authenticate with. */
+	rc4dh_params_digest(params, s->params_digest);
+	*out = s;
+	return CHAT_OK;
+}
+
+static void rc4dh_warn(const struct chat_host *host)
+{
 	host->log(host, CHAT_LOG_WARN,
 	          "rc4dh is INSECURE: RC4 with no integrity (an attacker can flip bits of "
 	          "messages undetected) and unauthenticated Diffie-Hellman (a man in the "
 	          "middle is detected only by comparing fingerprints out of band); "
 	          "for demonstration only");
+}
+
+static int rc4dh_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
+                             void **session)
+{
+	struct rc4dh *s;
+	int rc;
+
+	if (!session)
+		return CHAT_ERR_INVALID;
+	*session = NULL;
+	rc = rc4dh_alloc(host, params, &s);
+	if (rc)
+		return rc;
+	/* A shared secret, if the caller passed one, is not used: this suite has
+	 * nothing to authenticate with. */
+	rc4dh_warn(host);
 	*session = s;
 	return CHAT_OK;
 }
@@ -484,6 +554,110 @@ static void rc4dh_session_free(void *session)
 	free(s);
 }
 
+static uint8_t *rc4dh_put_stream(uint8_t *dst, const struct rc4dh_stream *st)
+{
+	memcpy(dst, st->rc4.S, sizeof(st->rc4.S));
+	dst[256] = st->rc4.i;
+	dst[257] = st->rc4.j;
+	put_be64(dst + 258, st->pos);
+	return dst + RC4DH_SAVE_STREAM;
+}
+
+/* 0 unless S is a permutation of 0..255, as every RC4 state is. */
+static int rc4dh_get_stream(struct rc4dh_stream *st, const uint8_t *src)
+{
+	uint8_t seen[256] = { 0 };
+
+	for (int k = 0; k < 256; k++) {
+		if (seen[src[k]]++)
+			return 0;
+	}
+	memcpy(st->rc4.S, src, sizeof(st->rc4.S));
+	st->rc4.i = src[256];
+	st->rc4.j = src[257];
+	st->pos = get_be64(src + 258);
+	return 1;
+}
+
+/* Only an established session: its streams, positions and public values
+ * (for the fingerprint).  The exponent is long gone by then. */
+static int rc4dh_session_save(void *session, struct chat_buf *dst)
+{
+	struct rc4dh *s = session;
+	uint8_t *p;
+	int rc;
+
+	if (dst)
+		dst->len = 0;
+	if (!s || !dst || (dst->cap && !dst->data))
+		return CHAT_ERR_INVALID;
+	rc = rc4dh_ready(s);
+	if (rc)
+		return rc;
+	if (dst->cap < RC4DH_SAVE_LEN)
+		return CHAT_ERR_NOSPACE;
+	p = dst->data;
+	memcpy(p, RC4DH_SAVE_MAGIC, 4);
+	p[4] = RC4DH_SAVE_VERSION;
+	p[5] = sizeof(RC4DH_NAME) - 1;
+	memcpy(p + 6, RC4DH_NAME, sizeof(RC4DH_NAME) - 1);
+	p += RC4DH_SAVE_HEAD;
+	memcpy(p, s->params_digest, SHA256_DIGEST_SIZE);
+	p += SHA256_DIGEST_SIZE;
+	p = rc4dh_put_stream(p, &s->tx);
+	p = rc4dh_put_stream(p, &s->rx);
+	memcpy(p, s->pub_i, RC4DH_DH_BYTES);
+	memcpy(p + RC4DH_DH_BYTES, s->pub_r, RC4DH_DH_BYTES);
+	dst->len = RC4DH_SAVE_LEN;
+	return CHAT_OK;
+}
+
+static int rc4dh_session_load(const struct chat_host *host,
+                              const struct chat_cipher_params *params, size_t src_len,
+                              const uint8_t *src, void **session)
+{
+	struct rc4dh *s;
+	const uint8_t *p = src;
+	int rc;
+
+	if (!session)
+		return CHAT_ERR_INVALID;
+	*session = NULL;
+	if (src_len && !src)
+		return CHAT_ERR_INVALID;
+	rc = rc4dh_alloc(host, params, &s);
+	if (rc)
+		return rc;
+	rc = CHAT_ERR_MALFORMED;
+	if (src_len != RC4DH_SAVE_LEN || memcmp(p, RC4DH_SAVE_MAGIC, 4) != 0 ||
+	    p[4] != RC4DH_SAVE_VERSION || p[5] != sizeof(RC4DH_NAME) - 1 ||
+	    memcmp(p + 6, RC4DH_NAME, sizeof(RC4DH_NAME) - 1) != 0)
+		goto out;
+	p += RC4DH_SAVE_HEAD;
+	if (memcmp(p, s->params_digest, SHA256_DIGEST_SIZE) != 0)
+		goto out;
+	p += SHA256_DIGEST_SIZE;
+	if (!rc4dh_get_stream(&s->tx, p) || !rc4dh_get_stream(&s->rx, p + RC4DH_SAVE_STREAM))
+		goto out;
+	p += 2 * RC4DH_SAVE_STREAM;
+	if (rc4dh_dh_check(p) || rc4dh_dh_check(p + RC4DH_DH_BYTES))
+		goto out;
+	memcpy(s->pub_i, p, RC4DH_DH_BYTES);
+	memcpy(s->pub_r, p + RC4DH_DH_BYTES, RC4DH_DH_BYTES);
+	s->state = RC4DH_ESTABLISHED;
+	rc4dh_warn(host);
+	*session = s;
+	s = NULL;
+	rc = CHAT_OK;
+out:
+	if (rc)
+		host->log(host, CHAT_LOG_WARN,
+		          "saved session refused (%zu bytes): not an rc4dh session saved with "
+		          "these ids, role and binding", src_len);
+	rc4dh_session_free(s); /* wipes whatever of the streams was copied in */
+	return rc;
+}
+
 static const struct chat_cipher_ops rc4dh_ops = {
 	.size = sizeof(struct chat_cipher_ops),
 	.session_new = rc4dh_session_new,
@@ -493,6 +667,9 @@ static const struct chat_cipher_ops rc4dh_ops = {
 	.open = rc4dh_open,
 	.fingerprint = rc4dh_fingerprint,
 	.session_free = rc4dh_session_free,
+	.session_save = rc4dh_session_save,
+	.session_load = rc4dh_session_load,
+	.open_at = NULL, /* no time check: the core calls open() */
 };
 
 static const struct chat_config_key rc4dh_config_keys[] = {

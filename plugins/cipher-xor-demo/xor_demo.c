@@ -6,7 +6,14 @@
  *
  * Handshake (the initiator speaks once, the responder never):
  *   initiator -> responder: "XORD" || version 0x01 || key byte (6 bytes)
- * Message: every byte XOR the key byte; no header, no integrity, no counter. */
+ * Message: every byte XOR the key byte; no header, no integrity, no counter.
+ *
+ * Saved session (ABI 1.1 session_save/session_load), all lengths big-endian:
+ *   "XORS" || version 0x01 || name length || "xor-demo" ||
+ *   record length (4) || record || key byte
+ * where record = role (1) || lp(suite) || lp(local id) || lp(peer id) ||
+ * lp(binding), lp(x) = 4-byte length || x: a copy of the params, so a load
+ * with other params is refused.  No open_at: there is no clock to check. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +27,9 @@
 /* Each draw is zero with probability 1/256; this many zeros in a row means
  * the random source is broken. */
 #define XOR_DRAWS 32
+#define XOR_SAVE_MAGIC "XORS"
+#define XOR_SAVE_VERSION 1
+#define XOR_SAVE_HEAD (XOR_MAGIC_LEN + 2 + sizeof(XOR_NAME) - 1) /* up to the record length */
 
 enum xor_state {
 	XOR_START = 0,
@@ -32,6 +42,8 @@ struct xor_demo {
 	int role;
 	int state; /* enum xor_state */
 	uint8_t key;
+	size_t record_len; /* the params as session_save writes them */
+	uint8_t record[];
 };
 
 static int xor_host_ok(const struct chat_host *host)
@@ -40,27 +52,107 @@ static int xor_host_ok(const struct chat_host *host)
 	       host->random && host->log;
 }
 
-static int xor_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
-                           void **session)
+static void put_be32(uint8_t *dst, uint32_t v)
+{
+	dst[0] = (uint8_t)(v >> 24);
+	dst[1] = (uint8_t)(v >> 16);
+	dst[2] = (uint8_t)(v >> 8);
+	dst[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *src)
+{
+	return (uint32_t)src[0] << 24 | (uint32_t)src[1] << 16 | (uint32_t)src[2] << 8 | src[3];
+}
+
+/* Append lp(src) at dst + *o when dst is not NULL; always advance *o. */
+static void xor_put_lp(uint8_t *dst, size_t *o, size_t len, const void *src)
+{
+	if (dst) {
+		put_be32(dst + *o, (uint32_t)len);
+		if (len)
+			memcpy(dst + *o + 4, src, len);
+	}
+	*o += 4 + len;
+}
+
+/* role || lp(suite) || lp(local) || lp(peer) || lp(binding); members a
+ * smaller (older) params struct lacks count as empty.  Returns the length;
+ * with dst NULL it only measures. */
+static size_t xor_record(const struct chat_cipher_params *p, uint8_t *dst)
+{
+	int full = p->size >= offsetof(struct chat_cipher_params, binding_len) +
+	                      sizeof(p->binding_len);
+	const char *suite = full && p->suite ? p->suite : XOR_NAME;
+	const char *local = full && p->local_id ? p->local_id : "";
+	const char *peer = full && p->peer_id ? p->peer_id : "";
+	size_t o = 1;
+
+	if (dst)
+		dst[0] = (uint8_t)p->role;
+	xor_put_lp(dst, &o, strlen(suite), suite);
+	xor_put_lp(dst, &o, strlen(local), local);
+	xor_put_lp(dst, &o, strlen(peer), peer);
+	xor_put_lp(dst, &o, full ? p->binding_len : 0, full ? p->binding : NULL);
+	return o;
+}
+
+/* A session in XOR_START for these params, with its record. */
+static int xor_alloc(const struct chat_host *host, const struct chat_cipher_params *params,
+                     struct xor_demo **out)
 {
 	struct xor_demo *s;
+	size_t n;
 
-	if (session)
-		*session = NULL;
-	if (!xor_host_ok(host) || !params || !session ||
+	*out = NULL;
+	if (!xor_host_ok(host) || !params ||
 	    params->size < offsetof(struct chat_cipher_params, role) + sizeof(params->role) ||
 	    (params->role != CHAT_ROLE_INITIATOR && params->role != CHAT_ROLE_RESPONDER))
 		return CHAT_ERR_INVALID;
-	s = calloc(1, sizeof(*s));
+	if (params->size >= offsetof(struct chat_cipher_params, binding_len) +
+	                    sizeof(params->binding_len)) {
+		if (params->binding_len && !params->binding)
+			return CHAT_ERR_INVALID;
+		/* Every lp() length must fit its 4 bytes. */
+		if (params->binding_len > UINT32_MAX ||
+		    (params->local_id && strlen(params->local_id) > UINT32_MAX) ||
+		    (params->peer_id && strlen(params->peer_id) > UINT32_MAX) ||
+		    (params->suite && strlen(params->suite) > UINT32_MAX))
+			return CHAT_ERR_TOO_BIG;
+	}
+	n = xor_record(params, NULL);
+	s = calloc(1, sizeof(*s) + n);
 	if (!s)
 		return CHAT_ERR_NOMEM;
 	s->host = host;
 	s->role = params->role;
 	s->state = XOR_START;
+	s->record_len = xor_record(params, s->record);
+	*out = s;
+	return CHAT_OK;
+}
+
+static void xor_warn(const struct chat_host *host)
+{
 	host->log(host, CHAT_LOG_WARN,
 	          "xor-demo is INSECURE: the key travels in the clear in the handshake and "
 	          "single-byte XOR falls to frequency analysis anyway; "
 	          "for demonstration only");
+}
+
+static int xor_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
+                           void **session)
+{
+	struct xor_demo *s;
+	int rc;
+
+	if (!session)
+		return CHAT_ERR_INVALID;
+	*session = NULL;
+	rc = xor_alloc(host, params, &s);
+	if (rc)
+		return rc;
+	xor_warn(host);
 	*session = s;
 	return CHAT_OK;
 }
@@ -204,13 +296,79 @@ static int xor_fingerprint(void *session, size_t cap, char *dst)
 	return CHAT_OK;
 }
 
+static size_t xor_saved_len(const struct xor_demo *s)
+{
+	return XOR_SAVE_HEAD + 4 + s->record_len + 1;
+}
+
+static int xor_session_save(void *session, struct chat_buf *dst)
+{
+	struct xor_demo *s = session;
+	size_t n, o = 0;
+
+	if (dst)
+		dst->len = 0;
+	if (!s || !dst || (dst->cap && !dst->data))
+		return CHAT_ERR_INVALID;
+	if (s->state != XOR_ESTABLISHED)
+		return s->state == XOR_FAILED ? CHAT_ERR_FAILED : CHAT_ERR_STATE;
+	n = xor_saved_len(s);
+	if (dst->cap < n)
+		return CHAT_ERR_NOSPACE;
+	memcpy(dst->data, XOR_SAVE_MAGIC, XOR_MAGIC_LEN);
+	o += XOR_MAGIC_LEN;
+	dst->data[o++] = XOR_SAVE_VERSION;
+	dst->data[o++] = sizeof(XOR_NAME) - 1;
+	memcpy(dst->data + o, XOR_NAME, sizeof(XOR_NAME) - 1);
+	o += sizeof(XOR_NAME) - 1;
+	xor_put_lp(dst->data, &o, s->record_len, s->record);
+	dst->data[o++] = s->key;
+	dst->len = o;
+	return CHAT_OK;
+}
+
+static int xor_session_load(const struct chat_host *host, const struct chat_cipher_params *params,
+                            size_t src_len, const uint8_t *src, void **session)
+{
+	struct xor_demo *s;
+	int rc;
+
+	if (!session)
+		return CHAT_ERR_INVALID;
+	*session = NULL;
+	if (src_len && !src)
+		return CHAT_ERR_INVALID;
+	rc = xor_alloc(host, params, &s);
+	if (rc)
+		return rc;
+	/* Exactly one length is right: the head, our record, one key byte. */
+	if (src_len != xor_saved_len(s) || memcmp(src, XOR_SAVE_MAGIC, XOR_MAGIC_LEN) != 0 ||
+	    src[XOR_MAGIC_LEN] != XOR_SAVE_VERSION ||
+	    src[XOR_MAGIC_LEN + 1] != sizeof(XOR_NAME) - 1 ||
+	    memcmp(src + XOR_MAGIC_LEN + 2, XOR_NAME, sizeof(XOR_NAME) - 1) != 0 ||
+	    get_be32(src + XOR_SAVE_HEAD) != s->record_len ||
+	    memcmp(src + XOR_SAVE_HEAD + 4, s->record, s->record_len) != 0 ||
+	    src[src_len - 1] == 0) {
+		host->log(host, CHAT_LOG_WARN,
+		          "saved session refused (%zu bytes): not an xor-demo session saved "
+		          "with these ids, role and binding", src_len);
+		free(s);
+		return CHAT_ERR_MALFORMED;
+	}
+	s->key = src[src_len - 1];
+	s->state = XOR_ESTABLISHED;
+	xor_warn(host);
+	*session = s;
+	return CHAT_OK;
+}
+
 static void xor_session_free(void *session)
 {
 	struct xor_demo *s = session;
 
 	if (!s)
 		return;
-	explicit_bzero(s, sizeof(*s));
+	explicit_bzero(s, sizeof(*s) + s->record_len);
 	free(s);
 }
 
@@ -223,6 +381,9 @@ static const struct chat_cipher_ops xor_ops = {
 	.open = xor_apply,
 	.fingerprint = xor_fingerprint,
 	.session_free = xor_session_free,
+	.session_save = xor_session_save,
+	.session_load = xor_session_load,
+	.open_at = NULL, /* no time check: the core calls open() */
 };
 
 static const struct chat_plugin xor_plugin = {

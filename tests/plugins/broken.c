@@ -40,6 +40,10 @@ static size_t c_size(void *s, size_t n) { (void)s; return n; }
 static int c_seal(void *s, size_t n, struct chat_buf *d, const uint8_t *src) { (void)s; (void)n; (void)d; (void)src; return CHAT_ERR_UNSUPPORTED; }
 static void c_free(void *s) { (void)s; }
 
+#ifdef BROKEN_HALF_SESSION
+static int c_save(void *s, struct chat_buf *d) { (void)s; d->len = 0; return CHAT_ERR_UNSUPPORTED; }
+#endif
+
 static const struct chat_cipher_ops cipher_ops __attribute__((unused)) = {
 	.size = sizeof(struct chat_cipher_ops),
 	.session_new = c_new,
@@ -48,7 +52,42 @@ static const struct chat_cipher_ops cipher_ops __attribute__((unused)) = {
 	.seal = c_seal,
 	.open = c_seal,
 	.session_free = c_free,
+#ifdef BROKEN_HALF_SESSION
+	.session_save = c_save, /* and no session_load */
+#endif
 };
+
+#ifdef ABI_1_0
+/* A cipher plugin as built against the ABI 1.0 headers: its table ends at
+ * session_free.  Non-NULL words follow it in memory, so anything that read
+ * the 1.1 ops of this table without looking at `size` would find "ops". */
+struct cipher_ops_1_0 {
+	uint32_t size;
+	int (*session_new)(const struct chat_host *, const struct chat_cipher_params *, void **);
+	int (*handshake)(void *, size_t, struct chat_buf *, const uint8_t *);
+	size_t (*sealed_size)(void *, size_t);
+	int (*seal)(void *, size_t, struct chat_buf *, const uint8_t *);
+	int (*open)(void *, size_t, struct chat_buf *, const uint8_t *);
+	int (*fingerprint)(void *, size_t, char *);
+	void (*session_free)(void *);
+};
+
+static const struct {
+	struct cipher_ops_1_0 ops;
+	const void *after[3];
+} old_cipher = {
+	.ops = {
+		.size = sizeof(struct cipher_ops_1_0),
+		.session_new = c_new,
+		.handshake = c_hs,
+		.sealed_size = c_size,
+		.seal = c_seal,
+		.open = c_seal,
+		.session_free = c_free,
+	},
+	.after = { &old_cipher, &old_cipher, &old_cipher },
+};
+#endif
 
 #ifdef BROKEN_CONFIG_KEYS
 static const struct chat_config_key keys[] = {
@@ -75,10 +114,15 @@ static const struct chat_plugin desc __attribute__((unused)) = {
 	.abi_major = CHAT_ABI_MAJOR, .abi_minor = CHAT_ABI_MINOR + 1, .size = sizeof(struct chat_plugin),
 #elif defined(BROKEN_SIZE)
 	.abi_major = CHAT_ABI_MAJOR, .abi_minor = CHAT_ABI_MINOR, .size = 8,
+#elif defined(ABI_1_0)
+	.abi_major = 1, .abi_minor = 0, .size = sizeof(struct chat_plugin),
 #else
 	CHAT_PLUGIN_HEADER,
 #endif
-#ifdef AS_CIPHER
+#ifdef ABI_1_0
+	.kind = CHAT_PLUGIN_CIPHER,
+	.ops.cipher = (const struct chat_cipher_ops *)(const void *)&old_cipher.ops,
+#elif defined(AS_CIPHER)
 	.kind = CHAT_PLUGIN_CIPHER,
 	.ops.cipher = &cipher_ops,
 #elif defined(BROKEN_KIND)

@@ -85,7 +85,38 @@ struct chat_cipher_ops {
 
 	/* Free the session, wiping every secret it held. NULL is allowed. */
 	void (*session_free)(void *session);
+
+	/* ---- ABI 1.1: appended; optional (NULL, or beyond an older plugin's
+	 * `size`: test with CHAT_CIPHER_HAS(ops, field)). */
+
+	/* Write an established session's whole state (keys, counters, stream
+	 * positions) so that another process can continue it with session_load:
+	 * this is how a conversation survives logouts and restarts (the client
+	 * keeps the bytes in its encrypted keystore).  The output is secret.
+	 * CHAT_ERR_STATE before the handshake is established; CHAT_ERR_NOSPACE
+	 * (len 0) if dst is too small.  Saving does not change the session. */
+	int (*session_save)(void *session, struct chat_buf *dst);
+
+	/* Recreate a session from session_save's bytes, with the same params
+	 * (role, both ids, suite, secret, binding) as the session that was
+	 * saved; a blob that is malformed, from another plugin or format
+	 * version, or saved under different ids or binding is CHAT_ERR_MALFORMED.
+	 * *session is set only on success. */
+	int (*session_load)(const struct chat_host *host, const struct chat_cipher_params *params,
+	                    size_t src_len, const uint8_t *src, void **session);
+
+	/* open() for a message that was stored on the way (offline delivery):
+	 * freshness checks (time windows) use at_unix_ms, the time the relay
+	 * accepted the message, instead of the clock; everything else is as
+	 * open().  NULL: the core calls open(). */
+	int (*open_at)(void *session, uint64_t at_unix_ms, size_t src_len, struct chat_buf *dst,
+	               const uint8_t *src);
 };
+
+/* Does ops provide field?  (Present in the plugin's struct and not NULL.) */
+#define CHAT_CIPHER_HAS(ops, field)                                                     \
+	((ops)->size >= offsetof(struct chat_cipher_ops, field) + sizeof((ops)->field) && \
+	 (ops)->field != NULL)
 
 #ifdef __cplusplus
 }

@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define CHAT_ABI_MAJOR 1
-#define CHAT_ABI_MINOR 0
+#define CHAT_ABI_MINOR 1 /* 1.1: session_save, session_load, open_at in chat_cipher_ops */
 
 #define CHAT_PLUGIN_ENTRY_SYMBOL "chat_plugin_entry"
 

@@ -56,174 +56,6 @@ static int start(struct relay *r, ...)
 	                   n > 4 ? extra[4] : NULL, n > 5 ? extra[5] : NULL, NULL);
 }
 
-static void put_verifier_for(const char *pw)
-{
-	struct chat_scram_verifier v;
-	uint8_t salt[16];
-
-	getrandom(salt, sizeof(salt), 0);
-	chat_scram_make_verifier(strlen(pw), pw, sizeof(salt), salt, 4096, &v);
-	chat_put_verifier(&wb, &v);
-}
-
-static int hello(int fd)
-{
-	struct chat_msg m;
-
-	put_hello("rc4dh,aescbc-hmac");
-	return !send_msg(fd) && !expect_type(fd, CHAT_MSG_WELCOME, &m);
-}
-
-/* Register name (HELLO first if fresh); returns the reply type, code in *code. */
-static int do_register(int fd, const char *name, const char *pw, unsigned *code)
-{
-	struct chat_msg m;
-
-	begin(CHAT_MSG_REGISTER);
-	chat_put_str8(&wb, name);
-	put_verifier_for(pw);
-	if (send_msg(fd) || read_msg(fd, &m))
-		return -1;
-	*code = m.type == CHAT_MSG_ERROR ? m.code : 0;
-	return m.type;
-}
-
-/* The SCRAM exchange (op 1 login, 2 password proof).  Returns 1 on success
- * (server signature verified); else 0 with the ERROR code and text. */
-static unsigned last_code;
-static char last_text[CHAT_TEXT_MAX + 1];
-static char last_challenge[CHAT_TEXT_MAX + 1];
-
-static int scram(int fd, int op, const char *name, const char *pw, struct chat_msg *out)
-{
-	struct chat_scram_client sc;
-	char first[CHAT_SCRAM_MSG_MAX], final[CHAT_SCRAM_MSG_MAX];
-	uint8_t raw[12];
-	char nonce[25];
-	struct chat_msg m;
-
-	last_code = 0;
-	last_text[0] = '\0';
-	getrandom(raw, sizeof(raw), 0);
-	for (int i = 0; i < 12; i++)
-		snprintf(nonce + 2 * i, 3, "%02x", raw[i]);
-	memset(&sc, 0, sizeof(sc));
-	if (chat_scram_client_first(&sc, name, nonce, sizeof(first), first) != CHAT_OK)
-		return 0;
-	begin(CHAT_MSG_AUTH);
-	chat_put_u8(&wb, (unsigned)op);
-	chat_put_str16(&wb, first);
-	if (send_msg(fd) || read_msg(fd, &m))
-		return 0;
-	if (m.type == CHAT_MSG_ERROR) {
-		last_code = m.code;
-		snprintf(last_text, sizeof(last_text), "%s", m.text);
-		return 0;
-	}
-	if (m.type != CHAT_MSG_AUTH_CHALLENGE)
-		return 0;
-	snprintf(last_challenge, sizeof(last_challenge), "%s", m.text);
-	if (chat_scram_client_final(&sc, m.text, strlen(pw), pw, sizeof(final), final) != CHAT_OK)
-		return 0;
-	begin(CHAT_MSG_AUTH_FINAL);
-	chat_put_str16(&wb, final);
-	if (send_msg(fd) || read_msg(fd, &m))
-		return 0;
-	if (m.type == CHAT_MSG_ERROR) {
-		last_code = m.code;
-		snprintf(last_text, sizeof(last_text), "%s", m.text);
-		return 0;
-	}
-	if (m.type != CHAT_MSG_AUTH_OK || (int)m.op != op)
-		return 0;
-	if (chat_scram_client_verify(&sc, m.text) != CHAT_OK) {
-		fprintf(stderr, "relay's server signature does not verify\n");
-		return 0;
-	}
-	if (op == CHAT_AUTH_LOGIN) {
-		if (read_msg(fd, &m) || m.type != CHAT_MSG_LOGGED_IN || strcmp(m.name, name))
-			return 0;
-		if (out)
-			*out = m;
-	}
-	return 1;
-}
-
-/* A fresh connection logged in as name; -1 on failure. */
-static int connect_as(const struct relay *r, const char *name, const char *pw)
-{
-	int fd = dial(r);
-
-	if (fd < 0 || !hello(fd) || !scram(fd, CHAT_AUTH_LOGIN, name, pw, NULL)) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* A request answered by DONE (1) or ERROR (0, code in last_code). */
-static int request_done(int fd)
-{
-	struct chat_msg m;
-
-	if (send_msg(fd))
-		return 0;
-	for (;;) {
-		if (read_msg(fd, &m))
-			return 0;
-		if (m.type == CHAT_MSG_DONE)
-			return 1;
-		if (m.type == CHAT_MSG_ERROR) {
-			last_code = m.code;
-			snprintf(last_text, sizeof(last_text), "%s", m.text);
-			return 0;
-		}
-	}
-}
-
-static void put_admin(int op, const char *name, const char *pw)
-{
-	begin(CHAT_MSG_ADMIN);
-	chat_put_u8(&wb, (unsigned)op);
-	chat_put_str8(&wb, name);
-	if (pw)
-		put_verifier_for(pw);
-}
-
-/* Next MAIL; parses the inner message into inner, acks it unless noack. */
-static int next_mail(int fd, struct chat_msg *inner, uint64_t *id, int ack)
-{
-	static struct chat_msg m;
-	char err[256];
-
-	if (expect_type(fd, CHAT_MSG_MAIL, &m))
-		return 0;
-	if (chat_msg_parse(m.payload_len, m.payload, inner, sizeof(err), err) != CHAT_OK) {
-		fprintf(stderr, "MAIL inner: %s\n", err);
-		return 0;
-	}
-	*id = m.id;
-	if (ack) {
-		begin(CHAT_MSG_ACK);
-		chat_put_u64(&wb, m.id);
-		chat_put_u8(&wb, 0);
-		chat_put_str16(&wb, "");
-		if (send_msg(fd))
-			return 0;
-	}
-	return 1;
-}
-
-static int send_payload(int fd, const char *to, uint64_t id, const char *text)
-{
-	begin(CHAT_MSG_SEND);
-	chat_put_str8(&wb, to);
-	chat_put_u64(&wb, id);
-	chat_put_bytes(&wb, strlen(text), (const uint8_t *)text);
-	return send_msg(fd);
-}
-
 /* ---- tests */
 
 static void test_add_admin(void)
@@ -625,15 +457,22 @@ static void test_crash(void)
 	CHECK_EQ_INT(start(&r, NULL), 0);
 	int bob = connect_as(&r, "bob", "bobpw2");
 	CHECK(bob >= 0);
+	if (bob < 0)
+		fprintf(stderr, "crash test: bob cannot log in: %s\nrelay log:\n%s\n", last_text, r.log);
 	struct chat_msg in;
 	uint64_t id, prev = 0;
 	int order_ok = 1, dup = 0;
 	for (;;) {
 		struct chat_msg m;
-		if (read_msg(bob, &m))
+		if (read_msg(bob, &m)) {
+			relay_read_log(&r, 200);
+			fprintf(stderr, "crash test: bob's connection ended (%s); relay log:\n%s\n", strerror(errno), r.log);
 			break;
-		if (m.type != CHAT_MSG_MAIL)
+		}
+		if (m.type != CHAT_MSG_MAIL) {
+			fprintf(stderr, "crash test: bob got %s (%s)\n", chat_msg_type_name(m.type), m.text);
 			break;
+		}
 		char err[128];
 		if (chat_msg_parse(m.payload_len, m.payload, &in, sizeof(err), err) != CHAT_OK)
 			break;
@@ -645,7 +484,10 @@ static void test_crash(void)
 		send_msg(bob);
 		if (in.type != CHAT_MSG_DELIVER)
 			continue;
-		unsigned long long k = strtoull((const char *)in.payload + 1, NULL, 10);
+		char num[32];
+		snprintf(num, sizeof(num), "%.*s", (int)(in.payload_len > 1 ? in.payload_len - 1 : 0),
+		         (const char *)in.payload + 1); /* the payload is not NUL-terminated */
+		unsigned long long k = strtoull(num, NULL, 10);
 		if (k < 1000 || k >= 1000 + N)
 			continue;
 		if (got[k - 1000])

@@ -49,4 +49,20 @@ int who_ok(int fd);
 int converse(int a, const char *an, int b, const char *bn, const char *suite);
 int sees_close(int fd);
 
+/* Accounts: SCRAM-SHA-256 with the standard strings.  After a failure,
+ * last_code/last_text hold the relay's ERROR; last_challenge the last
+ * server-first message seen. */
+extern unsigned last_code;
+extern char last_text[CHAT_TEXT_MAX + 1];
+extern char last_challenge[CHAT_TEXT_MAX + 1];
+void put_verifier_for(const char *pw);
+int hello(int fd);
+int do_register(int fd, const char *name, const char *pw, unsigned *code);
+int scram(int fd, int op, const char *name, const char *pw, struct chat_msg *out);
+int connect_as(const struct relay *r, const char *name, const char *pw);
+int request_done(int fd);
+void put_admin(int op, const char *name, const char *pw);
+int next_mail(int fd, struct chat_msg *inner, uint64_t *id, int ack);
+int send_payload(int fd, const char *to, uint64_t id, const char *text);
+
 #endif

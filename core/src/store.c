@@ -76,6 +76,21 @@ static const char *const migrations[] = {
 	" data BLOB NOT NULL);"
 	"CREATE INDEX mail_recipient ON mail (recipient, id);"
 	"CREATE INDEX mail_expires ON mail (expires_ms) WHERE expires_ms > 0;"
+	/* Per-recipient totals kept by triggers, so checking a queue's limits
+	 * costs one row, not a scan of everything queued. */
+	"CREATE TABLE mail_usage ("
+	" recipient TEXT PRIMARY KEY NOT NULL,"
+	" count INTEGER NOT NULL,"
+	" bytes INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TRIGGER mail_usage_add AFTER INSERT ON mail BEGIN"
+	" INSERT INTO mail_usage (recipient, count, bytes) VALUES (new.recipient, 1, length(new.data))"
+	" ON CONFLICT (recipient) DO UPDATE SET count = count + 1, bytes = bytes + length(new.data);"
+	" END;"
+	"CREATE TRIGGER mail_usage_del AFTER DELETE ON mail BEGIN"
+	" UPDATE mail_usage SET count = count - 1, bytes = bytes - length(old.data)"
+	" WHERE recipient = old.recipient;"
+	" DELETE FROM mail_usage WHERE recipient = old.recipient AND count <= 0;"
+	" END;"
 	"CREATE TABLE senders ("
 	" name TEXT PRIMARY KEY NOT NULL,"
 	" last_client_id INTEGER NOT NULL) WITHOUT ROWID;"
@@ -167,7 +182,7 @@ static const struct {
 	                      "removing an account's offers" },
 	[S_MAIL_ADD] = { "INSERT INTO mail (recipient, sender, client_id, stored_ms, expires_ms, data)"
 	                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", "storing mail" },
-	[S_MAIL_USAGE] = { "SELECT count(*), coalesce(sum(length(data)), 0) FROM mail"
+	[S_MAIL_USAGE] = { "SELECT coalesce(sum(count), 0), coalesce(sum(bytes), 0) FROM mail_usage"
 	                   " WHERE recipient = ?1", "measuring a mail queue" },
 	[S_MAIL_FOR] = { "SELECT id, sender, client_id, stored_ms, expires_ms, data FROM mail"
 	                 " WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",

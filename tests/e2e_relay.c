@@ -454,7 +454,7 @@ int main(void)
 	}
 	int fd = dial(&r);
 	CHECK(fd >= 0 && login(fd, "first", "rc4dh") && who_ok(fd));
-	CHECK(relay_wait_log(&r, "logged in as first (suites: rc4dh)", 5));
+	CHECK(relay_wait_log(&r, "logged in as first (guest; suites: rc4dh)", 5));
 	test_coalesced_and_split(&r);
 	test_protocol_errors(&r);
 	test_rooms(&r);

@@ -332,7 +332,10 @@ static void test_value_errors(void)
 {
 	EXPECT_LOAD_ERROR("[relay]\nlisen = 1\n", 2,
 	                  "unknown key 'lisen' in section [relay] (known keys: transport, listen, "
-	                  "max_clients, out_queue_limit, idle_timeout, suites, max_rooms, max_room_members)");
+	                  "max_clients, out_queue_limit, idle_timeout, suites, max_rooms, max_room_members, "
+	                  "database, guests, open_registration, friends_only, queue_max_messages, "
+	                  "queue_max_bytes, queue_expiry, archive, archive_days, login_throttle_after, "
+	                  "login_throttle_ms, login_throttle_max_ms, scram_iterations)");
 	EXPECT_LOAD_ERROR("[core]\n\n[rely]\n", 3, "unknown section [rely]");
 	EXPECT_LOAD_ERROR("[client]\nsuites = rc4dh, RC4\n", 2,
 	                  "client.suites: 'rc4dh, RC4' is not a comma-separated list of suite names");

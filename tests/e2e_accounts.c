@@ -531,6 +531,40 @@ static void test_crash(void)
 	CHECK_EQ_INT(relay_stop(&r), 0);
 }
 
+/* relay.friends_only: TALK needs a friendship; relay.archive keeps the
+ * ciphertext of every SEND (and only that). */
+static void test_policies(void)
+{
+	struct relay r;
+	struct chat_msg m;
+	char q[700], out[64] = "";
+
+	CHECK_EQ_INT(start(&r, "--set", "relay.friends_only=yes", "--set", "relay.archive=yes", NULL), 0);
+	int alice = connect_as(&r, "alice", "alicepw"), root = connect_as(&r, "root", "rootpw");
+	CHECK(alice >= 0 && root >= 0);
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, "root");
+	CHECK(!send_msg(alice) && !expect_type(alice, CHAT_MSG_ERROR, &m));
+	CHECK_EQ_INT(m.code, CHAT_PERR_FORBIDDEN);
+	CHECK(strstr(m.text, "only between friends") != NULL);
+	/* alice and bob are friends (test_friends) with a conversation: SEND works and is archived */
+	CHECK(!send_payload(alice, "bob", 5000, "archived-ciphertext"));
+	CHECK(!expect_type(alice, CHAT_MSG_STORED, &m));
+	CHECK_EQ_INT(m.flag, CHAT_STORED_QUEUED);
+	close(alice);
+	close(root);
+	CHECK_EQ_INT(relay_stop(&r), 0);
+	snprintf(q, sizeof(q), "sqlite3 %s \"select sender || ':' || a || ':' || b || ':' || "
+	         "cast(data as text) from archive\"", db);
+	FILE *p = popen(q, "r");
+	CHECK(p != NULL);
+	if (p) {
+		CHECK(fgets(out, sizeof(out), p) != NULL);
+		pclose(p);
+	}
+	CHECK_EQ_STR(out, "alice:alice:bob:archived-ciphertext\n");
+}
+
 static void test_bad_database(void)
 {
 	struct relay r;
@@ -583,6 +617,7 @@ int main(void)
 	test_limits_expiry(&r);
 	CHECK_EQ_INT(relay_stop(&r), 0);
 	test_crash();
+	test_policies();
 	test_bad_database();
 	chat_wbuf_free(&wb);
 	char cmd[700];

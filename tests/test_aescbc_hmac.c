@@ -1844,6 +1844,54 @@ static void test_open_at(void)
 	pair_free(&p);
 }
 
+static int hs_at(void *s, uint64_t at, const struct pdu *in, struct pdu *out)
+{
+	struct chat_buf b = { out->d, sizeof(out->d), 0 };
+	int rc = ops->handshake_at(s, at, in->len, &b, in->d);
+
+	out->len = b.len;
+	return rc;
+}
+
+/* An offer completed while each side was offline in turn: every handshake
+ * message waited an hour at the relay; handshake_at measures freshness from
+ * when the relay stored it, handshake() from the clock. */
+static void test_handshake_at(void)
+{
+	struct pair p;
+	struct transcript tr;
+	struct pdu none;
+
+	CHECK(CHAT_CIPHER_HAS(ops, handshake_at));
+	pair_new(&p, PW, PW, BIND, BIND);
+	p.ti.now = p.tr.now = T0;
+	CHECK_EQ_INT(hs(p.i, NULL, &tr.hello), CHAT_HS_CONTINUE);
+	p.tr.now = T0 + 3600 * 1000;
+	CHECK_EQ_INT(hs_at(p.r, T0 + 500, &tr.hello, &tr.challenge), CHAT_HS_CONTINUE);
+	p.ti.now = T0 + 7200 * 1000;
+	CHECK_EQ_INT(hs_at(p.i, T0 + 3600 * 1000 + 500, &tr.challenge, &tr.response), CHAT_HS_CONTINUE);
+	p.tr.now = T0 + 9000 * 1000;
+	CHECK_EQ_INT(hs_at(p.r, T0 + 7200 * 1000 + 500, &tr.response, &tr.ack), CHAT_HS_ESTABLISHED);
+	p.ti.now = T0 + 9999 * 1000;
+	CHECK_EQ_INT(hs_at(p.i, T0 + 9000 * 1000 + 500, &tr.ack, &none), CHAT_HS_ESTABLISHED);
+	pair_free(&p);
+	/* The same hour through handshake(): stale. */
+	pair_new(&p, PW, PW, BIND, BIND);
+	p.ti.now = p.tr.now = T0;
+	CHECK_EQ_INT(hs(p.i, NULL, &tr.hello), CHAT_HS_CONTINUE);
+	p.tr.now = T0 + 3600 * 1000;
+	CHECK_EQ_INT(hs(p.r, &tr.hello, &tr.challenge), CHAT_ERR_STALE);
+	CHECK_STR_CONTAINS(p.tr.last_log, "from our clock (window 25 s)");
+	pair_free(&p);
+	/* Stored 30 s after it was made: stale from the relay's time too. */
+	pair_new(&p, PW, PW, BIND, BIND);
+	p.ti.now = p.tr.now = T0;
+	CHECK_EQ_INT(hs(p.i, NULL, &tr.hello), CHAT_HS_CONTINUE);
+	CHECK_EQ_INT(hs_at(p.r, T0 + 30000, &tr.hello, &tr.challenge), CHAT_ERR_STALE);
+	CHECK_STR_CONTAINS(p.tr.last_log, "from when the relay stored it (window 25 s)");
+	pair_free(&p);
+}
+
 static struct chat_cipher_params params_of(const char *local, const char *peer, int role,
                                            const char *pw, const char *binding)
 {
@@ -2034,6 +2082,7 @@ int main(void)
 	test_username_mismatch();
 	test_out_of_place();
 	test_open_at();
+	test_handshake_at();
 	test_saved_session();
 	return test_done("test_aescbc_hmac");
 }

@@ -386,7 +386,8 @@ static bool type_expected(int state, int type)
 	}
 }
 
-static int hs_step(struct ach_session *s, size_t src_len, const uint8_t *src,
+/* at: the time the peer's message was stored on the way (0: now). */
+static int hs_step(struct ach_session *s, int64_t at, size_t src_len, const uint8_t *src,
                    struct chat_buf *dst)
 {
 	struct ach_pdu pdu;
@@ -426,10 +427,11 @@ static int hs_step(struct ach_session *s, size_t src_len, const uint8_t *src,
 		rc = CHAT_ERR_STATE;
 		goto out;
 	}
-	if (!fresh(s, pdu.timestamp, s->host->unix_ms(s->host), sign, &off)) {
+	if (!fresh(s, pdu.timestamp, at ? at : s->host->unix_ms(s->host), sign, &off)) {
 		ach_log(s->host, CHAT_LOG_ERROR,
-		        "handshake with %s: stale PDU, timestamp %s%llu ms from our clock (window %lld s)",
-		        who, sign, (unsigned long long)off, (long long)(s->window_ms / 1000));
+		        "handshake with %s: stale PDU, timestamp %s%llu ms from %s (window %lld s)",
+		        who, sign, (unsigned long long)off, at ? "when the relay stored it" : "our clock",
+		        (long long)(s->window_ms / 1000));
 		rc = CHAT_ERR_STALE;
 		goto out;
 	}
@@ -474,9 +476,9 @@ out:
 	return rc;
 }
 
-static int ach_handshake(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
+static int handshake(struct ach_session *s, int64_t at, size_t src_len, struct chat_buf *dst,
+                     const uint8_t *src)
 {
-	struct ach_session *s = session;
 	int rc;
 
 	if (!s || !dst || (!src && src_len))
@@ -484,7 +486,7 @@ static int ach_handshake(void *session, size_t src_len, struct chat_buf *dst, co
 	dst->len = 0;
 	if (s->state == ACH_S_FAILED)
 		return CHAT_ERR_FAILED;
-	rc = hs_step(s, src_len, src, dst);
+	rc = hs_step(s, at, src_len, src, dst);
 	if (rc == CHAT_ERR_NOSPACE)
 		dst->len = 0;
 	else if (rc < 0)
@@ -496,6 +498,19 @@ static int ach_handshake(void *session, size_t src_len, struct chat_buf *dst, co
 		ach_log(s->host, CHAT_LOG_INFO, "authenticated %s", who);
 	}
 	return rc;
+}
+
+static int ach_handshake(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
+{
+	return handshake(session, 0, src_len, dst, src);
+}
+
+static int ach_handshake_at(void *session, uint64_t at_unix_ms, size_t src_len,
+                            struct chat_buf *dst, const uint8_t *src)
+{
+	if (!at_unix_ms || at_unix_ms > (uint64_t)INT64_MAX)
+		return CHAT_ERR_INVALID;
+	return handshake(session, (int64_t)at_unix_ms, src_len, dst, src);
 }
 
 /* --- Messages ------------------------------------------------------------- */
@@ -848,6 +863,7 @@ static const struct chat_cipher_ops ach_ops = {
 	.session_save = ach_session_save,
 	.session_load = ach_session_load,
 	.open_at = ach_open_at,
+	.handshake_at = ach_handshake_at,
 };
 
 static const struct chat_config_key ach_keys[] = {

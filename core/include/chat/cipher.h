@@ -111,6 +111,12 @@ struct chat_cipher_ops {
 	 * open().  NULL: the core calls open(). */
 	int (*open_at)(void *session, uint64_t at_unix_ms, size_t src_len, struct chat_buf *dst,
 	               const uint8_t *src);
+
+	/* handshake() for a peer message that was stored on the way (an offer
+	 * completed while one side was offline): freshness checks use
+	 * at_unix_ms as open_at does.  NULL: the core calls handshake(). */
+	int (*handshake_at)(void *session, uint64_t at_unix_ms, size_t src_len, struct chat_buf *dst,
+	                    const uint8_t *src);
 };
 
 /* Does ops provide field?  (Present in the plugin's struct and not NULL.) */

@@ -1,18 +1,29 @@
 /* chat-client: the terminal client.  A talk-style screen when stdin is a
- * terminal, line mode otherwise (scriptable: docs/CLIENT.md). */
+ * terminal, line mode otherwise (scriptable: docs/CLIENT.md).  This file is
+ * the thin part: arguments, the account password, --read-log, the loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client-ui.h"
 #include "client.h"
 #include "directory.h"
+#include "host.h"
 #include "lines.h"
 #include "log.h"
 #include "loop.h"
 #include "program.h"
+#include "seclog.h"
 #include "text.h"
+
+#define PASSWORD_MAX 1024
 
 struct app {
 	struct chat_prog prog;
@@ -22,6 +33,12 @@ struct app {
 	struct chat_tui *tui;
 	struct chat_lines *input;
 	uint64_t eof_at, last_event; /* monotonic ms */
+	/* options that are not configuration keys */
+	const char *password_file, *read_log;
+	int guest, register_account;
+	int tty;
+	struct termios saved_tio;
+	int tio_saved, echo_off;
 };
 
 /* At end of scripted input, replies may still be on their way: quit once the
@@ -29,7 +46,7 @@ struct app {
 #define LINGER_QUIET_MS 500
 #define LINGER_MAX_MS 5000
 
-static const char *const kind_names[] = {
+static const char *const kind_names[CHAT_EV_KINDS] = {
 	[CHAT_EV_CONNECTED] = "connected", [CHAT_EV_LOGGED_IN] = "logged-in",
 	[CHAT_EV_WHO] = "who", [CHAT_EV_WHO_END] = "who-end", [CHAT_EV_OFFER] = "offer",
 	[CHAT_EV_OFFERED] = "offered", [CHAT_EV_REJECTED] = "rejected",
@@ -39,7 +56,12 @@ static const char *const kind_names[] = {
 	[CHAT_EV_CLOSED] = "closed", [CHAT_EV_FINGERPRINT] = "fingerprint", [CHAT_EV_SUITE] = "suite",
 	[CHAT_EV_QUEUED] = "queued", [CHAT_EV_INFO] = "info", [CHAT_EV_WARNING] = "warning",
 	[CHAT_EV_ERROR] = "error", [CHAT_EV_BYE] = "bye", [CHAT_EV_HELP] = "help",
-	[CHAT_EV_SENT] = "sent",
+	[CHAT_EV_SENT] = "sent", [CHAT_EV_PASSWORD] = "password", [CHAT_EV_DONE] = "done",
+	[CHAT_EV_STORED] = "stored", [CHAT_EV_RECEIPT] = "receipt", [CHAT_EV_USER] = "user",
+	[CHAT_EV_USERS_END] = "users-end", [CHAT_EV_FRIEND] = "friend",
+	[CHAT_EV_FRIENDS_END] = "friends-end", [CHAT_EV_FRIEND_REQUEST] = "friend-request",
+	[CHAT_EV_FRIEND_ACCEPTED] = "friend-accepted", [CHAT_EV_FRIEND_REMOVED] = "friend-removed",
+	[CHAT_EV_RESUMED] = "resumed",
 };
 
 size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
@@ -49,7 +71,7 @@ size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
 
 #define ADD(...) do { n = snprintf(dst + used, used < cap ? cap - used : 0, __VA_ARGS__); \
 	if (n > 0) used += (size_t)n; } while (0)
-	ADD("%s", kind_names[ev->kind]);
+	ADD("%s", ev->kind >= 0 && ev->kind < CHAT_EV_KINDS ? kind_names[ev->kind] : "event");
 	if (ev->kind == CHAT_EV_ERROR)
 		ADD(" %s", ev->code);
 	if (ev->room[0])
@@ -73,6 +95,172 @@ size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
 	return used;
 }
 
+/* ---- the terminal: passwords are typed with echo off */
+
+/* A signal during a prompt with echo off must not leave the terminal silent. */
+static struct termios saved_for_signal;
+static volatile sig_atomic_t saved_for_signal_set;
+
+static void restore_and_die(int sig)
+{
+	if (saved_for_signal_set)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_for_signal);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void set_echo(struct app *a, int on)
+{
+	struct termios t;
+
+	if (!a->tty || tcgetattr(STDIN_FILENO, &t) != 0)
+		return;
+	if (!a->tio_saved) {
+		a->saved_tio = t;
+		a->tio_saved = 1;
+		saved_for_signal = t;
+		saved_for_signal_set = 1;
+	}
+	if (on)
+		t.c_lflag |= ECHO;
+	else
+		t.c_lflag &= ~(tcflag_t)ECHO;
+	tcsetattr(STDIN_FILENO, TCSANOW, &t);
+	a->echo_off = !on;
+}
+
+static void restore_terminal(struct app *a)
+{
+	if (a->tio_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &a->saved_tio);
+}
+
+/* One line from stdin, byte by byte (what follows stays unread for the
+ * loop).  Its length, or -1 at end of input. */
+static ssize_t read_line(char *dst, size_t cap)
+{
+	size_t n = 0;
+	char c;
+	ssize_t r;
+
+	while ((r = read(STDIN_FILENO, &c, 1)) == 1 || (r < 0 && errno == EINTR)) {
+		if (r < 0)
+			continue;
+		if (c == '\n')
+			break;
+		if (n + 1 < cap && c != '\r')
+			dst[n++] = c;
+	}
+	dst[n] = '\0';
+	return r == 1 || n ? (ssize_t)n : -1;
+}
+
+static ssize_t ask_secret(struct app *a, const char *prompt, char *dst, size_t cap)
+{
+	ssize_t n;
+
+	fputs(prompt, stderr);
+	fflush(stderr);
+	set_echo(a, 0);
+	n = read_line(dst, cap);
+	set_echo(a, 1);
+	fputc('\n', stderr);
+	return n;
+}
+
+/* The first line of path.  0, or 1 with the error printed (naming the file). */
+static int read_password_file(struct app *a, const char *path, char *dst, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t n;
+
+	if (fd < 0) {
+		chat_prog_error(&a->prog, "cannot read the password file %s: %s", path, strerror(errno));
+		return 1;
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
+		chat_warn("password file %s can be read by other users", path);
+	n = read(fd, dst, cap - 1);
+	close(fd);
+	if (n < 0) {
+		chat_prog_error(&a->prog, "cannot read the password file %s: %s", path, strerror(errno));
+		return 1;
+	}
+	dst[n] = '\0';
+	dst[strcspn(dst, "\r\n")] = '\0';
+	if (!dst[0]) {
+		chat_prog_error(&a->prog, "the password file %s is empty (its first line is the password)",
+		                path);
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- --read-log */
+
+static int print_record(void *arg, const struct chat_seclog_record *r)
+{
+	size_t cap = 4 * r->text_len + 1;
+	char *text = malloc(cap), when[64], peer[4 * CHAT_SECLOG_PEER_MAX + 1];
+	time_t secs = (time_t)(r->time_ms / 1000);
+	struct tm tm;
+
+	(void)arg;
+	if (!text)
+		return CHAT_ERR_NOMEM;
+	chat_text_escape(r->text_len, r->text, cap, text);
+	chat_text_escape(strlen(r->peer), r->peer, sizeof(peer), peer);
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	printf("record %llu %s.%03dZ %s %s %s\n", (unsigned long long)r->seq, when,
+	       (int)(r->time_ms % 1000 + 1000) % 1000,
+	       r->direction == CHAT_SECLOG_SENT ? "sent" : "received", peer, text);
+	chat_wipe(text, cap);
+	free(text);
+	return 0;
+}
+
+static int read_log(struct app *a)
+{
+	char pw[PASSWORD_MAX], err[1024], prompt[600];
+	uint64_t count = 0;
+	int rc;
+
+	if (access(a->read_log, F_OK) != 0) {
+		chat_prog_error(&a->prog, "%s: %s", a->read_log, strerror(errno));
+		return 1;
+	}
+	if (a->password_file) {
+		if (read_password_file(a, a->password_file, pw, sizeof(pw)))
+			return 1;
+	} else if (a->tty) {
+		snprintf(prompt, sizeof(prompt), "password for %s: ", a->read_log);
+		if (ask_secret(a, prompt, pw, sizeof(pw)) <= 0) {
+			chat_prog_error(&a->prog, "no password given");
+			return 1;
+		}
+	} else {
+		chat_prog_error(&a->prog, "the password of %s is needed: give --password-file FILE "
+		                "(stdin is not a terminal)", a->read_log);
+		return 2;
+	}
+	/* Everything is verified before the first record is printed. */
+	rc = chat_seclog_read(a->read_log, strlen(pw), pw, print_record, NULL, &count, NULL,
+	                      sizeof(err), err);
+	chat_wipe(pw, sizeof(pw));
+	fflush(stdout);
+	if (rc) {
+		chat_prog_error(&a->prog, "%s", err);
+		return 1;
+	}
+	fprintf(stderr, "%s: %s: %llu record(s), all verified\n", a->prog.name, a->read_log,
+	        (unsigned long long)count);
+	return 0;
+}
+
+/* ---- line mode */
+
 static void line_event(void *ui, const struct chat_event *ev)
 {
 	struct app *a = ui;
@@ -80,19 +268,33 @@ static void line_event(void *ui, const struct chat_event *ev)
 	char *buf = malloc(cap);
 
 	a->last_event = chat_loop_now_ms();
+	if (a->tui) {
+		free(buf);
+		chat_tui_event(a->tui, ev);
+		return;
+	}
 	if (!buf)
 		return;
 	chat_ui_format(ev, cap, buf);
 	puts(buf);
 	fflush(stdout);
 	free(buf);
+	/* A person at a terminal types the password next: no echo. */
+	if (ev->kind == CHAT_EV_PASSWORD && a->tty) {
+		fprintf(stderr, "password for %s: ", ev->peer);
+		fflush(stderr);
+		set_echo(a, 0);
+	}
 }
 
 static void input_line(void *arg, size_t len, const char *line)
 {
 	struct app *a = arg;
+	int secret = chat_client_wants_password(a->client);
 
 	chat_client_input(a->client, len, line);
+	if (secret && a->echo_off)
+		set_echo(a, 1);
 }
 
 static void input_too_long(void *arg, size_t max)
@@ -134,19 +336,13 @@ static const struct chat_lines_cbs input_cbs = {
 static int ask_user(struct app *a, char *dst, size_t cap)
 {
 	const char *u = chat_config_get(a->prog.cfg, "client", "user");
-	size_t n = 0;
-	char c;
 
 	if (u && *u) {
 		snprintf(dst, cap, "%s", u);
 	} else {
 		fprintf(stderr, "username: ");
 		fflush(stderr);
-		/* Byte by byte: what follows the name stays unread for the loop. */
-		while (read(STDIN_FILENO, &c, 1) == 1 && c != '\n')
-			if (n + 1 < cap && c != '\r')
-				dst[n++] = c;
-		dst[n] = '\0';
+		read_line(dst, cap);
 	}
 	const char *why = chat_name_check(strlen(dst), dst);
 	if (why) {
@@ -156,11 +352,82 @@ static int ask_user(struct app *a, char *dst, size_t cap)
 	return 0;
 }
 
+/* The account password: the password file; else, at a terminal, asked for
+ * when it is sure to be needed (--register, or a keystore exists for the
+ * user); otherwise none (a guest, or asked later if the relay says the name
+ * is registered).  Returns 0, or the exit status. */
+static int get_password(struct app *a, const char *user, const char *data_dir, char *pw,
+                        size_t cap, int *have, int *interactive)
+{
+	const char *file = a->password_file ? a->password_file :
+	                   chat_config_path(a->prog.cfg, "client", "password_file");
+	char prompt[600], again[PASSWORD_MAX];
+
+	*have = *interactive = 0;
+	if (a->guest && a->register_account) {
+		chat_prog_error(&a->prog, "--guest and --register exclude each other");
+		return 2;
+	}
+	if (a->guest)
+		return 0;
+	if (file && *file) {
+		if (read_password_file(a, file, pw, cap))
+			return 1;
+		*have = 1;
+		return 0;
+	}
+	if (!a->tty) {
+		if (a->register_account) {
+			chat_prog_error(&a->prog, "--register needs a password: give --password-file FILE "
+			                "(stdin is not a terminal, and a password is never read from the "
+			                "message input)");
+			return 2;
+		}
+		return 0; /* scripted: a guest */
+	}
+	if (a->register_account) {
+		for (;;) {
+			snprintf(prompt, sizeof(prompt), "new password for %s: ", user);
+			if (ask_secret(a, prompt, pw, cap) < 0) {
+				chat_prog_error(&a->prog, "no password given");
+				return 1;
+			}
+			if (!pw[0]) {
+				fprintf(stderr, "the password must not be empty\n");
+				continue;
+			}
+			if (ask_secret(a, "again: ", again, sizeof(again)) < 0)
+				return 1;
+			int same = !strcmp(pw, again);
+			chat_wipe(again, sizeof(again));
+			if (same)
+				break;
+			fprintf(stderr, "the two passwords differ; again\n");
+		}
+		*have = 1;
+		return 0;
+	}
+	char keys[4096];
+	snprintf(keys, sizeof(keys), "%s/%s.keys", data_dir ? data_dir : "", user);
+	if (data_dir && *data_dir && access(keys, F_OK) == 0) {
+		snprintf(prompt, sizeof(prompt), "password for %s (empty: log in as a guest): ", user);
+		if (ask_secret(a, prompt, pw, cap) < 0) {
+			chat_prog_error(&a->prog, "no password given");
+			return 1;
+		}
+		*have = pw[0] != '\0';
+		return 0;
+	}
+	*interactive = 1;
+	return 0;
+}
+
 static int run(struct app *a)
 {
-	char user[CHAT_NAME_MAX + 8], err[1024], suites[16][33];
+	char user[CHAT_NAME_MAX + 8], err[1024], suites[16][33], pw[PASSWORD_MAX];
 	const char *dir_path = chat_config_path(a->prog.cfg, "client", "directory");
-	int rc, tty = isatty(STDIN_FILENO);
+	const char *data_dir = chat_config_path(a->prog.cfg, "client", "data_dir");
+	int rc, have_pw = 0, interactive = 0;
 
 	if (ask_user(a, user, sizeof(user)))
 		return 2;
@@ -170,6 +437,9 @@ static int run(struct app *a)
 		                chat_config_where(a->prog.cfg, "client", "directory"));
 		return 1;
 	}
+	rc = get_password(a, user, data_dir, pw, sizeof(pw), &have_pw, &interactive);
+	if (rc)
+		goto out;
 	struct chat_client_config cc = {
 		.relay = chat_config_get(a->prog.cfg, "client", "connect"),
 		.user = user,
@@ -182,38 +452,120 @@ static int run(struct app *a)
 		.max_frame = a->prog.max_frame,
 		.max_message = (size_t)chat_config_int(a->prog.cfg, "client", "max_message"),
 		.connect_timeout_ms = (int)chat_config_int(a->prog.cfg, "client", "connect_timeout"),
+		.password = have_pw ? pw : NULL,
+		.password_len = have_pw ? strlen(pw) : 0,
+		.register_account = a->register_account,
+		.interactive = interactive,
+		.data_dir = data_dir,
+		.kdf_iterations = (unsigned)chat_config_int(a->prog.cfg, "client", "kdf_iterations"),
+		.scram_iterations = (unsigned)chat_config_int(a->prog.cfg, "client", "scram_iterations"),
 	};
 	cc.nsuites = chat_config_list(a->prog.cfg, "client", "suites", 16, suites);
 	if ((rc = chat_loop_new(&a->loop))) {
 		chat_prog_error(&a->prog, "cannot create the event loop: %s", chat_strerror(rc));
-		return 1;
+		rc = 1;
+		goto out;
 	}
-	if (tty && chat_tui_start(a->loop, &a->tui) != 0)
-		a->tui = NULL;
-	rc = chat_client_new(a->loop, &cc, a->tui ? chat_tui_event : line_event,
-	                     a->tui ? (void *)a->tui : (void *)a, &a->client, sizeof(err), err);
+	rc = chat_client_new(a->loop, &cc, line_event, a, &a->client, sizeof(err), err);
 	if (rc) {
-		chat_tui_stop(a->tui);
-		a->tui = NULL;
 		chat_prog_error(&a->prog, "%s (client.suites, %s)", err,
 		                chat_config_where(a->prog.cfg, "client", "suites"));
-		return 1;
+		rc = 1;
+		goto out;
 	}
-	if (a->tui) {
+	/* The keystore and history open here, before any network (PBKDF2 runs once). */
+	rc = chat_client_start(a->client, sizeof(err), err);
+	chat_wipe(pw, sizeof(pw));
+	if (rc) {
+		chat_prog_error(&a->prog, "%s", err);
+		rc = 1;
+		goto out;
+	}
+	if (a->tty && chat_tui_start(a->loop, &a->tui) == 0) {
 		chat_tui_attach(a->tui, a->client);
 	} else if (chat_lines_start(a->loop, STDIN_FILENO, cc.max_message + 256, &input_cbs, a,
 	                            &a->input) != CHAT_OK) {
 		chat_prog_error(&a->prog, "cannot read standard input");
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	rc = chat_loop_run(a->loop);
 	chat_tui_stop(a->tui);
 	a->tui = NULL;
 	if (rc) {
 		chat_prog_error(&a->prog, "event loop failed: %s", chat_strerror(rc));
-		return 1;
+		rc = 1;
+		goto out;
 	}
-	return chat_client_done(a->client) ? chat_client_status(a->client) : 0;
+	rc = chat_client_done(a->client) ? chat_client_status(a->client) : 0;
+out:
+	chat_wipe(pw, sizeof(pw));
+	return rc;
+}
+
+/* --read-log, --password-file, --guest and --register are not configuration
+ * keys: take them out of argv before the common parser sees the rest. */
+static int split_args(struct app *a, int argc, char **argv, char **rest, int *nrest)
+{
+	static const char *const with_value[] = { "--read-log", "--password-file" };
+
+	*nrest = 0;
+	rest[(*nrest)++] = argv[0];
+	for (int i = 1; i < argc; i++) {
+		const char *value = NULL;
+		int which = -1;
+		if (!strcmp(argv[i], "--")) {
+			while (i < argc)
+				rest[(*nrest)++] = argv[i++];
+			break;
+		}
+		if (!strcmp(argv[i], "--guest")) {
+			a->guest = 1;
+			continue;
+		}
+		if (!strcmp(argv[i], "--register")) {
+			a->register_account = 1;
+			continue;
+		}
+		for (int k = 0; k < 2; k++) {
+			size_t n = strlen(with_value[k]);
+			if (!strcmp(argv[i], with_value[k])) {
+				which = k;
+				if (i + 1 >= argc) {
+					chat_prog_error(&a->prog, "option %s needs an argument", with_value[k]);
+					return 2;
+				}
+				value = argv[++i];
+			} else if (!strncmp(argv[i], with_value[k], n) && argv[i][n] == '=') {
+				which = k;
+				value = argv[i] + n + 1;
+			}
+		}
+		if (which < 0) {
+			rest[(*nrest)++] = argv[i];
+			/* The value of another option is never one of ours. */
+			if (argv[i][0] == '-' && argv[i][1] != '-' && argv[i][1] && !argv[i][2] &&
+			    strchr("csCuSd", argv[i][1]) && i + 1 < argc)
+				rest[(*nrest)++] = argv[++i];
+			else if (!strncmp(argv[i], "--", 2) && !strchr(argv[i], '=') && i + 1 < argc &&
+			         (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--set") ||
+			          !strcmp(argv[i], "--plugin") || !strcmp(argv[i], "--connect") ||
+			          !strcmp(argv[i], "--user") || !strcmp(argv[i], "--directory") ||
+			          !strcmp(argv[i], "--suites")))
+				rest[(*nrest)++] = argv[++i];
+			continue;
+		}
+		if (!*value) {
+			chat_prog_error(&a->prog, "option %s needs a file name", with_value[which]);
+			return 2;
+		}
+		if (which == 0)
+			a->read_log = value;
+		else
+			a->password_file = value;
+	}
+	rest[*nrest] = NULL;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -230,22 +582,61 @@ int main(int argc, char **argv)
 			.name = "chat-client",
 			.section = "client",
 			.summary = "Terminal client of the chat framework: end-to-end encrypted talk through a relay.",
-			.usage_tail = "Commands: /who /talk /accept /reject /msg /to /join /leave /rooms /fingerprint\n"
-			              "/suite /close /quit /help.  With stdin not a terminal, one event per line\n"
-			              "(docs/CLIENT.md).\n",
+			.usage_tail =
+				"Accounts:\n"
+				"      --password-file FILE  log in with the account password on FILE's first line\n"
+				"                          (sets client.password_file); without it, at a terminal\n"
+				"                          the password is asked for when needed\n"
+				"      --register          create the account first (open registration), then log in\n"
+				"      --guest             log in as a guest, never ask for a password\n"
+				"      --read-log FILE     verify your history FILE (client.data_dir/USER.log)\n"
+				"                          completely, then print it (nothing if anything fails)\n"
+				"\n"
+				"Commands: /who /talk /accept /reject /msg /to /join /leave /rooms /fingerprint\n"
+				"/suite /close /friends /friend /passwd /users /adduser /deluser /resetpw /promote\n"
+				"/demote /quit /help.  With stdin not a terminal, one event per line\n"
+				"(docs/CLIENT.md).\n",
 			.flags = flags,
 		},
 	};
-	int status = chat_prog_start(&a.prog, argc, argv);
+	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+	int nrest = 0, status;
 
+	chat_log_set_program(a.prog.name);
+	if (!rest)
+		return 1;
+	signal(SIGINT, restore_and_die);
+	signal(SIGTERM, restore_and_die);
+	a.tty = isatty(STDIN_FILENO);
+	status = split_args(&a, argc, argv, rest, &nrest);
+	if (status) {
+		free(rest);
+		return status;
+	}
+	if (a.read_log) {
+		/* A history is read without chat.ini, plugins or network. */
+		if (nrest > 1 || a.guest || a.register_account) {
+			chat_prog_error(&a.prog, "--read-log takes only --password-file, not '%s'",
+			                nrest > 1 ? rest[1] : a.guest ? "--guest" : "--register");
+			free(rest);
+			return 2;
+		}
+		status = read_log(&a);
+		restore_terminal(&a);
+		free(rest);
+		return status;
+	}
+	status = chat_prog_start(&a.prog, nrest, rest);
 	if (status < 0)
 		status = run(&a);
+	restore_terminal(&a);
+	chat_client_free(a.client);
 	if (a.loop) {
-		chat_client_free(a.client);
 		chat_lines_stop(a.input);
 		chat_loop_free(a.loop);
 	}
 	chat_directory_free(a.dir);
 	chat_prog_finish(&a.prog);
+	free(rest);
 	return status;
 }

@@ -13,6 +13,7 @@
 #include <wchar.h>
 
 #include "client-ui.h"
+#include "host.h"
 #include "log.h"
 #include "text.h"
 
@@ -60,15 +61,46 @@ static void draw_status(struct chat_tui *t)
 	wnoutrefresh(t->status);
 }
 
+/* Where the typed line stops being shown: a password being typed, or the
+ * password argument of /passwd, /adduser and /resetpw, shows as '*'. */
+static size_t secret_from(const struct chat_tui *t)
+{
+	static const struct {
+		const char *cmd;
+		int skip; /* words after the command before the password */
+	} cmds[] = { { "/passwd ", 0 }, { "/adduser ", 1 }, { "/resetpw ", 1 } };
+
+	if (t->client && chat_client_wants_password(t->client))
+		return 0;
+	for (size_t k = 0; k < sizeof(cmds) / sizeof(cmds[0]); k++) {
+		size_t n = strlen(cmds[k].cmd), i;
+		for (i = 0; i < n && i < t->input_len && t->input[i] == (wchar_t)cmds[k].cmd[i]; i++)
+			;
+		if (i < n)
+			continue;
+		for (int w = 0; w < cmds[k].skip; w++) {
+			while (i < t->input_len && t->input[i] == L' ')
+				i++;
+			while (i < t->input_len && t->input[i] != L' ')
+				i++;
+		}
+		while (i < t->input_len && t->input[i] == L' ')
+			i++;
+		return i;
+	}
+	return (size_t)-1;
+}
+
 static void draw_input(struct chat_tui *t)
 {
 	int width = COLS > 3 ? COLS - 2 : 1;
 	size_t first = t->cursor >= (size_t)width ? t->cursor - (size_t)width + 1 : 0;
+	size_t hide = secret_from(t);
 
 	werase(t->in);
 	mvwaddstr(t->in, 0, 0, "> ");
 	for (size_t i = first; i < t->input_len && (int)(i - first) < width; i++) {
-		wchar_t wc[2] = { t->input[i], 0 };
+		wchar_t wc[2] = { i >= hide ? L'*' : t->input[i], 0 };
 		waddwstr(t->in, wc);
 	}
 	wmove(t->in, 0, (int)(2 + t->cursor - first));
@@ -143,6 +175,24 @@ static void human(const struct chat_event *ev, const char *t_me, size_t cap, cha
 		snprintf(dst, cap, "%s *** talking with %s, suite %s%s", stamp, ev->peer, ev->suite,
 		         ev->insecure ? "  [INSECURE: for demonstration only]" : "");
 		break;
+	case CHAT_EV_RESUMED:
+		snprintf(dst, cap, "%s *** talking with %s again, suite %s (saved session, no new "
+		         "handshake)%s", stamp, ev->peer, ev->suite, ev->insecure ? "  [INSECURE]" : "");
+		break;
+	case CHAT_EV_PASSWORD:
+		snprintf(dst, cap, "%s *** %s.  Password for %s (typed below, not shown; an empty line "
+		         "quits):", stamp, text, ev->peer);
+		break;
+	case CHAT_EV_FRIEND_REQUEST:
+		snprintf(dst, cap, "%s *** %s asks to be your friend: /friend add %s or /friend remove %s",
+		         stamp, ev->peer, ev->peer, ev->peer);
+		break;
+	case CHAT_EV_FRIEND_ACCEPTED:
+		snprintf(dst, cap, "%s *** %s and you are friends now", stamp, ev->peer);
+		break;
+	case CHAT_EV_FRIEND_REMOVED:
+		snprintf(dst, cap, "%s *** %s is no longer your friend (or declined)", stamp, ev->peer);
+		break;
 	case CHAT_EV_ERROR:
 		snprintf(dst, cap, "%s !!! %s", stamp, text);
 		break;
@@ -169,6 +219,11 @@ void chat_tui_event(void *ui, const struct chat_event *ev)
 
 	if (ev->kind == CHAT_EV_LOGGED_IN)
 		snprintf(t->me, sizeof(t->me), "%s", ev->peer);
+	/* Stored-and-passed-on is the normal case: only "kept for later" is news. */
+	if (ev->kind == CHAT_EV_STORED && !(ev->text_len > 6 && !memcmp(ev->text + ev->text_len - 6, "queued", 6))) {
+		free(line);
+		return;
+	}
 	if (!line)
 		return;
 	human(ev, t->me, cap, line);
@@ -208,9 +263,11 @@ static void submit(struct chat_tui *t)
 		if (k != (size_t)-1)
 			n += k;
 	}
+	chat_wipe(t->input, t->input_len * sizeof(wchar_t)); /* it may be a password */
 	t->input_len = t->cursor = 0;
 	if (t->client)
 		chat_client_input(t->client, n, mb);
+	chat_wipe(mb, cap);
 	free(mb);
 	draw_status(t);
 	draw_input(t);
@@ -267,6 +324,7 @@ backspace:
 				t->input_len--;
 			}
 		} else if (ch == 21) { /* ^U */
+			chat_wipe(t->input, t->input_len * sizeof(wchar_t));
 			t->input_len = t->cursor = 0;
 		} else if (ch == 4 && !t->input_len) { /* ^D on an empty line */
 			if (t->client)
@@ -351,6 +409,7 @@ void chat_tui_stop(struct chat_tui *t)
 	if (!t)
 		return;
 	chat_log_set_sink(NULL, NULL);
+	chat_wipe(t->input, sizeof(t->input));
 	chat_loop_remove(t->loop, t->key_watch);
 	chat_loop_remove(t->loop, t->sig_watch);
 	close(t->sig_fd);

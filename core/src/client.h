@@ -1,8 +1,16 @@
-/* The client engine: one connection to the relay, login, conversations
- * (consent, suite negotiation, one cipher session per peer), rooms, and the
- * commands a user types.  It has no UI: everything it has to say goes out as
- * struct chat_event to a callback; frontends/chat-client.c prints them as
- * stable lines (docs/CLIENT.md) or in a talk-style screen. */
+/* The client engine: one connection to the relay, login (guest, or an
+ * account with SCRAM-SHA-256), conversations (consent, suite negotiation,
+ * one cipher session per peer), rooms, offline delivery between registered
+ * users, the encrypted keystore and history, and the commands a user types.
+ * It has no UI: everything it has to say goes out as struct chat_event to a
+ * callback; frontends/chat-client.c prints them as stable lines
+ * (docs/CLIENT.md) or in a talk-style screen.
+ *
+ * The engine is split by topic: client.c (life cycle, relay messages),
+ * client_conv.c (1:1 conversations and cipher sessions), client_room.c,
+ * client_cmd.c (what the user types), client_account.c (login, register,
+ * password, admin, friends), client_mail.c (SEND, STORED, MAIL, ACK, the
+ * outbox) and client_store.c (keystore and history files). */
 #ifndef CHAT_CLIENT_H
 #define CHAT_CLIENT_H
 
@@ -16,8 +24,8 @@
 
 enum chat_event_kind {
 	CHAT_EV_CONNECTED,   /* text: relay address */
-	CHAT_EV_LOGGED_IN,   /* peer: our name */
-	CHAT_EV_WHO,         /* peer, text: their suites */
+	CHAT_EV_LOGGED_IN,   /* peer: our name; text: guest, registered or admin */
+	CHAT_EV_WHO,         /* peer, text: their suites [friend] */
 	CHAT_EV_WHO_END,     /* text: count */
 	CHAT_EV_OFFER,       /* peer offers a conversation; suite: what we would use */
 	CHAT_EV_OFFERED,     /* we offered peer a conversation */
@@ -40,6 +48,19 @@ enum chat_event_kind {
 	CHAT_EV_BYE,         /* text: relay closing */
 	CHAT_EV_HELP,        /* text: one line of help */
 	CHAT_EV_SENT,        /* peer or room, suite, text: a message we sent (sealed and queued to the relay) */
+	CHAT_EV_PASSWORD,    /* peer: our name; text: prompt.  The next input line is the password */
+	CHAT_EV_DONE,        /* peer (subject, may be empty), text: the relay did what was asked */
+	CHAT_EV_STORED,      /* peer, text: "ID queued|online|duplicate|live" */
+	CHAT_EV_RECEIPT,     /* peer, text: "ID delivered|expired|unreadable|removed [TEXT]" */
+	CHAT_EV_USER,        /* peer, text: "GROUP ADDRESS SUITES SINCE" (after /users) */
+	CHAT_EV_USERS_END,   /* text: count */
+	CHAT_EV_FRIEND,      /* peer, text: "friend|asked|asks online|offline" (after /friends) */
+	CHAT_EV_FRIENDS_END, /* text: count */
+	CHAT_EV_FRIEND_REQUEST,  /* peer asks to be your friend */
+	CHAT_EV_FRIEND_ACCEPTED, /* peer accepted: you are friends */
+	CHAT_EV_FRIEND_REMOVED,  /* peer ended the friendship or declined/withdrew a request */
+	CHAT_EV_RESUMED,     /* peer, suite, insecure: a saved session continues (no new handshake) */
+	CHAT_EV_KINDS
 };
 
 struct chat_event {
@@ -68,17 +89,38 @@ struct chat_client_config {
 	size_t max_frame;
 	size_t max_message;
 	int connect_timeout_ms;
+	/* Accounts.  With a password the client logs in with SCRAM (or first
+	 * registers, with register_account); without one, as a guest.  The
+	 * engine copies the password (the caller wipes its own copy). */
+	const char *password;          /* NULL: guest */
+	size_t password_len;
+	int register_account;
+	int interactive;               /* no password yet, but a person can type one: ask
+	                                  (CHAT_EV_PASSWORD) if the relay says the name is registered */
+	const char *data_dir;          /* USER.keys and USER.log live here; NULL or "": nothing kept */
+	unsigned kdf_iterations;       /* PBKDF2 for a new keystore and history */
+	unsigned scram_iterations;     /* PBKDF2 of the verifiers this client makes */
 };
 
 struct chat_client;
 
-/* Loads the allowed suites (errors name the plugin), starts connecting. */
+/* Loads the allowed suites (errors name the plugin).  Nothing is opened or
+ * connected yet. */
 int chat_client_new(struct chat_loop *loop, const struct chat_client_config *cfg,
                     chat_event_cb cb, void *ui, struct chat_client **out, size_t errlen, char *err);
+/* With a password and a data_dir: opens (or prepares) the keystore and the
+ * history, verifying them (this is where PBKDF2 runs, before any network);
+ * then starts connecting.  err names the file at fault ("x/alice.keys: wrong
+ * password or the keystore was modified"); CHAT_ERR_AUTH for a wrong password,
+ * CHAT_ERR_STATE when another chat-client has the keystore open. */
+int chat_client_start(struct chat_client *c, size_t errlen, char *err);
 void chat_client_free(struct chat_client *c);
 
-/* One line the user typed: a /command or text for the current conversation. */
+/* One line the user typed: a /command or text for the current conversation
+ * (or the password, after CHAT_EV_PASSWORD). */
 void chat_client_input(struct chat_client *c, size_t len, const char *line);
+/* 1 while the next input line is a password (the UI should not echo it). */
+int chat_client_wants_password(const struct chat_client *c);
 /* 0 while running; otherwise the exit status the program should return. */
 int chat_client_done(const struct chat_client *c);
 /* The exit status once done: 0 after /quit, 1 when the relay was lost or refused us. */

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Offline delivery between registered users with the real programs, for every
+# suite and in both directions: messages typed while the other side is away
+# are stored (ciphertext) and delivered in order at their next login, with
+# delivery receipts; an offer to an offline user is completed when they come
+# back, and text typed before that is delivered then.  For aescbc-hmac the
+# handshake crosses an offline gap longer than its 25-second window.
+. "$(dirname "$0")/lib-e2e.sh"
+test_ini
+printf '\n[plugin.aescbc-hmac]\niterations = 10000\n' >>"$T/chat.ini"
+FAST=(--set client.kdf_iterations=1000)
+start_relay relay || finish
+
+# user NAME: register NAME (password file $T/NAME.pw, directory $T/NAME.json
+# knowing every other user's shared aescbc-hmac password)
+users=()
+user() {
+	printf '%s secret\n' "$1" >"$T/$1.pw"
+	chmod 600 "$T/$1.pw"
+	users+=("$1")
+	run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u "$1" --register \
+		--password-file "$T/$1.pw" "${FAST[@]}"
+	expect_rc 0 "register $1"
+}
+directories() {
+	for u in "${users[@]}"; do
+		{
+			echo "["
+			sep=""
+			for o in "${users[@]}"; do
+				[ "$o" = "$u" ] && continue
+				printf '%s {"username": "%s", "ip": "127.0.0.1", "port": 1, "password": "shared words"}\n' "$sep" "$o"
+				sep=","
+			done
+			echo "]"
+		} >"$T/$u.json"
+	done
+}
+# up NAME CLIENT SUITE: start NAME's client
+up() { client "$2" "$1" "$3" --password-file "$T/$1.pw" --directory "$T/$1.json" "${FAST[@]}"; wait_for "$2" "logged-in $1 registered"; }
+count() { grep -c -- "$2" "$T/$1.out" 2>/dev/null || true; }
+wait_count() { # wait_count CLIENT PATTERN N
+	for _ in $(seq 1 400); do [ "$(count "$1" "$2")" -ge "$3" ] && { pass; return; }; sleep 0.05; done
+	fail "$1: fewer than $3 lines matching '$2': $(tail -5 "$T/$1.out")"
+}
+
+for suite in xor-demo rc4dh aescbc-hmac; do
+	a="a${suite//-/}" b="b${suite//-/}"
+	user "$a"
+	user "$b"
+done
+user carol
+user dave
+directories
+
+for suite in xor-demo rc4dh aescbc-hmac; do
+	a="a${suite//-/}" b="b${suite//-/}"
+	up "$a" "$a-1" "$suite"
+	up "$b" "$b-1" "$suite"
+	say "$a-1" "/talk $b"
+	wait_for "$b-1" "offer $a $suite"
+	say "$b-1" "/accept $a"
+	wait_for "$a-1" "established $b $suite"
+	wait_for "$b-1" "established $a $suite"
+	# b goes away; a writes three messages: stored, then delivered in order.
+	quit "$b-1"
+	for i in 1 2 3; do say "$a-1" "to $b while away $i"; done
+	wait_count "$a-1" "^stored $b [0-9]* queued" 3
+	up "$b" "$b-2" "$suite"
+	wait_for "$b-2" "resumed $a $suite"
+	wait_for "$b-2" "msg $a $suite to $b while away 3"
+	grep "msg $a $suite to $b while away" "$T/$b-2.out" | sed 's/.* //' | tr '\n' ' ' | grep -q "^1 2 3 $" &&
+		pass || fail "$suite: stored messages out of order: $(grep 'while away' "$T/$b-2.out")"
+	wait_count "$a-1" "^receipt $b [0-9]* delivered" 3
+	# The other direction: a goes away, b writes.
+	quit "$a-1"
+	for i in 1 2; do say "$b-2" "to $a while away $i"; done
+	wait_count "$b-2" "^stored $a [0-9]* queued" 2
+	up "$a" "$a-2" "$suite"
+	wait_for "$a-2" "msg $b $suite to $a while away 2"
+	grep -q "msg $b $suite to $a while away 1" "$T/$a-2.out" && pass || fail "$suite: first reply lost"
+	wait_count "$b-2" "^receipt $a [0-9]* delivered" 2
+	# Live again, no new handshake.
+	say "$a-2" "live again"
+	wait_for "$b-2" "msg $a $suite live again"
+	grep -q "^established" "$T/$a-2.out" "$T/$b-2.out" && fail "$suite: new handshake after a restart" || pass
+	quit "$a-2"
+	quit "$b-2"
+done
+
+# An offer to an offline user, with text typed before it: carol offers dave
+# (offline) and leaves; dave accepts and leaves; carol comes back and starts
+# the handshake, whose first message waits at the relay for dave more than
+# 25 s -- longer than aescbc-hmac's window, so it is checked against the time
+# the relay stored it (handshake_at).
+up carol carol-1 aescbc-hmac
+say carol-1 "/msg dave typed before dave ever answered"
+wait_for carol-1 "dave is offline"
+quit carol-1
+up dave dave-1 aescbc-hmac
+wait_for dave-1 "offer carol aescbc-hmac"
+say dave-1 "/accept carol"
+sleep 1
+quit dave-1
+up carol carol-2 aescbc-hmac
+sleep 2
+sqlite3 "$T/relay.db" "select count(*) from mail where recipient = 'dave'" >"$T/dave-mail" 2>&1
+[ "$(cat "$T/dave-mail")" -ge 1 ] && pass || fail "carol's handshake was not stored for dave: $(cat "$T/dave-mail")"
+sleep 27
+up dave dave-2 aescbc-hmac
+wait_for dave-2 "msg carol aescbc-hmac typed before dave ever answered" 60
+wait_for carol-2 "receipt dave"
+quit carol-2
+quit dave-2
+
+# The relay stored ciphertext only.
+for f in "$T"/relay.db*; do
+	grep -qaF "while away" "$f" && fail "plaintext in $f" || pass
+done
+grep -qaF "typed before" "$T"/relay.db* && fail "plaintext in the database" || pass
+kill "$RELAY_PID"
+wait_exit "$RELAY_PID" 10
+finish

@@ -472,6 +472,8 @@ static void start_target(struct bench *b)
 			(char *)b->o.relay, "--config", (char *)b->o.config,
 			"--set", plugins, "--set", "core.log_level=warn",
 			"--set", maxc, "--set", "relay.idle_timeout=0",
+			/* guests only, as in the forwarder: no database (chat-bench-accounts measures that) */
+			"--set", "relay.database=",
 			"--listen", listen, NULL,
 		};
 		target_spawn(t, argv, b->o.pin);

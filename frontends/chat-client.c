@@ -2,13 +2,9 @@
  * terminal, line mode otherwise (scriptable: docs/CLIENT.md).  This file is
  * the thin part: arguments, the account password, --read-log, the loop. */
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,9 +17,9 @@
 #include "loop.h"
 #include "program.h"
 #include "seclog.h"
+#include "secret.h"
+#include "term.h"
 #include "text.h"
-
-#define PASSWORD_MAX 1024
 
 struct app {
 	struct chat_prog prog;
@@ -37,8 +33,6 @@ struct app {
 	const char *password_file, *read_log;
 	int guest, register_account;
 	int tty;
-	struct termios saved_tio;
-	int tio_saved, echo_off;
 };
 
 /* At end of scripted input, replies may still be on their way: quit once the
@@ -95,106 +89,20 @@ size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
 	return used;
 }
 
-/* ---- the terminal: passwords are typed with echo off */
+/* ---- passwords */
 
-/* A signal during a prompt with echo off must not leave the terminal silent. */
-static struct termios saved_for_signal;
-static volatile sig_atomic_t saved_for_signal_set;
-
-static void restore_and_die(int sig)
+/* From file if given, else typed at the terminal (flags: chat_secret_ask).
+ * 0, or 1 with the error printed. */
+static int get_secret(struct app *a, const char *file, const char *prompt, unsigned flags,
+                      char *dst, size_t cap)
 {
-	if (saved_for_signal_set)
-		tcsetattr(STDIN_FILENO, TCSANOW, &saved_for_signal);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
+	char err[1024];
+	int rc = file ? chat_secret_from_file(file, "password", cap, dst, sizeof(err), err)
+	              : chat_secret_ask(prompt, "password", flags, cap, dst, sizeof(err), err);
 
-static void set_echo(struct app *a, int on)
-{
-	struct termios t;
-
-	if (!a->tty || tcgetattr(STDIN_FILENO, &t) != 0)
-		return;
-	if (!a->tio_saved) {
-		a->saved_tio = t;
-		a->tio_saved = 1;
-		saved_for_signal = t;
-		saved_for_signal_set = 1;
-	}
-	if (on)
-		t.c_lflag |= ECHO;
-	else
-		t.c_lflag &= ~(tcflag_t)ECHO;
-	tcsetattr(STDIN_FILENO, TCSANOW, &t);
-	a->echo_off = !on;
-}
-
-static void restore_terminal(struct app *a)
-{
-	if (a->tio_saved)
-		tcsetattr(STDIN_FILENO, TCSANOW, &a->saved_tio);
-}
-
-/* One line from stdin, byte by byte (what follows stays unread for the
- * loop).  Its length, or -1 at end of input. */
-static ssize_t read_line(char *dst, size_t cap)
-{
-	size_t n = 0;
-	char c;
-	ssize_t r;
-
-	while ((r = read(STDIN_FILENO, &c, 1)) == 1 || (r < 0 && errno == EINTR)) {
-		if (r < 0)
-			continue;
-		if (c == '\n')
-			break;
-		if (n + 1 < cap && c != '\r')
-			dst[n++] = c;
-	}
-	dst[n] = '\0';
-	return r == 1 || n ? (ssize_t)n : -1;
-}
-
-static ssize_t ask_secret(struct app *a, const char *prompt, char *dst, size_t cap)
-{
-	ssize_t n;
-
-	fputs(prompt, stderr);
-	fflush(stderr);
-	set_echo(a, 0);
-	n = read_line(dst, cap);
-	set_echo(a, 1);
-	fputc('\n', stderr);
-	return n;
-}
-
-/* The first line of path.  0, or 1 with the error printed (naming the file). */
-static int read_password_file(struct app *a, const char *path, char *dst, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	ssize_t n;
-
-	if (fd < 0) {
-		chat_prog_error(&a->prog, "cannot read the password file %s: %s", path, strerror(errno));
-		return 1;
-	}
-	if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-		chat_warn("password file %s can be read by other users", path);
-	n = read(fd, dst, cap - 1);
-	close(fd);
-	if (n < 0) {
-		chat_prog_error(&a->prog, "cannot read the password file %s: %s", path, strerror(errno));
-		return 1;
-	}
-	dst[n] = '\0';
-	dst[strcspn(dst, "\r\n")] = '\0';
-	if (!dst[0]) {
-		chat_prog_error(&a->prog, "the password file %s is empty (its first line is the password)",
-		                path);
-		return 1;
-	}
-	return 0;
+	if (rc)
+		chat_prog_error(&a->prog, "%s", err);
+	return rc ? 1 : 0;
 }
 
 /* ---- --read-log */
@@ -223,7 +131,7 @@ static int print_record(void *arg, const struct chat_seclog_record *r)
 
 static int read_log(struct app *a)
 {
-	char pw[PASSWORD_MAX], err[1024], prompt[600];
+	char pw[CHAT_SECRET_MAX], err[1024], prompt[600];
 	uint64_t count = 0;
 	int rc;
 
@@ -231,20 +139,14 @@ static int read_log(struct app *a)
 		chat_prog_error(&a->prog, "%s: %s", a->read_log, strerror(errno));
 		return 1;
 	}
-	if (a->password_file) {
-		if (read_password_file(a, a->password_file, pw, sizeof(pw)))
-			return 1;
-	} else if (a->tty) {
-		snprintf(prompt, sizeof(prompt), "password for %s: ", a->read_log);
-		if (ask_secret(a, prompt, pw, sizeof(pw)) <= 0) {
-			chat_prog_error(&a->prog, "no password given");
-			return 1;
-		}
-	} else {
+	if (!a->password_file && !a->tty) {
 		chat_prog_error(&a->prog, "the password of %s is needed: give --password-file FILE "
 		                "(stdin is not a terminal)", a->read_log);
 		return 2;
 	}
+	snprintf(prompt, sizeof(prompt), "password for %s: ", a->read_log);
+	if (get_secret(a, a->password_file, prompt, 0, pw, sizeof(pw)))
+		return 1;
 	/* Everything is verified before the first record is printed. */
 	rc = chat_seclog_read(a->read_log, strlen(pw), pw, print_record, NULL, &count, NULL,
 	                      sizeof(err), err);
@@ -283,7 +185,7 @@ static void line_event(void *ui, const struct chat_event *ev)
 	if (ev->kind == CHAT_EV_PASSWORD && a->tty) {
 		fprintf(stderr, "password for %s: ", ev->peer);
 		fflush(stderr);
-		set_echo(a, 0);
+		chat_term_echo(0);
 	}
 }
 
@@ -293,8 +195,8 @@ static void input_line(void *arg, size_t len, const char *line)
 	int secret = chat_client_wants_password(a->client);
 
 	chat_client_input(a->client, len, line);
-	if (secret && a->echo_off)
-		set_echo(a, 1);
+	if (secret && chat_term_echo_is_off())
+		chat_term_echo(1);
 }
 
 static void input_too_long(void *arg, size_t max)
@@ -340,9 +242,7 @@ static int ask_user(struct app *a, char *dst, size_t cap)
 	if (u && *u) {
 		snprintf(dst, cap, "%s", u);
 	} else {
-		fprintf(stderr, "username: ");
-		fflush(stderr);
-		read_line(dst, cap);
+		chat_term_prompt("username: ", 0, cap, dst);
 	}
 	const char *why = chat_name_check(strlen(dst), dst);
 	if (why) {
@@ -361,7 +261,7 @@ static int get_password(struct app *a, const char *user, const char *data_dir, c
 {
 	const char *file = a->password_file ? a->password_file :
 	                   chat_config_path(a->prog.cfg, "client", "password_file");
-	char prompt[600], again[PASSWORD_MAX];
+	char prompt[600];
 
 	*have = *interactive = 0;
 	if (a->guest && a->register_account) {
@@ -371,7 +271,7 @@ static int get_password(struct app *a, const char *user, const char *data_dir, c
 	if (a->guest)
 		return 0;
 	if (file && *file) {
-		if (read_password_file(a, file, pw, cap))
+		if (get_secret(a, file, NULL, 0, pw, cap))
 			return 1;
 		*have = 1;
 		return 0;
@@ -386,24 +286,9 @@ static int get_password(struct app *a, const char *user, const char *data_dir, c
 		return 0; /* scripted: a guest */
 	}
 	if (a->register_account) {
-		for (;;) {
-			snprintf(prompt, sizeof(prompt), "new password for %s: ", user);
-			if (ask_secret(a, prompt, pw, cap) < 0) {
-				chat_prog_error(&a->prog, "no password given");
-				return 1;
-			}
-			if (!pw[0]) {
-				fprintf(stderr, "the password must not be empty\n");
-				continue;
-			}
-			if (ask_secret(a, "again: ", again, sizeof(again)) < 0)
-				return 1;
-			int same = !strcmp(pw, again);
-			chat_wipe(again, sizeof(again));
-			if (same)
-				break;
-			fprintf(stderr, "the two passwords differ; again\n");
-		}
+		snprintf(prompt, sizeof(prompt), "new password for %s: ", user);
+		if (get_secret(a, NULL, prompt, CHAT_SECRET_CONFIRM, pw, cap))
+			return 1;
 		*have = 1;
 		return 0;
 	}
@@ -411,10 +296,8 @@ static int get_password(struct app *a, const char *user, const char *data_dir, c
 	snprintf(keys, sizeof(keys), "%s/%s.keys", data_dir ? data_dir : "", user);
 	if (data_dir && *data_dir && access(keys, F_OK) == 0) {
 		snprintf(prompt, sizeof(prompt), "password for %s (empty: log in as a guest): ", user);
-		if (ask_secret(a, prompt, pw, cap) < 0) {
-			chat_prog_error(&a->prog, "no password given");
+		if (get_secret(a, NULL, prompt, CHAT_SECRET_ALLOW_EMPTY, pw, cap))
 			return 1;
-		}
 		*have = pw[0] != '\0';
 		return 0;
 	}
@@ -424,7 +307,7 @@ static int get_password(struct app *a, const char *user, const char *data_dir, c
 
 static int run(struct app *a)
 {
-	char user[CHAT_NAME_MAX + 8], err[1024], suites[16][33], pw[PASSWORD_MAX];
+	char user[CHAT_NAME_MAX + 8], err[1024], suites[16][33], pw[CHAT_SECRET_MAX];
 	const char *dir_path = chat_config_path(a->prog.cfg, "client", "directory");
 	const char *data_dir = chat_config_path(a->prog.cfg, "client", "data_dir");
 	int rc, have_pw = 0, interactive = 0;
@@ -605,8 +488,6 @@ int main(int argc, char **argv)
 	chat_log_set_program(a.prog.name);
 	if (!rest)
 		return 1;
-	signal(SIGINT, restore_and_die);
-	signal(SIGTERM, restore_and_die);
 	a.tty = isatty(STDIN_FILENO);
 	status = split_args(&a, argc, argv, rest, &nrest);
 	if (status) {
@@ -622,14 +503,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		status = read_log(&a);
-		restore_terminal(&a);
+		chat_term_restore();
 		free(rest);
 		return status;
 	}
 	status = chat_prog_start(&a.prog, nrest, rest);
 	if (status < 0)
 		status = run(&a);
-	restore_terminal(&a);
+	chat_term_restore();
 	chat_client_free(a.client);
 	if (a.loop) {
 		chat_lines_stop(a.input);

@@ -4,14 +4,11 @@
  * The protocol and its state machines are core/src/peer.c; the log is
  * core/src/seclog.c. */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,16 +20,14 @@
 #include "program.h"
 #include "proto.h"
 #include "seclog.h"
+#include "secret.h"
+#include "term.h"
 #include "text.h"
-
-#define PASSPHRASE_MAX 1024
 
 struct app {
 	struct chat_prog prog;
 	const char *passphrase_file;
 	int tty;
-	struct termios saved_tio;
-	int tio_saved, echo_off;
 	char user[CHAT_NAME_MAX + 1];
 	struct chat_loop *loop;
 	struct chat_peer *peer;
@@ -42,140 +37,32 @@ struct app {
 	int sig_fd;
 };
 
-/* ---- terminal and prompts */
-
-/* A signal during a prompt with echo off must not leave the terminal silent.
- * (Once the loop runs, SIGINT/SIGTERM go through a signalfd instead.) */
-static struct termios saved_for_signal;
-static volatile sig_atomic_t saved_for_signal_set;
-
-static void restore_and_die(int sig)
-{
-	if (saved_for_signal_set)
-		tcsetattr(STDIN_FILENO, TCSANOW, &saved_for_signal);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void set_echo(struct app *a, int on)
-{
-	struct termios t;
-
-	if (!a->tty || tcgetattr(STDIN_FILENO, &t) != 0)
-		return;
-	if (!a->tio_saved) {
-		a->saved_tio = t;
-		a->tio_saved = 1;
-		saved_for_signal = t;
-		saved_for_signal_set = 1;
-	}
-	if (on)
-		t.c_lflag |= ECHO;
-	else
-		t.c_lflag &= ~(tcflag_t)ECHO;
-	tcsetattr(STDIN_FILENO, TCSANOW, &t);
-	a->echo_off = !on;
-}
-
-static void restore_terminal(struct app *a)
-{
-	if (a->tio_saved)
-		tcsetattr(STDIN_FILENO, TCSANOW, &a->saved_tio);
-}
-
-/* Read one line from stdin byte by byte (what follows stays unread for the
- * loop).  Returns its length, or -1 at end of input. */
-static ssize_t read_line(char *dst, size_t cap)
-{
-	size_t n = 0;
-	char c;
-	ssize_t r;
-
-	while ((r = read(STDIN_FILENO, &c, 1)) == 1 || (r < 0 && errno == EINTR)) {
-		if (r < 0)
-			continue;
-		if (c == '\n')
-			break;
-		if (n + 1 < cap && c != '\r')
-			dst[n++] = c;
-	}
-	dst[n] = '\0';
-	return r == 1 || n ? (ssize_t)n : -1;
-}
-
-static ssize_t ask(struct app *a, const char *prompt, int secret, char *dst, size_t cap)
-{
-	ssize_t n;
-
-	fputs(prompt, stderr);
-	fflush(stderr);
-	if (secret)
-		set_echo(a, 0);
-	n = read_line(dst, cap);
-	if (secret) {
-		set_echo(a, 1);
-		fputc('\n', stderr);
-	}
-	return n;
-}
+/* ---- the passphrase */
 
 /* The log passphrase: the first line of --passphrase-file, else typed at the
  * terminal with echo off.  Never the first line of the message input. */
 static int get_passphrase(struct app *a, const char *log_path, int confirm, char *dst, size_t cap)
 {
-	if (a->passphrase_file) {
-		int fd = open(a->passphrase_file, O_RDONLY | O_CLOEXEC);
-		struct stat st;
-		ssize_t n;
-		if (fd < 0) {
-			chat_prog_error(&a->prog, "cannot read the passphrase file %s: %s",
-			                a->passphrase_file, strerror(errno));
-			return 1;
-		}
-		if (fstat(fd, &st) == 0 && (st.st_mode & 077))
-			chat_warn("passphrase file %s can be read by other users", a->passphrase_file);
-		n = read(fd, dst, cap - 1);
-		close(fd);
-		if (n < 0)
-			n = 0;
-		dst[n] = '\0';
-		dst[strcspn(dst, "\r\n")] = '\0';
-		if (!dst[0]) {
-			chat_prog_error(&a->prog, "the passphrase file %s is empty (the first line is the "
-			                "passphrase)", a->passphrase_file);
-			return 1;
-		}
-		return 0;
-	}
-	if (!a->tty) {
+	char prompt[600], err[1024];
+	int rc;
+
+	if (!a->passphrase_file && !a->tty) {
 		chat_prog_error(&a->prog, "the log passphrase for %s is needed: give --passphrase-file "
 		                "FILE (stdin is not a terminal, and a passphrase is never read from the "
 		                "message input)", log_path);
 		return 2;
 	}
-	char again[PASSPHRASE_MAX];
-	for (;;) {
-		char prompt[600];
-		snprintf(prompt, sizeof(prompt), "%s passphrase for %s: ", confirm ? "new log" : "log",
-		         log_path);
-		if (ask(a, prompt, 1, dst, cap) < 0) {
-			chat_prog_error(&a->prog, "no passphrase given");
-			return 1;
-		}
-		if (!dst[0]) {
-			fprintf(stderr, "the passphrase must not be empty\n");
-			continue;
-		}
-		if (!confirm)
-			return 0;
-		if (ask(a, "again: ", 1, again, sizeof(again)) < 0)
-			return 1;
-		int same = !strcmp(dst, again);
-		chat_wipe(again, sizeof(again));
-		if (same)
-			return 0;
-		fprintf(stderr, "the two passphrases differ; again\n");
+	snprintf(prompt, sizeof(prompt), "%s passphrase for %s: ", confirm ? "new log" : "log",
+	         log_path);
+	rc = a->passphrase_file ?
+	     chat_secret_from_file(a->passphrase_file, "passphrase", cap, dst, sizeof(err), err) :
+	     chat_secret_ask(prompt, "passphrase", confirm ? CHAT_SECRET_CONFIRM : 0, cap, dst,
+	                     sizeof(err), err);
+	if (rc) {
+		chat_prog_error(&a->prog, "%s", err);
+		return 1;
 	}
+	return 0;
 }
 
 /* ---- --read-log */
@@ -205,7 +92,7 @@ static int print_record(void *arg, const struct chat_seclog_record *r)
 
 static int read_log(struct app *a, const char *path)
 {
-	char pass[PASSPHRASE_MAX], err[1024];
+	char pass[CHAT_SECRET_MAX], err[1024];
 	uint64_t count = 0;
 	int rc;
 
@@ -329,13 +216,13 @@ static void input_line(void *arg, size_t len, const char *line)
 	struct app *a = arg;
 
 	/* A password line was typed without echo: end its line on the screen. */
-	if (a->tty && a->echo_off) {
+	if (a->tty && chat_term_echo_is_off()) {
 		fputc('\n', stdout);
 		fflush(stdout);
 	}
 	chat_peer_input(a->peer, len, line);
-	if (a->tty && chat_peer_wants_secret(a->peer) != a->echo_off)
-		set_echo(a, !chat_peer_wants_secret(a->peer));
+	if (a->tty && chat_peer_wants_secret(a->peer) != chat_term_echo_is_off())
+		chat_term_echo(!chat_peer_wants_secret(a->peer));
 }
 
 static void input_too_long(void *arg, size_t max)
@@ -379,7 +266,7 @@ static int setup_user(struct app *a)
 
 	if (u && *u)
 		snprintf(buf, sizeof(buf), "%s", u);
-	else if (ask(a, "username: ", 0, buf, sizeof(buf)) < 0)
+	else if (chat_term_prompt("username: ", 0, sizeof(buf), buf) != CHAT_OK)
 		buf[0] = '\0';
 	const char *why = chat_name_check(strlen(buf), buf);
 	if (why) {
@@ -400,8 +287,8 @@ static int setup_terminal_questions(struct app *a)
 		return 0;
 	const char *dir = chat_config_get(a->prog.cfg, "peer", "directory");
 	if (!dir || !*dir) {
-		if (ask(a, "contacts file (JSON; empty: none, addresses typed by hand): ", 0, buf,
-		        sizeof(buf)) < 0)
+		if (chat_term_prompt("contacts file (JSON; empty: none, addresses typed by hand): ", 0,
+		                     sizeof(buf), buf) != CHAT_OK)
 			return 1;
 		if (buf[0] && chat_config_override(a->prog.cfg, "peer", "directory", buf, "terminal",
 		                                   sizeof(err), err)) {
@@ -414,7 +301,7 @@ static int setup_terminal_questions(struct app *a)
 		const char *colon = strrchr(def, ':');
 		char prompt[256];
 		snprintf(prompt, sizeof(prompt), "port to listen on [%s]: ", colon ? colon + 1 : def);
-		if (ask(a, prompt, 0, buf, sizeof(buf)) < 0)
+		if (chat_term_prompt(prompt, 0, sizeof(buf), buf) != CHAT_OK)
 			return 1;
 		if (buf[0]) {
 			char addr[sizeof(buf) + CHAT_ADDR_MAX + 2];
@@ -431,7 +318,7 @@ static int setup_terminal_questions(struct app *a)
 
 static int open_log(struct app *a)
 {
-	char path[4096], pass[PASSPHRASE_MAX], err[1024];
+	char path[4096], pass[CHAT_SECRET_MAX], err[1024];
 	const char *cfg_path = chat_config_path(a->prog.cfg, "peer", "log");
 	int rc, created = 0;
 
@@ -619,8 +506,6 @@ int main(int argc, char **argv)
 	chat_log_set_program(a.prog.name);
 	if (!rest)
 		return 1;
-	signal(SIGINT, restore_and_die);
-	signal(SIGTERM, restore_and_die);
 	status = split_args(&a, argc, argv, rest, &nrest, &log_to_read);
 	if (status) {
 		free(rest);
@@ -634,14 +519,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		status = read_log(&a, log_to_read);
-		restore_terminal(&a);
+		chat_term_restore();
 		free(rest);
 		return status;
 	}
 	status = chat_prog_start(&a.prog, nrest, rest);
 	if (status < 0)
 		status = run(&a);
-	restore_terminal(&a);
+	chat_term_restore();
 	if (a.loop) {
 		chat_peer_free(a.peer);
 		chat_lines_stop(a.input);

@@ -88,7 +88,7 @@ static int add_admin(struct server *s)
 		return 1;
 	}
 	snprintf(prompt, sizeof(prompt), "password for the new admin %s: ", name);
-	if (chat_secret_ask(prompt, 1, 0, sizeof(pw), pw, sizeof(err), err) != CHAT_OK) {
+	if (chat_secret_ask(prompt, "password", CHAT_SECRET_CONFIRM, sizeof(pw), pw, sizeof(err), err) != CHAT_OK) {
 		chat_prog_error(&s->prog, "--add-admin: %s", err);
 		return 1;
 	}

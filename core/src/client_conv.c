@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be.h"
 #include "store.h"
 
 /* ---- suites */
@@ -258,8 +259,7 @@ void client_send_abort(struct chat_client *c, struct conv *v, const char *reason
 
 	if (n > CHAT_TEXT_MAX)
 		n = CHAT_TEXT_MAX;
-	buf[0] = (uint8_t)(n >> 8);
-	buf[1] = (uint8_t)n;
+	chat_be16_put(buf, (uint16_t)n);
 	memcpy(buf + 2, reason, n);
 	client_send_payload(c, v, P_ABORT, n + 2, buf);
 	if (v->relay_link) {
@@ -540,7 +540,7 @@ void client_on_payload(struct chat_client *c, const char *from, const char *room
 	case P_ABORT: {
 		char reason[CHAT_TEXT_MAX + 1] = "";
 		if (len >= 3) {
-			size_t n = (size_t)p[1] << 8 | p[2];
+			size_t n = chat_be16_get(p + 1);
 			if (n > len - 3)
 				n = len - 3;
 			if (n > CHAT_TEXT_MAX)

@@ -7,6 +7,8 @@
 
 #include <chat/error.h>
 
+#include "be.h"
+
 /* First allocation for a partial payload, and the most we keep between
  * frames: small enough that idle connections cost next to nothing, big
  * enough that chatty ones do not malloc for every frame. */
@@ -32,17 +34,9 @@ void chat_frame_decoder_free(struct chat_frame_decoder *d)
 	chat_frame_decoder_init(d, max);
 }
 
-static uint32_t get_be32(const uint8_t p[4])
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 void chat_frame_put_header(size_t len, uint8_t hdr[CHAT_FRAME_HDR])
 {
-	hdr[0] = (uint8_t)(len >> 24);
-	hdr[1] = (uint8_t)(len >> 16);
-	hdr[2] = (uint8_t)(len >> 8);
-	hdr[3] = (uint8_t)len;
+	chat_be32_put(hdr, (uint32_t)len);
 }
 
 /* Make room for need payload bytes (need <= d->want), doubling from a small
@@ -108,7 +102,7 @@ int chat_frame_decode(struct chat_frame_decoder *d, size_t len, const uint8_t *s
 			ret = 0;
 			goto out;
 		}
-		d->want = get_be32(d->hdr);
+		d->want = chat_be32_get(d->hdr);
 		d->got = 0;
 		if (d->want > d->max) {
 			d->failed = 1;
@@ -182,5 +176,5 @@ size_t chat_frame_decoder_buffered(const struct chat_frame_decoder *d)
 
 size_t chat_frame_decoder_declared(const struct chat_frame_decoder *d)
 {
-	return d->hdr_got == CHAT_FRAME_HDR ? get_be32(d->hdr) : 0;
+	return d->hdr_got == CHAT_FRAME_HDR ? chat_be32_get(d->hdr) : 0;
 }

@@ -19,6 +19,8 @@
 
 #include <chat/error.h>
 
+#include "be.h"
+
 #define MAGIC "CHATKEYS"
 #define MAGIC_LEN 8
 #define VERSION 1u
@@ -59,19 +61,6 @@ static int fail(int rc, size_t errlen, char *err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return rc;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static int get_random(size_t len, uint8_t *dst)
@@ -132,17 +121,17 @@ static int unseal(const char *path, size_t size, const uint8_t *data, size_t pw_
 	if (size < HDR_LEN)
 		return fail(CHAT_ERR_MALFORMED, errlen, err, "%s: truncated (%zu of at least %d bytes)",
 		            path, size, FILE_MIN);
-	version = get32(data + OFF_VERSION);
+	version = chat_be32_get(data + OFF_VERSION);
 	if (version != VERSION)
 		return fail(CHAT_ERR_MALFORMED, errlen, err,
 		            "%s: keystore version %u is not supported (this program reads %u)", path,
 		            version, VERSION);
-	iterations = get32(data + OFF_ITER);
+	iterations = chat_be32_get(data + OFF_ITER);
 	if (iterations < 1 || iterations > CHAT_KEYSTORE_ITERATIONS_MAX)
 		return fail(CHAT_ERR_MALFORMED, errlen, err,
 		            "%s: malformed (iteration count %u out of range 1..%u)", path, iterations,
 		            CHAT_KEYSTORE_ITERATIONS_MAX);
-	clen = get32(data + OFF_CLEN);
+	clen = chat_be32_get(data + OFF_CLEN);
 	if (clen < BLOCK || clen % BLOCK || clen > CLEN_MAX)
 		return fail(CHAT_ERR_MALFORMED, errlen, err, "%s: malformed (ciphertext length %zu)",
 		            path, clen);
@@ -402,14 +391,14 @@ static int seal(const struct chat_keystore *ks, size_t len, const uint8_t *blob,
 	if (!buf)
 		return CHAT_ERR_NOMEM;
 	memcpy(buf, MAGIC, MAGIC_LEN);
-	put32(buf + OFF_VERSION, VERSION);
-	put32(buf + OFF_ITER, ks->iterations);
+	chat_be32_put(buf + OFF_VERSION, VERSION);
+	chat_be32_put(buf + OFF_ITER, ks->iterations);
 	memcpy(buf + OFF_SALT, ks->salt, SALT_LEN);
 	if (get_random(IV_LEN, buf + OFF_IV)) {
 		free(buf);
 		return CHAT_ERR_RANDOM;
 	}
-	put32(buf + OFF_CLEN, (uint32_t)clen);
+	chat_be32_put(buf + OFF_CLEN, (uint32_t)clen);
 	/* Whole blocks straight from the blob; only the last, padded block is
 	 * copied, so a large blob is never duplicated in the clear. */
 	memcpy(iv, buf + OFF_IV, IV_LEN);

@@ -9,6 +9,7 @@
 
 #include <nettle/sha2.h>
 
+#include "be.h"
 #include "conn.h"
 #include "directory.h"
 #include "host.h"
@@ -290,8 +291,7 @@ static void send_nack(struct pconn *pc, int code, const char *reason)
 	if (n > REASON_MAX)
 		n = REASON_MAX;
 	body[0] = (uint8_t)code;
-	body[1] = (uint8_t)(n >> 8);
-	body[2] = (uint8_t)n;
+	chat_be16_put(body + 1, (uint16_t)n);
 	memcpy(body + 3, reason, n);
 	send_frame(pc, F_NACK, 3 + n, body);
 }
@@ -612,7 +612,7 @@ static void on_nack(struct pconn *pc, size_t len, const uint8_t *f)
 	char reason[REASON_MAX + 1];
 	size_t n;
 
-	if (len < 4 || f[1] < 1 || f[1] > N_LAST || (n = (size_t)f[2] << 8 | f[3]) != len - 4 ||
+	if (len < 4 || f[1] < 1 || f[1] > N_LAST || (n = chat_be16_get(f + 2)) != len - 4 ||
 	    n > REASON_MAX) {
 		fail(pc, "nack", 0, "%s refused (malformed refusal)", pc->peer[0] ? pc->peer : pc->addr);
 		return;

@@ -8,6 +8,8 @@
 
 #include <chat/error.h>
 
+#include "be.h"
+
 /* ---- reading */
 
 struct rd {
@@ -39,60 +41,48 @@ static void rd_fail(struct rd *r, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The next n bytes, or NULL (and the reader failed) if they are not there. */
+static const uint8_t *rd_take(struct rd *r, size_t n, const char *field)
+{
+	const uint8_t *p = r->p;
+
+	if (r->failed)
+		return NULL;
+	if (r->left < n) {
+		rd_fail(r, "truncated before %s", field);
+		return NULL;
+	}
+	r->p += n;
+	r->left -= n;
+	return p;
+}
+
 static unsigned rd_u8(struct rd *r, const char *field)
 {
-	if (r->failed)
-		return 0;
-	if (r->left < 1) {
-		rd_fail(r, "truncated before %s", field);
-		return 0;
-	}
-	r->left--;
-	return *r->p++;
+	const uint8_t *p = rd_take(r, 1, field);
+
+	return p ? p[0] : 0;
 }
 
 static unsigned rd_u16(struct rd *r, const char *field)
 {
-	if (r->failed)
-		return 0;
-	if (r->left < 2) {
-		rd_fail(r, "truncated before %s", field);
-		return 0;
-	}
-	unsigned v = (unsigned)r->p[0] << 8 | r->p[1];
-	r->p += 2;
-	r->left -= 2;
-	return v;
+	const uint8_t *p = rd_take(r, 2, field);
+
+	return p ? chat_be16_get(p) : 0;
 }
 
 static uint32_t rd_u32(struct rd *r, const char *field)
 {
-	if (r->failed)
-		return 0;
-	if (r->left < 4) {
-		rd_fail(r, "truncated before %s", field);
-		return 0;
-	}
-	uint32_t v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
-	r->p += 4;
-	r->left -= 4;
-	return v;
+	const uint8_t *p = rd_take(r, 4, field);
+
+	return p ? chat_be32_get(p) : 0;
 }
 
 static uint64_t rd_u64(struct rd *r, const char *field)
 {
-	if (r->failed)
-		return 0;
-	if (r->left < 8) {
-		rd_fail(r, "truncated before %s", field);
-		return 0;
-	}
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | r->p[i];
-	r->p += 8;
-	r->left -= 8;
-	return v;
+	const uint8_t *p = rd_take(r, 8, field);
+
+	return p ? chat_be64_get(p) : 0;
 }
 
 /* An id that 0 cannot be (client ids, mail ids). */
@@ -681,10 +671,8 @@ static unsigned it_u8(struct chat_iter *it)
 
 static uint64_t it_u64(struct chat_iter *it)
 {
-	uint64_t v = 0;
+	uint64_t v = chat_be64_get(it->p);
 
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | it->p[i];
 	it->p += 8;
 	it->left -= 8;
 	return v;
@@ -763,7 +751,7 @@ int chat_iter_room(struct chat_iter *it, char room[CHAT_NAME_MAX + 1], unsigned 
 		return 0;
 	it->count--;
 	it_str(it, room);
-	*members = (unsigned)it->p[0] << 8 | it->p[1];
+	*members = chat_be16_get(it->p);
 	it->p += 2;
 	it->left -= 2;
 	return 1;
@@ -776,7 +764,7 @@ int chat_iter_target(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], const u
 		return 0;
 	it->count--;
 	it_str(it, name);
-	*len = (size_t)it->p[0] << 24 | (size_t)it->p[1] << 16 | (size_t)it->p[2] << 8 | it->p[3];
+	*len = chat_be32_get(it->p);
 	it->p += 4;
 	it->left -= 4;
 	*payload = it->p;
@@ -848,22 +836,16 @@ void chat_put_u16(struct chat_wbuf *b, unsigned v)
 {
 	uint8_t *p = wb_room(b, 2);
 
-	if (p) {
-		p[0] = (uint8_t)(v >> 8);
-		p[1] = (uint8_t)v;
-	}
+	if (p)
+		chat_be16_put(p, (uint16_t)v);
 }
 
 void chat_put_u32(struct chat_wbuf *b, uint32_t v)
 {
 	uint8_t *p = wb_room(b, 4);
 
-	if (p) {
-		p[0] = (uint8_t)(v >> 24);
-		p[1] = (uint8_t)(v >> 16);
-		p[2] = (uint8_t)(v >> 8);
-		p[3] = (uint8_t)v;
-	}
+	if (p)
+		chat_be32_put(p, v);
 }
 
 void chat_put_bytes(struct chat_wbuf *b, size_t len, const uint8_t *src)
@@ -908,8 +890,7 @@ void chat_put_u64(struct chat_wbuf *b, uint64_t v)
 	uint8_t *p = wb_room(b, 8);
 
 	if (p)
-		for (int i = 0; i < 8; i++)
-			p[i] = (uint8_t)(v >> (56 - 8 * i));
+		chat_be64_put(p, v);
 }
 
 void chat_put_verifier(struct chat_wbuf *b, const struct chat_scram_verifier *v)

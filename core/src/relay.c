@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "be.h"
 #include "log.h"
 #include "proto.h"
 #include "relay_int.h"
@@ -465,8 +466,7 @@ int relay_list_fits(struct chat_relay *r, size_t before)
 
 void relay_list_end(struct chat_relay *r, size_t count_at, size_t count)
 {
-	r->wb.data[count_at] = (uint8_t)(count >> 8);
-	r->wb.data[count_at + 1] = (uint8_t)count;
+	chat_be16_put(r->wb.data + count_at, (uint16_t)count);
 }
 
 struct friend_set {

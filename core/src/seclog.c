@@ -17,6 +17,7 @@
 
 #include <chat/error.h>
 
+#include "be.h"
 #include "host.h"
 
 #define MAGIC "CHATPLOG"
@@ -73,30 +74,6 @@ static int fail(int *problem, int kind, int rc, size_t errlen, char *err, const 
 	return rc;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)(v >> 32));
-	put32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
 static void derive(size_t pass_len, const char *pass, const uint8_t *salt, unsigned iterations,
                    uint8_t enc[KEY_LEN], uint8_t mac[KEY_LEN])
 {
@@ -138,7 +115,7 @@ static void trailer_mac(const uint8_t key[KEY_LEN], uint64_t count, const uint8_
 {
 	uint8_t n[8];
 
-	put64(n, count);
+	chat_be64_put(n, count);
 	mac3(key, 3, (const uint8_t *)"end", sizeof(n), n, MAC_LEN, last, out);
 }
 
@@ -146,7 +123,7 @@ static void put_trailer(uint8_t *p, const uint8_t key[KEY_LEN], uint64_t count,
                         const uint8_t last[MAC_LEN])
 {
 	p[0] = 'T';
-	put64(p + 1, count);
+	chat_be64_put(p + 1, count);
 	trailer_mac(key, count, last, p + 9);
 }
 
@@ -181,7 +158,7 @@ static int open_record(const struct verified *v, uint64_t seq, const uint8_t *iv
 	if (PT_HEAD + plen > len)
 		return -1;
 	r->seq = seq;
-	r->time_ms = (int64_t)get64(pt);
+	r->time_ms = (int64_t)chat_be64_get(pt);
 	r->direction = pt[8];
 	memcpy(r->peer, pt + PT_HEAD, plen);
 	r->peer[plen] = '\0';
@@ -216,11 +193,11 @@ static int verify(const char *path, const uint8_t *data, size_t size, size_t pas
 	if (size < HDR_LEN)
 		return fail(problem, CHAT_SECLOG_MALFORMED, CHAT_ERR_MALFORMED, errlen, err,
 		            "%s: header cut short (%zu of %d bytes): truncated", path, size, HDR_LEN);
-	if (get32(data + MAGIC_LEN) != VERSION)
+	if (chat_be32_get(data + MAGIC_LEN) != VERSION)
 		return fail(problem, CHAT_SECLOG_VERSION, CHAT_ERR_MALFORMED, errlen, err,
 		            "%s: log format version %u is not supported (this program reads %u)", path,
-		            get32(data + MAGIC_LEN), VERSION);
-	iterations = get32(data + MAGIC_LEN + 4);
+		            chat_be32_get(data + MAGIC_LEN), VERSION);
+	iterations = chat_be32_get(data + MAGIC_LEN + 4);
 	if (iterations < 1 || iterations > CHAT_SECLOG_ITERATIONS_MAX)
 		return fail(problem, CHAT_SECLOG_HEADER, CHAT_ERR_AUTH, errlen, err,
 		            "%s: wrong passphrase or corrupted header", path);
@@ -234,7 +211,7 @@ static int verify(const char *path, const uint8_t *data, size_t size, size_t pas
 		if (data[off] == 'R') {
 			if (size - off < REC_HEAD + MAC_LEN)
 				goto cut;
-			uint32_t clen = get32(data + off + 1);
+			uint32_t clen = chat_be32_get(data + off + 1);
 			if (clen < 16 || clen % 16 || clen > CLEN_MAX)
 				return fail(problem, CHAT_SECLOG_MALFORMED, CHAT_ERR_MALFORMED, errlen, err,
 				            "%s: record %llu: malformed (ciphertext length %u)", path,
@@ -280,10 +257,10 @@ static int verify(const char *path, const uint8_t *data, size_t size, size_t pas
 		off = HDR_LEN;
 		for (uint64_t i = 1; i <= total; i++) {
 			const uint8_t *rec = data + off;
-			uint32_t clen = get32(rec + 1);
+			uint32_t clen = chat_be32_get(rec + 1);
 			struct chat_seclog_record r;
 			record_mac(v->mac_key, prev, rec + 5, clen, mac);
-			if (!chat_memeq(mac, rec + REC_HEAD + clen, MAC_LEN) || get64(rec + 5) != i) {
+			if (!chat_memeq(mac, rec + REC_HEAD + clen, MAC_LEN) || chat_be64_get(rec + 5) != i) {
 				rc = fail(problem, CHAT_SECLOG_RECORD, CHAT_ERR_INTEGRITY, errlen, err,
 				          "%s: record %llu of %llu: integrity check failed (modified or reordered)",
 				          path, (unsigned long long)i, (unsigned long long)total);
@@ -309,17 +286,17 @@ static int verify(const char *path, const uint8_t *data, size_t size, size_t pas
 		}
 		if (pass_no == 0) {
 			const uint8_t *t = data + trailer_off;
-			trailer_mac(v->mac_key, get64(t + 1), prev, mac);
+			trailer_mac(v->mac_key, chat_be64_get(t + 1), prev, mac);
 			if (!chat_memeq(mac, t + 9, MAC_LEN)) {
 				rc = fail(problem, CHAT_SECLOG_TRAILER, CHAT_ERR_INTEGRITY, errlen, err,
 				          "%s: trailer integrity check failed (records removed or cut off, "
 				          "or the trailer modified)", path);
 				goto out;
 			}
-			if (get64(t + 1) != total) {
+			if (chat_be64_get(t + 1) != total) {
 				rc = fail(problem, CHAT_SECLOG_TRAILER, CHAT_ERR_INTEGRITY, errlen, err,
 				          "%s: the trailer counts %llu records, the file holds %llu", path,
-				          (unsigned long long)get64(t + 1), (unsigned long long)total);
+				          (unsigned long long)chat_be64_get(t + 1), (unsigned long long)total);
 				goto out;
 			}
 			memcpy(v->last_mac, prev, MAC_LEN);
@@ -430,8 +407,8 @@ static int create_log(const char *path, int fd, size_t pass_len, const char *pas
 	uint8_t buf[HDR_LEN + TRAILER_LEN];
 
 	memcpy(buf, MAGIC, MAGIC_LEN);
-	put32(buf + MAGIC_LEN, VERSION);
-	put32(buf + MAGIC_LEN + 4, iterations);
+	chat_be32_put(buf + MAGIC_LEN, VERSION);
+	chat_be32_put(buf + MAGIC_LEN + 4, iterations);
 	if (chat_host_os_random(NULL, SALT_LEN, buf + MAGIC_LEN + 8))
 		return fail(problem, CHAT_SECLOG_IO, CHAT_ERR_RANDOM, errlen, err,
 		            "%s: no random salt", path);
@@ -544,7 +521,7 @@ int chat_seclog_append(struct chat_seclog *lg, int64_t time_ms, int direction, c
 		free(pt);
 		return fail(NULL, 0, CHAT_ERR_NOMEM, errlen, err, "out of memory");
 	}
-	put64(pt, (uint64_t)time_ms);
+	chat_be64_put(pt, (uint64_t)time_ms);
 	pt[8] = (uint8_t)direction;
 	pt[9] = (uint8_t)plen;
 	memcpy(pt + PT_HEAD, peer, plen);
@@ -556,8 +533,8 @@ int chat_seclog_append(struct chat_seclog *lg, int64_t time_ms, int direction, c
 		goto out;
 	}
 	buf[0] = 'R';
-	put32(buf + 1, (uint32_t)clen);
-	put64(buf + 5, lg->count + 1);
+	chat_be32_put(buf + 1, (uint32_t)clen);
+	chat_be64_put(buf + 5, lg->count + 1);
 	memcpy(buf + 13, iv, IV_LEN);
 	aes256_set_encrypt_key(&aes, lg->enc_key);
 	cbc_encrypt(&aes, (nettle_cipher_func *)aes256_encrypt, IV_LEN, iv, clen, buf + REC_HEAD, pt);

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client-ui.h"
@@ -16,7 +15,6 @@
 #include "log.h"
 #include "loop.h"
 #include "program.h"
-#include "seclog.h"
 #include "secret.h"
 #include "term.h"
 #include "text.h"
@@ -107,32 +105,9 @@ static int get_secret(struct app *a, const char *file, const char *prompt, unsig
 
 /* ---- --read-log */
 
-static int print_record(void *arg, const struct chat_seclog_record *r)
-{
-	size_t cap = 4 * r->text_len + 1;
-	char *text = malloc(cap), when[64], peer[4 * CHAT_SECLOG_PEER_MAX + 1];
-	time_t secs = (time_t)(r->time_ms / 1000);
-	struct tm tm;
-
-	(void)arg;
-	if (!text)
-		return CHAT_ERR_NOMEM;
-	chat_text_escape(r->text_len, r->text, cap, text);
-	chat_text_escape(strlen(r->peer), r->peer, sizeof(peer), peer);
-	gmtime_r(&secs, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	printf("record %llu %s.%03dZ %s %s %s\n", (unsigned long long)r->seq, when,
-	       (int)(r->time_ms % 1000 + 1000) % 1000,
-	       r->direction == CHAT_SECLOG_SENT ? "sent" : "received", peer, text);
-	chat_wipe(text, cap);
-	free(text);
-	return 0;
-}
-
 static int read_log(struct app *a)
 {
-	char pw[CHAT_SECRET_MAX], err[1024], prompt[600];
-	uint64_t count = 0;
+	char pw[CHAT_SECRET_MAX], prompt[600];
 	int rc;
 
 	if (access(a->read_log, F_OK) != 0) {
@@ -145,20 +120,10 @@ static int read_log(struct app *a)
 		return 2;
 	}
 	snprintf(prompt, sizeof(prompt), "password for %s: ", a->read_log);
-	if (get_secret(a, a->password_file, prompt, 0, pw, sizeof(pw)))
-		return 1;
-	/* Everything is verified before the first record is printed. */
-	rc = chat_seclog_read(a->read_log, strlen(pw), pw, print_record, NULL, &count, NULL,
-	                      sizeof(err), err);
+	rc = get_secret(a, a->password_file, prompt, 0, pw, sizeof(pw)) ? 1 :
+	     chat_prog_show_log(&a->prog, a->read_log, strlen(pw), pw);
 	chat_wipe(pw, sizeof(pw));
-	fflush(stdout);
-	if (rc) {
-		chat_prog_error(&a->prog, "%s", err);
-		return 1;
-	}
-	fprintf(stderr, "%s: %s: %llu record(s), all verified\n", a->prog.name, a->read_log,
-	        (unsigned long long)count);
-	return 0;
+	return rc;
 }
 
 /* ---- line mode */
@@ -386,71 +351,6 @@ out:
 	return rc;
 }
 
-/* --read-log, --password-file, --guest and --register are not configuration
- * keys: take them out of argv before the common parser sees the rest. */
-static int split_args(struct app *a, int argc, char **argv, char **rest, int *nrest)
-{
-	static const char *const with_value[] = { "--read-log", "--password-file" };
-
-	*nrest = 0;
-	rest[(*nrest)++] = argv[0];
-	for (int i = 1; i < argc; i++) {
-		const char *value = NULL;
-		int which = -1;
-		if (!strcmp(argv[i], "--")) {
-			while (i < argc)
-				rest[(*nrest)++] = argv[i++];
-			break;
-		}
-		if (!strcmp(argv[i], "--guest")) {
-			a->guest = 1;
-			continue;
-		}
-		if (!strcmp(argv[i], "--register")) {
-			a->register_account = 1;
-			continue;
-		}
-		for (int k = 0; k < 2; k++) {
-			size_t n = strlen(with_value[k]);
-			if (!strcmp(argv[i], with_value[k])) {
-				which = k;
-				if (i + 1 >= argc) {
-					chat_prog_error(&a->prog, "option %s needs an argument", with_value[k]);
-					return 2;
-				}
-				value = argv[++i];
-			} else if (!strncmp(argv[i], with_value[k], n) && argv[i][n] == '=') {
-				which = k;
-				value = argv[i] + n + 1;
-			}
-		}
-		if (which < 0) {
-			rest[(*nrest)++] = argv[i];
-			/* The value of another option is never one of ours. */
-			if (argv[i][0] == '-' && argv[i][1] != '-' && argv[i][1] && !argv[i][2] &&
-			    strchr("csCuSd", argv[i][1]) && i + 1 < argc)
-				rest[(*nrest)++] = argv[++i];
-			else if (!strncmp(argv[i], "--", 2) && !strchr(argv[i], '=') && i + 1 < argc &&
-			         (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--set") ||
-			          !strcmp(argv[i], "--plugin") || !strcmp(argv[i], "--connect") ||
-			          !strcmp(argv[i], "--user") || !strcmp(argv[i], "--directory") ||
-			          !strcmp(argv[i], "--suites")))
-				rest[(*nrest)++] = argv[++i];
-			continue;
-		}
-		if (!*value) {
-			chat_prog_error(&a->prog, "option %s needs a file name", with_value[which]);
-			return 2;
-		}
-		if (which == 0)
-			a->read_log = value;
-		else
-			a->password_file = value;
-	}
-	rest[*nrest] = NULL;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct chat_prog_flag flags[] = {
@@ -466,15 +366,6 @@ int main(int argc, char **argv)
 			.section = "client",
 			.summary = "Terminal client of the chat framework: end-to-end encrypted talk through a relay.",
 			.usage_tail =
-				"Accounts:\n"
-				"      --password-file FILE  log in with the account password on FILE's first line\n"
-				"                          (sets client.password_file); without it, at a terminal\n"
-				"                          the password is asked for when needed\n"
-				"      --register          create the account first (open registration), then log in\n"
-				"      --guest             log in as a guest, never ask for a password\n"
-				"      --read-log FILE     verify your history FILE (client.data_dir/USER.log)\n"
-				"                          completely, then print it (nothing if anything fails)\n"
-				"\n"
 				"Commands: /who /talk /accept /reject /msg /to /join /leave /rooms /fingerprint\n"
 				"/suite /close /friends /friend /passwd /users /adduser /deluser /resetpw /promote\n"
 				"/demote /quit /help.  With stdin not a terminal, one event per line\n"
@@ -482,32 +373,39 @@ int main(int argc, char **argv)
 			.flags = flags,
 		},
 	};
-	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
-	int nrest = 0, status;
+	/* Not configuration keys: chat_prog_take_opts takes them out of argv. */
+	const struct chat_prog_opt opts[] = {
+		{ "password-file", "FILE", CHAT_PROG_OPT_FILE, &a.password_file, NULL,
+		  "log in with the account password on FILE's first line\n"
+		  "(sets client.password_file); without it, at a\n"
+		  "terminal the password is asked for when needed" },
+		{ "register", NULL, 0, NULL, &a.register_account,
+		  "create the account first (open registration), then log in" },
+		{ "guest", NULL, 0, NULL, &a.guest, "log in as a guest, never ask for a password" },
+		{ "read-log", "FILE", CHAT_PROG_OPT_FILE, &a.read_log, NULL,
+		  "verify your history FILE (client.data_dir/USER.log)\n"
+		  "completely, then print it (nothing if anything fails)" },
+		{ NULL, NULL, 0, NULL, NULL, NULL },
+	};
+	int status;
 
-	chat_log_set_program(a.prog.name);
-	if (!rest)
-		return 1;
 	a.tty = isatty(STDIN_FILENO);
-	status = split_args(&a, argc, argv, rest, &nrest);
-	if (status) {
-		free(rest);
+	a.prog.opts = opts;
+	status = chat_prog_take_opts(&a.prog, &argc, argv);
+	if (status)
 		return status;
-	}
 	if (a.read_log) {
 		/* A history is read without chat.ini, plugins or network. */
-		if (nrest > 1 || a.guest || a.register_account) {
+		if (argc > 1 || a.guest || a.register_account) {
 			chat_prog_error(&a.prog, "--read-log takes only --password-file, not '%s'",
-			                nrest > 1 ? rest[1] : a.guest ? "--guest" : "--register");
-			free(rest);
+			                argc > 1 ? argv[1] : a.guest ? "--guest" : "--register");
 			return 2;
 		}
 		status = read_log(&a);
 		chat_term_restore();
-		free(rest);
 		return status;
 	}
-	status = chat_prog_start(&a.prog, nrest, rest);
+	status = chat_prog_start(&a.prog, argc, argv);
 	if (status < 0)
 		status = run(&a);
 	chat_term_restore();
@@ -518,6 +416,5 @@ int main(int argc, char **argv)
 	}
 	chat_directory_free(a.dir);
 	chat_prog_finish(&a.prog);
-	free(rest);
 	return status;
 }

@@ -26,7 +26,7 @@
 
 struct app {
 	struct chat_prog prog;
-	const char *passphrase_file;
+	const char *passphrase_file, *read_log; /* not configuration keys */
 	int tty;
 	char user[CHAT_NAME_MAX + 1];
 	struct chat_loop *loop;
@@ -67,55 +67,21 @@ static int get_passphrase(struct app *a, const char *log_path, int confirm, char
 
 /* ---- --read-log */
 
-static int print_record(void *arg, const struct chat_seclog_record *r)
+static int read_log(struct app *a)
 {
-	size_t cap = 4 * r->text_len + 1;
-	char *text = malloc(cap), when[64];
-	time_t secs = (time_t)(r->time_ms / 1000);
-	struct tm tm;
-
-	(void)arg;
-	if (!text)
-		return CHAT_ERR_NOMEM;
-	chat_text_escape(r->text_len, r->text, cap, text);
-	gmtime_r(&secs, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	char peer[4 * CHAT_SECLOG_PEER_MAX + 1];
-	chat_text_escape(strlen(r->peer), r->peer, sizeof(peer), peer);
-	printf("record %llu %s.%03dZ %s %s %s\n", (unsigned long long)r->seq, when,
-	       (int)(r->time_ms % 1000 + 1000) % 1000,
-	       r->direction == CHAT_SECLOG_SENT ? "sent" : "received", peer, text);
-	chat_wipe(text, cap);
-	free(text);
-	return 0;
-}
-
-static int read_log(struct app *a, const char *path)
-{
-	char pass[CHAT_SECRET_MAX], err[1024];
-	uint64_t count = 0;
+	char pass[CHAT_SECRET_MAX];
 	int rc;
 
 	a->tty = isatty(STDIN_FILENO);
-	if (access(path, F_OK) != 0) {
-		chat_prog_error(&a->prog, "%s: %s", path, strerror(errno));
+	if (access(a->read_log, F_OK) != 0) {
+		chat_prog_error(&a->prog, "%s: %s", a->read_log, strerror(errno));
 		return 1;
 	}
-	rc = get_passphrase(a, path, 0, pass, sizeof(pass));
-	if (rc)
-		return rc;
-	/* Everything is verified before the first record is printed. */
-	rc = chat_seclog_read(path, strlen(pass), pass, print_record, NULL, &count, NULL,
-	                      sizeof(err), err);
+	rc = get_passphrase(a, a->read_log, 0, pass, sizeof(pass));
+	if (!rc)
+		rc = chat_prog_show_log(&a->prog, a->read_log, strlen(pass), pass);
 	chat_wipe(pass, sizeof(pass));
-	fflush(stdout);
-	if (rc) {
-		chat_prog_error(&a->prog, "%s", err);
-		return 1;
-	}
-	fprintf(stderr, "%s: %s: %llu record(s), all verified\n", a->prog.name, path,
-	        (unsigned long long)count);
-	return 0;
+	return rc;
 }
 
 /* ---- events */
@@ -412,64 +378,6 @@ static int run(struct app *a)
 	return 0;
 }
 
-/* --read-log and --passphrase-file are not configuration keys: take them out
- * of argv before the common parser sees the rest. */
-static int split_args(struct app *a, int argc, char **argv, char **rest, int *nrest,
-                      const char **read_log)
-{
-	static const char *const names[] = { "--read-log", "--passphrase-file" };
-
-	*nrest = 0;
-	rest[(*nrest)++] = argv[0];
-	for (int i = 1; i < argc; i++) {
-		const char *value = NULL;
-		int which = -1;
-		if (!strcmp(argv[i], "--")) {
-			while (i < argc)
-				rest[(*nrest)++] = argv[i++];
-			break;
-		}
-		for (int k = 0; k < 2; k++) {
-			size_t n = strlen(names[k]);
-			if (!strcmp(argv[i], names[k])) {
-				which = k;
-				if (i + 1 >= argc) {
-					chat_prog_error(&a->prog, "option %s needs an argument", names[k]);
-					return 2;
-				}
-				value = argv[++i];
-			} else if (!strncmp(argv[i], names[k], n) && argv[i][n] == '=') {
-				which = k;
-				value = argv[i] + n + 1;
-			}
-		}
-		if (which < 0) {
-			rest[(*nrest)++] = argv[i];
-			/* The value of another option is never one of ours. */
-			if (argv[i][0] == '-' && argv[i][1] != '-' && argv[i][1] && !argv[i][2] &&
-			    strchr("csludS", argv[i][1]) && i + 1 < argc)
-				rest[(*nrest)++] = argv[++i];
-			else if (!strncmp(argv[i], "--", 2) && !strchr(argv[i], '=') && i + 1 < argc &&
-			         (!strcmp(argv[i], "--config") || !strcmp(argv[i], "--set") ||
-			          !strcmp(argv[i], "--plugin") || !strcmp(argv[i], "--listen") ||
-			          !strcmp(argv[i], "--user") || !strcmp(argv[i], "--directory") ||
-			          !strcmp(argv[i], "--suite")))
-				rest[(*nrest)++] = argv[++i];
-			continue;
-		}
-		if (!*value) {
-			chat_prog_error(&a->prog, "option %s needs a file name", names[which]);
-			return 2;
-		}
-		if (which == 0)
-			*read_log = value;
-		else
-			a->passphrase_file = value;
-	}
-	rest[*nrest] = NULL;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct chat_prog_flag flags[] = {
@@ -485,12 +393,6 @@ int main(int argc, char **argv)
 			.section = "peer",
 			.summary = "Peer-to-peer node of the chat framework: one authenticated connection per message.",
 			.usage_tail =
-				"Also:\n"
-				"      --passphrase-file FILE  the log passphrase is the first line of FILE (else it\n"
-				"                          is asked at the terminal; never read from the input)\n"
-				"      --read-log FILE     verify the encrypted message log FILE completely, then\n"
-				"                          print its records (nothing if anything fails to verify)\n"
-				"\n"
 				"Input: /send USER (a directory contact) or /send USER@HOST:PORT (then a line with\n"
 				"USER's password), then the message lines, ended by a line holding only '.'; a\n"
 				"line starting with '.' is written with one more '.'.  /contacts /help /quit.\n"
@@ -499,31 +401,33 @@ int main(int argc, char **argv)
 		},
 		.sig_fd = -1,
 	};
-	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
-	const char *log_to_read = NULL;
-	int nrest = 0, status;
+	/* Not configuration keys: chat_prog_take_opts takes them out of argv. */
+	const struct chat_prog_opt opts[] = {
+		{ "passphrase-file", "FILE", CHAT_PROG_OPT_FILE, &a.passphrase_file, NULL,
+		  "the log passphrase is the first line of FILE (else it\n"
+		  "is asked at the terminal; never read from the input)" },
+		{ "read-log", "FILE", CHAT_PROG_OPT_FILE, &a.read_log, NULL,
+		  "verify the encrypted message log FILE completely, then\n"
+		  "print its records (nothing if anything fails to verify)" },
+		{ NULL, NULL, 0, NULL, NULL, NULL },
+	};
+	int status;
 
-	chat_log_set_program(a.prog.name);
-	if (!rest)
-		return 1;
-	status = split_args(&a, argc, argv, rest, &nrest, &log_to_read);
-	if (status) {
-		free(rest);
+	a.prog.opts = opts;
+	status = chat_prog_take_opts(&a.prog, &argc, argv);
+	if (status)
 		return status;
-	}
-	if (log_to_read) {
+	if (a.read_log) {
 		/* A log is read without chat.ini, plugins or network. */
-		if (nrest > 1) {
-			chat_prog_error(&a.prog, "--read-log takes only --passphrase-file, not '%s'", rest[1]);
-			free(rest);
+		if (argc > 1) {
+			chat_prog_error(&a.prog, "--read-log takes only --passphrase-file, not '%s'", argv[1]);
 			return 2;
 		}
-		status = read_log(&a, log_to_read);
+		status = read_log(&a);
 		chat_term_restore();
-		free(rest);
 		return status;
 	}
-	status = chat_prog_start(&a.prog, nrest, rest);
+	status = chat_prog_start(&a.prog, argc, argv);
 	if (status < 0)
 		status = run(&a);
 	chat_term_restore();
@@ -537,6 +441,5 @@ int main(int argc, char **argv)
 		close(a.sig_fd);
 	chat_seclog_close(a.log);
 	chat_prog_finish(&a.prog);
-	free(rest);
 	return status;
 }

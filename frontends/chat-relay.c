@@ -286,36 +286,22 @@ int main(int argc, char **argv)
 			.name = "chat-relay",
 			.section = "relay",
 			.summary = "Relay server of the chat framework: routes end-to-end encrypted messages it cannot read.",
-			.usage_tail =
-				"Also:\n"
-				"      --add-admin NAME    add the admin account NAME to relay.database (asks for\n"
-				"                          the password; reads one line when stdin is not a\n"
-				"                          terminal), then exit\n",
 			.flags = flags,
 		},
 		.signal_fd = -1,
 	};
-	char **rest = calloc((size_t)argc + 1, sizeof(*rest));
-	int nrest = 0, status;
+	/* An action, not a configuration key. */
+	const struct chat_prog_opt opts[] = {
+		{ "add-admin", "NAME", 0, &s.add_admin, NULL,
+		  "add the admin account NAME to relay.database (asks for\n"
+		  "the password; reads one line when stdin is not a\n"
+		  "terminal), then exit" },
+		{ NULL, NULL, 0, NULL, NULL, NULL },
+	};
+	int status;
 
-	if (!rest)
-		return 1;
-	/* --add-admin NAME is an action, not a configuration key. */
-	for (int i = 0; i < argc; i++) {
-		if (i && !strcmp(argv[i], "--add-admin")) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "chat-relay: --add-admin needs a user name\n");
-				free(rest);
-				return 2;
-			}
-			s.add_admin = argv[++i];
-		} else if (i && !strncmp(argv[i], "--add-admin=", 12)) {
-			s.add_admin = argv[i] + 12;
-		} else {
-			rest[nrest++] = argv[i];
-		}
-	}
-	status = chat_prog_start(&s.prog, nrest, rest);
+	s.prog.opts = opts;
+	status = chat_prog_start(&s.prog, argc, argv);
 	if (status < 0)
 		status = serve(&s);
 	if (s.loop) {
@@ -330,6 +316,5 @@ int main(int argc, char **argv)
 		close(s.signal_fd);
 	chat_store_close(s.store);
 	chat_prog_finish(&s.prog);
-	free(rest);
 	return status;
 }

@@ -6,8 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "host.h"
 #include "log.h"
+#include "seclog.h"
+#include "text.h"
 
 #ifndef CHAT_VERSION
 #define CHAT_VERSION "0"
@@ -50,6 +54,21 @@ static void usage(const struct chat_prog *p, FILE *f)
 		else
 			snprintf(left, sizeof(left), "    --%s %s", f2->name, f2->arg_name);
 		fprintf(f, "  %-22s  %s (sets %s.%s)\n", left, f2->help, f2->section, f2->key);
+	}
+	for (const struct chat_prog_opt *o = p->opts; o && o->name; o++) {
+		char left[64];
+		snprintf(left, sizeof(left), "    --%s%s%s", o->name, o->arg_name ? " " : "",
+		         o->arg_name ? o->arg_name : "");
+		/* Too wide for the column: the help starts on the next line. */
+		fprintf(f, "  %-22s%s", left, strlen(left) > 22 ? "\n                        " : "");
+		const char *h = o->help ? o->help : "";
+		do {
+			size_t n = strcspn(h, "\n");
+			fprintf(f, "  %.*s\n", (int)n, h);
+			h += n;
+			if (*h && *++h)
+				fprintf(f, "%24s", "");
+		} while (*h);
 	}
 	fprintf(f, "      --plugin PATH       also load the plugin at PATH (repeatable)\n"
 	           "      --list-plugins      list every plugin found (kind, name, version, ABI, flags)\n"
@@ -164,14 +183,132 @@ static int load_suites(struct chat_prog *p)
 	return 0;
 }
 
+/* The common parser's tables: the common options, then p->flags.  shorts
+ * holds every short option, with ':' after those that take a value. */
+static void parser_tables(const struct chat_prog *p, struct option opts[64], char shorts[64])
+{
+	size_t n = 0;
+
+	snprintf(shorts, 64, "+c:s:hV");
+	opts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+	opts[n++] = (struct option){ "set", required_argument, NULL, 's' };
+	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	opts[n++] = (struct option){ "version", no_argument, NULL, 'V' };
+	opts[n++] = (struct option){ "list-plugins", no_argument, NULL, OPT_LIST };
+	opts[n++] = (struct option){ "check-config", no_argument, NULL, OPT_CHECK };
+	opts[n++] = (struct option){ "plugin", required_argument, NULL, OPT_PLUGIN };
+	for (int i = 0; p->flags && p->flags[i].name && n < 62; i++) {
+		const struct chat_prog_flag *f = &p->flags[i];
+		int val = f->letter ? f->letter : OPT_PROGRAM_BASE + i;
+		size_t l = strlen(shorts);
+		opts[n++] = (struct option){ f->name, required_argument, NULL, val };
+		if (f->letter && l + 3 <= 64) {
+			shorts[l] = (char)f->letter;
+			shorts[l + 1] = ':';
+			shorts[l + 2] = '\0';
+		}
+	}
+	opts[n] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+/* Does arg, an argument the common parser will see, take the next one as
+ * its value?  As getopt_long reads it: --NAME or an unambiguous prefix of
+ * NAME, or a cluster of short options whose last one takes a value. */
+static int takes_next(const struct option *opts, const char *shorts, const char *arg)
+{
+	if (arg[0] != '-' || !arg[1])
+		return 0;
+	if (arg[1] == '-') {
+		size_t len = strlen(arg + 2);
+		const struct option *hit = NULL;
+		int prefixes = 0;
+		if (!len || strchr(arg + 2, '='))
+			return 0;
+		for (const struct option *o = opts; o->name; o++) {
+			if (strncmp(o->name, arg + 2, len))
+				continue;
+			if (o->name[len] == '\0')
+				return o->has_arg == required_argument;
+			hit = o;
+			prefixes++;
+		}
+		return prefixes == 1 && hit->has_arg == required_argument;
+	}
+	for (const char *c = arg + 1; *c; c++) {
+		const char *s = *c == ':' ? NULL : strchr(shorts + 1, *c);
+		if (!s)
+			return 0; /* unknown: the common parser says so */
+		if (s[1] == ':')
+			return c[1] == '\0'; /* else the value is the rest of arg */
+	}
+	return 0;
+}
+
+static int take_error(const struct chat_prog *p, const char *name, const char *what)
+{
+	chat_prog_error(p, "option --%s %s", name, what);
+	fprintf(stderr, "Try '%s --help'.\n", p->name);
+	return 2;
+}
+
+int chat_prog_take_opts(const struct chat_prog *p, int *argc, char **argv)
+{
+	struct option opts[64];
+	char shorts[64];
+	int i, n = 1;
+
+	chat_log_set_program(p->name);
+	parser_tables(p, opts, shorts);
+	for (i = 1; i < *argc && strcmp(argv[i], "--"); i++) {
+		const struct chat_prog_opt *o = NULL;
+		const char *arg = argv[i], *eq = NULL;
+		if (!strncmp(arg, "--", 2)) {
+			eq = strchr(arg + 2, '=');
+			size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+			for (o = p->opts; o && o->name; o++)
+				if (!strncmp(o->name, arg + 2, len) && o->name[len] == '\0')
+					break;
+		}
+		if (!o || !o->name) {
+			argv[n++] = argv[i];
+			/* The value of another option is never one of ours. */
+			if (takes_next(opts, shorts, arg) && i + 1 < *argc)
+				argv[n++] = argv[++i];
+			continue;
+		}
+		if (!o->arg_name) {
+			if (eq)
+				return take_error(p, o->name, "takes no argument");
+			*o->set = 1;
+			continue;
+		}
+		const char *value = eq ? eq + 1 : NULL;
+		if (!value) {
+			if (i + 1 >= *argc)
+				return take_error(p, o->name, "needs an argument");
+			value = argv[++i];
+		}
+		if (!*value && (o->flags & CHAT_PROG_OPT_FILE))
+			return take_error(p, o->name, "needs a file name");
+		*o->value = value;
+		if (o->set)
+			*o->set = 1;
+	}
+	while (i < *argc)
+		argv[n++] = argv[i++];
+	argv[n] = NULL;
+	*argc = n;
+	return 0;
+}
+
 int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 {
 	struct option opts[64];
-	char shorts[64] = "+c:s:hV";
+	char shorts[64];
 	const char *config_path = "chat.ini";
 	struct override *ovr = calloc((size_t)argc + 1, sizeof(*ovr));
 	const char **extra = calloc((size_t)argc + 1, sizeof(*extra));
-	size_t n_ovr = 0, n_extra = 0, n = 0;
+	size_t n_ovr = 0, n_extra = 0;
 	int list = 0, check = 0, status = -1;
 	char err[1024];
 
@@ -184,27 +321,13 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-
-	opts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
-	opts[n++] = (struct option){ "set", required_argument, NULL, 's' };
-	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-	opts[n++] = (struct option){ "version", no_argument, NULL, 'V' };
-	opts[n++] = (struct option){ "list-plugins", no_argument, NULL, OPT_LIST };
-	opts[n++] = (struct option){ "check-config", no_argument, NULL, OPT_CHECK };
-	opts[n++] = (struct option){ "plugin", required_argument, NULL, OPT_PLUGIN };
-	for (int i = 0; p->flags && p->flags[i].name && n < 62; i++) {
-		const struct chat_prog_flag *f = &p->flags[i];
-		int val = f->letter ? f->letter : OPT_PROGRAM_BASE + i;
-		opts[n++] = (struct option){ f->name, required_argument, NULL, val };
-		if (f->letter) {
-			size_t l = strlen(shorts);
-			shorts[l] = (char)f->letter;
-			shorts[l + 1] = ':';
-			shorts[l + 2] = '\0';
-		}
+	/* Again if the program took them already: nothing is left to take. */
+	if (chat_prog_take_opts(p, &argc, argv)) {
+		status = 2;
+		goto out;
 	}
-	opts[n] = (struct option){ NULL, 0, NULL, 0 };
 
+	parser_tables(p, opts, shorts);
 	opterr = 0;
 	optind = 1;
 	for (;;) {
@@ -333,6 +456,46 @@ out:
 	free(ovr);
 	free(extra);
 	return status;
+}
+
+static int print_record(void *arg, const struct chat_seclog_record *r)
+{
+	size_t cap = 4 * r->text_len + 1;
+	char *text = malloc(cap), when[64], peer[4 * CHAT_SECLOG_PEER_MAX + 1];
+	time_t secs = (time_t)(r->time_ms / 1000);
+	struct tm tm;
+
+	(void)arg;
+	if (!text)
+		return CHAT_ERR_NOMEM;
+	chat_text_escape(r->text_len, r->text, cap, text);
+	chat_text_escape(strlen(r->peer), r->peer, sizeof(peer), peer);
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	printf("record %llu %s.%03dZ %s %s %s\n", (unsigned long long)r->seq, when,
+	       (int)(r->time_ms % 1000 + 1000) % 1000,
+	       r->direction == CHAT_SECLOG_SENT ? "sent" : "received", peer, text);
+	chat_wipe(text, cap);
+	free(text);
+	return 0;
+}
+
+int chat_prog_show_log(const struct chat_prog *p, const char *path, size_t secret_len,
+                       const char *secret)
+{
+	char err[1024];
+	uint64_t count = 0;
+	int rc = chat_seclog_read(path, secret_len, secret, print_record, NULL, &count, NULL,
+	                          sizeof(err), err);
+
+	fflush(stdout);
+	if (rc) {
+		chat_prog_error(p, "%s", err);
+		return 1;
+	}
+	fprintf(stderr, "%s: %s: %llu record(s), all verified\n", p->name, path,
+	        (unsigned long long)count);
+	return 0;
 }
 
 void chat_prog_finish(struct chat_prog *p)

@@ -29,31 +29,6 @@
 
 static char dir[256];
 
-static uint8_t *load(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf;
-	long n;
-
-	if (!f || fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
-		abort();
-	buf = malloc((size_t)n + 1);
-	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
-		abort();
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
-static void store(const char *path, size_t len, const uint8_t *data)
-{
-	FILE *f = fopen(path, "wb");
-
-	if (!f || (len && fwrite(data, 1, len, f) != len))
-		abort();
-	fclose(f);
-}
-
 static int exists(const char *path)
 {
 	struct stat st;
@@ -173,7 +148,7 @@ static void test_round_trip(void)
 		make_store(path, n, big);
 		expect_blob(path, PASS, n, big);
 		size_t flen;
-		uint8_t *d = load(path, &flen);
+		uint8_t *d = test_load_file(path, &flen);
 		CHECK_EQ_INT(flen, HDR_LEN + (n / 16 + 1) * 16 + MAC_LEN);
 		free(d);
 	}
@@ -243,7 +218,7 @@ static void test_damage(void)
 	snprintf(path, sizeof(path), "%s/flip.keys", dir);
 	snprintf(bad, sizeof(bad), "%s/flip-bad.keys", dir);
 	make_store(path, sizeof(blob), blob);
-	d = load(path, &len);
+	d = test_load_file(path, &len);
 	CHECK_EQ_INT(len, HDR_LEN + 32 + MAC_LEN);
 	if (len < 100 || len > 1024)
 		abort();
@@ -256,7 +231,7 @@ static void test_damage(void)
 		for (size_t i = 0; i < len; i++) {
 			memcpy(e, d, len);
 			e[i] ^= masks[m];
-			store(bad, len, e);
+			test_save_file(bad, len, e);
 			snprintf(what, sizeof(what), "byte %zu ^ 0x%02x", i, masks[m]);
 			expect_bad(bad, 0, NULL, what);
 		}
@@ -264,68 +239,68 @@ static void test_damage(void)
 	/* Flips in the ciphertext and the MAC read as a wrong password. */
 	memcpy(e, d, len);
 	e[HDR_LEN + 3] ^= 0x10;
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_AUTH, "(MAC check failed)", "ciphertext flip");
 	memcpy(e, d, len);
 	e[len - 1] ^= 0x10;
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_AUTH, "(MAC check failed)", "MAC flip");
 
 	/* Every truncation. */
 	for (size_t n = 0; n < len; n++) {
-		store(bad, n, d);
+		test_save_file(bad, n, d);
 		snprintf(what, sizeof(what), "cut at %zu of %zu", n, len);
 		expect_bad(bad, CHAT_ERR_MALFORMED, NULL, what);
 	}
-	store(bad, 12, d);
+	test_save_file(bad, 12, d);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "truncated (12 of at least", "cut in the header");
-	store(bad, len - 1, d);
+	test_save_file(bad, len - 1, d);
 	snprintf(what, sizeof(what), "truncated (%zu of %zu bytes)", len - 1, len);
 	expect_bad(bad, CHAT_ERR_MALFORMED, what, "last byte cut");
-	store(bad, 0, d);
+	test_save_file(bad, 0, d);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "empty file", "empty");
 
 	/* A byte appended. */
 	memcpy(e, d, len);
 	e[len] = 0;
-	store(bad, len + 1, e);
+	test_save_file(bad, len + 1, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "1 unexpected bytes after the MAC", "byte appended");
 
 	/* Bad magic, an unknown version. */
 	memcpy(e, d, len);
 	memcpy(e, "CHATPLOG", 8);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "not a keystore (bad magic)", "bad magic");
-	store(bad, 12, (const uint8_t *)"hello world\n");
+	test_save_file(bad, 12, (const uint8_t *)"hello world\n");
 	expect_bad(bad, CHAT_ERR_MALFORMED, "not a keystore (bad magic)", "text file");
 	memcpy(e, d, len);
 	put32(e + 8, 2);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "version 2 is not supported", "version 2");
 
 	/* Forged sizes are refused before any allocation or PBKDF2. */
 	memcpy(e, d, len);
 	put32(e + 12, 0);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "iteration count 0", "zero iterations");
 	put32(e + 12, CHAT_KEYSTORE_ITERATIONS_MAX + 1);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "iteration count", "too many iterations");
 	memcpy(e, d, len);
 	put32(e + 48, 0xfffffff0u);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "ciphertext length", "huge clen");
 	put32(e + 48, CHAT_KEYSTORE_MAX + 32);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "ciphertext length", "clen over the cap");
 	put32(e + 48, 17);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "ciphertext length", "clen not whole blocks");
 	put32(e + 48, 0);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "ciphertext length", "clen 0");
 	put32(e + 48, 16);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_ERR_MALFORMED, "unexpected bytes after the MAC", "clen too small");
 	/* A sparse file larger than any keystore is not read. */
 	int fd = open(bad, O_WRONLY | O_TRUNC);
@@ -390,7 +365,7 @@ static void test_rekey(void)
 
 	snprintf(path, sizeof(path), "%s/rekey.keys", dir);
 	make_store(path, 3, (const uint8_t *)"old");
-	before = load(path, &blen);
+	before = test_load_file(path, &blen);
 
 	/* Rekeyed but never saved: the file keeps the old password. */
 	CHECK_EQ_INT(chat_keystore_open(path, strlen(PASS), PASS, ITER, &ks, &got, &got_len, &created,
@@ -408,7 +383,7 @@ static void test_rekey(void)
 	CHECK_EQ_INT(chat_keystore_rekey(ks, 7, "new one", sizeof(err), err), CHAT_OK);
 	CHECK_EQ_INT(chat_keystore_save(ks, 3, (const uint8_t *)"new", sizeof(err), err), CHAT_OK);
 	chat_keystore_close(ks);
-	after = load(path, &alen);
+	after = test_load_file(path, &alen);
 	CHECK_EQ_INT(get32(after + 12), ITER);
 	CHECK(memcmp(before + 16, after + 16, 16) != 0); /* fresh salt */
 	expect_bad(path, CHAT_ERR_AUTH, "wrong password", "old password after rekey");
@@ -432,7 +407,7 @@ static void test_atomic_save(void)
 	make_store(path, 3, (const uint8_t *)"old");
 
 	/* A stale PATH.tmp from a crash neither confuses open nor survives a save. */
-	store(tmp, 5, (const uint8_t *)"junk!");
+	test_save_file(tmp, 5, (const uint8_t *)"junk!");
 	chmod(tmp, 0644);
 	CHECK_EQ_INT(chat_keystore_open(path, strlen(PASS), PASS, ITER, &ks, &got, &got_len, &created,
 	                                sizeof(err), err), CHAT_OK);
@@ -496,7 +471,7 @@ static void test_format(void)
 
 	snprintf(path, sizeof(path), "%s/format.keys", dir);
 	make_store(path, 16, blob);
-	d = load(path, &len);
+	d = test_load_file(path, &len);
 	CHECK_EQ_INT(len, HDR_LEN + 32 + MAC_LEN);
 	CHECK_MEM(d, "CHATKEYS", 8);
 	CHECK_EQ_INT(get32(d + 8), 1);
@@ -523,7 +498,7 @@ static void test_format(void)
 	bad_pt[1][30] = 3;
 	for (int i = 0; i < 2; i++) {
 		seal_raw(d, 32, bad_pt[i], PASS);
-		store(path, len, d);
+		test_save_file(path, len, d);
 		expect_bad(path, CHAT_ERR_MALFORMED, "bad padding", "bad padding under a good MAC");
 	}
 	/* And a hand-made file with good padding is accepted: the writer is
@@ -531,7 +506,7 @@ static void test_format(void)
 	memcpy(pt, "hand-made", 9);
 	memset(pt + 9, 7, 7);
 	seal_raw(d, 16, pt, PASS);
-	store(path, HDR_LEN + 16 + MAC_LEN, d);
+	test_save_file(path, HDR_LEN + 16 + MAC_LEN, d);
 	expect_blob(path, PASS, 9, (const uint8_t *)"hand-made");
 	free(d);
 }
@@ -551,7 +526,7 @@ static void test_failed_write(void)
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	make_store(path, 3, (const uint8_t *)"old");
 	size_t before_len, after_len;
-	uint8_t *before = load(path, &before_len), *after;
+	uint8_t *before = test_load_file(path, &before_len), *after;
 	big = calloc(1, big_len);
 	CHECK_EQ_INT(chat_keystore_open(path, strlen(PASS), PASS, ITER, &ks, &got, &got_len, &created,
 	                                sizeof(err), err), CHAT_OK);
@@ -567,7 +542,7 @@ static void test_failed_write(void)
 	CHECK_STR_CONTAINS(err, path);
 	CHECK_STR_CONTAINS(err, strerror(EFBIG));
 	CHECK(!exists(tmp));
-	after = load(path, &after_len);
+	after = test_load_file(path, &after_len);
 	CHECK_EQ_INT(after_len, before_len);
 	CHECK_MEM(after, before, before_len);
 	free(after);

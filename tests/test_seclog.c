@@ -46,27 +46,6 @@ static int collect(void *arg, const struct chat_seclog_record *r)
 	return 0;
 }
 
-static uint8_t *load(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = malloc(1 << 22);
-
-	if (!f || !buf)
-		abort();
-	*len = fread(buf, 1, 1 << 22, f);
-	fclose(f);
-	return buf;
-}
-
-static void store(const char *path, size_t len, const uint8_t *data)
-{
-	FILE *f = fopen(path, "wb");
-
-	if (!f || (len && fwrite(data, 1, len, f) != len))
-		abort();
-	fclose(f);
-}
-
 /* Offsets of the records and the trailer of a valid log image. */
 static size_t layout(const uint8_t *d, size_t len, size_t *offs, size_t max)
 {
@@ -212,7 +191,7 @@ static void test_round_trip(void)
 
 	/* The plaintext appears nowhere in the file. */
 	size_t len;
-	uint8_t *d = load(path, &len);
+	uint8_t *d = test_load_file(path, &len);
 	CHECK(memmem(d, len, "again", 5) == NULL);
 	CHECK(memmem(d, len, "dave", 4) == NULL);
 	CHECK(memmem(d, len, "line two", 8) == NULL);
@@ -254,12 +233,12 @@ static void test_bit_flips(void)
 	snprintf(path, sizeof(path), "%s/flip.log", dir);
 	snprintf(bad, sizeof(bad), "%s/flip-bad.log", dir);
 	make_log(path, 3, texts);
-	d = load(path, &len);
+	d = test_load_file(path, &len);
 	CHECK(len > 64 + 3 * 61 + 41);
 	for (size_t i = 0; i < len; i++) {
 		char what[64];
 		d[i] ^= (uint8_t)(1u << (i % 8));
-		store(bad, len, d);
+		test_save_file(bad, len, d);
 		d[i] ^= (uint8_t)(1u << (i % 8));
 		snprintf(what, sizeof(what), "bit flip at byte %zu", i);
 		expect_bad(bad, 0, NULL, what);
@@ -268,25 +247,25 @@ static void test_bit_flips(void)
 	size_t offs[8];
 	CHECK_EQ_INT(layout(d, len, offs, 8), 3);
 	d[offs[1] + 20] ^= 0x40;
-	store(bad, len, d);
+	test_save_file(bad, len, d);
 	expect_bad(bad, CHAT_SECLOG_RECORD, "flip-bad.log: record 2 of 3: integrity check failed (modified or reordered)",
 	           "flip in record 2");
 	d[offs[1] + 20] ^= 0x40;
 	/* In the trailer's count or MAC. */
 	d[offs[3] + 8] ^= 1;
-	store(bad, len, d);
+	test_save_file(bad, len, d);
 	expect_bad(bad, CHAT_SECLOG_TRAILER, "trailer integrity check failed", "flip in the trailer");
 	d[offs[3] + 8] ^= 1;
 	/* In the header's salt: the keys differ, so it reads as a wrong passphrase. */
 	d[20] ^= 1;
-	store(bad, len, d);
+	test_save_file(bad, len, d);
 	expect_bad(bad, CHAT_SECLOG_HEADER, "wrong passphrase or corrupted header", "flip in the salt");
 	d[20] ^= 1;
 	d[0] ^= 1;
-	store(bad, len, d);
+	test_save_file(bad, len, d);
 	expect_bad(bad, CHAT_SECLOG_NOT_A_LOG, "not a chat-peer log", "flip in the magic");
 	d[0] ^= 1;
-	store(bad, len, d);
+	test_save_file(bad, len, d);
 	CHECK_EQ_INT(chat_seclog_read(bad, strlen(PASS), PASS, NULL, NULL, NULL, NULL, 0, NULL), CHAT_OK);
 	free(d);
 }
@@ -301,35 +280,35 @@ static void test_truncation(void)
 	snprintf(path, sizeof(path), "%s/cut.log", dir);
 	snprintf(bad, sizeof(bad), "%s/cut-bad.log", dir);
 	make_log(path, 3, texts);
-	d = load(path, &len);
+	d = test_load_file(path, &len);
 	CHECK_EQ_INT(layout(d, len, offs, 8), 3);
 	for (size_t n = 0; n < len; n++) {
 		char what[64];
-		store(bad, n, d);
+		test_save_file(bad, n, d);
 		snprintf(what, sizeof(what), "cut at %zu of %zu", n, len);
 		int boundary = n == 64 || n == offs[1] || n == offs[2] || n == offs[3];
 		expect_bad(bad, n == 0 ? CHAT_SECLOG_NOT_A_LOG : boundary ? CHAT_SECLOG_TRUNCATED : CHAT_SECLOG_MALFORMED,
 		           NULL, what);
 	}
 	/* The trailer removed: the records are all there, the end is not. */
-	store(bad, offs[3], d);
+	test_save_file(bad, offs[3], d);
 	expect_bad(bad, CHAT_SECLOG_TRUNCATED, "cut-bad.log: truncated after record 3: trailer missing",
 	           "trailer removed");
 	/* Cut at a record boundary and a trailer made up from nothing: the MAC fails. */
 	uint8_t *e = malloc(len);
 	memcpy(e, d, offs[2]);
 	memcpy(e + offs[2], d + offs[3], len - offs[3]);
-	store(bad, offs[2] + (len - offs[3]), e);
+	test_save_file(bad, offs[2] + (len - offs[3]), e);
 	expect_bad(bad, CHAT_SECLOG_TRAILER, "trailer integrity check failed", "last record removed, trailer kept");
 	/* Bytes after the trailer. */
 	memcpy(e, d, len);
-	store(bad, len, d);
+	test_save_file(bad, len, d);
 	FILE *f = fopen(bad, "ab");
 	fputc('x', f);
 	fclose(f);
 	expect_bad(bad, CHAT_SECLOG_MALFORMED, "1 unexpected bytes after the trailer", "trailing garbage");
 	snprintf(msg, sizeof(msg), "record 2 is cut short");
-	store(bad, offs[1] + 10, d);
+	test_save_file(bad, offs[1] + 10, d);
 	expect_bad(bad, CHAT_SECLOG_MALFORMED, msg, "cut inside record 2");
 	free(e);
 	free(d);
@@ -346,7 +325,7 @@ static void test_reorder(void)
 	snprintf(path, sizeof(path), "%s/order.log", dir);
 	snprintf(bad, sizeof(bad), "%s/order-bad.log", dir);
 	make_log(path, 4, texts);
-	d = load(path, &len);
+	d = test_load_file(path, &len);
 	e = malloc(len);
 	CHECK_EQ_INT(layout(d, len, offs, 8), 4);
 	size_t rlen = offs[2] - offs[1];
@@ -355,22 +334,22 @@ static void test_reorder(void)
 	memcpy(e, d, len);
 	memcpy(e + offs[1], d + offs[2], rlen);
 	memcpy(e + offs[2], d + offs[1], rlen);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_SECLOG_RECORD, "record 2 of 4: integrity check failed (modified or reordered)",
 	           "records 2 and 3 swapped");
 	/* Delete record 2. */
 	memcpy(e, d, offs[1]);
 	memcpy(e + offs[1], d + offs[2], len - offs[2]);
-	store(bad, len - rlen, e);
+	test_save_file(bad, len - rlen, e);
 	expect_bad(bad, CHAT_SECLOG_RECORD, "record 2 of 3: integrity check failed", "record 2 deleted");
 	/* Delete record 1: its successor's chain starts from the header's MAC. */
 	memcpy(e, d, offs[0]);
 	memcpy(e + offs[0], d + offs[1], len - offs[1]);
-	store(bad, len - rlen, e);
+	test_save_file(bad, len - rlen, e);
 	expect_bad(bad, CHAT_SECLOG_RECORD, "record 1 of 3: integrity check failed", "record 1 deleted");
 	/* A record duplicated. */
 	memcpy(e, d, offs[2]);
-	store(bad, offs[2], e);
+	test_save_file(bad, offs[2], e);
 	FILE *f = fopen(bad, "ab");
 	fwrite(d + offs[1], 1, rlen, f);
 	fwrite(d + offs[2], 1, len - offs[2], f);
@@ -381,11 +360,11 @@ static void test_reorder(void)
 	snprintf(other, sizeof(other), "%s/other.log", dir);
 	make_log(other, 4, texts);
 	size_t olen, ooffs[8];
-	uint8_t *o = load(other, &olen);
+	uint8_t *o = test_load_file(other, &olen);
 	CHECK_EQ_INT(layout(o, olen, ooffs, 8), 4);
 	memcpy(e, d, len);
 	memcpy(e + offs[2], o + ooffs[2], rlen);
-	store(bad, len, e);
+	test_save_file(bad, len, e);
 	expect_bad(bad, CHAT_SECLOG_RECORD, "record 3 of 4", "record from another log");
 	free(o);
 	free(e);
@@ -399,12 +378,12 @@ static void test_edges(void)
 	int problem = 0;
 
 	snprintf(path, sizeof(path), "%s/empty.log", dir);
-	store(path, 0, (const uint8_t *)"");
+	test_save_file(path, 0, (const uint8_t *)"");
 	CHECK(chat_seclog_open(path, strlen(PASS), PASS, ITER, &lg, NULL, &problem, sizeof(err), err) != CHAT_OK);
 	CHECK_EQ_INT(problem, CHAT_SECLOG_NOT_A_LOG);
 	CHECK_STR_CONTAINS(err, "empty file");
 	snprintf(path, sizeof(path), "%s/text.log", dir);
-	store(path, 12, (const uint8_t *)"hello world\n");
+	test_save_file(path, 12, (const uint8_t *)"hello world\n");
 	CHECK(chat_seclog_read(path, 1, "x", NULL, NULL, NULL, &problem, sizeof(err), err) != CHAT_OK);
 	CHECK_EQ_INT(problem, CHAT_SECLOG_NOT_A_LOG);
 	snprintf(path, sizeof(path), "%s/missing.log", dir);

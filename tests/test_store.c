@@ -23,27 +23,6 @@ static void path_in(char *buf, size_t cap, const char *name)
 	snprintf(buf, cap, "%s/%s", dir, name);
 }
 
-static uint8_t *load(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = malloc(1 << 22);
-
-	if (!f || !buf)
-		abort();
-	*len = fread(buf, 1, 1 << 22, f);
-	fclose(f);
-	return buf;
-}
-
-static void save(const char *path, size_t len, const uint8_t *data)
-{
-	FILE *f = fopen(path, "wb");
-
-	if (!f || (len && fwrite(data, 1, len, f) != len))
-		abort();
-	fclose(f);
-}
-
 static int exists(const char *path)
 {
 	struct stat sb;
@@ -677,7 +656,7 @@ static void expect_refused(const char *path, int rc_want, const char *what)
 	struct chat_store *s = NULL;
 	char err[512] = "";
 	size_t before_len = 0, after_len = 0;
-	uint8_t *before = exists(path) ? load(path, &before_len) : NULL;
+	uint8_t *before = exists(path) ? test_load_file(path, &before_len) : NULL;
 	int rc = chat_store_open(path, &s, sizeof(err), err);
 
 	if (getenv("CHAT_TEST_VERBOSE") && *getenv("CHAT_TEST_VERBOSE"))
@@ -691,7 +670,7 @@ static void expect_refused(const char *path, int rc_want, const char *what)
 	CHECK_STR_CONTAINS(err, path);
 	CHECK_STR_CONTAINS(err, what);
 	if (before) {
-		uint8_t *after = load(path, &after_len);
+		uint8_t *after = test_load_file(path, &after_len);
 		CHECK_EQ_INT(after_len, before_len);
 		if (after_len == before_len)
 			CHECK_MEM(after, before, before_len);
@@ -707,7 +686,7 @@ static void test_refusals(void)
 
 	/* Garbage text: short (SQLite would take it for an empty database) and long. */
 	path_in(path, sizeof(path), "garbage.db");
-	save(path, 23, (const uint8_t *)"this is not a database\n");
+	test_save_file(path, 23, (const uint8_t *)"this is not a database\n");
 	expect_refused(path, CHAT_ERR_IO, "not an SQLite database");
 	CHECK_STR_CONTAINS(path, dir);
 	{
@@ -722,7 +701,7 @@ static void test_refusals(void)
 	for (size_t i = 0; i < sizeof(big); i++)
 		big[i] = (uint8_t)test_rand();
 	path_in(path, sizeof(path), "random.db");
-	save(path, sizeof(big), big);
+	test_save_file(path, sizeof(big), big);
 	expect_refused(path, CHAT_ERR_IO, "not an SQLite database");
 
 	/* A newer schema. */
@@ -787,7 +766,7 @@ static void test_corrupt(void)
 		add_account(s, name, CHAT_GROUP_REGULAR, (uint8_t)i);
 	}
 	chat_store_close(s);
-	d = load(path, &len);
+	d = test_load_file(path, &len);
 	page = (size_t)d[16] << 8 | d[17];
 	if (page == 1)
 		page = 65536;
@@ -797,7 +776,7 @@ static void test_corrupt(void)
 	if (len >= 2 * page) {
 		for (size_t i = page + page / 2; i < 2 * page; i++)
 			d[i] = (uint8_t)(0xA5 ^ i);
-		save(path, len, d);
+		test_save_file(path, len, d);
 	}
 	expect_refused(path, CHAT_ERR_IO, "corrupt");
 	free(d);

@@ -68,3 +68,35 @@ int test_done(const char *name)
 	printf("%s: all checks passed\n", name);
 	return 0;
 }
+
+uint8_t *test_load_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n = 0, cap = 4096, got;
+	uint8_t *buf = malloc(cap + 1);
+
+	if (!f || !buf)
+		abort();
+	/* read until EOF or error: a directory reads as empty */
+	while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+		n += got;
+		if (n == cap) {
+			cap *= 2;
+			if (!(buf = realloc(buf, cap + 1)))
+				abort();
+		}
+	}
+	fclose(f);
+	buf[n] = 0;
+	*len = n;
+	return buf;
+}
+
+void test_save_file(const char *path, size_t len, const uint8_t *data)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (!f || (len && fwrite(data, 1, len, f) != len))
+		abort();
+	fclose(f);
+}

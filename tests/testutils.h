@@ -45,6 +45,10 @@ uint8_t *test_hex(const char *hex, size_t *len);
 /* Deterministic PRNG for random splits and lengths (xorshift64*). */
 uint64_t test_rand(void);
 void test_srand(uint64_t seed);
+/* Whole files (abort on any error: tests only).  test_load_file returns a
+ * malloc'd buffer with a NUL after the len bytes. */
+uint8_t *test_load_file(const char *path, size_t *len);
+void test_save_file(const char *path, size_t len, const uint8_t *data);
 /* Print the summary line and return the exit status for main(). */
 int test_done(const char *name);
 

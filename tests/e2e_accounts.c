@@ -350,6 +350,23 @@ static void test_offline(struct relay *r)
 	CHECK(next_mail(alice, &in, &id, 1));
 	CHECK_EQ_INT(in.flag, CHAT_RECEIPT_UNREADABLE);
 	CHECK_EQ_STR(in.text, "integrity check failed");
+	/* ACK, then close at once: the receipt still reaches the sender, and the
+	 * relay is still up. */
+	CHECK(!send_payload(alice, "bob", 6, "sealed-6"));
+	CHECK(!expect_type(alice, CHAT_MSG_STORED, &m));
+	CHECK(!expect_type(bob, CHAT_MSG_MAIL, &m));
+	begin(CHAT_MSG_ACK);
+	chat_put_u64(&wb, m.id);
+	chat_put_u8(&wb, 0);
+	chat_put_str16(&wb, "");
+	CHECK(!send_msg(bob));
+	close(bob);
+	CHECK(next_mail(alice, &in, &id, 1));
+	CHECK_EQ_INT(in.type, CHAT_MSG_RECEIPT);
+	CHECK_EQ_INT(in.id, 6);
+	CHECK(who_ok(alice)); /* the relay is still there */
+	bob = connect_as(r, "bob", "bobpw2");
+	CHECK(bob >= 0);
 	/* No conversation, no SEND. */
 	CHECK(!send_payload(alice, "root", 5, "x"));
 	CHECK(!expect_type(alice, CHAT_MSG_ERROR, &m));

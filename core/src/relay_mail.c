@@ -82,10 +82,14 @@ static void round_end(void *arg)
 		free(p);
 		p = next;
 	}
+	/* A client in fill may have closed during the round: its memory lives
+	 * until the deferred free after this call, its account state does not. */
 	for (size_t i = 0; i < r->nfill; i++) {
 		struct client *c = r->fill[i];
+		if (c->dead || !c->acct)
+			continue;
 		c->acct->want_fill = 0;
-		if (ok && !c->dead && c->state == ST_LOGGED_IN)
+		if (ok && c->state == ST_LOGGED_IN)
 			fill_window(r, c);
 	}
 	r->nfill = 0;

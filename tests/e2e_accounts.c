@@ -122,6 +122,39 @@ static void test_register_login(struct relay *r)
 	close(fd);
 }
 
+/* AUTH, then a guest LOGIN, then AUTH_FINAL: the guest login ends the SCRAM
+ * exchange; the relay stays consistent (the name is free again after). */
+static void test_auth_then_guest(struct relay *r)
+{
+	struct chat_scram_client sc;
+	char first[CHAT_SCRAM_MSG_MAX], final[CHAT_SCRAM_MSG_MAX];
+	struct chat_msg m;
+	unsigned code;
+	int fd = dial(r);
+
+	CHECK(hello(fd));
+	memset(&sc, 0, sizeof(sc));
+	CHECK_EQ_INT(chat_scram_client_first(&sc, "alice", "0123456789abcdef", sizeof(first), first), CHAT_OK);
+	begin(CHAT_MSG_AUTH);
+	chat_put_u8(&wb, CHAT_AUTH_LOGIN);
+	chat_put_str16(&wb, first);
+	CHECK(!send_msg(fd) && !expect_type(fd, CHAT_MSG_AUTH_CHALLENGE, &m));
+	CHECK_EQ_INT(chat_scram_client_final(&sc, m.text, 7, "alicepw", sizeof(final), final), CHAT_OK);
+	begin(CHAT_MSG_LOGIN);
+	chat_put_str8(&wb, "eve");
+	CHECK(!send_msg(fd) && !expect_type(fd, CHAT_MSG_LOGGED_IN, &m));
+	begin(CHAT_MSG_AUTH_FINAL);
+	chat_put_str16(&wb, final);
+	error_for(fd, &code);
+	CHECK(code == CHAT_PERR_UNEXPECTED || code == CHAT_PERR_ALREADY);
+	close(fd);
+	usleep(100 * 1000);
+	fd = dial(r);
+	CHECK(login(fd, "eve", "rc4dh"));
+	CHECK(who_ok(fd));
+	close(fd);
+}
+
 static void test_throttle(struct relay *r)
 {
 	int fd = dial(r);
@@ -399,8 +432,24 @@ static void test_limits_expiry(struct relay *r)
 		CHECK_EQ_INT(in.type, CHAT_MSG_RECEIPT);
 		CHECK_EQ_INT(in.flag, CHAT_RECEIPT_EXPIRED);
 	}
+	/* The refused id (105) resent after a later one was accepted is new, not
+	 * a duplicate (exact ids, not a high-water mark). */
+	CHECK(!send_payload(alice, "bob", 106, "later"));
+	CHECK(!expect_type(alice, CHAT_MSG_STORED, &m));
+	CHECK_EQ_INT(m.flag, CHAT_STORED_QUEUED);
+	CHECK(!send_payload(alice, "bob", 105, "refused before"));
+	CHECK(!expect_type(alice, CHAT_MSG_STORED, &m));
+	CHECK_EQ_INT(m.id, 105);
+	CHECK_EQ_INT(m.flag, CHAT_STORED_QUEUED);
+	CHECK(!send_payload(alice, "bob", 106, "later"));
+	CHECK(!expect_type(alice, CHAT_MSG_STORED, &m));
+	CHECK_EQ_INT(m.flag, CHAT_STORED_DUPLICATE);
 	close(alice);
 	int bob = connect_as(r, "bob", "bobpw2");
+	for (int i = 0; i < 2; i++) {
+		CHECK(next_mail(bob, &in, &id, 1));
+		CHECK_EQ_INT(in.type, CHAT_MSG_DELIVER);
+	}
 	begin(CHAT_MSG_WHO);
 	CHECK(!send_msg(bob));
 	CHECK(!read_msg(bob, &m));
@@ -568,6 +617,14 @@ static void test_policies(void)
 	CHECK(!send_payload(alice, "bob", 5000, "archived-ciphertext"));
 	CHECK(!expect_type(alice, CHAT_MSG_STORED, &m));
 	CHECK_EQ_INT(m.flag, CHAT_STORED_QUEUED);
+	/* no longer friends: SEND is refused too */
+	begin(CHAT_MSG_FRIEND);
+	chat_put_u8(&wb, CHAT_FRIEND_OP_REMOVE);
+	chat_put_str8(&wb, "bob");
+	CHECK(request_done(alice));
+	CHECK(!send_payload(alice, "bob", 5001, "not friends"));
+	CHECK(!expect_type(alice, CHAT_MSG_ERROR, &m));
+	CHECK_EQ_INT(m.code, CHAT_PERR_FORBIDDEN);
 	close(alice);
 	close(root);
 	CHECK_EQ_INT(relay_stop(&r), 0);
@@ -623,6 +680,7 @@ int main(void)
 	test_add_admin();
 	CHECK_EQ_INT(start(&r, "--set", "relay.queue_max_messages=5", NULL), 0);
 	test_register_login(&r);
+	test_auth_then_guest(&r);
 	test_throttle(&r);
 	test_admin(&r);
 	test_passwd(&r);

@@ -330,7 +330,7 @@ static void test_mail(struct chat_store *s)
 	CHECK(strcmp(from, "alice") == 0);
 	CHECK_EQ_INT(m.client_id, 100);
 	CHECK_EQ_INT(m.stored_ms, 5000);
-	CHECK_EQ_INT(m.len, 0);
+	CHECK_EQ_INT(m.len, strlen(texts[0])); /* its size; the data is not returned */
 	CHECK_EQ_INT(chat_store_mail_take(s, "bob", ids[0], &m, from), CHAT_ERR_NOTFOUND);
 	CHECK_EQ_INT(chat_store_mail_take(s, "carol", ids[1], NULL, NULL), CHAT_ERR_NOTFOUND);
 	CHECK_EQ_INT(chat_store_mail_take(s, "bob", ids[1], NULL, NULL), CHAT_OK);
@@ -464,6 +464,28 @@ static void test_senders(struct chat_store *s)
 	CHECK_EQ_INT(chat_store_sender_set_last(s, "alice", 43), CHAT_OK);
 	CHECK_EQ_INT(chat_store_sender_last(s, "alice", &id), CHAT_OK);
 	CHECK_EQ_INT(id, 43);
+
+	/* exact accepted ids, per sender, forgotten by age */
+	int seen = 1;
+	CHECK_EQ_INT(chat_store_accepted_get(s, "alice", 7, &seen), CHAT_OK);
+	CHECK_EQ_INT(seen, 0);
+	CHECK_EQ_INT(chat_store_accepted_add(s, "alice", 7, 1000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_accepted_add(s, "alice", 7, 1000), CHAT_OK); /* idempotent */
+	CHECK_EQ_INT(chat_store_accepted_add(s, "alice", 9, 5000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_accepted_add(s, "alice", UINT64_MAX, 5000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_accepted_get(s, "alice", 7, &seen), CHAT_OK);
+	CHECK_EQ_INT(seen, 1);
+	CHECK_EQ_INT(chat_store_accepted_get(s, "alice", 8, &seen), CHAT_OK);
+	CHECK_EQ_INT(seen, 0); /* between accepted ids: not seen */
+	CHECK_EQ_INT(chat_store_accepted_get(s, "bob", 7, &seen), CHAT_OK);
+	CHECK_EQ_INT(seen, 0);
+	CHECK_EQ_INT(chat_store_accepted_get(s, "alice", UINT64_MAX, &seen), CHAT_OK);
+	CHECK_EQ_INT(seen, 1);
+	CHECK_EQ_INT(chat_store_accepted_prune(s, 2000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_accepted_get(s, "alice", 7, &seen), CHAT_OK);
+	CHECK_EQ_INT(seen, 0);
+	CHECK_EQ_INT(chat_store_accepted_get(s, "alice", 9, &seen), CHAT_OK);
+	CHECK_EQ_INT(seen, 1);
 }
 
 static void test_archive(struct chat_store *s)

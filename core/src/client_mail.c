@@ -238,6 +238,9 @@ void client_on_mail(struct chat_client *c, const struct chat_msg *m)
 		queue_ack(c, m->id, NULL);
 		return;
 	}
+	/* Recorded before the mail takes effect: a keystore saved while it is
+	 * processed must not make it look new after a crash. */
+	c->mail_max = m->id;
 	if (chat_msg_parse(m->payload_len, m->payload, &inner, sizeof(err), err) != CHAT_OK) {
 		client_fail(c, NULL, "malformed", "malformed stored message %llu from the relay: %s",
 		            (unsigned long long)m->id, err);
@@ -251,7 +254,6 @@ void client_on_mail(struct chat_client *c, const struct chat_msg *m)
 		queue_ack(c, m->id, c->mail_problem);
 		c->mail_problem[0] = '\0';
 	}
-	c->mail_max = m->id;
 	client_store_mark(c);
 }
 

@@ -442,6 +442,7 @@ static void on_login(struct chat_relay *r, struct client *c, const struct chat_m
 			return;
 		}
 	}
+	relay_account_state_free(c); /* an AUTH in progress ends here */
 	relay_logged_in(r, c, m->name, CHAT_GROUP_GUEST, 0);
 }
 
@@ -989,7 +990,6 @@ int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
 	r->loop = loop;
 	r->cfg = *cfg;
 	chat_wbuf_init(&r->wb, cfg->limits.max_frame);
-	chat_wbuf_init(&r->wb2, cfg->limits.max_frame);
 	if ((cfg->idle_timeout_ms > 0 &&
 	     chat_loop_timer_add(loop, 1000, idle_check, r, &r->idle_timer) != CHAT_OK) ||
 	    relay_accounts_new(r) != CHAT_OK || relay_mail_new(r) != CHAT_OK) {
@@ -1012,7 +1012,6 @@ void chat_relay_free(struct chat_relay *r)
 	relay_accounts_free(r);
 	free(r->buckets);
 	chat_wbuf_free(&r->wb);
-	chat_wbuf_free(&r->wb2);
 	free(r);
 }
 

@@ -211,8 +211,13 @@ static void login_registered(struct chat_relay *r, struct client *c, const struc
 		          chat_conn_peer(c->conn), chat_conn_peer(old->conn));
 		relay_bye(r, old, "logged in from another connection");
 	}
-	if (chat_store_sender_last(r->cfg.store, a->name, &last) != CHAT_OK)
+	if (chat_store_sender_last(r->cfg.store, a->name, &last) != CHAT_OK) {
+		/* without it the client could reuse ids the relay drops as duplicates */
 		chat_err("%s", chat_store_error(r->cfg.store));
+		relay_error(r, c, CHAT_PERR_STORAGE, CHAT_MSG_AUTH_FINAL, a->name,
+		            "the relay cannot read its database; try later");
+		return;
+	}
 	c->acct->registered = 1;
 	c->acct->group = (uint8_t)a->group;
 	c->acct->pushed_id = 0;
@@ -233,6 +238,11 @@ void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct ch
 	}
 	const char *user = c->acct->scram_user;
 	int op = c->acct->scram_op;
+	if (op == CHAT_AUTH_LOGIN && c->state == ST_LOGGED_IN) { /* AUTH, then LOGIN as a guest */
+		scram_end(c);
+		relay_error(r, c, CHAT_PERR_ALREADY, m->type, c->name, "already logged in as %s", c->name);
+		return;
+	}
 	rc = chat_scram_server_final(c->acct->scram, m->text, sizeof(out), out);
 	scram_end(c);
 	snprintf(ukey, sizeof(ukey), "u:%.32s", user);
@@ -457,7 +467,7 @@ void relay_on_admin(struct chat_relay *r, struct client *c, const struct chat_ms
 		return;
 	}
 	if ((m->op == CHAT_ADMIN_REMOVE || m->op == CHAT_ADMIN_DEMOTE) && a.group == CHAT_GROUP_ADMIN &&
-	    chat_store_account_count(st, CHAT_GROUP_ADMIN, &admins) == CHAT_OK && admins <= 1) {
+	    (chat_store_account_count(st, CHAT_GROUP_ADMIN, &admins) != CHAT_OK || admins <= 1)) {
 		relay_error(r, c, CHAT_PERR_FORBIDDEN, m->type, m->name, "%s is the last admin", m->name);
 		return;
 	}

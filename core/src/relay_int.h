@@ -77,8 +77,7 @@ struct chat_relay {
 	char suite_names[SUITE_TABLE_MAX][CHAT_NAME_MAX + 1];
 	size_t nsuite_names;
 	struct chat_wbuf wb; /* reused for every outgoing message */
-	/* accounts and mail (relay_account.c, relay_mail.c); store NULL: guests only */
-	struct chat_store *store;
+	/* accounts and mail (relay_account.c, relay_mail.c); cfg.store NULL: guests only */
 	struct chat_throttle *throttle;
 	uint8_t fake_secret[32];     /* fake SCRAM verifiers for unknown names */
 	struct pending *pending, **pending_tail; /* replies held until the commit */
@@ -89,7 +88,6 @@ struct chat_relay {
 	int round_failed;            /* a write failed: roll the round back */
 	struct chat_timer *expiry_timer;
 	int64_t last_prune_ms;
-	struct chat_wbuf wb2;        /* inner messages of MAIL */
 };
 
 

@@ -494,6 +494,11 @@ void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg
 	}
 	if (send_live(r, c, m))
 		return;
+	if (r->cfg.friends_only && relay_friend_state(r, c->name, m->name) != CHAT_FRIEND_YES) {
+		relay_error(r, c, CHAT_PERR_FORBIDDEN, m->type, m->name,
+		            "this relay allows conversations only between friends: /friend add %s", m->name);
+		return;
+	}
 	rc = chat_store_account_get(st, m->name, &a);
 	explicit_bzero(&a, sizeof(a));
 	if (rc == CHAT_ERR_NOTFOUND) {
@@ -516,8 +521,11 @@ void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg
 		            r->cfg.limits.max_frame - 19 - strlen(c->name), m->payload_len);
 		return;
 	}
+	int seen = 0;
 	if (rc == CHAT_OK)
 		rc = chat_store_sender_last(st, c->name, &last);
+	if (rc == CHAT_OK)
+		rc = chat_store_accepted_get(st, c->name, m->id, &seen);
 	if (rc == CHAT_OK)
 		rc = chat_store_mail_usage(st, m->name, &count, &bytes);
 	if (rc != CHAT_OK) {
@@ -528,7 +536,7 @@ void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg
 	}
 	if (relay_write_begin(r, c, m->type) != CHAT_OK)
 		return;
-	if (m->id <= last) {
+	if (seen) {
 		stored(r, c, m->name, m->id, 0, CHAT_STORED_DUPLICATE);
 		return;
 	}
@@ -547,7 +555,9 @@ void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg
 	chat_put_str8(&r->wb, c->name);
 	chat_put_bytes(&r->wb, m->payload_len, m->payload);
 	if (store_failed(r, c, m->type, relay_mail_to(r, m->name, c->name, m->id, &id)) ||
-	    store_failed(r, c, m->type, chat_store_sender_set_last(st, c->name, m->id)))
+	    store_failed(r, c, m->type, chat_store_accepted_add(st, c->name, m->id, relay_unix_ms())) ||
+	    (m->id > last &&
+	     store_failed(r, c, m->type, chat_store_sender_set_last(st, c->name, m->id))))
 		return;
 	struct client *t = relay_find_user(r, m->name);
 	stored(r, c, m->name, m->id, id, t && !t->dead ? CHAT_STORED_ONLINE : CHAT_STORED_QUEUED);
@@ -576,12 +586,14 @@ void relay_on_ack(struct chat_relay *r, struct client *c, const struct chat_msg 
 	}
 	if (relay_write_begin(r, c, m->type) != CHAT_OK)
 		return;
-	if (c->acct->inflight)
-		c->acct->inflight--;
-	if (!c->acct->inflight)
-		c->acct->inflight_bytes = 0;
-	relay_mail_wanted(r, c);
 	rc = chat_store_mail_take(r->cfg.store, c->name, (int64_t)m->id, &mail, from);
+	if (rc == CHAT_OK && (int64_t)m->id <= c->acct->pushed_id && c->acct->inflight) {
+		c->acct->inflight--;
+		uint64_t len = mail.len;
+		c->acct->inflight_bytes = c->acct->inflight && c->acct->inflight_bytes > len
+		                          ? c->acct->inflight_bytes - len : 0;
+		relay_mail_wanted(r, c);
+	}
 	if (rc == CHAT_ERR_NOTFOUND) {
 		chat_debug("%s acknowledged mail %llu again (already deleted)", c->name,
 		           (unsigned long long)m->id);
@@ -654,10 +666,18 @@ static long long housekeeping(struct chat_loop *loop, void *arg)
 			chat_info("%zu stored message(s) expired unread; their senders are told", l.n);
 	}
 	free(l.v);
-	if (r->cfg.archive && now - r->last_prune_ms >= 3600 * 1000) {
+	if (now - r->last_prune_ms >= 3600 * 1000) {
 		size_t removed = 0;
+		int64_t keep = 2 * r->cfg.queue_expiry_ms;
 		r->last_prune_ms = now;
-		if (chat_store_archive_prune(r->cfg.store, now - r->cfg.archive_ms, &removed) != CHAT_OK)
+		if (keep < 30LL * 86400000)
+			keep = 30LL * 86400000;
+		/* A resend comes at the sender's next login; ids older than this are
+		 * forgotten (a resend after that long would be stored again). */
+		if (chat_store_accepted_prune(r->cfg.store, now - keep) != CHAT_OK)
+			relay_write_failed(r, NULL, 0);
+		else if (r->cfg.archive &&
+		         chat_store_archive_prune(r->cfg.store, now - r->cfg.archive_ms, &removed) != CHAT_OK)
 			relay_write_failed(r, NULL, 0);
 		else if (removed)
 			chat_info("archive: %zu message(s) older than relay.archive_days removed", removed);

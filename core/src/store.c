@@ -94,6 +94,14 @@ static const char *const migrations[] = {
 	"CREATE TABLE senders ("
 	" name TEXT PRIMARY KEY NOT NULL,"
 	" last_client_id INTEGER NOT NULL) WITHOUT ROWID;"
+	/* Every SEND id accepted, so a resend is recognised exactly (an id
+	 * refused once and resent after later ones were accepted is new). */
+	"CREATE TABLE accepted ("
+	" sender TEXT NOT NULL,"
+	" client_id INTEGER NOT NULL,"
+	" accepted_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (sender, client_id)) WITHOUT ROWID;"
+	"CREATE INDEX accepted_time ON accepted (accepted_ms);"
 	/* (a, b) normalized like conversations; sender says which way it went. */
 	"CREATE TABLE archive ("
 	" id INTEGER PRIMARY KEY,"
@@ -125,7 +133,7 @@ enum {
 	S_OFFER_PUT, S_OFFER_GET, S_OFFER_DEL, S_OFFER_DEL_ALL,
 	S_MAIL_ADD, S_MAIL_USAGE, S_MAIL_FOR, S_MAIL_GET, S_MAIL_DEL, S_MAIL_EXPIRED,
 	S_MAIL_DEL_EXPIRED,
-	S_SENDER_GET, S_SENDER_PUT,
+	S_SENDER_GET, S_SENDER_PUT, S_ACCEPTED_GET, S_ACCEPTED_PUT, S_ACCEPTED_PRUNE,
 	S_ARCHIVE_ADD, S_ARCHIVE_PRUNE, S_ARCHIVE_COUNT,
 	S_COUNT
 };
@@ -187,7 +195,7 @@ static const struct {
 	[S_MAIL_FOR] = { "SELECT id, sender, client_id, stored_ms, expires_ms, data FROM mail"
 	                 " WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
 	                 "reading mail" },
-	[S_MAIL_GET] = { "SELECT sender, client_id, stored_ms, expires_ms FROM mail"
+	[S_MAIL_GET] = { "SELECT sender, client_id, stored_ms, expires_ms, length(data) FROM mail"
 	                 " WHERE id = ?1 AND recipient = ?2", "reading mail" },
 	[S_MAIL_DEL] = { "DELETE FROM mail WHERE id = ?1", "removing mail" },
 	[S_MAIL_EXPIRED] = { "SELECT id, recipient, sender, client_id, stored_ms, expires_ms, data"
@@ -197,6 +205,12 @@ static const struct {
 	                         " AND id <= ?2", "removing expired mail" },
 	[S_SENDER_GET] = { "SELECT last_client_id FROM senders WHERE name = ?1",
 	                   "reading a sender's client id" },
+	[S_ACCEPTED_GET] = { "SELECT 1 FROM accepted WHERE sender = ?1 AND client_id = ?2",
+	                     "looking up an accepted client id" },
+	[S_ACCEPTED_PUT] = { "INSERT OR IGNORE INTO accepted (sender, client_id, accepted_ms)"
+	                     " VALUES (?1, ?2, ?3)", "recording an accepted client id" },
+	[S_ACCEPTED_PRUNE] = { "DELETE FROM accepted WHERE accepted_ms < ?1",
+	                       "forgetting old accepted client ids" },
 	[S_SENDER_PUT] = { "INSERT OR REPLACE INTO senders (name, last_client_id) VALUES (?1, ?2)",
 	                   "writing a sender's client id" },
 	[S_ARCHIVE_ADD] = { "INSERT INTO archive (a, b, sender, stored_ms, data)"
@@ -1293,6 +1307,7 @@ int chat_store_mail_take(struct chat_store *s, const char *to, int64_t mail_id, 
 		m->client_id = (uint64_t)sqlite3_column_int64(st, 1);
 		m->stored_ms = sqlite3_column_int64(st, 2);
 		m->expires_ms = sqlite3_column_int64(st, 3);
+		m->len = (size_t)sqlite3_column_int64(st, 4); /* the size only: data stays NULL */
 	}
 	done(s, id);
 	if ((rc = bind_i64(s, S_MAIL_DEL, 1, mail_id)) == CHAT_OK)
@@ -1379,6 +1394,59 @@ int chat_store_sender_set_last(struct chat_store *s, const char *sender, uint64_
 		return CHAT_ERR_INVALID;
 	if ((rc = usable(s)) || (rc = bind_text(s, id, 1, sender)) ||
 	    (rc = bind_i64(s, id, 2, (int64_t)client_id))) {
+		done(s, id);
+		return rc;
+	}
+	return run(s, id);
+}
+
+int chat_store_accepted_get(struct chat_store *s, const char *sender, uint64_t client_id,
+                            int *seen)
+{
+	const int id = S_ACCEPTED_GET;
+	int rc;
+
+	if (seen)
+		*seen = 0;
+	if (!s || bad_name(sender) || !seen)
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_text(s, id, 1, sender)) ||
+	    (rc = bind_i64(s, id, 2, (int64_t)client_id)))
+		goto out;
+	rc = step(s, id);
+	if (rc >= 0) {
+		*seen = rc == 1;
+		rc = CHAT_OK;
+	}
+out:
+	done(s, id);
+	return rc;
+}
+
+int chat_store_accepted_add(struct chat_store *s, const char *sender, uint64_t client_id,
+                            int64_t now_ms)
+{
+	const int id = S_ACCEPTED_PUT;
+	int rc;
+
+	if (!s || bad_name(sender))
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_text(s, id, 1, sender)) ||
+	    (rc = bind_i64(s, id, 2, (int64_t)client_id)) || (rc = bind_i64(s, id, 3, now_ms))) {
+		done(s, id);
+		return rc;
+	}
+	return run(s, id);
+}
+
+int chat_store_accepted_prune(struct chat_store *s, int64_t older_than_ms)
+{
+	const int id = S_ACCEPTED_PRUNE;
+	int rc;
+
+	if (!s)
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_i64(s, id, 1, older_than_ms))) {
 		done(s, id);
 		return rc;
 	}

@@ -123,7 +123,7 @@ typedef int (*chat_store_mail_cb)(void *arg, const struct chat_mail *m);
 int chat_store_mail_for(struct chat_store *s, const char *to, int64_t after_id, size_t limit,
                         chat_store_mail_cb cb, void *arg);
 /* Delete mail id addressed to `to` (an ACK); m (may be NULL) receives its
- * metadata first (data is not returned: len 0).  NOTFOUND if there is no such
+ * metadata first (len is the data's size; data itself is not returned).  NOTFOUND if there is no such
  * mail for that user (already acknowledged). */
 int chat_store_mail_take(struct chat_store *s, const char *to, int64_t id, struct chat_mail *m,
                          char from[33]);
@@ -131,10 +131,19 @@ int chat_store_mail_take(struct chat_store *s, const char *to, int64_t id, struc
  * (to tell its sender). */
 int chat_store_mail_expire(struct chat_store *s, int64_t now_ms, chat_store_mail_cb cb, void *arg);
 
-/* Highest SEND client id accepted from sender (0 if none): resends of ids at
- * or below it are duplicates. */
+/* Highest SEND client id accepted from sender (0 if none): a client that
+ * lost its keystore starts above it. */
 int chat_store_sender_last(struct chat_store *s, const char *sender, uint64_t *client_id);
 int chat_store_sender_set_last(struct chat_store *s, const char *sender, uint64_t client_id);
+
+/* Every SEND id accepted from a sender, for exact duplicate detection (the
+ * highest id alone cannot tell a resend from an id that was refused before
+ * later ones were accepted).  Pruned by age. */
+int chat_store_accepted_get(struct chat_store *s, const char *sender, uint64_t client_id,
+                            int *seen);
+int chat_store_accepted_add(struct chat_store *s, const char *sender, uint64_t client_id,
+                            int64_t now_ms);
+int chat_store_accepted_prune(struct chat_store *s, int64_t older_than_ms);
 
 /* ---- archive of conversation ciphertext (relay.archive) */
 int chat_store_archive_add(struct chat_store *s, const char *from, const char *to,

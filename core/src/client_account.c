@@ -3,6 +3,7 @@
  * (USERS, ADD, REMOVE, RESET, PROMOTE, DEMOTE) and friends.  Passwords are
  * turned into verifiers here; they never leave the client. */
 #include "client_int.h"
+#include "host.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,18 +33,6 @@ int client_keep_password(struct chat_client *c, size_t len, const char *pw)
 	return 0;
 }
 
-static int random_bytes(size_t len, uint8_t *dst)
-{
-	while (len) {
-		ssize_t n = getrandom(dst, len, 0);
-		if (n <= 0)
-			return CHAT_ERR_RANDOM;
-		dst += n;
-		len -= (size_t)n;
-	}
-	return CHAT_OK;
-}
-
 /* A SCRAM nonce: random bytes in base64's alphabet (printable, never ','). */
 static int make_nonce(size_t cap, char *dst)
 {
@@ -51,7 +40,7 @@ static int make_nonce(size_t cap, char *dst)
 	uint8_t raw[NONCE_BYTES];
 	size_t n = 0;
 
-	if (cap < NONCE_BYTES / 3 * 4 + 1 || random_bytes(sizeof(raw), raw))
+	if (cap < NONCE_BYTES / 3 * 4 + 1 || chat_os_random(sizeof(raw), raw))
 		return CHAT_ERR_RANDOM;
 	for (size_t i = 0; i < sizeof(raw); i += 3) {
 		uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
@@ -70,7 +59,7 @@ static int make_verifier(struct chat_client *c, size_t len, const char *pw,
 {
 	uint8_t salt[SALT_LEN];
 
-	if (random_bytes(sizeof(salt), salt)) {
+	if (chat_os_random(sizeof(salt), salt)) {
 		client_fail(c, NULL, "random", "no random bytes for a password salt");
 		return CHAT_ERR_RANDOM;
 	}

@@ -12,6 +12,7 @@
  * outbox entry: u64 client id | str8 peer | u32 + payload
  * Every buffer that held it is wiped. */
 #include "client_int.h"
+#include "host.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -212,14 +213,6 @@ static int make_dirs(const char *path, size_t errlen, char *err)
 static int have_data_dir(const struct chat_client *c)
 {
 	return c->cfg.data_dir && *c->cfg.data_dir;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int open_log(struct chat_client *c, size_t errlen, char *err)
@@ -650,7 +643,7 @@ void client_history(struct chat_client *c, int direction, const char *peer, size
 
 	if (!c->log || c->log_failed)
 		return;
-	if (chat_seclog_append(c->log, c->in_mail ? c->mail_time : now_ms(), direction, peer, len,
+	if (chat_seclog_append(c->log, c->in_mail ? c->mail_time : chat_unix_ms(), direction, peer, len,
 	                       text, sizeof(err), err) != CHAT_OK) {
 		client_fail(c, NULL, "history", "%s: no further messages are recorded", err);
 		c->log_failed = 1;

@@ -12,6 +12,11 @@
 int chat_host_os_random(const struct chat_host *h, size_t len, uint8_t *dst)
 {
 	(void)h;
+	return chat_os_random(len, dst);
+}
+
+int chat_os_random(size_t len, uint8_t *dst)
+{
 	while (len > 0) {
 		ssize_t n = getrandom(dst, len, 0);
 		if (n < 0) {
@@ -35,13 +40,18 @@ static uint64_t host_monotonic_ms(const struct chat_host *h)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int64_t host_unix_ms(const struct chat_host *h)
+int64_t chat_unix_ms(void)
 {
 	struct timespec ts;
 
-	(void)h;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t host_unix_ms(const struct chat_host *h)
+{
+	(void)h;
+	return chat_unix_ms();
 }
 
 static void host_log(const struct chat_host *h, int level, const char *fmt, ...)

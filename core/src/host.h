@@ -18,6 +18,10 @@ void chat_host_init(struct chat_host *h, struct chat_host_ctx *ctx);
 
 /* The default services, for callers that build their own table (tests). */
 int chat_host_os_random(const struct chat_host *h, size_t len, uint8_t *dst);
+/* The core's own: random bytes from the OS (CHAT_OK or CHAT_ERR_RANDOM), and
+ * the wall clock in Unix milliseconds. */
+int chat_os_random(size_t len, uint8_t *dst);
+int64_t chat_unix_ms(void);
 int chat_memeq(const void *a, const void *b, size_t n);
 void chat_wipe(void *p, size_t n);
 

@@ -20,6 +20,7 @@
 #include <chat/error.h>
 
 #include "be.h"
+#include "host.h"
 
 #define MAGIC "CHATKEYS"
 #define MAGIC_LEN 8
@@ -61,20 +62,6 @@ static int fail(int rc, size_t errlen, char *err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return rc;
-}
-
-static int get_random(size_t len, uint8_t *dst)
-{
-	while (len > 0) {
-		ssize_t n = getrandom(dst, len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		dst += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 static void derive(size_t pw_len, const char *pw, const uint8_t salt[SALT_LEN], unsigned iterations,
@@ -343,7 +330,7 @@ int chat_keystore_open(const char *path, size_t pw_len, const char *pw, unsigned
 	if (fd < 0 && errno == ENOENT) {
 		/* Nothing is written until the first save. */
 		ks->iterations = iterations;
-		if (get_random(SALT_LEN, ks->salt)) {
+		if (chat_os_random(SALT_LEN, ks->salt)) {
 			rc = fail(CHAT_ERR_RANDOM, errlen, err, "%s: no random salt: %s", path,
 			          strerror(errno));
 			goto out;
@@ -394,7 +381,7 @@ static int seal(const struct chat_keystore *ks, size_t len, const uint8_t *blob,
 	chat_be32_put(buf + OFF_VERSION, VERSION);
 	chat_be32_put(buf + OFF_ITER, ks->iterations);
 	memcpy(buf + OFF_SALT, ks->salt, SALT_LEN);
-	if (get_random(IV_LEN, buf + OFF_IV)) {
+	if (chat_os_random(IV_LEN, buf + OFF_IV)) {
 		free(buf);
 		return CHAT_ERR_RANDOM;
 	}
@@ -498,7 +485,7 @@ int chat_keystore_rekey(struct chat_keystore *ks, size_t pw_len, const char *pw,
 	if (!ks || (!pw && pw_len))
 		return fail(CHAT_ERR_INVALID, errlen, err, "%s: invalid password",
 		            ks ? ks->path : "(null)");
-	if (get_random(SALT_LEN, salt))
+	if (chat_os_random(SALT_LEN, salt))
 		return fail(CHAT_ERR_RANDOM, errlen, err, "%s: no random salt: %s", ks->path,
 		            strerror(errno));
 	memcpy(ks->salt, salt, SALT_LEN);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "be.h"
+#include "host.h"
 #include "log.h"
 #include "proto.h"
 #include "relay_int.h"
@@ -1034,7 +1035,7 @@ int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp,
 	}
 	c->r = r;
 	c->last_active = chat_loop_now_ms();
-	c->since_ms = relay_unix_ms();
+	c->since_ms = chat_unix_ms();
 	rc = chat_conn_new(r->loop, tp, handle, &r->cfg.limits, &relay_cbs, c, &c->conn);
 	if (rc) {
 		free(c);

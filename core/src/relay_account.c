@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <nettle/hmac.h>
 
+#include "host.h"
 #include "log.h"
 #include "relay_int.h"
 
@@ -24,7 +24,7 @@ int relay_accounts_new(struct chat_relay *r)
 
 	if (!r->cfg.store)
 		return CHAT_OK;
-	if (getrandom(r->fake_secret, sizeof(r->fake_secret), 0) != (ssize_t)sizeof(r->fake_secret))
+	if (chat_os_random(sizeof(r->fake_secret), r->fake_secret) != CHAT_OK)
 		return CHAT_ERR_RANDOM;
 	return chat_throttle_new(&tc, &r->throttle);
 }
@@ -151,7 +151,7 @@ void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg
 	}
 	snprintf(ukey, sizeof(ukey), "u:%.32s", user);
 	address_key(c, sizeof(akey), akey);
-	int64_t now = relay_unix_ms();
+	int64_t now = chat_unix_ms();
 	int64_t wait_u = chat_throttle_wait(r->throttle, ukey, now);
 	int64_t wait_a = chat_throttle_wait(r->throttle, akey, now);
 	if (wait_u || wait_a) {
@@ -178,7 +178,7 @@ void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg
 		return;
 	}
 	explicit_bzero(&a, sizeof(a));
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+	if (chat_os_random(sizeof(raw), raw) != CHAT_OK) {
 		explicit_bzero(&v, sizeof(v));
 		scram_end(c);
 		relay_error(r, c, CHAT_PERR_STORAGE, m->type, user, "the relay has no random numbers now; try later");
@@ -253,7 +253,7 @@ void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct ch
 			rc = CHAT_ERR_AUTH;
 	}
 	if (rc != CHAT_OK) {
-		int64_t now = relay_unix_ms();
+		int64_t now = chat_unix_ms();
 		int64_t wu = chat_throttle_fail(r->throttle, ukey, now);
 		int64_t wa = chat_throttle_fail(r->throttle, akey, now);
 		chat_info("%s failed for %s from %s (%u failures for the account, %u from the address)",
@@ -306,7 +306,7 @@ void relay_on_register(struct chat_relay *r, struct client *c, const struct chat
 	snprintf(a.name, sizeof(a.name), "%s", m->name);
 	a.group = CHAT_GROUP_REGULAR;
 	a.v = m->verifier;
-	a.created_ms = relay_unix_ms();
+	a.created_ms = chat_unix_ms();
 	rc = chat_store_account_add(r->cfg.store, &a);
 	explicit_bzero(&a, sizeof(a));
 	if (rc == CHAT_ERR_INVALID) {
@@ -478,7 +478,7 @@ void relay_on_admin(struct chat_relay *r, struct client *c, const struct chat_ms
 		snprintf(a.name, sizeof(a.name), "%s", m->name);
 		a.group = CHAT_GROUP_REGULAR;
 		a.v = m->verifier;
-		a.created_ms = relay_unix_ms();
+		a.created_ms = chat_unix_ms();
 		rc = chat_store_account_add(st, &a);
 		snprintf(text, sizeof(text), "added user %s", m->name);
 		break;

@@ -155,6 +155,5 @@ void relay_on_ack(struct chat_relay *r, struct client *c, const struct chat_msg 
 void relay_talk_registered(struct chat_relay *r, struct client *c, const struct chat_msg *m);
 void relay_answer_registered(struct chat_relay *r, struct client *c, const struct chat_msg *m);
 void relay_close_registered(struct chat_relay *r, struct client *c, const struct chat_msg *m);
-int64_t relay_unix_ms(void);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "host.h"
 #include "log.h"
 #include "relay_int.h"
 
@@ -24,14 +25,6 @@ struct pending {
 	size_t len;
 	uint8_t data[];
 };
-
-int64_t relay_unix_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void fill_window(struct chat_relay *r, struct client *c);
 
@@ -190,7 +183,7 @@ void relay_mail_wanted(struct chat_relay *r, struct client *c)
 int relay_mail_to(struct chat_relay *r, const char *to, const char *from, uint64_t client_id,
                   int64_t *mail_id)
 {
-	int64_t now = relay_unix_ms(), id = 0;
+	int64_t now = chat_unix_ms(), id = 0;
 	int rc;
 
 	if (r->wb.err)
@@ -359,7 +352,7 @@ void relay_talk_registered(struct chat_relay *r, struct client *c, const struct 
 	if (relay_write_begin(r, c, m->type) != CHAT_OK)
 		return;
 	csv_suites(r, c, sizeof(mine), mine);
-	rc = chat_store_offer_add(st, c->name, m->name, mine, relay_unix_ms());
+	rc = chat_store_offer_add(st, c->name, m->name, mine, chat_unix_ms());
 	if (store_failed(r, c, m->type, rc))
 		return;
 	relay_begin(r, CHAT_MSG_OFFERED);
@@ -394,7 +387,7 @@ void relay_answer_registered(struct chat_relay *r, struct client *c, const struc
 	if (store_failed(r, c, m->type, chat_store_offer_remove(st, m->name, c->name)))
 		return;
 	if (m->flag &&
-	    store_failed(r, c, m->type, chat_store_conv_add(st, m->name, c->name, m->suite, relay_unix_ms())))
+	    store_failed(r, c, m->type, chat_store_conv_add(st, m->name, c->name, m->suite, chat_unix_ms())))
 		return;
 	relay_begin(r, CHAT_MSG_ANSWERED);
 	chat_put_str8(&r->wb, c->name);
@@ -548,14 +541,14 @@ void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg
 	}
 	if (r->cfg.archive &&
 	    store_failed(r, c, m->type,
-	                 chat_store_archive_add(st, c->name, m->name, relay_unix_ms(), m->payload_len,
+	                 chat_store_archive_add(st, c->name, m->name, chat_unix_ms(), m->payload_len,
 	                                        m->payload)))
 		return;
 	relay_begin(r, CHAT_MSG_DELIVER);
 	chat_put_str8(&r->wb, c->name);
 	chat_put_bytes(&r->wb, m->payload_len, m->payload);
 	if (store_failed(r, c, m->type, relay_mail_to(r, m->name, c->name, m->id, &id)) ||
-	    store_failed(r, c, m->type, chat_store_accepted_add(st, c->name, m->id, relay_unix_ms())) ||
+	    store_failed(r, c, m->type, chat_store_accepted_add(st, c->name, m->id, chat_unix_ms())) ||
 	    (m->id > last &&
 	     store_failed(r, c, m->type, chat_store_sender_set_last(st, c->name, m->id))))
 		return;
@@ -645,7 +638,7 @@ static long long housekeeping(struct chat_loop *loop, void *arg)
 {
 	struct chat_relay *r = arg;
 	struct expired_list l = { 0 };
-	int64_t now = relay_unix_ms();
+	int64_t now = chat_unix_ms();
 
 	(void)loop;
 	if (relay_write_begin(r, NULL, 0) != CHAT_OK)

@@ -19,15 +19,15 @@
  * the pool moves the last entry into the hole, so nothing degrades over time. */
 #include "throttle.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <nettle/sha2.h>
 
 #include <chat/error.h>
+
+#include "host.h"
 
 #define KEY_MAX 63
 #define KEY_HASHED (KEY_MAX + 1)        /* key.len marking a SHA-256 key */
@@ -312,15 +312,9 @@ int chat_throttle_new(const struct chat_throttle_config *cfg, struct chat_thrott
 		return CHAT_ERR_NOMEM;
 	}
 	memset(t->index, 0xff, size * sizeof(*t->index)); /* EMPTY */
-	for (size_t got = 0; got < sizeof(t->sipkey);) {
-		ssize_t n = getrandom(t->sipkey + got, sizeof(t->sipkey) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			chat_throttle_free(t);
-			return CHAT_ERR_RANDOM;
-		}
-		got += (size_t)n;
+	if (chat_os_random(sizeof(t->sipkey), t->sipkey) != CHAT_OK) {
+		chat_throttle_free(t);
+		return CHAT_ERR_RANDOM;
 	}
 	*out = t;
 	return CHAT_OK;

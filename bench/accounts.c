@@ -13,6 +13,7 @@
  *    the friend logs in and fetches and acknowledges all of them.
  * Prints RESULT lines; bounded in count and time (every read times out). */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +52,15 @@ static double cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+static pid_t relay_pid; /* stopped by die() */
+
 static void die(const char *what)
 {
 	fprintf(stderr, "chat-bench-accounts: %s\n", what);
+	if (relay_pid > 0) {
+		kill(relay_pid, SIGKILL);
+		waitpid(relay_pid, NULL, 0);
+	}
 	exit(1);
 }
 
@@ -192,6 +199,7 @@ int main(int argc, char **argv)
 	                "relay.queue_max_messages=1000000", "--set", "relay.queue_max_bytes=1073741824",
 	                NULL) != 0)
 		die("the relay did not start");
+	relay_pid = r.pid;
 	/* The relay logs every login: keep its stderr pipe drained. */
 	pid_t drain = fork();
 	if (drain == 0) {
@@ -217,7 +225,9 @@ int main(int argc, char **argv)
 	snprintf(db, sizeof(db), "%s/relay.db", dir);
 	if (stat(db, &st) == 0)
 		printf("RESULT bench=database bytes=%lld\n", (long long)st.st_size);
-	if (relay_stop(&r) != 0)
+	int stopped = relay_stop(&r);
+	relay_pid = 0;
+	if (stopped != 0)
 		die("the relay did not stop cleanly");
 	waitpid(drain, NULL, 0);
 	chat_wbuf_free(&wb);

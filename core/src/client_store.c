@@ -12,6 +12,7 @@
  * outbox entry: u64 client id | str8 peer | u32 + payload
  * Every buffer that held it is wiped. */
 #include "client_int.h"
+#include "durable.h"
 #include "host.h"
 
 #include <errno.h>
@@ -663,24 +664,6 @@ static int copy_record(void *arg, const struct chat_seclog_record *r)
 	                          sizeof(x->err), x->err);
 }
 
-static int sync_parent(const char *path)
-{
-	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	size_t n = slash ? (size_t)(slash - path) : 1;
-
-	if (n >= sizeof(dir))
-		return -1;
-	memcpy(dir, slash ? path : ".", n);
-	dir[n] = '\0';
-	int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 /* The history under a new password: copied record by record into a new
  * file, which then replaces the old one. */
 static int rekey_log(struct chat_client *c, size_t len, const char *pw, size_t errlen, char *err)
@@ -703,7 +686,7 @@ static int rekey_log(struct chat_client *c, size_t len, const char *pw, size_t e
 		if (rc != CHAT_OK && x.err[0])
 			snprintf(err, errlen, "%s", x.err);
 	}
-	if (rc == CHAT_OK && (rename(tmp, c->log_path) != 0 || sync_parent(c->log_path) != 0)) {
+	if (rc == CHAT_OK && (rename(tmp, c->log_path) != 0 || chat_fsync_dir_of(c->log_path) != 0)) {
 		snprintf(err, errlen, "cannot replace %s: %s", c->log_path, strerror(errno));
 		rc = CHAT_ERR_IO;
 	}

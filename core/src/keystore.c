@@ -20,6 +20,7 @@
 #include <chat/error.h>
 
 #include "be.h"
+#include "durable.h"
 #include "host.h"
 
 #define MAGIC "CHATKEYS"
@@ -247,36 +248,6 @@ static char *with_suffix(const char *path, const char *suffix)
 	return s;
 }
 
-/* Make a rename in path's directory durable.  Filesystems that cannot sync
- * a directory say EINVAL; there is nothing more to do on those. */
-static int sync_dir(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *dir;
-	int fd;
-
-	if (!slash)
-		dir = strdup(".");
-	else if (slash == path)
-		dir = strdup("/");
-	else
-		dir = strndup(path, (size_t)(slash - path));
-	if (!dir)
-		return -1;
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(dir);
-	if (fd < 0)
-		return -1;
-	if (fsync(fd) != 0 && errno != EINVAL) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	close(fd);
-	return 0;
-}
-
 int chat_keystore_open(const char *path, size_t pw_len, const char *pw, unsigned iterations,
                        struct chat_keystore **out, uint8_t **blob, size_t *blob_len, int *created,
                        size_t errlen, char *err)
@@ -454,7 +425,7 @@ int chat_keystore_save(struct chat_keystore *ks, size_t len, const uint8_t *blob
 	free(image);
 	image = NULL;
 	/* The new file is in place; only its durability is in question now. */
-	if (sync_dir(ks->path) != 0) {
+	if (chat_fsync_dir_of(ks->path) != 0) {
 		rc = fail(CHAT_ERR_IO, errlen, err, "%s: cannot sync the directory: %s", ks->path,
 		          strerror(errno));
 		free(tmp);

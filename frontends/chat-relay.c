@@ -80,8 +80,7 @@ static int add_admin(struct server *s)
 		                chat_config_where(s->prog.cfg, "relay", "database"));
 		return 1;
 	}
-	rc = chat_store_account_get(s->store, name, &a);
-	explicit_bzero(&a, sizeof(a));
+	rc = chat_store_account_exists(s->store, name);
 	if (rc == CHAT_OK) {
 		chat_prog_error(&s->prog, "--add-admin: the account %s exists already (an admin can "
 		                "promote it: /promote %s)", name, name);

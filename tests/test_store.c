@@ -72,6 +72,7 @@ static void check_account(struct chat_store *s, const char *name, int group, uin
 	struct chat_account want, got;
 
 	make_account(&want, name, group, seed);
+	CHECK_EQ_INT(chat_store_account_exists(s, name), CHAT_OK);
 	CHECK_EQ_INT(chat_store_account_get(s, name, &got), CHAT_OK);
 	CHECK(strcmp(got.name, name) == 0);
 	CHECK_EQ_INT(got.group, group);
@@ -182,6 +183,8 @@ static void test_accounts(struct chat_store *s)
 	CHECK_EQ_INT(chat_store_account_add(s, &a), CHAT_ERR_INVALID);
 
 	CHECK_EQ_INT(chat_store_account_get(s, "nobody", &a), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_account_exists(s, "nobody"), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(chat_store_account_exists(s, ""), CHAT_ERR_INVALID);
 	CHECK_EQ_INT(a.name[0], 0);
 
 	/* Password change. */

@@ -100,14 +100,15 @@ int relay_has_suite(const struct client *c, int idx)
 	return 0;
 }
 
-/* "a, b, c" of a client's suites. */
-void relay_suites_text(const struct chat_relay *r, const struct client *c, size_t cap, char *dst)
+/* A client's suites joined by sep: ", " for people, "," to store. */
+void relay_suites_join(const struct chat_relay *r, const struct client *c, const char *sep,
+                       size_t cap, char *dst)
 {
 	size_t used = 0;
 
 	dst[0] = '\0';
 	for (size_t i = 0; i < c->nsuites && used < cap; i++) {
-		int n = snprintf(dst + used, cap - used, "%s%s", i ? ", " : "",
+		int n = snprintf(dst + used, cap - used, "%s%s", i ? sep : "",
 		                 r->suite_names[c->suites[i]]);
 		if (n < 0)
 			break;
@@ -391,7 +392,7 @@ int relay_logged_in(struct chat_relay *r, struct client *c, const char *name, in
 		return CHAT_ERR_NOMEM;
 	}
 	c->state = ST_LOGGED_IN;
-	relay_suites_text(r, c, sizeof(suites), suites);
+	relay_suites_join(r, c, ", ", sizeof(suites), suites);
 	chat_info("client %s logged in as %s (%s; suites: %s)", chat_conn_peer(c->conn), c->name,
 	          group == CHAT_GROUP_ADMIN ? "admin" : group == CHAT_GROUP_REGULAR ? "registered" : "guest",
 	          suites);
@@ -407,7 +408,6 @@ int relay_logged_in(struct chat_relay *r, struct client *c, const char *name, in
 
 static void on_login(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct chat_account a;
 
 	if (c->state == ST_NEW) {
 		relay_error(r, c, CHAT_PERR_UNEXPECTED, m->type, NULL, "send HELLO before LOGIN");
@@ -429,8 +429,7 @@ static void on_login(struct chat_relay *r, struct client *c, const struct chat_m
 		return;
 	}
 	if (r->cfg.store) {
-		int rc = chat_store_account_get(r->cfg.store, m->name, &a);
-		explicit_bzero(&a, sizeof(a));
+		int rc = chat_store_account_exists(r->cfg.store, m->name);
 		if (rc == CHAT_OK) {
 			relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
 			            "%s is a registered user: log in with the password", m->name);
@@ -538,14 +537,12 @@ full:
 static int registered_name(struct chat_relay *r, const char *name)
 {
 	struct client *t = relay_find_user(r, name);
-	struct chat_account a;
 
 	if (t)
 		return relay_is_registered(t);
 	if (!r->cfg.store)
 		return 0;
-	int rc = chat_store_account_get(r->cfg.store, name, &a);
-	explicit_bzero(&a, sizeof(a));
+	int rc = chat_store_account_exists(r->cfg.store, name);
 	return rc == CHAT_OK;
 }
 
@@ -593,8 +590,8 @@ static void on_talk(struct chat_relay *r, struct client *c, const struct chat_ms
 	for (size_t i = 0; i < c->nsuites && !common; i++)
 		common = relay_has_suite(t, c->suites[i]);
 	if (!common) {
-		relay_suites_text(r, t, sizeof(theirs), theirs);
-		relay_suites_text(r, c, sizeof(mine), mine);
+		relay_suites_join(r, t, ", ", sizeof(theirs), theirs);
+		relay_suites_join(r, c, ", ", sizeof(mine), mine);
 		relay_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
 		           "%s offers only %s; you allow only %s", t->name, theirs, mine);
 		return;

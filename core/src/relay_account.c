@@ -553,7 +553,6 @@ static int friend_event(struct chat_relay *r, const char *to, const char *about,
 void relay_on_friend(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
 	struct chat_store *st = r->cfg.store;
-	struct chat_account a;
 	int state = CHAT_FRIEND_NONE, rc;
 	const char *t = m->name;
 
@@ -576,8 +575,7 @@ void relay_on_friend(struct chat_relay *r, struct client *c, const struct chat_m
 		relay_error(r, c, CHAT_PERR_SELF, m->type, t, "you cannot befriend yourself");
 		return;
 	}
-	rc = chat_store_account_get(st, t, &a);
-	explicit_bzero(&a, sizeof(a));
+	rc = chat_store_account_exists(st, t);
 	if (rc == CHAT_ERR_NOTFOUND) {
 		relay_error(r, c, CHAT_PERR_NO_USER, m->type, t, "no registered user %s", t);
 		return;

@@ -97,7 +97,8 @@ int relay_insert_user(struct chat_relay *r, struct client *c);
 void relay_remove_user(struct chat_relay *r, struct client *c);
 int relay_intern_suite(struct chat_relay *r, const char *name);
 int relay_has_suite(const struct client *c, int idx);
-void relay_suites_text(const struct chat_relay *r, const struct client *c, size_t cap, char *dst);
+void relay_suites_join(const struct chat_relay *r, const struct client *c, const char *sep,
+                       size_t cap, char *dst);
 void relay_put_suites(struct chat_relay *r, const struct client *c);
 void relay_begin(struct chat_relay *r, int type);
 void relay_flush_to(struct chat_relay *r, struct client *c);

@@ -246,19 +246,6 @@ static void fill_window(struct chat_relay *r, struct client *c)
 
 /* ---- conversations between registered users */
 
-static void csv_suites(struct chat_relay *r, const struct client *c, size_t cap, char *dst)
-{
-	size_t used = 0;
-
-	dst[0] = '\0';
-	for (size_t i = 0; i < c->nsuites && used < cap; i++) {
-		int n = snprintf(dst + used, cap - used, "%s%s", i ? "," : "", r->suite_names[c->suites[i]]);
-		if (n < 0)
-			break;
-		used += (size_t)n;
-	}
-}
-
 static int csv_has(const char *csv, const char *name)
 {
 	size_t n = strlen(name);
@@ -342,8 +329,8 @@ void relay_talk_registered(struct chat_relay *r, struct client *c, const struct 
 			common = relay_has_suite(t, c->suites[i]);
 		if (!common) {
 			char theirs[256], yours[256];
-			relay_suites_text(r, t, sizeof(theirs), theirs);
-			relay_suites_text(r, c, sizeof(yours), yours);
+			relay_suites_join(r, t, ", ", sizeof(theirs), theirs);
+			relay_suites_join(r, c, ", ", sizeof(yours), yours);
 			relay_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
 			            "%s offers only %s; you allow only %s", t->name, theirs, yours);
 			return;
@@ -351,7 +338,7 @@ void relay_talk_registered(struct chat_relay *r, struct client *c, const struct 
 	}
 	if (relay_write_begin(r, c, m->type) != CHAT_OK)
 		return;
-	csv_suites(r, c, sizeof(mine), mine);
+	relay_suites_join(r, c, ",", sizeof(mine), mine);
 	rc = chat_store_offer_add(st, c->name, m->name, mine, chat_unix_ms());
 	if (store_failed(r, c, m->type, rc))
 		return;
@@ -469,7 +456,6 @@ static int send_live(struct chat_relay *r, struct client *c, const struct chat_m
 void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
 	struct chat_store *st = r->cfg.store;
-	struct chat_account a;
 	char suite[33];
 	uint64_t last = 0, bytes = 0;
 	size_t count = 0;
@@ -492,8 +478,7 @@ void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg
 		            "this relay allows conversations only between friends: /friend add %s", m->name);
 		return;
 	}
-	rc = chat_store_account_get(st, m->name, &a);
-	explicit_bzero(&a, sizeof(a));
+	rc = chat_store_account_exists(st, m->name);
 	if (rc == CHAT_ERR_NOTFOUND) {
 		relay_error(r, c, CHAT_PERR_NOT_CONNECTED, m->type, m->name,
 		            "%s is not connected and has no account here", m->name);

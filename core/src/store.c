@@ -126,7 +126,7 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == CHAT_STORE_SCHEMA_V
 
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO, S_VERSION,
-	S_ACC_GET, S_ACC_ADD, S_ACC_SET_VERIFIER, S_ACC_SET_GROUP, S_ACC_DEL, S_ACC_COUNT,
+	S_ACC_GET, S_ACC_EXISTS, S_ACC_ADD, S_ACC_SET_VERIFIER, S_ACC_SET_GROUP, S_ACC_DEL, S_ACC_COUNT,
 	S_FRIEND_DEL_ALL, S_CONV_DEL_ALL, S_MAIL_DEL_TO, S_SENDER_DEL,
 	S_FRIEND_GET, S_FRIEND_PUT, S_FRIEND_DEL, S_FRIEND_LIST,
 	S_CONV_PUT, S_CONV_GET, S_CONV_DEL,
@@ -151,6 +151,7 @@ static const struct {
 	[S_VERSION] = { "PRAGMA user_version", "reading the schema version" },
 	[S_ACC_GET] = { "SELECT grp, salt, iterations, stored_key, server_key, created_ms"
 	                " FROM accounts WHERE name = ?1", "reading an account" },
+	[S_ACC_EXISTS] = { "SELECT 1 FROM accounts WHERE name = ?1", "looking up an account" },
 	[S_ACC_ADD] = { "INSERT INTO accounts (name, grp, salt, iterations, stored_key, server_key,"
 	                " created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", "adding an account" },
 	[S_ACC_SET_VERIFIER] = { "UPDATE accounts SET salt = ?2, iterations = ?3, stored_key = ?4,"
@@ -776,6 +777,23 @@ int chat_store_in_transaction(const struct chat_store *s)
 static int check_verifier(const struct chat_scram_verifier *v)
 {
 	return v && v->salt_len <= sizeof(v->salt) && v->iterations > 0;
+}
+
+int chat_store_account_exists(struct chat_store *s, const char *name)
+{
+	const int id = S_ACC_EXISTS;
+	int rc;
+
+	if (!s || bad_name(name))
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_text(s, id, 1, name)))
+		goto out;
+	rc = step(s, id);
+	if (rc >= 0)
+		rc = rc == 1 ? CHAT_OK : CHAT_ERR_NOTFOUND;
+out:
+	done(s, id);
+	return rc;
 }
 
 int chat_store_account_get(struct chat_store *s, const char *name, struct chat_account *a)

@@ -78,6 +78,8 @@ int chat_store_in_transaction(const struct chat_store *s);
 
 /* ---- accounts */
 int chat_store_account_get(struct chat_store *s, const char *name, struct chat_account *a);
+/* CHAT_OK if name has an account, CHAT_ERR_NOTFOUND if not (no verifier is read). */
+int chat_store_account_exists(struct chat_store *s, const char *name);
 int chat_store_account_add(struct chat_store *s, const struct chat_account *a); /* INVALID if it exists */
 int chat_store_account_set_verifier(struct chat_store *s, const char *name,
                                     const struct chat_scram_verifier *v);

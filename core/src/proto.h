@@ -97,6 +97,13 @@ enum chat_auth_op {
 	CHAT_AUTH_PASSWD = 2,      /* logged in: prove the current password before PASSWD */
 };
 
+/* A user's group: LOGGED_IN says which; the relay stores it with the account. */
+enum chat_group {
+	CHAT_GROUP_GUEST = 0,   /* not stored: a connected user without an account */
+	CHAT_GROUP_REGULAR = 1,
+	CHAT_GROUP_ADMIN = 2,
+};
+
 enum chat_admin_op {
 	CHAT_ADMIN_USERS = 1,      /* list connected users (reply USERS) */
 	CHAT_ADMIN_ADD = 2,        /* add name with an initial password (verifier) */
@@ -159,7 +166,7 @@ struct chat_msg {
 	size_t payload_len;
 	struct chat_iter list;  /* WHO_LIST, MEMBERS, ROOM_LIST, ROOM_SEND, USERS, FRIENDS */
 	unsigned op;            /* AUTH, AUTH_OK, ADMIN, FRIEND, DONE */
-	unsigned group;         /* LOGGED_IN: CHAT_GROUP_* (store.h) */
+	unsigned group;         /* LOGGED_IN: CHAT_GROUP_* */
 	uint64_t id, id2;       /* LOGGED_IN: id = last SEND id accepted from us; SEND, STORED,
 	                           RECEIPT: id = client id, id2 = mail id; ACK, MAIL: id = mail id */
 	int64_t time_ms;        /* MAIL: when the relay stored it (Unix ms) */

@@ -1,7 +1,7 @@
 /* chat-peer: direct peer-to-peer messages, one authenticated connection per
  * message (docs/PEER.md).  This file is the thin part: arguments, prompts,
  * the passphrase, the encrypted log, the event loop and how events look.
- * The protocol and its state machines are core/src/peer.c; the log is
+ * The protocol and its state machines are peer.c; the log is
  * core/src/seclog.c. */
 #include <errno.h>
 #include <signal.h>

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "be.h"
-#include "store.h"
 
 /* ---- suites */
 

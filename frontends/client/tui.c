@@ -12,10 +12,11 @@
 #include <unistd.h>
 #include <wchar.h>
 
-#include "client-ui.h"
+#include "format.h"
 #include "host.h"
 #include "log.h"
 #include "text.h"
+#include "tui.h"
 
 #define HISTORY 2000
 #define INPUT_MAX 65536
@@ -138,79 +139,6 @@ static void layout(struct chat_tui *t)
 	nodelay(t->in, TRUE);
 }
 
-/* A human rendering of an event; the line-mode text for the rarer ones. */
-static void human(const struct chat_event *ev, const char *t_me, size_t cap, char *dst)
-{
-	char stamp[16];
-	time_t now = time(NULL);
-	struct tm tm;
-	size_t tcap = 4 * ev->text_len + 1;
-	char *text = malloc(tcap);
-
-	localtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%H:%M", &tm);
-	if (!text) {
-		snprintf(dst, cap, "%s (out of memory)", stamp);
-		return;
-	}
-	chat_text_escape(ev->text_len, ev->text, tcap, text);
-	switch (ev->kind) {
-	case CHAT_EV_MSG:
-		snprintf(dst, cap, "%s <%s> %s", stamp, ev->peer, text);
-		break;
-	case CHAT_EV_ROOM_MSG:
-		snprintf(dst, cap, "%s #%s <%s> %s", stamp, ev->room, ev->peer, text);
-		break;
-	case CHAT_EV_SENT:
-		if (ev->room[0])
-			snprintf(dst, cap, "%s #%s <%s> %s", stamp, ev->room, t_me, text);
-		else
-			snprintf(dst, cap, "%s <%s> %s", stamp, t_me, text);
-		break;
-	case CHAT_EV_OFFER:
-		snprintf(dst, cap, "%s *** %s wants to talk (suite %s%s): /accept %s or /reject %s", stamp,
-		         ev->peer, ev->suite, ev->insecure ? ", INSECURE" : "", ev->peer, ev->peer);
-		break;
-	case CHAT_EV_ESTABLISHED:
-		snprintf(dst, cap, "%s *** talking with %s, suite %s%s", stamp, ev->peer, ev->suite,
-		         ev->insecure ? "  [INSECURE: for demonstration only]" : "");
-		break;
-	case CHAT_EV_RESUMED:
-		snprintf(dst, cap, "%s *** talking with %s again, suite %s (saved session, no new "
-		         "handshake)%s", stamp, ev->peer, ev->suite, ev->insecure ? "  [INSECURE]" : "");
-		break;
-	case CHAT_EV_PASSWORD:
-		snprintf(dst, cap, "%s *** %s.  Password for %s (typed below, not shown; an empty line "
-		         "quits):", stamp, text, ev->peer);
-		break;
-	case CHAT_EV_FRIEND_REQUEST:
-		snprintf(dst, cap, "%s *** %s asks to be your friend: /friend add %s or /friend remove %s",
-		         stamp, ev->peer, ev->peer, ev->peer);
-		break;
-	case CHAT_EV_FRIEND_ACCEPTED:
-		snprintf(dst, cap, "%s *** %s and you are friends now", stamp, ev->peer);
-		break;
-	case CHAT_EV_FRIEND_REMOVED:
-		snprintf(dst, cap, "%s *** %s is no longer your friend (or declined)", stamp, ev->peer);
-		break;
-	case CHAT_EV_ERROR:
-		snprintf(dst, cap, "%s !!! %s", stamp, text);
-		break;
-	case CHAT_EV_WARNING:
-		snprintf(dst, cap, "%s !!! WARNING: %s", stamp, text);
-		break;
-	default: {
-		char *line = malloc(cap);
-		if (line) {
-			chat_ui_format(ev, cap, line);
-			snprintf(dst, cap, "%s --- %s", stamp, line);
-			free(line);
-		}
-	}
-	}
-	free(text);
-}
-
 void chat_tui_event(void *ui, const struct chat_event *ev)
 {
 	struct chat_tui *t = ui;
@@ -226,7 +154,7 @@ void chat_tui_event(void *ui, const struct chat_event *ev)
 	}
 	if (!line)
 		return;
-	human(ev, t->me, cap, line);
+	chat_ui_human(ev, t->me, cap, line);
 	add_history(t, line);
 	waddstr(t->out, line);
 	waddch(t->out, '\n');

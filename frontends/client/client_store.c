@@ -24,7 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store.h"
 
 #define BLOB_MAGIC "CCS1"
 #define SESSION_MAX (1u << 20)

@@ -20,15 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto.h" /* enum chat_group */
 #include "scram.h"
 
 #define CHAT_STORE_SCHEMA_VERSION 1
-
-enum chat_group {
-	CHAT_GROUP_GUEST = 0,   /* not stored: a connected user without an account */
-	CHAT_GROUP_REGULAR = 1,
-	CHAT_GROUP_ADMIN = 2,
-};
 
 struct chat_account {
 	char name[33];

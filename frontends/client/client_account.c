@@ -11,7 +11,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "store.h"
 
 #define SALT_LEN 16
 #define NONCE_BYTES 18 /* 24 base64 characters */

@@ -3,7 +3,7 @@
  * one cipher session per peer), rooms, offline delivery between registered
  * users, the encrypted keystore and history, and the commands a user types.
  * It has no UI: everything it has to say goes out as struct chat_event to a
- * callback; frontends/chat-client.c prints them as stable lines
+ * callback; the program (main.c, format.c) prints them as stable lines
  * (docs/CLIENT.md) or in a talk-style screen.
  *
  * The engine is split by topic: client.c (life cycle, relay messages),

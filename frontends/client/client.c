@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "store.h"
 
 /* ---- events */
 

@@ -1,6 +1,6 @@
 /* The relay: accounts of connected users, consent (talk offers), routing of
  * opaque end-to-end payloads, rooms.  It never looks inside a payload and
- * never logs one.  The program (frontends/chat-relay.c) owns the listener,
+ * never logs one.  The program (frontends/relay/main.c) owns the listener,
  * signals and configuration; this module owns the clients. */
 #ifndef CHAT_RELAY_H
 #define CHAT_RELAY_H

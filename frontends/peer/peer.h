@@ -4,7 +4,7 @@
  * the directory, and sends messages the user composes; every connection is
  * its own finite state machine, so several sends and receives run at once on
  * the one event loop.  It has no UI: everything it has to say goes out as
- * struct chat_peer_event to a callback (like client.c); frontends/chat-peer.c
+ * struct chat_peer_event to a callback (like client.c); main.c
  * prints the events as stable lines or for a person at a terminal. */
 #ifndef CHAT_PEER_H
 #define CHAT_PEER_H

@@ -1,5 +1,5 @@
 /* chat-relay: the relay server.  One epoll loop, non-blocking sockets,
- * bounded per-client output queues; the routing itself is core/src/relay.c. */
+ * bounded per-client output queues; the routing itself is relay.c. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>

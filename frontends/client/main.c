@@ -7,9 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "client-ui.h"
 #include "client.h"
 #include "directory.h"
+#include "format.h"
 #include "host.h"
 #include "lines.h"
 #include "log.h"
@@ -18,6 +18,7 @@
 #include "secret.h"
 #include "term.h"
 #include "text.h"
+#include "tui.h"
 
 struct app {
 	struct chat_prog prog;
@@ -37,55 +38,6 @@ struct app {
  * relay has been quiet for a moment, or after a bound. */
 #define LINGER_QUIET_MS 500
 #define LINGER_MAX_MS 5000
-
-static const char *const kind_names[CHAT_EV_KINDS] = {
-	[CHAT_EV_CONNECTED] = "connected", [CHAT_EV_LOGGED_IN] = "logged-in",
-	[CHAT_EV_WHO] = "who", [CHAT_EV_WHO_END] = "who-end", [CHAT_EV_OFFER] = "offer",
-	[CHAT_EV_OFFERED] = "offered", [CHAT_EV_REJECTED] = "rejected",
-	[CHAT_EV_ESTABLISHED] = "established", [CHAT_EV_MSG] = "msg", [CHAT_EV_ROOM_MSG] = "room",
-	[CHAT_EV_JOINED] = "joined", [CHAT_EV_ROOM_JOIN] = "room-join",
-	[CHAT_EV_ROOM_LEAVE] = "room-leave", [CHAT_EV_ROOMS] = "rooms", [CHAT_EV_LEFT] = "left",
-	[CHAT_EV_CLOSED] = "closed", [CHAT_EV_FINGERPRINT] = "fingerprint", [CHAT_EV_SUITE] = "suite",
-	[CHAT_EV_QUEUED] = "queued", [CHAT_EV_INFO] = "info", [CHAT_EV_WARNING] = "warning",
-	[CHAT_EV_ERROR] = "error", [CHAT_EV_BYE] = "bye", [CHAT_EV_HELP] = "help",
-	[CHAT_EV_SENT] = "sent", [CHAT_EV_PASSWORD] = "password", [CHAT_EV_DONE] = "done",
-	[CHAT_EV_STORED] = "stored", [CHAT_EV_RECEIPT] = "receipt", [CHAT_EV_USER] = "user",
-	[CHAT_EV_USERS_END] = "users-end", [CHAT_EV_FRIEND] = "friend",
-	[CHAT_EV_FRIENDS_END] = "friends-end", [CHAT_EV_FRIEND_REQUEST] = "friend-request",
-	[CHAT_EV_FRIEND_ACCEPTED] = "friend-accepted", [CHAT_EV_FRIEND_REMOVED] = "friend-removed",
-	[CHAT_EV_RESUMED] = "resumed",
-};
-
-size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
-{
-	size_t used = 0;
-	int n;
-
-#define ADD(...) do { n = snprintf(dst + used, used < cap ? cap - used : 0, __VA_ARGS__); \
-	if (n > 0) used += (size_t)n; } while (0)
-	ADD("%s", ev->kind >= 0 && ev->kind < CHAT_EV_KINDS ? kind_names[ev->kind] : "event");
-	if (ev->kind == CHAT_EV_ERROR)
-		ADD(" %s", ev->code);
-	if (ev->room[0])
-		ADD(" %s", ev->room);
-	if (ev->peer[0])
-		ADD(" %s", ev->peer);
-	if (ev->suite[0])
-		ADD(" %s", ev->suite);
-	if (ev->insecure)
-		ADD(" insecure");
-	if (ev->kind == CHAT_EV_SENT) { /* scripts get the size; the text is theirs already */
-		ADD(" %zu", ev->text_len);
-	} else if (ev->text_len) {
-		ADD(" ");
-		used += chat_text_escape(ev->text_len, ev->text, used < cap ? cap - used : 0,
-		                         dst + (used < cap ? used : cap));
-	}
-#undef ADD
-	if (cap)
-		dst[used < cap ? used : cap - 1] = '\0';
-	return used;
-}
 
 /* ---- passwords */
 

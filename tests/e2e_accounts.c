@@ -422,6 +422,7 @@ static void test_limits_expiry(struct relay *r)
 		if (m.type == CHAT_MSG_ERROR) {
 			CHECK_EQ_INT(m.code, CHAT_PERR_QUEUE_FULL);
 			CHECK(strstr(m.text, "queue is full") != NULL);
+			CHECK(m.id == next - 1); /* which SEND was refused */
 			full = i;
 		}
 	}
@@ -625,6 +626,12 @@ static void test_policies(void)
 	CHECK(!send_payload(alice, "bob", 5001, "not friends"));
 	CHECK(!expect_type(alice, CHAT_MSG_ERROR, &m));
 	CHECK_EQ_INT(m.code, CHAT_PERR_FORBIDDEN);
+	CHECK(m.ref == CHAT_MSG_SEND && m.id == 5001); /* the refusal names the SEND it refuses */
+	/* an answer to anything else names no id */
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, "root");
+	CHECK(!send_msg(alice) && !expect_type(alice, CHAT_MSG_ERROR, &m));
+	CHECK(m.ref == CHAT_MSG_TALK && m.id == 0);
 	close(alice);
 	close(root);
 	CHECK_EQ_INT(relay_stop(&r), 0);

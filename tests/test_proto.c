@@ -214,8 +214,26 @@ static void test_round_trips(void)
 	chat_put_u8(&wb, CHAT_MSG_TALK);
 	chat_put_str8(&wb, "bob");
 	chat_put_str16(&wb, "bob is not connected");
+	chat_put_u64(&wb, 0);
 	CHECK_EQ_INT(parse(&m, err, sizeof(err)), CHAT_OK);
 	CHECK(m.code == CHAT_PERR_NOT_CONNECTED && m.ref == CHAT_MSG_TALK && !strcmp(m.text, "bob is not connected"));
+
+	/* A refused SEND names the client id it refuses. */
+	start(CHAT_MSG_ERROR);
+	chat_put_u16(&wb, CHAT_PERR_QUEUE_FULL);
+	chat_put_u8(&wb, CHAT_MSG_SEND);
+	chat_put_str8(&wb, "bob");
+	chat_put_str16(&wb, "bob's queue is full");
+	chat_put_u64(&wb, 77);
+	CHECK_EQ_INT(parse(&m, err, sizeof(err)), CHAT_OK);
+	CHECK(m.code == CHAT_PERR_QUEUE_FULL && m.ref == CHAT_MSG_SEND && m.id == 77);
+	start(CHAT_MSG_ERROR);
+	chat_put_u16(&wb, CHAT_PERR_QUEUE_FULL);
+	chat_put_u8(&wb, CHAT_MSG_SEND);
+	chat_put_str8(&wb, "bob");
+	chat_put_str16(&wb, "bob's queue is full");
+	chat_put_u32(&wb, 77);
+	expect_bad("client id");
 
 	start(CHAT_MSG_ROOM_EVENT);
 	chat_put_str8(&wb, "lobby");

@@ -542,6 +542,7 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 		m->ref = rd_u8(&r, "request type");
 		rd_name(&r, m->name, "subject", 1);
 		rd_text(&r, m->text, "text");
+		m->id = rd_u64(&r, "client id");
 		break;
 	case CHAT_MSG_BYE:
 		rd_text(&r, m->text, "reason");

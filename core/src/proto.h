@@ -55,7 +55,7 @@ enum chat_msg_type {
 	CHAT_MSG_ROOM_LIST = 0x89, /* list of (room, member count) */
 	CHAT_MSG_ROOM_DELIVER = 0x8a, /* room, name (from), payload */
 	CHAT_MSG_CLOSED = 0x8b,    /* name: the peer ended the conversation or left */
-	CHAT_MSG_ERROR = 0x8c,     /* code, ref (request type), name (subject), text */
+	CHAT_MSG_ERROR = 0x8c,     /* code, ref (request type), name (subject), text, id (SEND's client id, else 0) */
 	CHAT_MSG_BYE = 0x8d,       /* text: the relay is closing this connection */
 	CHAT_MSG_AUTH_CHALLENGE = 0x8e, /* text: SCRAM server-first */
 	CHAT_MSG_AUTH_OK = 0x8f,   /* op, text: SCRAM server-final */
@@ -168,7 +168,7 @@ struct chat_msg {
 	unsigned op;            /* AUTH, AUTH_OK, ADMIN, FRIEND, DONE */
 	unsigned group;         /* LOGGED_IN: CHAT_GROUP_* */
 	uint64_t id, id2;       /* LOGGED_IN: id = last SEND id accepted from us; SEND, STORED,
-	                           RECEIPT: id = client id, id2 = mail id; ACK, MAIL: id = mail id */
+	                           RECEIPT, ERROR: id = client id, id2 = mail id; ACK, MAIL: id = mail id */
 	int64_t time_ms;        /* MAIL: when the relay stored it (Unix ms) */
 	int has_verifier;       /* REGISTER, PASSWD, ADMIN ADD/RESET */
 	struct chat_scram_verifier verifier;

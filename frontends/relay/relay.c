@@ -157,6 +157,7 @@ void relay_error(struct chat_relay *r, struct client *c, unsigned code, int ref,
 	chat_put_u8(&r->wb, (unsigned)ref);
 	chat_put_str8(&r->wb, subject ? subject : "");
 	chat_put_str16(&r->wb, text);
+	chat_put_u64(&r->wb, r->req_id);
 	relay_flush_to(r, c);
 }
 
@@ -805,14 +806,11 @@ static void on_room_send(struct chat_relay *r, struct client *c, const struct ch
 	}
 }
 
-static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, void *arg)
+static void handle_frame(struct chat_relay *r, struct client *c, size_t len, const uint8_t *frame)
 {
-	struct client *c = arg;
-	struct chat_relay *r = c->r;
 	struct chat_msg m;
 	char err[CHAT_TEXT_MAX];
 
-	(void)conn;
 	if (r->cfg.idle_timeout_ms > 0) /* a clock read per frame only when it is used */
 		c->last_active = chat_loop_now_ms();
 	if (chat_msg_parse(len, frame, &m, sizeof(err), err) != CHAT_OK) {
@@ -823,6 +821,8 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 			relay_bye(r, c, "too many malformed requests");
 		return;
 	}
+	if (m.type == CHAT_MSG_SEND)
+		r->req_id = m.id;
 	if (m.type >= 0x80) {
 		c->bad++;
 		relay_error(r, c, CHAT_PERR_UNEXPECTED, m.type, NULL, "%s is sent by the relay, not to it",
@@ -903,6 +903,18 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 	case CHAT_MSG_ROOM_SEND: on_room_send(r, c, &m); break;
 	default: break;
 	}
+}
+
+static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, void *arg)
+{
+	struct client *c = arg;
+	struct chat_relay *r = c->r;
+
+	(void)conn;
+	/* Every answer to a SEND (STORED or ERROR) names its client id, so the
+	 * sender knows which of its messages a refusal is about. */
+	handle_frame(r, c, len, frame);
+	r->req_id = 0;
 }
 
 /* ---- connection lifecycle */

@@ -86,6 +86,8 @@ struct chat_relay {
 	int round_hook;              /* the end-of-round commit is scheduled */
 	void *hook;                  /* its argument (detached when the relay is freed) */
 	int round_failed;            /* a write failed: roll the round back */
+	uint64_t req_id;             /* the client id of the SEND being handled, else 0:
+	                                every answer to a SEND names it */
 	struct chat_timer *expiry_timer;
 	int64_t last_prune_ms;
 };

@@ -22,6 +22,7 @@ struct pending {
 	struct pending *next;
 	struct client *to;
 	int ref;
+	uint64_t id;                /* the SEND's client id (for an error instead), else 0 */
 	size_t len;
 	uint8_t data[];
 };
@@ -60,21 +61,21 @@ static void round_end(void *arg)
 	struct pending *p = r->pending;
 	r->pending = NULL;
 	r->pending_tail = &r->pending;
-	struct client *last_told = NULL;
 	while (p) {
 		struct pending *next = p->next;
 		if (!p->to->dead) {
-			if (ok)
+			if (ok) {
 				chat_conn_send(p->to->conn, p->len, p->data);
-			else if (p->ref >= 0 && p->to != last_told) {
+			} else if (p->ref >= 0) { /* each refused request, by its id */
+				r->req_id = p->id;
 				relay_error(r, p->to, CHAT_PERR_STORAGE, p->ref, NULL,
 				            "the relay could not store this (database error); nothing was accepted: try again");
-				last_told = p->to;
 			}
 		}
 		free(p);
 		p = next;
 	}
+	r->req_id = 0;
 	/* A client in fill may have closed during the round: its memory lives
 	 * until the deferred free after this call, its account state does not. */
 	for (size_t i = 0; i < r->nfill; i++) {
@@ -154,6 +155,7 @@ void relay_after_commit(struct chat_relay *r, struct client *c, int ref)
 	p->next = NULL;
 	p->to = c;
 	p->ref = ref;
+	p->id = r->req_id;
 	p->len = r->wb.len;
 	memcpy(p->data, r->wb.data, r->wb.len);
 	*r->pending_tail = p;

@@ -2,7 +2,9 @@
 # Offline delivery between registered users with the real programs, for every
 # suite and in both directions: messages typed while the other side is away
 # are stored (ciphertext) and delivered in order at their next login, with
-# delivery receipts; an offer to an offline user is completed when they come
+# end-to-end receipts (sealed by the recipient's client: "delivered NAME
+# SUITE #N", marked unauthenticated for suites that cannot authenticate
+# them) for exactly the messages shown; an offer to an offline user is completed when they come
 # back, and text typed before that is delivered then.  For aescbc-hmac the
 # handshake crosses an offline gap longer than its 25-second window.
 . "$(dirname "$0")/lib-e2e.sh"
@@ -43,6 +45,19 @@ wait_count() { # wait_count CLIENT PATTERN N
 	for _ in $(seq 1 400); do [ "$(count "$1" "$2")" -ge "$3" ] && { pass; return; }; sleep 0.05; done
 	fail "$1: fewer than $3 lines matching '$2': $(tail -5 "$T/$1.out")"
 }
+# delivered CLIENT PEER SUITE "#1 #2": exactly these end-to-end receipts, each once
+delivered() {
+	wait_count "$1" "^delivered $2 " "$(wc -w <<<"$4")"
+	local got
+	got=$(grep "^delivered $2 $3" "$T/$1.out" | grep -o '#[0-9]*' | tr '\n' ' ')
+	[ "$got" = "$4 " ] && pass || fail "$1: receipts from $2 are '$got', expected '$4'"
+	if [ "$3" = aescbc-hmac ]; then
+		grep "^delivered $2" "$T/$1.out" | grep -q unauthenticated && fail "$1: aescbc-hmac receipt marked unauthenticated" || pass
+	else
+		[ "$(grep "^delivered $2" "$T/$1.out" | grep -c "insecure #[0-9]* unauthenticated$")" = "$(wc -w <<<"$4")" ] &&
+			pass || fail "$1: $3 receipts not marked unauthenticated: $(grep "^delivered $2" "$T/$1.out")"
+	fi
+}
 
 for suite in xor-demo rc4dh aescbc-hmac; do
 	a="a${suite//-/}" b="b${suite//-/}"
@@ -71,7 +86,8 @@ for suite in xor-demo rc4dh aescbc-hmac; do
 	wait_for "$b-2" "msg $a $suite to $b while away 3"
 	grep "msg $a $suite to $b while away" "$T/$b-2.out" | sed 's/.* //' | tr '\n' ' ' | grep -q "^1 2 3 $" &&
 		pass || fail "$suite: stored messages out of order: $(grep 'while away' "$T/$b-2.out")"
-	wait_count "$a-1" "^receipt $b [0-9]* delivered" 3
+	delivered "$a-1" "$b" "$suite" "#1 #2 #3"
+	grep -q "^sent $b $suite.* #3$" "$T/$a-1.out" && pass || fail "$suite: sent lines carry no number: $(grep '^sent' "$T/$a-1.out")"
 	# The other direction: a goes away, b writes.
 	quit "$a-1"
 	for i in 1 2; do say "$b-2" "to $a while away $i"; done
@@ -79,10 +95,11 @@ for suite in xor-demo rc4dh aescbc-hmac; do
 	up "$a" "$a-2" "$suite"
 	wait_for "$a-2" "msg $b $suite to $a while away 2"
 	grep -q "msg $b $suite to $a while away 1" "$T/$a-2.out" && pass || fail "$suite: first reply lost"
-	wait_count "$b-2" "^receipt $a [0-9]* delivered" 2
+	delivered "$b-2" "$a" "$suite" "#1 #2"
 	# Live again, no new handshake.
 	say "$a-2" "live again"
 	wait_for "$b-2" "msg $a $suite live again"
+	wait_count "$a-2" "^delivered $b $suite.* #4" 1
 	grep -q "^established" "$T/$a-2.out" "$T/$b-2.out" && fail "$suite: new handshake after a restart" || pass
 	quit "$a-2"
 	quit "$b-2"
@@ -109,7 +126,7 @@ sqlite3 "$T/relay.db" "select count(*) from mail where recipient = 'dave'" >"$T/
 sleep 27
 up dave dave-2 aescbc-hmac
 wait_for dave-2 "msg carol aescbc-hmac typed before dave ever answered" 60
-wait_for carol-2 "receipt dave"
+wait_for carol-2 "delivered dave aescbc-hmac #1"
 quit carol-2
 quit dave-2
 

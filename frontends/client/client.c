@@ -28,6 +28,16 @@ void client_emit(struct chat_client *c, int kind, const char *peer, const char *
 	c->cb(c->ui, &ev);
 }
 
+void client_emit_seq(struct chat_client *c, int kind, const char *peer, const char *suite,
+                     uint64_t seq, size_t len, const char *text, int insecure)
+{
+	struct chat_event ev = {
+		.kind = kind, .peer = peer, .room = "", .suite = suite ? suite : "", .code = "",
+		.text = text ? text : "", .text_len = text ? len : 0, .insecure = insecure, .seq = seq,
+	};
+	c->cb(c->ui, &ev);
+}
+
 void client_say(struct chat_client *c, int kind, const char *peer, const char *fmt, ...)
 {
 	char text[1024];
@@ -211,6 +221,12 @@ static void on_relay_error(struct chat_client *c, const struct chat_msg *m)
 	if (client_account_msg(c, m))
 		return;
 	struct conv *v = m->name[0] ? client_find_conv(c, m->name) : NULL;
+	int ends = m->code == CHAT_PERR_NOT_CONNECTED || m->code == CHAT_PERR_NO_CONVERSATION ||
+	           m->code == CHAT_PERR_FORBIDDEN || m->code == CHAT_PERR_NO_USER;
+	if (m->ref == CHAT_MSG_SEND && !ends) {
+		client_on_send_refused(c, m); /* kept, and sealed again later */
+		return;
+	}
 	if (!v)
 		return;
 	/* A failed offer or delivery: the conversation cannot go on.  (An error
@@ -451,7 +467,7 @@ void chat_client_quit(struct chat_client *c)
 			client_fail(c, v->peer, "undelivered", "%zu message(s) to %s were not delivered: "
 			            "you quit before the session was up", v->npending, v->peer);
 	}
-	client_flush_acks(c);
+	client_round_end(c);
 	client_store_save(c);
 	c->quitting = 1;
 	if (c->conn)
@@ -493,7 +509,8 @@ int chat_client_new(struct chat_loop *loop, const struct chat_client_config *cfg
 	c->cb = cb;
 	c->ui = ui;
 	c->early_tail = &c->early;
-	c->outbox_tail = &c->outbox;
+	c->out_tail = &c->out;
+	c->later_tail = &c->later;
 	c->next_id = 1;
 	c->login_mode = cfg->password ? (cfg->register_account ? LM_REGISTER : LM_PASSWORD) : LM_GUEST;
 	chat_wbuf_init(&c->wb, cfg->max_frame);
@@ -567,6 +584,7 @@ void chat_client_free(struct chat_client *c)
 	}
 	client_free_mail(c);
 	client_store_save(c);
+	client_free_deliver(c);
 	while (c->convs) {
 		struct conv *v = c->convs;
 		v->npending = 0; /* already reported */

@@ -47,11 +47,13 @@ enum chat_event_kind {
 	CHAT_EV_ERROR,       /* peer (subject, may be empty), code (name), text */
 	CHAT_EV_BYE,         /* text: relay closing */
 	CHAT_EV_HELP,        /* text: one line of help */
-	CHAT_EV_SENT,        /* peer or room, suite, text: a message we sent (sealed and queued to the relay) */
+	CHAT_EV_SENT,        /* peer or room, suite, text, seq (stored conversations): a message we
+	                        sent (kept until delivered, or sealed and passed to the relay) */
 	CHAT_EV_PASSWORD,    /* peer: our name; text: prompt.  The next input line is the password */
 	CHAT_EV_DONE,        /* peer (subject, may be empty), text: the relay did what was asked */
 	CHAT_EV_STORED,      /* peer, text: "ID queued|online|duplicate|live" */
-	CHAT_EV_RECEIPT,     /* peer, text: "ID delivered|expired|unreadable|removed [TEXT]" */
+	CHAT_EV_RECEIPT,     /* peer, text: "ID fetched|expired|unreadable|removed [TEXT]": what the
+	                        relay says happened to our SEND with client id ID (not end to end) */
 	CHAT_EV_USER,        /* peer, text: "GROUP ADDRESS SUITES SINCE" (after /users) */
 	CHAT_EV_USERS_END,   /* text: count */
 	CHAT_EV_FRIEND,      /* peer, text: "friend|asked|asks online|offline" (after /friends) */
@@ -60,6 +62,9 @@ enum chat_event_kind {
 	CHAT_EV_FRIEND_ACCEPTED, /* peer accepted: you are friends */
 	CHAT_EV_FRIEND_REMOVED,  /* peer ended the friendship or declined/withdrew a request */
 	CHAT_EV_RESUMED,     /* peer, suite, insecure: a saved session continues (no new handshake) */
+	CHAT_EV_DELIVERED,   /* peer, suite, seq, insecure: the peer's client confirmed (sealed in the
+	                        conversation) that it showed our message seq; text "unauthenticated"
+	                        when the suite cannot authenticate the confirmation */
 	CHAT_EV_KINDS
 };
 
@@ -72,6 +77,7 @@ struct chat_event {
 	const char *text;   /* may contain anything: the UI must sanitize before display */
 	size_t text_len;
 	int insecure;
+	uint64_t seq;       /* SENT, DELIVERED: the message's number in its conversation (0: none) */
 };
 
 typedef void (*chat_event_cb)(void *ui, const struct chat_event *ev);

@@ -115,6 +115,7 @@ struct conv *client_new_conv(struct chat_client *c, const char *peer, int state)
 	snprintf(v->peer, sizeof(v->peer), "%s", peer);
 	v->state = state;
 	v->pending_tail = &v->pending;
+	v->rx_next = 1;
 	flags = client_known_flags(c, peer, &known);
 	v->peer_guest = known && !(flags & CHAT_WHO_REGISTERED);
 	v->next = c->convs;
@@ -162,6 +163,7 @@ void client_end_conv(struct chat_client *c, struct conv *v, const char *why)
 		free(p);
 	}
 	client_drop_session(v);
+	client_conv_free_rx(v);
 	if (strcmp(c->current, v->peer) == 0)
 		c->current[0] = '\0';
 	if (v->relay_link)
@@ -203,22 +205,34 @@ static size_t chunk_size(const struct chat_client *c, const struct conv *v)
 	return n;
 }
 
-/* Seal text for v in chunks; each chunk becomes one payload passed to out(). */
-int client_seal_text(struct chat_client *c, struct conv *v, size_t len, const char *text,
+int client_seal_text(struct chat_client *c, struct conv *v, int kind, uint64_t seq, size_t len,
+                     const char *text,
                      int (*out)(struct chat_client *, struct conv *, const char *room, size_t,
                                 const uint8_t *), const char *room)
 {
 	const struct chat_cipher_ops *ops = v->suite->desc->ops.cipher;
-	size_t chunk = chunk_size(c, v), off = 0;
+	size_t chunk = chunk_size(c, v) - E_HEADER, off = 0;
+	unsigned index = 0;
+	uint8_t *plain = malloc(E_HEADER + (len < chunk ? len : chunk));
 
+	if (!plain)
+		return CHAT_ERR_NOMEM;
 	do {
 		size_t n = len - off < chunk ? len - off : chunk;
-		size_t cap = ops->sealed_size(v->session, n) + 2;
-		if (client_scratch(c, cap))
+		size_t cap = ops->sealed_size(v->session, E_HEADER + n) + 2;
+		if (client_scratch(c, cap)) {
+			free(plain);
 			return CHAT_ERR_NOMEM;
+		}
+		plain[0] = (uint8_t)kind;
+		chat_be64_put(plain + 1, seq);
+		chat_be16_put(plain + 9, (uint16_t)(index++ | (off + n == len ? E_LAST : 0)));
+		memcpy(plain + E_HEADER, text + off, n);
 		struct chat_buf dst = { .data = c->scratch + 2, .cap = cap - 2 };
-		int rc = ops->seal(v->session, n, &dst, (const uint8_t *)text + off);
+		int rc = ops->seal(v->session, E_HEADER + n, &dst, plain);
+		chat_wipe(plain, E_HEADER + n);
 		if (rc) {
+			free(plain);
 			client_fail(c, v->peer, "seal", "cannot encrypt for %s: %s", v->peer, chat_strerror(rc));
 			return rc;
 		}
@@ -226,9 +240,12 @@ int client_seal_text(struct chat_client *c, struct conv *v, size_t len, const ch
 		c->scratch[0] = P_DATA;
 		c->scratch[1] = off < len ? DATA_MORE : 0;
 		rc = out(c, v, room, dst.len + 2, c->scratch);
-		if (rc)
+		if (rc) {
+			free(plain);
 			return rc;
+		}
 	} while (off < len);
+	free(plain);
 	if (v->relay_link)
 		client_store_mark(c); /* the session moved on */
 	return CHAT_OK;
@@ -269,6 +286,22 @@ void client_send_abort(struct chat_client *c, struct conv *v, const char *reason
 }
 
 /* Out of v's held text, seal what can go now (in order) and hand it over. */
+/* Text for a stored conversation: numbered and kept until the peer confirms
+ * it (client_deliver.c seals it when it may). */
+static int keep_text(struct chat_client *c, struct conv *v, size_t len, const char *text)
+{
+	struct outmsg *m = client_outmsg_new(c, v->peer, E_TEXT, ++v->tx_seq, len, text);
+
+	if (!m) {
+		v->tx_seq--;
+		return CHAT_ERR_NOMEM;
+	}
+	client_emit_seq(c, CHAT_EV_SENT, v->peer, v->suite ? v->suite->desc->name : "", m->seq, len,
+	                text, 0);
+	client_history(c, CHAT_SECLOG_SENT, v->peer, len, text);
+	return CHAT_OK;
+}
+
 static void send_held(struct chat_client *c, struct conv *v)
 {
 	struct pending *done = NULL, **done_tail = &done;
@@ -276,8 +309,9 @@ static void send_held(struct chat_client *c, struct conv *v)
 
 	while (v->pending && c->conn) {
 		struct pending *p = v->pending;
-		int rc = client_seal_text(c, v, p->len, p->text,
-		                          p->room[0] ? client_out_room_payload : client_out_conv, p->room);
+		int rc = !p->room[0] && stored ? keep_text(c, v, p->len, p->text)
+		         : client_seal_text(c, v, E_TEXT, 0, p->len, p->text,
+		                            p->room[0] ? client_out_room_payload : client_out_conv, p->room);
 		if (rc)
 			break;
 		v->pending = p->next;
@@ -288,20 +322,20 @@ static void send_held(struct chat_client *c, struct conv *v)
 		*done_tail = p;
 		done_tail = &p->next;
 	}
-	/* Stored delivery: the keystore records the sealed chunks before they go out. */
-	if (stored && done && client_commit(c) != CHAT_OK)
-		stored = -1;
 	while (done) {
 		struct pending *p = done;
 		done = p->next;
-		if (stored >= 0 || p->room[0])
+		if (p->room[0] || !stored) {
 			client_emit(c, CHAT_EV_SENT, p->room[0] ? NULL : v->peer, p->room[0] ? p->room : NULL,
 			            v->suite->desc->name, NULL, p->len, p->text, 0);
-		if (!p->room[0])
-			client_history(c, CHAT_SECLOG_SENT, v->peer, p->len, p->text);
+			if (!p->room[0])
+				client_history(c, CHAT_SECLOG_SENT, v->peer, p->len, p->text);
+		}
 		chat_wipe(p->text, p->len);
 		free(p);
 	}
+	if (stored)
+		client_pump(c); /* saves, then sends */
 }
 
 void client_established(struct chat_client *c, struct conv *v)
@@ -321,6 +355,8 @@ void client_established(struct chat_client *c, struct conv *v)
 		client_can_save(c, v);
 	if (v->relay_link)
 		client_store_mark(c);
+	if (client_uses_send(c, v))
+		client_deliver_new_session(c, v);
 	send_held(c, v);
 	/* Nothing held (or nothing stored): the new session must still be kept. */
 	if (v->relay_link && client_registered(c))
@@ -437,6 +473,19 @@ static void show(struct chat_client *c, struct conv *v, const char *room, size_t
 		client_history(c, CHAT_SECLOG_RECEIVED, v->peer, len, text);
 }
 
+/* A whole message: stored conversations go through the order and receipts
+ * of client_deliver.c; rooms and live conversations are shown at once. */
+static void complete(struct chat_client *c, struct conv *v, const char *room, int kind,
+                     uint64_t seq, size_t len, const char *text)
+{
+	if (!room && client_uses_send(c, v)) {
+		client_deliver_received(c, v, kind, seq, len, text);
+		return;
+	}
+	if (kind == E_TEXT)
+		show(c, v, room, len, text);
+}
+
 void client_on_data(struct chat_client *c, struct conv *v, const char *room, size_t len,
                     const uint8_t *p)
 {
@@ -448,7 +497,6 @@ void client_on_data(struct chat_client *c, struct conv *v, const char *room, siz
 		client_mail_problem(c, "empty data message");
 		return;
 	}
-	int more = p[0] & DATA_MORE;
 	if (client_scratch(c, len + 64)) {
 		client_fail(c, v->peer, "no-memory", "out of memory");
 		client_mail_problem(c, "out of memory");
@@ -470,38 +518,69 @@ void client_on_data(struct chat_client *c, struct conv *v, const char *room, siz
 	}
 	if (v->relay_link)
 		client_store_mark(c); /* the session moved on */
-	if (v->rx_len && strcmp(v->rx_room, room ? room : "") != 0)
+	if (dst.len < E_HEADER || (dst.data[0] != E_TEXT && dst.data[0] != E_RECEIPT)) {
+		client_fail(c, v->peer, "malformed", "message from %s without a valid header; dropped", v->peer);
+		client_mail_problem(c, "no valid end-to-end header");
+		chat_wipe(dst.data, dst.len);
 		rx_reset(v);
-	if (v->rx_len + dst.len > c->cfg.max_message) {
+		return;
+	}
+	int kind = dst.data[0];
+	uint64_t seq = chat_be64_get(dst.data + 1);
+	unsigned index = chat_be16_get(dst.data + 9) & ~E_LAST;
+	int more = !(chat_be16_get(dst.data + 9) & E_LAST); /* sealed: the path cannot cut a message short */
+	const uint8_t *body = dst.data + E_HEADER;
+	size_t body_len = dst.len - E_HEADER;
+	/* Chunks of one message come in order; a first chunk starts afresh (a
+	 * copy sealed again after a loss repeats the whole message). */
+	if (index == 0) {
+		if (v->rx)
+			client_say(c, CHAT_EV_INFO, v->peer, "an unfinished message #%llu from %s was dropped "
+			           "(a new one began)", (unsigned long long)v->rx_seq, v->peer);
+		rx_reset(v);
+		v->rx_kind = kind;
+		v->rx_seq = seq;
+		v->rx_chunk = 0;
+		snprintf(v->rx_room, sizeof(v->rx_room), "%s", room ? room : "");
+	} else if (!v->rx || v->rx_seq != seq || v->rx_kind != kind || index != v->rx_chunk + 1 ||
+	           strcmp(v->rx_room, room ? room : "") != 0) {
+		client_fail(c, v->peer, "malformed", "part %u of message #%llu from %s arrived without "
+		            "the parts before it; dropped", index, (unsigned long long)seq, v->peer);
+		client_mail_problem(c, "a part without the parts before it");
+		chat_wipe(dst.data, dst.len);
+		rx_reset(v);
+		return;
+	} else {
+		v->rx_chunk = index;
+	}
+	if (v->rx_len + body_len > c->cfg.max_message) {
 		client_fail(c, v->peer, "too-big", "message from %s exceeds %zu bytes (client.max_message); dropped",
 		            v->peer, c->cfg.max_message);
 		rx_reset(v);
 		chat_wipe(dst.data, dst.len);
 		return;
 	}
-	if (!more && !v->rx_len) {
-		show(c, v, room, dst.len, (const char *)dst.data);
-		chat_wipe(dst.data, dst.len);
-		return;
-	}
-	uint8_t *grown = malloc(v->rx_len + dst.len + 1);
+	uint8_t *grown = malloc(v->rx_len + body_len + 1);
 	if (!grown) {
 		client_fail(c, v->peer, "no-memory", "out of memory");
+		client_mail_problem(c, "out of memory");
 		rx_reset(v);
 		chat_wipe(dst.data, dst.len);
 		return;
 	}
 	if (v->rx_len)
 		memcpy(grown, v->rx, v->rx_len);
-	memcpy(grown + v->rx_len, dst.data, dst.len);
-	size_t total = v->rx_len + dst.len;
-	rx_reset(v);
+	memcpy(grown + v->rx_len, body, body_len);
+	size_t total = v->rx_len + body_len;
+	if (v->rx) {
+		chat_wipe(v->rx, v->rx_len);
+		free(v->rx);
+	}
 	v->rx = grown;
 	v->rx_len = total;
-	snprintf(v->rx_room, sizeof(v->rx_room), "%s", room ? room : "");
 	chat_wipe(dst.data, dst.len);
 	if (!more) {
-		show(c, v, room, v->rx_len, (const char *)v->rx);
+		complete(c, v, room, v->rx_kind, v->rx_seq, v->rx_len, (const char *)v->rx);
 		rx_reset(v);
 	}
 }
@@ -594,8 +673,7 @@ void client_on_offered(struct chat_client *c, const struct chat_msg *m)
 		 * the old session is of no use any more; what we hold stays held. */
 		client_say(c, CHAT_EV_INFO, m->name, "%s offers a new conversation: the previous session "
 		           "with them is dropped", m->name);
-		client_drop_outbox(c, v->peer, NULL);
-		client_drop_session(v);
+		client_drop_session(v); /* unconfirmed messages go again in the new session */
 		v->state = C_OFFER_IN;
 	} else if (v) {
 		client_fail(c, m->name, "already", "%s offered a conversation while one is under way", m->name);
@@ -749,9 +827,6 @@ void client_close(struct chat_client *c, const char *peer)
 		client_flush(c);
 	}
 	client_drop_outbox(c, peer, &dropped);
-	if (dropped)
-		client_fail(c, peer, "undelivered", "%zu sealed chunk(s) to %s had not reached the relay; "
-		            "dropped with the conversation", dropped, peer);
 	client_emit(c, CHAT_EV_CLOSED, peer, NULL, NULL, NULL, 0, NULL, 0);
 	client_end_conv(c, v, "you closed the conversation");
 	client_store_save(c);
@@ -779,9 +854,12 @@ void client_send_text(struct chat_client *c, const char *peer, size_t len, const
 		}
 		return;
 	}
-	if (client_seal_text(c, v, len, text, client_out_conv, NULL) != CHAT_OK)
+	if (client_uses_send(c, v)) {
+		if (keep_text(c, v, len, text) == CHAT_OK)
+			client_pump(c); /* saved before anything goes out: typed text survives a crash */
 		return;
-	if (client_uses_send(c, v) && client_commit(c) != CHAT_OK)
+	}
+	if (client_seal_text(c, v, E_TEXT, 0, len, text, client_out_conv, NULL) != CHAT_OK)
 		return;
 	client_emit(c, CHAT_EV_SENT, peer, NULL, v->suite->desc->name, NULL, len, text, 0);
 	client_history(c, CHAT_SECLOG_SENT, peer, len, text);

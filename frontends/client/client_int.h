@@ -19,6 +19,17 @@ enum {
 };
 #define DATA_MORE 1u
 
+/* The plaintext of every sealed P_DATA chunk starts with
+ *   u8 kind (E_*) | u64 seq | u16 chunk index
+ * so the receiver can order, deduplicate and confirm whole messages, all
+ * under the suite's protection (docs/PROTOCOL.md section 3). */
+enum {
+	E_TEXT = 1,     /* a message: seq counts the sender's messages in this session, from 1 */
+	E_RECEIPT = 2,  /* u16 count, count x u64 seq: "these were shown" (seq 0) */
+};
+#define E_HEADER 11
+#define E_LAST 0x8000u  /* in the chunk index: the message's last chunk */
+
 /* Where the connection is. */
 enum {
 	CS_CONNECTING,
@@ -31,6 +42,9 @@ enum {
 	CS_AUTH_OK,     /* the relay proved itself; waiting for LOGGED_IN */
 	CS_READY,
 };
+
+#define CHAT_MISSING_MAX 64
+#define CHAT_RECENT_MAIL 1024 /* mail ids remembered as processed */
 
 /* One conversation's state. */
 enum {
@@ -50,14 +64,58 @@ struct pending {
 	char text[];
 };
 
-/* A sealed SEND payload the relay has not confirmed (STORED) yet. */
+/* One sealed chunk of an outmsg: one SEND with its client id. */
 struct outmail {
 	struct outmail *next;
 	uint64_t id;
 	int sent;                     /* handed to this connection */
-	char peer[CHAT_NAME_MAX + 1];
+	int stored;                   /* the relay said STORED */
 	size_t len;
 	uint8_t payload[];
+};
+
+/* Where an outmsg is. */
+enum {
+	OM_WAITING = 0, /* to be sealed (new, sealed copy refused or lost, or waiting behind one) */
+	OM_SEALED,      /* a sealed copy is out; not every chunk STORED yet */
+	OM_STORED,      /* the relay stored every chunk: waiting for the peer's receipt */
+	OM_REFUSED,     /* the relay refused a chunk: sealed again at due; later ones wait */
+};
+
+/* A message to a registered peer, kept (plaintext, in the keystore) until the
+ * peer's client confirms it was shown (E_TEXT) or, for a receipt (E_RECEIPT),
+ * until the relay stored it.  A copy that is refused, lost or rejected is
+ * sealed again, in order. */
+struct outmsg {
+	struct outmsg *next;
+	char peer[CHAT_NAME_MAX + 1];
+	int kind;                     /* E_TEXT or E_RECEIPT */
+	int state;                    /* OM_* */
+	uint64_t seq;                 /* E_TEXT: its number in the conversation */
+	unsigned tries;               /* copies sealed again so far */
+	uint64_t due;                 /* monotonic ms of the next try, 0: none */
+	struct outmail *chunks;       /* the current sealed copy */
+	size_t len;
+	uint8_t text[];
+};
+
+/* A received message that arrived ahead of the one expected. */
+struct held {
+	struct held *next;
+	uint64_t seq;
+	size_t len;
+	char text[];
+};
+
+/* Something to show once what it depends on is saved (stored mail). */
+struct later {
+	struct later *next;
+	int kind;                     /* CHAT_EV_MSG, _WARNING, _DELIVERED */
+	char peer[CHAT_NAME_MAX + 1];
+	const struct chat_loaded *suite;
+	int history;                  /* append to the history when shown */
+	size_t len;
+	char text[];
 };
 
 struct conv {
@@ -81,6 +139,21 @@ struct conv {
 	uint8_t *rx;        /* reassembly of a chunked message */
 	size_t rx_len;
 	char rx_room[CHAT_NAME_MAX + 1];
+	int rx_kind;        /* of the message being reassembled */
+	uint64_t rx_seq;
+	unsigned rx_chunk;  /* index of the last chunk taken */
+
+	/* end-to-end sequence (stored conversations; docs/PROTOCOL.md 3.3) */
+	uint64_t tx_seq;    /* last number given to a message we sent */
+	uint64_t rx_next;   /* next number expected from the peer */
+	struct held *held;  /* arrived ahead of rx_next, in order */
+	size_t nheld;
+	uint64_t gap_since; /* monotonic ms: since when held waits for a gap to fill (0: none) */
+	uint64_t missing[CHAT_MISSING_MAX]; /* given up on: shown late if they still come */
+	size_t nmissing;
+	uint64_t *rcpt;     /* shown this round: to confirm */
+	size_t nrcpt, rcpt_cap;
+	int blocked;        /* pump: an earlier message is refused */
 };
 
 struct croom {
@@ -145,8 +218,17 @@ struct chat_client {
 
 	/* offline delivery */
 	uint64_t next_id;       /* next SEND client id */
-	uint64_t mail_max;      /* highest mail id processed */
-	struct outmail *outbox, **outbox_tail;
+	uint64_t recent[CHAT_RECENT_MAIL]; /* mail ids processed (a ring): one seen again is
+	                           only ACKed again, never processed twice */
+	size_t nrecent, recent_pos;
+	struct outmsg *out, **out_tail; /* messages not yet confirmed, in the order typed */
+	struct outmsg *sealing; /* client_out_conv() puts chunks here */
+	struct later *later, **later_tail;
+	struct chat_timer *retry_timer;
+	uint64_t retry_at;
+	uint64_t rcpt_ids[64];  /* client ids of our own receipts lately stored: the relay's
+	                           word about them is not news for the user */
+	size_t rcpt_pos;
 	int in_mail;            /* processing a MAIL's inner message */
 	int64_t mail_time;      /* its stored-at time */
 	char mail_problem[200]; /* why it could not be opened ("" if it could) */
@@ -170,6 +252,9 @@ struct chat_client {
 /* ---- client.c: events, relay I/O, dispatch */
 void client_emit(struct chat_client *c, int kind, const char *peer, const char *room,
                  const char *suite, const char *code, size_t len, const char *text, int insecure);
+/* SENT and DELIVERED: with the message's number. */
+void client_emit_seq(struct chat_client *c, int kind, const char *peer, const char *suite,
+                     uint64_t seq, size_t len, const char *text, int insecure);
 void client_say(struct chat_client *c, int kind, const char *peer, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void client_fail(struct chat_client *c, const char *peer, const char *code, const char *fmt, ...)
@@ -203,7 +288,10 @@ void client_step(struct chat_client *c, struct conv *v, size_t len, const uint8_
 void client_handshake_failed(struct chat_client *c, struct conv *v, int rc,
                              const struct chat_buf *last);
 void client_established(struct chat_client *c, struct conv *v);
-int client_seal_text(struct chat_client *c, struct conv *v, size_t len, const char *text,
+/* Seal one message (E_* kind, seq) for v in chunks; each chunk becomes one
+ * P_DATA payload passed to out(). */
+int client_seal_text(struct chat_client *c, struct conv *v, int kind, uint64_t seq, size_t len,
+                     const char *text,
                      int (*out)(struct chat_client *, struct conv *, const char *room, size_t,
                                 const uint8_t *), const char *room);
 void client_send_payload(struct chat_client *c, struct conv *v, int type, size_t len,
@@ -258,26 +346,69 @@ void client_cmd_admin(struct chat_client *c, const char *cmd, const char *rest);
 void client_cmd_friend(struct chat_client *c, const char *cmd, const char *rest);
 int client_keep_password(struct chat_client *c, size_t len, const char *pw);
 
-/* ---- client_mail.c: stored delivery */
+/* ---- client_mail.c: stored delivery (SEND, STORED, MAIL, ACK, relay receipts) */
 /* Hand a payload to the relay for v: SEND with a fresh id (registered
  * conversations) or ROUTE. */
 void client_transmit(struct chat_client *c, struct conv *v, size_t len, const uint8_t *payload);
-/* seal_text output for 1:1: into the outbox (SEND) or straight out (ROUTE). */
+/* seal_text output for 1:1: into c->sealing's copy (SEND) or straight out (ROUTE). */
 int client_out_conv(struct chat_client *c, struct conv *v, const char *room, size_t len,
                     const uint8_t *payload);
-/* After sealing: save the keystore, then send what the outbox holds unsent.
+/* After sealing: save the keystore, then send every chunk not yet sent.
  * Returns CHAT_OK, or an error (nothing sent) if the save failed. */
 int client_commit(struct chat_client *c);
 void client_resend_outbox(struct chat_client *c);
-void client_drop_outbox(struct chat_client *c, const char *peer, size_t *dropped);
 void client_on_mail(struct chat_client *c, const struct chat_msg *m);
 void client_on_stored(struct chat_client *c, const struct chat_msg *m);
 void client_on_receipt(struct chat_client *c, const struct chat_msg *m);
+/* ERROR for one of our SENDs (m->id): that message is sealed again later. */
+void client_on_send_refused(struct chat_client *c, const struct chat_msg *m);
 /* A payload inside MAIL could not be used: ACK it as unreadable with why. */
 void client_mail_problem(struct chat_client *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-void client_flush_acks(struct chat_client *c);
+/* The end of a loop round that processed mail: save, show, confirm, ACK. */
+void client_round_end(struct chat_client *c);
+void client_round_soon(struct chat_client *c);
 void client_free_mail(struct chat_client *c);
+
+/* ---- client_deliver.c: end-to-end order, receipts and retries */
+struct outmsg *client_outmsg_new(struct chat_client *c, const char *peer, int kind, uint64_t seq,
+                                 size_t len, const void *text);
+void client_outmsg_free(struct outmsg *m);
+/* Take m out of the outbox and free it. */
+void client_outmsg_remove(struct chat_client *c, struct outmsg *m);
+void client_outmsg_drop_copy(struct outmsg *m);
+/* Seal what may be sealed now (in order; later messages wait behind a
+ * refused one), then commit. */
+void client_pump(struct chat_client *c);
+/* The sealing half of client_pump (the caller saves, then sends): 1 if any. */
+int client_pump_seal(struct chat_client *c);
+void client_remember_mail(struct chat_client *c, uint64_t id);
+/* Drop peer's messages (the conversation ended); *dropped: texts dropped. */
+void client_drop_outbox(struct chat_client *c, const char *peer, size_t *dropped);
+/* A new session with v's peer: renumber what waits, start the count afresh. */
+void client_deliver_new_session(struct chat_client *c, struct conv *v);
+/* A whole message opened in v (1:1, stored conversation). */
+void client_deliver_received(struct chat_client *c, struct conv *v, int kind, uint64_t seq,
+                             size_t len, const char *text);
+/* Show (and record) once the keystore holds what led to it. */
+void client_show_later(struct chat_client *c, int kind, const struct conv *v, int history,
+                       size_t len, const char *text);
+void client_say_later(struct chat_client *c, int kind, const struct conv *v, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Emit what waits in c->later (after a save). */
+void client_show_pending(struct chat_client *c);
+/* Receipts for what was shown this round: into the outbox. */
+void client_queue_receipts(struct chat_client *c);
+/* Recompute the retry timer (after a change of due times or gaps). */
+void client_retry_arm(struct chat_client *c);
+/* The relay refused m's copy: again after a backoff; later ones wait. */
+void client_deliver_refused(struct chat_client *c, struct outmsg *m);
+/* The peer could not use m's copy (the relay says): seal it again now. */
+void client_deliver_reseal(struct chat_client *c, struct outmsg *m);
+/* m is stored for a peer who is online (or fetched it): expect a receipt. */
+void client_deliver_expect(struct chat_client *c, struct outmsg *m);
+void client_free_deliver(struct chat_client *c);
+void client_conv_free_rx(struct conv *v);
 
 /* ---- client_store.c: keystore and history */
 /* Open the stores for c->cfg.user with c->password (before connecting). */

@@ -1,8 +1,9 @@
 /* Stored delivery between registered users (docs/PROTOCOL.md section 4):
  * every end-to-end payload of such a conversation goes by SEND with a client
- * id; sealed messages wait in the outbox (kept in the keystore) until the
- * relay says STORED; what arrives comes as MAIL and is ACKed only once its
- * effect is durable (keystore saved, history appended). */
+ * id; the sealed chunks of a message wait with it in the outbox (kept in the
+ * keystore, client_deliver.c decides what is sealed when); what arrives comes
+ * as MAIL, is processed once (mail ids remembered), and is ACKed only after
+ * its effect was saved and shown (client_round_end). */
 #include "client_int.h"
 
 #include <stdarg.h>
@@ -42,6 +43,9 @@ int client_out_conv(struct chat_client *c, struct conv *v, const char *room, siz
 		chat_put_bytes(&c->wb, len, payload);
 		return client_flush(c);
 	}
+	struct outmsg *m = c->sealing;
+	if (!m)
+		return CHAT_ERR_STATE; /* stored conversations seal only from the outbox */
 	struct outmail *o = malloc(sizeof(*o) + len);
 	if (!o) {
 		client_fail(c, v->peer, "no-memory", "out of memory: message to %s not sent", v->peer);
@@ -50,20 +54,22 @@ int client_out_conv(struct chat_client *c, struct conv *v, const char *room, siz
 	o->next = NULL;
 	o->id = c->next_id++;
 	o->sent = 0;
-	snprintf(o->peer, sizeof(o->peer), "%s", v->peer);
+	o->stored = 0;
 	o->len = len;
 	memcpy(o->payload, payload, len);
-	*c->outbox_tail = o;
-	c->outbox_tail = &o->next;
+	struct outmail **tail = &m->chunks;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = o;
 	client_store_mark(c);
 	return CHAT_OK;
 }
 
-static void send_outmail(struct chat_client *c, struct outmail *o)
+static void send_outmail(struct chat_client *c, const struct outmsg *m, struct outmail *o)
 {
 	if (!c->conn)
 		return;
-	put_send(c, o->peer, o->id, o->len, o->payload);
+	put_send(c, m->peer, o->id, o->len, o->payload);
 	o->sent = 1;
 }
 
@@ -76,9 +82,10 @@ int client_commit(struct chat_client *c)
 		            "(so that no key stream is ever used twice)", c->ks_path ? c->ks_path : "the keystore");
 		return rc;
 	}
-	for (struct outmail *o = c->outbox; o; o = o->next)
-		if (!o->sent)
-			send_outmail(c, o);
+	for (struct outmsg *m = c->out; m; m = m->next)
+		for (struct outmail *o = m->chunks; o; o = o->next)
+			if (!o->sent)
+				send_outmail(c, m, o);
 	return CHAT_OK;
 }
 
@@ -86,56 +93,64 @@ void client_resend_outbox(struct chat_client *c)
 {
 	size_t n = 0;
 
-	for (struct outmail *o = c->outbox; o; o = o->next, n++)
-		send_outmail(c, o);
+	for (struct outmsg *m = c->out; m; m = m->next) {
+		for (struct outmail *o = m->chunks; o; o = o->next) {
+			if (o->stored)
+				continue;
+			send_outmail(c, m, o);
+			n++;
+		}
+	}
 	if (n)
 		client_say(c, CHAT_EV_INFO, NULL, "%zu sealed message chunk(s) from the keystore sent again "
 		           "(the relay drops the ones it has)", n);
 }
 
-static void free_outmail(struct outmail *o)
+/* The outbox message whose current copy has the chunk (peer, client id). */
+static struct outmsg *find_chunk(struct chat_client *c, const char *peer, uint64_t id,
+                                 struct outmail **chunk)
 {
-	chat_wipe(o->payload, o->len);
-	free(o);
-}
-
-void client_drop_outbox(struct chat_client *c, const char *peer, size_t *dropped)
-{
-	size_t n = 0;
-
-	for (struct outmail **pp = &c->outbox; *pp;) {
-		struct outmail *o = *pp;
-		if (strcmp(o->peer, peer)) {
-			pp = &o->next;
+	for (struct outmsg *m = c->out; m; m = m->next) {
+		if (strcmp(m->peer, peer))
 			continue;
+		for (struct outmail *o = m->chunks; o; o = o->next) {
+			if (o->id == id) {
+				*chunk = o;
+				return m;
+			}
 		}
-		*pp = o->next;
-		free_outmail(o);
-		n++;
 	}
-	c->outbox_tail = &c->outbox;
-	while (*c->outbox_tail)
-		c->outbox_tail = &(*c->outbox_tail)->next;
-	if (n)
-		client_store_mark(c);
-	if (dropped)
-		*dropped = n;
+	*chunk = NULL;
+	return NULL;
 }
 
 void client_on_stored(struct chat_client *c, const struct chat_msg *m)
 {
 	static const char *const states[] = { "?", "online", "queued", "duplicate", "live" };
+	struct outmail *o;
+	struct outmsg *om = find_chunk(c, m->name, m->id, &o);
 	char text[64];
+	int is_receipt = om && om->kind == E_RECEIPT;
 
-	for (struct outmail **pp = &c->outbox; *pp; pp = &(*pp)->next) {
-		struct outmail *o = *pp;
-		if (o->id == m->id && !strcmp(o->peer, m->name)) {
-			*pp = o->next;
-			if (c->outbox_tail == &o->next)
-				c->outbox_tail = pp;
-			free_outmail(o);
-			client_store_mark(c); /* no hurry: a resend would be a duplicate */
-			break;
+	if (om && !o->stored) {
+		o->stored = 1;
+		client_store_mark(c); /* no hurry: a resend would be a duplicate */
+		int all = 1;
+		for (struct outmail *k = om->chunks; k; k = k->next)
+			all &= k->stored;
+		if (all && (om->kind == E_RECEIPT || m->flag == CHAT_STORED_LIVE)) {
+			/* A receipt needs no receipt; a guest peer sends none. */
+			if (om->kind == E_RECEIPT) {
+				for (struct outmail *k = om->chunks; k; k = k->next) {
+					c->rcpt_ids[c->rcpt_pos] = k->id;
+					c->rcpt_pos = (c->rcpt_pos + 1) % 64;
+				}
+			}
+			client_outmsg_remove(c, om);
+		} else if (all) {
+			om->state = OM_STORED;
+			if (m->flag == CHAT_STORED_ONLINE || m->flag == CHAT_STORED_DUPLICATE)
+				client_deliver_expect(c, om);
 		}
 	}
 	if (m->flag == CHAT_STORED_LIVE) {
@@ -147,19 +162,62 @@ void client_on_stored(struct chat_client *c, const struct chat_msg *m)
 			client_store_mark(c);
 		}
 	}
-	snprintf(text, sizeof(text), "%llu %s", (unsigned long long)m->id, 
+	if (is_receipt)
+		return; /* protocol, not news (the line is for messages the user wrote) */
+	snprintf(text, sizeof(text), "%llu %s", (unsigned long long)m->id,
 	         states[m->flag >= 1 && m->flag <= 4 ? m->flag : 0]);
 	client_emit(c, CHAT_EV_STORED, m->name, NULL, NULL, NULL, strlen(text), text, 0);
 }
 
+/* What the relay says of a stored chunk: a hint, never "delivered" (only the
+ * peer's own receipt says that). */
 void client_on_receipt(struct chat_client *c, const struct chat_msg *m)
 {
-	static const char *const status[] = { "?", "delivered", "expired", "unreadable", "removed" };
+	static const char *const status[] = { "?", "fetched", "expired", "unreadable", "removed" };
 	char text[CHAT_TEXT_MAX + 64];
+	struct outmail *o;
+	struct outmsg *om = find_chunk(c, m->name, m->id, &o);
 
+	if (!om) {
+		for (size_t i = 0; i < 64; i++)
+			if (c->rcpt_ids[i] == m->id && m->flag == CHAT_RECEIPT_DELIVERED)
+				return; /* one of our receipts was fetched: not news */
+	}
 	snprintf(text, sizeof(text), "%llu %s%s%s", (unsigned long long)m->id,
 	         status[m->flag >= 1 && m->flag <= 4 ? m->flag : 0], m->text[0] ? " " : "", m->text);
 	client_emit(c, CHAT_EV_RECEIPT, m->name, NULL, NULL, NULL, strlen(text), text, 0);
+	if (!om || om->kind != E_TEXT)
+		return;
+	switch (m->flag) {
+	case CHAT_RECEIPT_DELIVERED:
+		client_deliver_expect(c, om);
+		break;
+	case CHAT_RECEIPT_EXPIRED:
+	case CHAT_RECEIPT_UNREADABLE:
+		client_say(c, CHAT_EV_INFO, m->name, "message #%llu to %s is sealed and sent again",
+		           (unsigned long long)om->seq, m->name);
+		client_deliver_reseal(c, om);
+		break;
+	case CHAT_RECEIPT_REMOVED:
+		client_fail(c, m->name, "undelivered", "message #%llu to %s is given up: the account was "
+		            "removed", (unsigned long long)om->seq, m->name);
+		client_outmsg_remove(c, om);
+		break;
+	}
+}
+
+void client_on_send_refused(struct chat_client *c, const struct chat_msg *m)
+{
+	struct outmail *o;
+	struct outmsg *om = m->id ? find_chunk(c, m->name, m->id, &o) : NULL;
+
+	if (!om)
+		return;
+	client_deliver_refused(c, om);
+	if (om->kind == E_TEXT)
+		client_say(c, CHAT_EV_INFO, m->name, "message #%llu to %s is kept and sent again in %llu s "
+		           "(later ones wait behind it)", (unsigned long long)om->seq, m->name,
+		           (unsigned long long)((om->due - chat_loop_now_ms() + 999) / 1000));
 }
 
 /* ---- MAIL and ACK */
@@ -181,8 +239,14 @@ static long long ack_timer(struct chat_loop *loop, void *arg)
 
 	(void)loop;
 	c->ack_timer = NULL;
-	client_flush_acks(c);
+	client_round_end(c);
 	return -1;
+}
+
+void client_round_soon(struct chat_client *c)
+{
+	if (!c->ack_timer)
+		chat_loop_timer_add(c->loop, 0, ack_timer, c, &c->ack_timer);
 }
 
 static void queue_ack(struct chat_client *c, uint64_t id, const char *problem)
@@ -200,20 +264,32 @@ static void queue_ack(struct chat_client *c, uint64_t id, const char *problem)
 	a->unreadable = problem && problem[0];
 	snprintf(a->reason, sizeof(a->reason), "%s", a->unreadable ? problem : "");
 	/* Everything that arrives in this round is made durable once, then ACKed. */
-	if (!c->ack_timer)
-		chat_loop_timer_add(c->loop, 0, ack_timer, c, &c->ack_timer);
+	client_round_soon(c);
 }
 
-void client_flush_acks(struct chat_client *c)
+/* Everything processed in this round is saved first (sessions, numbers,
+ * held messages, the mail ids), then shown, then confirmed to the sender and
+ * ACKed to the relay: a kill before the save shows nothing and the relay
+ * delivers it again; after it, nothing is shown twice. */
+void client_round_end(struct chat_client *c)
 {
-	if (!c->nacks)
-		return;
-	if (client_store_save(c) != CHAT_OK) {
+	int saved;
+
+	client_queue_receipts(c);
+	client_pump_seal(c);
+	saved = client_store_save(c) == CHAT_OK;
+	if (!saved && c->nacks)
 		client_fail(c, NULL, "keystore", "%zu stored message(s) not acknowledged: the relay keeps "
 		            "them and delivers them again at the next login", c->nacks);
+	client_show_pending(c);
+	if (!saved) {
 		c->nacks = 0;
 		return;
 	}
+	for (struct outmsg *m = c->out; m; m = m->next)
+		for (struct outmail *o = m->chunks; o; o = o->next)
+			if (!o->sent)
+				send_outmail(c, m, o);
 	for (size_t i = 0; i < c->nacks && c->conn; i++) {
 		client_begin(c, CHAT_MSG_ACK);
 		chat_put_u64(&c->wb, c->acks[i].id);
@@ -222,6 +298,23 @@ void client_flush_acks(struct chat_client *c)
 		client_flush(c);
 	}
 	c->nacks = 0;
+	client_retry_arm(c);
+}
+
+static int seen_mail(const struct chat_client *c, uint64_t id)
+{
+	for (size_t i = 0; i < c->nrecent; i++)
+		if (c->recent[i] == id)
+			return 1;
+	return 0;
+}
+
+void client_remember_mail(struct chat_client *c, uint64_t id)
+{
+	c->recent[c->recent_pos] = id;
+	c->recent_pos = (c->recent_pos + 1) % CHAT_RECENT_MAIL;
+	if (c->nrecent < CHAT_RECENT_MAIL)
+		c->nrecent++;
 }
 
 void client_on_mail(struct chat_client *c, const struct chat_msg *m)
@@ -233,14 +326,13 @@ void client_on_mail(struct chat_client *c, const struct chat_msg *m)
 		client_fail(c, NULL, "unexpected", "stored mail before a registered login; ignored");
 		return;
 	}
-	if (m->id <= c->mail_max) {
+	if (seen_mail(c, m->id)) {
 		/* Processed before (our ACK was lost): acknowledge it again. */
 		queue_ack(c, m->id, NULL);
 		return;
 	}
-	/* Recorded before the mail takes effect: a keystore saved while it is
-	 * processed must not make it look new after a crash. */
-	c->mail_max = m->id;
+	/* Recorded with what it does, in the same save. */
+	client_remember_mail(c, m->id);
 	if (chat_msg_parse(m->payload_len, m->payload, &inner, sizeof(err), err) != CHAT_OK) {
 		client_fail(c, NULL, "malformed", "malformed stored message %llu from the relay: %s",
 		            (unsigned long long)m->id, err);

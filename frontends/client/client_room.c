@@ -259,7 +259,7 @@ void client_send_room_text(struct chat_client *c, const char *room, size_t len, 
 	for (size_t i = 0; i < r->n; i++) {
 		struct conv *v = client_find_conv(c, r->members[i]);
 		if (v && v->state == C_ESTABLISHED) {
-			sent += client_seal_text(c, v, len, text, client_out_room_payload, room) == CHAT_OK;
+			sent += client_seal_text(c, v, E_TEXT, 0, len, text, client_out_room_payload, room) == CHAT_OK;
 		} else if (v) {
 			held += !client_queue_text(c, v, room, len, text);
 		} else {

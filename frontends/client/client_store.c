@@ -4,13 +4,21 @@
  * (USER.log: every 1:1 message sent and received, the chat-peer log format).
  *
  * The keystore's contents are one binary blob (all integers big-endian):
- *   "CCS1" | str8 user | u64 next client id | u64 highest mail id processed |
- *   u32 count | count x conversation | u32 count | count x outbox entry
+ *   "CCS2" | str8 user | u64 next client id |
+ *   u32 count + count x u64 (mail ids processed, oldest first) |
+ *   u32 count | count x conversation | u32 count | count x outbox message
  * conversation: str8 peer | u8 kind (KIND_*) | u8 initiator | str8 suite |
  *   str8 chosen | u8 count + count x str8 (their suites) | u32 + binding |
- *   u32 + session (KIND_ESTABLISHED only) | u32 count + count x (u32 + text)
- * outbox entry: u64 client id | str8 peer | u32 + payload
- * Every buffer that held it is wiped. */
+ *   u32 + session (KIND_ESTABLISHED only) | u32 count + count x (u32 + text) |
+ *   u64 last number sent | u64 next number expected |
+ *   u32 count + count x (u64 number | u32 + text) (held: arrived early) |
+ *   u8 count + count x u64 (numbers given up on)
+ * outbox message: str8 peer | u8 kind (E_*) | u8 state (OM_*) | u64 number |
+ *   u32 tries | u32 + text | u32 count + count x (u64 client id | u8 stored |
+ *   u32 + sealed payload)
+ * "CCS1" (before end-to-end receipts) is read too: its conversations are
+ * kept; its outbox held sealed payloads of the old format, which are dropped
+ * with a warning.  Every buffer that held it is wiped. */
 #include "client_int.h"
 #include "durable.h"
 #include "host.h"
@@ -25,7 +33,8 @@
 #include <unistd.h>
 
 
-#define BLOB_MAGIC "CCS1"
+#define BLOB_MAGIC "CCS2"
+#define BLOB_MAGIC_V1 "CCS1"
 #define SESSION_MAX (1u << 20)
 
 enum {
@@ -318,6 +327,16 @@ static void put_conv(struct chat_client *c, struct sbuf *b, struct conv *v)
 	for (struct pending *p = v->pending; p; p = p->next)
 		if (!p->room[0])
 			sb_blob(b, p->len, p->text);
+	sb_uint(b, 8, v->tx_seq);
+	sb_uint(b, 8, v->rx_next);
+	sb_uint(b, 4, v->nheld);
+	for (struct held *h = v->held; h; h = h->next) {
+		sb_uint(b, 8, h->seq);
+		sb_blob(b, h->len, h->text);
+	}
+	sb_uint(b, 1, v->nmissing);
+	for (size_t i = 0; i < v->nmissing; i++)
+		sb_uint(b, 8, v->missing[i]);
 }
 
 static int kept(const struct chat_client *c, const struct conv *v)
@@ -343,20 +362,34 @@ int client_store_save(struct chat_client *c)
 	sb_bytes(&b, 4, BLOB_MAGIC);
 	sb_str8(&b, c->cfg.user);
 	sb_uint(&b, 8, c->next_id);
-	sb_uint(&b, 8, c->mail_max);
+	sb_uint(&b, 4, c->nrecent);
+	for (size_t i = 0; i < c->nrecent; i++) /* oldest first */
+		sb_uint(&b, 8, c->recent[(c->recent_pos + CHAT_RECENT_MAIL - c->nrecent + i) % CHAT_RECENT_MAIL]);
 	for (struct conv *v = c->convs; v; v = v->next)
 		nconv += kept(c, v);
 	sb_uint(&b, 4, nconv);
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (kept(c, v))
 			put_conv(c, &b, v);
-	for (struct outmail *o = c->outbox; o; o = o->next)
+	for (struct outmsg *m = c->out; m; m = m->next)
 		nout++;
 	sb_uint(&b, 4, nout);
-	for (struct outmail *o = c->outbox; o; o = o->next) {
-		sb_uint(&b, 8, o->id);
-		sb_str8(&b, o->peer);
-		sb_blob(&b, o->len, o->payload);
+	for (struct outmsg *m = c->out; m; m = m->next) {
+		size_t nchunks = 0;
+		sb_str8(&b, m->peer);
+		sb_uint(&b, 1, (uint64_t)m->kind);
+		sb_uint(&b, 1, (uint64_t)m->state);
+		sb_uint(&b, 8, m->seq);
+		sb_uint(&b, 4, m->tries);
+		sb_blob(&b, m->len, m->text);
+		for (struct outmail *o = m->chunks; o; o = o->next)
+			nchunks++;
+		sb_uint(&b, 4, nchunks);
+		for (struct outmail *o = m->chunks; o; o = o->next) {
+			sb_uint(&b, 8, o->id);
+			sb_uint(&b, 1, (uint64_t)o->stored);
+			sb_blob(&b, o->len, o->payload);
+		}
 	}
 	if (b.err) {
 		rc = b.err;
@@ -404,7 +437,7 @@ static int load_session(struct chat_client *c, struct conv *v, size_t len, const
 	return ops->session_load(&v->suite->host, &p, len, blob, &v->session);
 }
 
-static int restore_conv(struct chat_client *c, struct sread *r, size_t errlen, char *err)
+static int restore_conv(struct chat_client *c, struct sread *r, int v1, size_t errlen, char *err)
 {
 	char peer[CHAT_NAME_MAX + 1], suite[CHAT_NAME_MAX + 1], chosen[CHAT_NAME_MAX + 1];
 	const uint8_t *bind, *session;
@@ -444,6 +477,48 @@ static int restore_conv(struct chat_client *c, struct sread *r, size_t errlen, c
 			snprintf(err, errlen, "out of memory");
 			return CHAT_ERR_NOMEM;
 		}
+	}
+	v->rx_next = 1;
+	if (!v1) {
+		v->tx_seq = sr_uint(r, 8);
+		v->rx_next = sr_uint(r, 8);
+		size_t n = (size_t)sr_uint(r, 4);
+		struct held **tail = &v->held;
+		uint64_t last = v->rx_next; /* held ones are after rx_next, in order */
+		for (size_t i = 0; i < n && !r->bad; i++) {
+			uint64_t seq = sr_uint(r, 8);
+			size_t len;
+			const uint8_t *text = sr_blob(r, CHAT_KEYSTORE_MAX, &len);
+			struct held *h = r->bad ? NULL : malloc(sizeof(*h) + len);
+			if (!r->bad && !h) {
+				snprintf(err, errlen, "out of memory");
+				return CHAT_ERR_NOMEM;
+			}
+			if (r->bad)
+				break;
+			if (seq <= last) {
+				free(h);
+				r->bad = 1;
+				break;
+			}
+			last = seq;
+			h->next = NULL;
+			h->seq = seq;
+			h->len = len;
+			memcpy(h->text, text, len);
+			*tail = h;
+			tail = &h->next;
+			v->nheld++;
+		}
+		v->nmissing = (size_t)sr_uint(r, 1);
+		if (v->nmissing > CHAT_MISSING_MAX)
+			r->bad = 1;
+		for (size_t i = 0; i < v->nmissing && !r->bad; i++)
+			v->missing[i] = sr_uint(r, 8);
+		if (v->rx_next == 0)
+			v->rx_next = 1;
+		if (v->held)
+			v->gap_since = chat_loop_now_ms(); /* wait afresh for the gap to fill */
 	}
 	if (r->bad) {
 		restore_fail(errlen, err, c->ks_path, "the conversation with a peer");
@@ -492,24 +567,91 @@ static int restore_conv(struct chat_client *c, struct sread *r, size_t errlen, c
 	return CHAT_OK;
 }
 
+static int restore_outmsg(struct chat_client *c, struct sread *r, size_t errlen, char *err)
+{
+	char peer[CHAT_NAME_MAX + 1];
+	size_t len;
+
+	sr_str8(r, sizeof(peer), peer);
+	int kind = (int)sr_uint(r, 1);
+	int state = (int)sr_uint(r, 1);
+	uint64_t seq = sr_uint(r, 8);
+	unsigned tries = (unsigned)sr_uint(r, 4);
+	const uint8_t *text = sr_blob(r, CHAT_KEYSTORE_MAX, &len);
+	size_t nchunks = (size_t)sr_uint(r, 4);
+	if (r->bad || (kind != E_TEXT && kind != E_RECEIPT) || state < OM_WAITING || state > OM_REFUSED ||
+	    chat_name_check(strlen(peer), peer)) {
+		restore_fail(errlen, err, c->ks_path, "an outbox message");
+		return CHAT_ERR_MALFORMED;
+	}
+	struct outmsg *m = client_outmsg_new(c, peer, kind, seq, len, text);
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return CHAT_ERR_NOMEM;
+	}
+	m->tries = tries;
+	/* A refused copy is tried again at once; a stored one waits for its
+	 * receipt (or the relay's word that it was not readable). */
+	m->state = state == OM_REFUSED ? OM_WAITING : state;
+	struct outmail **tail = &m->chunks;
+	for (size_t i = 0; i < nchunks && !r->bad; i++) {
+		uint64_t id = sr_uint(r, 8);
+		int stored = (int)sr_uint(r, 1);
+		const uint8_t *payload = sr_blob(r, CHAT_KEYSTORE_MAX, &len);
+		if (r->bad)
+			break;
+		struct outmail *o = malloc(sizeof(*o) + len);
+		if (!o) {
+			snprintf(err, errlen, "out of memory");
+			return CHAT_ERR_NOMEM;
+		}
+		o->next = NULL;
+		o->id = id;
+		o->sent = 0;
+		o->stored = stored != 0;
+		o->len = len;
+		memcpy(o->payload, payload, len);
+		*tail = o;
+		tail = &o->next;
+	}
+	if (!r->bad && m->state == OM_WAITING)
+		client_outmsg_drop_copy(m);
+	if (!r->bad && m->state != OM_WAITING && !m->chunks)
+		r->bad = 1;
+	if (r->bad) {
+		restore_fail(errlen, err, c->ks_path, "an outbox message");
+		return CHAT_ERR_MALFORMED;
+	}
+	return CHAT_OK;
+}
+
 int client_store_restore(struct chat_client *c, size_t errlen, char *err)
 {
 	struct sread r = { .p = c->ks_blob, .left = c->ks_blob_len };
 	char user[CHAT_NAME_MAX + 1];
-	int rc = CHAT_OK;
+	int rc = CHAT_OK, v1;
 
 	if (!c->ks_blob)
 		return CHAT_OK;
-	if (r.left < 4 || memcmp(r.p, BLOB_MAGIC, 4)) {
+	if (r.left < 4 || (memcmp(r.p, BLOB_MAGIC, 4) && memcmp(r.p, BLOB_MAGIC_V1, 4))) {
 		restore_fail(errlen, err, c->ks_path, "unknown format");
 		rc = CHAT_ERR_MALFORMED;
 		goto out;
 	}
+	v1 = !memcmp(r.p, BLOB_MAGIC_V1, 4);
 	r.p += 4;
 	r.left -= 4;
 	sr_str8(&r, sizeof(user), user);
 	c->next_id = sr_uint(&r, 8);
-	c->mail_max = sr_uint(&r, 8);
+	if (v1) {
+		sr_uint(&r, 8); /* the old "highest mail id processed": ids are remembered one by one now */
+	} else {
+		size_t n = (size_t)sr_uint(&r, 4);
+		if (n > CHAT_RECENT_MAIL)
+			r.bad = 1;
+		for (size_t i = 0; i < n && !r.bad; i++)
+			client_remember_mail(c, sr_uint(&r, 8));
+	}
 	if (!r.bad && strcmp(user, c->cfg.user)) {
 		snprintf(err, errlen, "%s belongs to %s, not %s", c->ks_path, user, c->cfg.user);
 		rc = CHAT_ERR_MALFORMED;
@@ -519,33 +661,26 @@ int client_store_restore(struct chat_client *c, size_t errlen, char *err)
 		c->next_id = 1;
 	size_t nconv = (size_t)sr_uint(&r, 4);
 	for (size_t i = 0; i < nconv && !r.bad && rc == CHAT_OK; i++)
-		rc = restore_conv(c, &r, errlen, err);
+		rc = restore_conv(c, &r, v1, errlen, err);
 	if (rc != CHAT_OK)
 		goto out;
 	size_t nout = (size_t)sr_uint(&r, 4);
-	for (size_t i = 0; i < nout && !r.bad; i++) {
-		char peer[CHAT_NAME_MAX + 1];
-		uint64_t id = sr_uint(&r, 8);
-		size_t len;
-		sr_str8(&r, sizeof(peer), peer);
-		const uint8_t *payload = sr_blob(&r, CHAT_KEYSTORE_MAX, &len);
-		if (r.bad)
-			break;
-		struct outmail *o = malloc(sizeof(*o) + len);
-		if (!o) {
-			snprintf(err, errlen, "out of memory");
-			rc = CHAT_ERR_NOMEM;
-			goto out;
+	for (size_t i = 0; i < nout && !r.bad && rc == CHAT_OK; i++) {
+		if (v1) { /* sealed in the old format: the peer could not read them now */
+			char peer[CHAT_NAME_MAX + 1];
+			size_t len;
+			sr_uint(&r, 8);
+			sr_str8(&r, sizeof(peer), peer);
+			sr_blob(&r, CHAT_KEYSTORE_MAX, &len);
+			if (!r.bad && i + 1 == nout)
+				client_say(c, CHAT_EV_WARNING, NULL, "%zu sealed message chunk(s) kept by an older "
+				           "version of chat-client cannot be sent (their format changed)", nout);
+			continue;
 		}
-		o->next = NULL;
-		o->id = id;
-		o->sent = 0;
-		snprintf(o->peer, sizeof(o->peer), "%s", peer);
-		o->len = len;
-		memcpy(o->payload, payload, len);
-		*c->outbox_tail = o;
-		c->outbox_tail = &o->next;
+		rc = restore_outmsg(c, &r, errlen, err);
 	}
+	if (rc != CHAT_OK)
+		goto out;
 	if (r.bad || r.left) {
 		restore_fail(errlen, err, c->ks_path, r.bad ? "cut short" : "bytes after the end");
 		rc = CHAT_ERR_MALFORMED;
@@ -632,6 +767,7 @@ void client_store_after_login(struct chat_client *c)
 	}
 	client_store_mark(c);
 	client_store_save(c);
+	client_pump(c); /* what waits, in order */
 }
 
 /* ---- history */
@@ -727,13 +863,6 @@ void client_store_close(struct chat_client *c)
 	c->ks = NULL;
 	chat_seclog_close(c->log);
 	c->log = NULL;
-	while (c->outbox) {
-		struct outmail *o = c->outbox;
-		c->outbox = o->next;
-		chat_wipe(o->payload, o->len);
-		free(o);
-	}
-	c->outbox_tail = &c->outbox;
 	if (c->ks_blob) {
 		chat_wipe(c->ks_blob, c->ks_blob_len);
 		free(c->ks_blob);

@@ -21,7 +21,7 @@ static const char *const kind_names[CHAT_EV_KINDS] = {
 	[CHAT_EV_USERS_END] = "users-end", [CHAT_EV_FRIEND] = "friend",
 	[CHAT_EV_FRIENDS_END] = "friends-end", [CHAT_EV_FRIEND_REQUEST] = "friend-request",
 	[CHAT_EV_FRIEND_ACCEPTED] = "friend-accepted", [CHAT_EV_FRIEND_REMOVED] = "friend-removed",
-	[CHAT_EV_RESUMED] = "resumed",
+	[CHAT_EV_RESUMED] = "resumed", [CHAT_EV_DELIVERED] = "delivered",
 };
 
 size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
@@ -44,6 +44,12 @@ size_t chat_ui_format(const struct chat_event *ev, size_t cap, char *dst)
 		ADD(" insecure");
 	if (ev->kind == CHAT_EV_SENT) { /* scripts get the size; the text is theirs already */
 		ADD(" %zu", ev->text_len);
+		if (ev->seq)
+			ADD(" #%llu", (unsigned long long)ev->seq);
+	} else if (ev->kind == CHAT_EV_DELIVERED) {
+		ADD(" #%llu", (unsigned long long)ev->seq);
+		if (ev->text_len)
+			ADD(" %.*s", (int)ev->text_len, ev->text);
 	} else if (ev->text_len) {
 		ADD(" ");
 		used += chat_text_escape(ev->text_len, ev->text, used < cap ? cap - used : 0,
@@ -115,6 +121,11 @@ void chat_ui_human(const struct chat_event *ev, const char *me, size_t cap, char
 		break;
 	case CHAT_EV_WARNING:
 		snprintf(dst, cap, "%s !!! WARNING: %s", stamp, text);
+		break;
+	case CHAT_EV_DELIVERED:
+		snprintf(dst, cap, "%s *** %s has your message #%llu%s", stamp, ev->peer,
+		         (unsigned long long)ev->seq,
+		         ev->insecure ? " (unauthenticated: this suite cannot prove who said so)" : "");
 		break;
 	default: {
 		char *line = malloc(cap);

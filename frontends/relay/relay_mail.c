@@ -5,7 +5,9 @@
  * the round ends with a deferred call that commits it and only then sends
  * the replies that depend on it (STORED, DONE) and pushes new mail.  So an
  * acknowledged message is on disk, and a crash before the commit loses only
- * requests nobody was told were accepted (their senders resend). */
+ * requests nobody was told were accepted (their senders resend).  A database
+ * file removed or replaced under the relay is noticed before each commit
+ * (chat_store_check): from then on every write is refused. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +51,7 @@ static void store_gone(struct chat_relay *r)
 		return;
 	if (!r->gone_logged_ms)
 		chat_err("%s; from now on every write is refused and nothing is acknowledged until the "
-		         "relay is restarted (restore the file, or start with --init-store for an empty store)",
+		         "relay is restarted (a missing database is then refused unless --init-store)",
 		         why ? why : "the database file is gone");
 	else
 		chat_err("%s; still refusing every write (%llu request(s) refused so far): restart the relay",

@@ -44,7 +44,7 @@ static int write_marker(const char *marker, const char *path)
 	int fd, n, rc = -1, e = 0;
 
 	n = snprintf(text, sizeof(text),
-	             "chat-relay created its store %s here (Unix time %lld).\n"
+	             "chat-relay keeps its store in %s (marked at Unix time %lld).\n"
 	             "While this file exists chat-relay refuses to start without that database;\n"
 	             "chat-relay --init-store creates an empty one on purpose.\n",
 	             path, (long long)time(NULL));

@@ -1,7 +1,8 @@
 /* The relay's store: every table through the API, transactions, persistence
  * across close/open, and the files it must refuse without touching them
  * (garbage, a newer schema, another program's database, corruption, a
- * missing directory, a read-only file). */
+ * missing directory, a read-only file), and a database file removed or
+ * replaced under an open store. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -807,6 +808,66 @@ static void test_corrupt(void)
 	free(d);
 }
 
+/* The file removed, or replaced by another, while the store is open: the
+ * next commit rolls back and names the path; the store stays failed. */
+static void test_gone(void)
+{
+	char path[300], side[320], copy[320], want[400];
+	struct chat_account a;
+	struct chat_store *s;
+	struct stat sb;
+
+	path_in(path, sizeof(path), "gone.db");
+	s = open_ok(path);
+	CHECK(chat_store_created(s));
+	CHECK(chat_store_gone(s) == NULL);
+	CHECK_EQ_INT(chat_store_check(s), CHAT_OK);
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "kept", CHAT_GROUP_REGULAR, 21);
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_OK);
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "lost", CHAT_GROUP_REGULAR, 22);
+	CHECK_EQ_INT(unlink(path), 0);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_ERR_FAILED);
+	CHECK(!chat_store_in_transaction(s));
+	CHECK_STR_CONTAINS(chat_store_error(s), path);
+	CHECK_STR_CONTAINS(chat_store_error(s), "was removed");
+	CHECK(chat_store_gone(s) != NULL);
+	/* Sticky, even though nothing is at the path to compare with. */
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_ERR_FAILED);
+	CHECK_EQ_INT(chat_store_check(s), CHAT_ERR_FAILED);
+	CHECK_EQ_INT(chat_store_account_remove(s, "kept"), CHAT_ERR_FAILED);
+	/* Reads still work, from the file still open; the rolled-back row is not there. */
+	check_account(s, "kept", CHAT_GROUP_REGULAR, 21);
+	CHECK_EQ_INT(chat_store_account_get(s, "lost", &a), CHAT_ERR_NOTFOUND);
+	chat_store_close(s);
+	CHECK(!exists(path));
+
+	/* Replaced: a copy renamed over it. */
+	s = open_ok(path);
+	CHECK(chat_store_created(s));
+	CHECK_EQ_INT(stat(path, &sb), 0);
+	path_in(copy, sizeof(copy), "gone-copy.db");
+	chat_store_close(open_ok(copy));
+	CHECK_EQ_INT(rename(copy, path), 0);
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "lost", CHAT_GROUP_REGULAR, 22);
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_ERR_FAILED);
+	CHECK_STR_CONTAINS(chat_store_error(s), "replaced by another file");
+	snprintf(want, sizeof(want), "inode %llu", (unsigned long long)sb.st_ino);
+	CHECK_STR_CONTAINS(chat_store_error(s), want);
+	chat_store_close(s);
+	/* An existing file opened again is not "created". */
+	s = open_ok(path);
+	CHECK(!chat_store_created(s));
+	CHECK_EQ_INT(chat_store_account_get(s, "lost", &a), CHAT_ERR_NOTFOUND);
+	chat_store_close(s);
+}
+
 int main(void)
 {
 	char path[300], cmd[300];
@@ -833,6 +894,7 @@ int main(void)
 	test_persistence(path);
 	test_refusals();
 	test_corrupt();
+	test_gone();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", dir);

@@ -33,7 +33,8 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	{ "relay", "max_room_members", CHAT_CFG_INT, "64", 2, 4096,
 	  "members of one room" },
 	{ "relay", "database", CHAT_CFG_PATH, "", 0, 0,
-	  "SQLite file for accounts, friends and stored messages, created on first start (empty: guests only, nothing stored)" },
+	  "SQLite file for accounts, friends and stored messages, created on first start with DATABASE.marker next to it "
+	  "(a missing database whose marker exists is refused unless chat-relay --init-store; empty: guests only, nothing stored)" },
 	{ "relay", "guests", CHAT_CFG_BOOL, "yes", 0, 0,
 	  "allow logins without an account (names that are not registered; live routing only)" },
 	{ "relay", "open_registration", CHAT_CFG_BOOL, "yes", 0, 0,

@@ -1,6 +1,7 @@
 /* chat-relay: the relay server.  One epoll loop, non-blocking sockets,
  * bounded per-client output queues; the routing itself is relay.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "durable.h"
 #include "log.h"
 #include "loop.h"
 #include "program.h"
@@ -30,17 +32,90 @@ struct server {
 	int stopping;
 	struct chat_store *store;
 	const char *add_admin; /* --add-admin NAME */
+	int init_store;        /* --init-store */
 };
 
+/* PATH.marker, next to the database, says a store was created at PATH: a
+ * database that disappears is then noticed at the next start instead of
+ * being replaced by an empty one (docs/CONFIG.md).  0, or -1 with errno. */
+static int write_marker(const char *marker, const char *path)
+{
+	char text[5000];
+	int fd, n, rc = -1, e = 0;
+
+	n = snprintf(text, sizeof(text),
+	             "chat-relay keeps its store in %s (marked at Unix time %lld).\n"
+	             "While this file exists chat-relay refuses to start without that database;\n"
+	             "chat-relay --init-store creates an empty one on purpose.\n",
+	             path, (long long)time(NULL));
+	if (n < 0 || (size_t)n >= sizeof(text)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, text, (size_t)n);
+	if (w != n) {
+		if (w >= 0)
+			errno = EIO; /* short write: no errno of its own */
+		goto out;
+	}
+	if (fsync(fd) != 0)
+		goto out;
+	rc = 0;
+out:
+	e = errno;
+	if (close(fd) != 0 && rc == 0) {
+		e = errno;
+		rc = -1;
+	}
+	if (rc == 0 && chat_fsync_dir_of(marker) != 0) {
+		e = errno;
+		rc = -1;
+	}
+	errno = e;
+	return rc;
+}
+
 /* relay.database: open (creating the file, and its directory if that is
- * missing) and check it before anything listens.  0, or the exit status. */
+ * missing) and check it before anything listens; never replace a store
+ * that existed by an empty one without --init-store.  0, or the exit status. */
 static int open_store(struct server *s)
 {
 	const char *path = chat_config_path(s->prog.cfg, "relay", "database");
-	char err[600];
+	const char *where = chat_config_where(s->prog.cfg, "relay", "database");
+	char err[600], marker[4200];
+	struct stat sb;
+	int have_db, have_marker;
 
-	if (!path || !path[0])
+	if (!path || !path[0]) {
+		if (s->init_store) {
+			chat_prog_error(&s->prog, "--init-store needs relay.database (it is empty in %s)", where);
+			return 1;
+		}
 		return 0;
+	}
+	if ((size_t)snprintf(marker, sizeof(marker), "%s.marker", path) >= sizeof(marker)) {
+		chat_prog_error(&s->prog, "relay.database (%s): path too long", where);
+		return 1;
+	}
+	/* Anything but "not there" is left for chat_store_open to report. */
+	have_db = !(stat(path, &sb) != 0 && errno == ENOENT);
+	have_marker = !(lstat(marker, &sb) != 0 && errno == ENOENT);
+	if (!have_db && have_marker && !s->init_store) {
+		chat_prog_error(&s->prog, "the database %s (relay.database, %s) is missing, but %s says "
+		                "a store was created there: refusing to start with an empty store (its "
+		                "accounts and stored messages would be gone).  Restore the database, or "
+		                "pass --init-store to create an empty store on purpose", path, where, marker);
+		return 1;
+	}
+	if (have_db && s->init_store) {
+		chat_prog_error(&s->prog, "--init-store: %s (relay.database, %s) exists already and is "
+		                "never replaced; start without --init-store to use it, or move it away "
+		                "first", path, where);
+		return 1;
+	}
 	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s", path);
 	char *slash = strrchr(dir, '/');
@@ -53,8 +128,16 @@ static int open_store(struct server *s)
 		}
 	}
 	if (chat_store_open(path, &s->store, sizeof(err), err) != CHAT_OK) {
-		chat_prog_error(&s->prog, "cannot use the database (relay.database, %s): %s",
-		                chat_config_where(s->prog.cfg, "relay", "database"), err);
+		chat_prog_error(&s->prog, "cannot use the database (relay.database, %s): %s", where, err);
+		return 1;
+	}
+	if (chat_store_created(s->store))
+		chat_info("created a new store at %s%s", path,
+		          s->init_store ? " (--init-store)" : "");
+	/* Also beside a store made before markers existed. */
+	if ((chat_store_created(s->store) || !have_marker) && write_marker(marker, path) != 0) {
+		chat_prog_error(&s->prog, "cannot write %s (it marks that %s exists): %s", marker, path,
+		                strerror(errno));
 		return 1;
 	}
 	return 0;
@@ -295,6 +378,10 @@ int main(int argc, char **argv)
 		  "add the admin account NAME to relay.database (asks for\n"
 		  "the password; reads one line when stdin is not a\n"
 		  "terminal), then exit" },
+		{ "init-store", NULL, 0, NULL, &s.init_store,
+		  "create an empty store on purpose when relay.database\n"
+		  "is missing but its DATABASE.marker says one existed\n"
+		  "(refused when the database exists)" },
 		{ NULL, NULL, 0, NULL, NULL, NULL },
 	};
 	int status;

@@ -90,6 +90,8 @@ struct chat_relay {
 	                                every answer to a SEND names it */
 	struct chat_timer *expiry_timer;
 	int64_t last_prune_ms;
+	int64_t gone_logged_ms;      /* the store's file is gone: last said so (0: not yet) */
+	uint64_t gone_refused;       /* requests refused since */
 };
 
 
@@ -137,8 +139,12 @@ void relay_account_state_free(struct client *c);
 int relay_mail_new(struct chat_relay *r);
 void relay_mail_free(struct chat_relay *r);
 /* Open this round's transaction (once) and schedule the commit.  CHAT_OK or
- * CHAT_ERR_IO (then the request has been answered with ERROR storage). */
+ * CHAT_ERR_IO (then the request has been answered with ERROR storage; so is
+ * every write once the database file is gone: chat_store_check). */
 int relay_write_begin(struct chat_relay *r, struct client *requester, int ref);
+/* The database file is gone or replaced: tell c (ERROR storage about ref)
+ * and return 1; else 0.  For requests that acknowledge without writing. */
+int relay_store_refuses(struct chat_relay *r, struct client *c, int ref);
 /* Send the message in r->wb to c after this round's commit; if the commit
  * fails, c gets ERROR storage (about request type ref) instead. */
 void relay_after_commit(struct chat_relay *r, struct client *c, int ref);

@@ -5,7 +5,9 @@
  * the round ends with a deferred call that commits it and only then sends
  * the replies that depend on it (STORED, DONE) and pushes new mail.  So an
  * acknowledged message is on disk, and a crash before the commit loses only
- * requests nobody was told were accepted (their senders resend). */
+ * requests nobody was told were accepted (their senders resend).  A database
+ * file removed or replaced under the relay is noticed before each commit
+ * (chat_store_check): from then on every write is refused. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,10 @@
 #include "relay_int.h"
 
 #define MAIL_WINDOW 32 /* mail pushed to one client and not yet ACKed */
+#define GONE_LOG_MS 60000 /* while the database file is gone, say so at most this often */
+
+static const char gone_text[] =
+	"the relay's database file is gone; nothing was accepted and nothing will be until the relay is restarted";
 
 struct pending {
 	struct pending *next;
@@ -35,6 +41,36 @@ struct round_hook {
 	struct chat_relay *r;
 };
 
+/* The database file was removed or replaced (chat_store_check): every later
+ * write is refused.  Loud the first time, then at most once a minute. */
+static void store_gone(struct chat_relay *r)
+{
+	int64_t now = chat_unix_ms();
+	const char *why = chat_store_gone(r->cfg.store);
+
+	if (r->gone_logged_ms && now - r->gone_logged_ms < GONE_LOG_MS)
+		return;
+	if (!r->gone_logged_ms)
+		chat_err("%s; from now on every write is refused and nothing is acknowledged until the "
+		         "relay is restarted (a missing database is then refused unless --init-store)",
+		         why ? why : "the database file is gone");
+	else
+		chat_err("%s; still refusing every write (%llu request(s) refused so far): restart the relay",
+		         why ? why : "the database file is gone", (unsigned long long)r->gone_refused);
+	r->gone_logged_ms = now;
+}
+
+int relay_store_refuses(struct chat_relay *r, struct client *c, int ref)
+{
+	if (!chat_store_gone(r->cfg.store))
+		return 0;
+	r->gone_refused++;
+	store_gone(r);
+	if (c)
+		relay_error(r, c, CHAT_PERR_STORAGE, ref, NULL, "%s", gone_text);
+	return 1;
+}
+
 static void round_end(void *arg)
 {
 	struct round_hook *h = arg;
@@ -52,11 +88,16 @@ static void round_end(void *arg)
 		if (r->round_failed) {
 			chat_store_rollback(st);
 		} else if (chat_store_commit(st) != CHAT_OK) {
-			chat_err("database commit failed: %s; this round's requests were not accepted",
-			         chat_store_error(st));
+			if (chat_store_gone(st))
+				store_gone(r);
+			else
+				chat_err("database commit failed: %s; this round's requests were not accepted",
+				         chat_store_error(st));
 			ok = 0;
 		}
 	}
+	const char *why = ok ? NULL : chat_store_gone(st) ? gone_text
+	                  : "the relay could not store this (database error); nothing was accepted: try again";
 	r->round_failed = 0;
 	struct pending *p = r->pending;
 	r->pending = NULL;
@@ -68,8 +109,8 @@ static void round_end(void *arg)
 				chat_conn_send(p->to->conn, p->len, p->data);
 			} else if (p->ref >= 0) { /* each refused request, by its id */
 				r->req_id = p->id;
-				relay_error(r, p->to, CHAT_PERR_STORAGE, p->ref, NULL,
-				            "the relay could not store this (database error); nothing was accepted: try again");
+				relay_error(r, p->to, CHAT_PERR_STORAGE, p->ref, NULL, "%s", why);
+				r->gone_refused += chat_store_gone(st) != NULL;
 			}
 		}
 		free(p);
@@ -116,6 +157,8 @@ int relay_write_begin(struct chat_relay *r, struct client *requester, int ref)
 			            "this relay keeps no accounts or messages (relay.database is not set)");
 		return CHAT_ERR_UNSUPPORTED;
 	}
+	if (relay_store_refuses(r, requester, ref))
+		return CHAT_ERR_IO;
 	if (schedule(r) != CHAT_OK || (!chat_store_in_transaction(st) && chat_store_begin(st) != CHAT_OK)) {
 		chat_err("cannot start a database transaction: %s", chat_store_error(st));
 		if (requester)
@@ -473,6 +516,9 @@ void relay_on_send(struct chat_relay *r, struct client *c, const struct chat_msg
 		relay_error(r, c, CHAT_PERR_SELF, m->type, m->name, "you cannot talk to yourself");
 		return;
 	}
+	/* Not even a live STORED once the database file is gone. */
+	if (relay_store_refuses(r, c, m->type))
+		return;
 	if (send_live(r, c, m))
 		return;
 	if (r->cfg.friends_only && relay_friend_state(r, c->name, m->name) != CHAT_FRIEND_YES) {
@@ -628,6 +674,11 @@ static long long housekeeping(struct chat_loop *loop, void *arg)
 	int64_t now = chat_unix_ms();
 
 	(void)loop;
+	/* Also noticed when nobody writes; said again once a minute. */
+	if (chat_store_check(r->cfg.store) != CHAT_OK) {
+		store_gone(r);
+		return 1000;
+	}
 	if (relay_write_begin(r, NULL, 0) != CHAT_OK)
 		return 1000;
 	if (chat_store_mail_expire(r->cfg.store, now, collect_expired, &l) != CHAT_OK) {

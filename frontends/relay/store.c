@@ -227,6 +227,10 @@ struct chat_store {
 	sqlite3_stmt *st[S_COUNT];
 	int in_tx;      /* chat_store_begin() is open */
 	int depth;      /* own transactions / savepoints of running functions */
+	int created;    /* chat_store_open created the file */
+	dev_t dev;      /* the file SQLite opened, to notice it removed or replaced */
+	ino_t ino;
+	char gone[512]; /* non-empty: the file is gone or replaced (sticky) */
 	char err[1024];
 };
 
@@ -337,12 +341,30 @@ static int usable(struct chat_store *s)
 	return CHAT_OK;
 }
 
+/* Nothing may be acknowledged as stored in a file nobody will open again:
+ * before a commit, the path must still name the file SQLite has open.  One
+ * stat() per commit (per relay round), not per message. */
+static int commit_checked(struct chat_store *s)
+{
+	int rc = chat_store_check(s);
+
+	if (rc != CHAT_OK) {
+		errf(s, "%s", s->gone);
+		return rc;
+	}
+	return run(s, S_COMMIT);
+}
+
 /* Own transaction, or a savepoint inside an open one. */
 static int tx_enter(struct chat_store *s, int *savepoint)
 {
 	int rc;
 
 	*savepoint = s->in_tx || s->depth > 0;
+	if (!*savepoint && s->gone[0]) {
+		errf(s, "%s", s->gone);
+		return CHAT_ERR_FAILED;
+	}
 	rc = run(s, *savepoint ? S_SAVEPOINT : S_BEGIN);
 	if (rc == CHAT_OK)
 		s->depth++;
@@ -374,7 +396,7 @@ static int tx_leave(struct chat_store *s, int savepoint, int rc)
 		return rc;
 	}
 	if (rc == CHAT_OK)
-		rc = run(s, S_COMMIT);
+		rc = commit_checked(s);
 	if (rc != CHAT_OK)
 		rollback_keep_err(s, S_ROLLBACK);
 	return rc;
@@ -639,6 +661,21 @@ static int setup(struct chat_store *s)
 	return CHAT_OK;
 }
 
+/* Which file SQLite opened (it does not give out its descriptor): stat()
+ * after setup has read it, so the path still names it. */
+static int remember_file(struct chat_store *s)
+{
+	struct stat sb;
+
+	if (stat(s->path, &sb) != 0) {
+		errf(s, "%s: %s", s->path, strerror(errno));
+		return CHAT_ERR_IO;
+	}
+	s->dev = sb.st_dev;
+	s->ino = sb.st_ino;
+	return CHAT_OK;
+}
+
 int chat_store_open(const char *path, struct chat_store **out, size_t errlen, char *err)
 {
 	struct chat_store *s;
@@ -668,7 +705,10 @@ int chat_store_open(const char *path, struct chat_store **out, size_t errlen, ch
 	}
 	if (rc == CHAT_OK)
 		rc = setup(s);
+	if (rc == CHAT_OK)
+		rc = remember_file(s);
 	if (rc == CHAT_OK) {
+		s->created = created;
 		*out = s;
 		return CHAT_OK;
 	}
@@ -707,6 +747,40 @@ const char *chat_store_error(const struct chat_store *s)
 	return s ? s->err : "no store";
 }
 
+int chat_store_created(const struct chat_store *s)
+{
+	return s && s->created;
+}
+
+int chat_store_check(struct chat_store *s)
+{
+	struct stat sb;
+
+	if (!s)
+		return CHAT_ERR_INVALID;
+	if (s->gone[0])
+		return CHAT_ERR_FAILED;
+	if (stat(s->path, &sb) != 0) {
+		snprintf(s->gone, sizeof(s->gone), "%s: the database file was removed while the relay "
+		         "was running (%s; the open file was inode %llu)", s->path, strerror(errno),
+		         (unsigned long long)s->ino);
+	} else if (sb.st_dev != s->dev || sb.st_ino != s->ino) {
+		snprintf(s->gone, sizeof(s->gone), "%s: the database file was replaced by another file "
+		         "while the relay was running (the open file was inode %llu on device %llu, "
+		         "the path now names inode %llu on device %llu)", s->path,
+		         (unsigned long long)s->ino, (unsigned long long)s->dev,
+		         (unsigned long long)sb.st_ino, (unsigned long long)sb.st_dev);
+	} else {
+		return CHAT_OK;
+	}
+	return CHAT_ERR_FAILED;
+}
+
+const char *chat_store_gone(const struct chat_store *s)
+{
+	return s && s->gone[0] ? s->gone : NULL;
+}
+
 int chat_store_schema_version(struct chat_store *s)
 {
 	int rc, v;
@@ -731,6 +805,10 @@ int chat_store_begin(struct chat_store *s)
 		errf(s, "%s: a transaction is already open (nesting is not supported)", s->path);
 		return CHAT_ERR_STATE;
 	}
+	if (s->gone[0]) { /* nothing more goes into a file that is gone */
+		errf(s, "%s", s->gone);
+		return CHAT_ERR_FAILED;
+	}
 	rc = run(s, S_BEGIN);
 	if (rc == CHAT_OK)
 		s->in_tx = 1;
@@ -752,7 +830,7 @@ int chat_store_commit(struct chat_store *s)
 		errf(s, "%s: the transaction was rolled back after an earlier error", s->path);
 		return CHAT_ERR_IO;
 	}
-	rc = run(s, S_COMMIT);
+	rc = commit_checked(s);
 	if (rc != CHAT_OK)
 		rollback_keep_err(s, S_ROLLBACK);
 	return rc;

@@ -12,7 +12,8 @@
  *
  * Errors: CHAT_ERR_NOTFOUND (no such row), CHAT_ERR_INVALID (exists already /
  * bad argument), CHAT_ERR_IO (SQLite failed: the text from chat_store_error()
- * names the file and SQLite's reason).  Names are validated by the caller
+ * names the file and SQLite's reason), CHAT_ERR_FAILED (the database file was
+ * removed or replaced: see chat_store_check).  Names are validated by the caller
  * (chat_name_check) before they reach the store. */
 #ifndef CHAT_STORE_H
 #define CHAT_STORE_H
@@ -61,11 +62,25 @@ struct chat_store;
  * it refuses. */
 int chat_store_open(const char *path, struct chat_store **out, size_t errlen, char *err);
 void chat_store_close(struct chat_store *s);
+/* 1 if chat_store_open created the file (a new, empty store). */
+int chat_store_created(const struct chat_store *s);
+/* Does the path still name the file that was opened?  A file removed (or
+ * renamed away) or replaced by another one under a running program takes
+ * every later write with it, so: CHAT_OK, or CHAT_ERR_FAILED from then on
+ * (sticky until the store is closed), with chat_store_gone() saying what
+ * happened.  One stat(); chat_store_commit() (and a function's own
+ * transaction) calls it before committing, and begin refuses once it failed.
+ * Reads go on working (from the file still open). */
+int chat_store_check(struct chat_store *s);
+/* NULL while the file is in place; else "PATH: the database file was
+ * removed ..." or "... replaced by another file (... inode A ..., inode B)". */
+const char *chat_store_gone(const struct chat_store *s);
 /* The last error's text ("var/relay.db: database disk image is malformed"). */
 const char *chat_store_error(const struct chat_store *s);
 int chat_store_schema_version(struct chat_store *s);
 
-/* Group writes; nesting is not supported.  commit on failure rolls back. */
+/* Group writes; nesting is not supported.  commit on failure rolls back
+ * (also when chat_store_check fails: nothing is committed to a lost file). */
 int chat_store_begin(struct chat_store *s);
 int chat_store_commit(struct chat_store *s);
 void chat_store_rollback(struct chat_store *s);

@@ -729,6 +729,15 @@ static void on_control(struct bench *b, struct client *c, const uint8_t *f, size
 	switch (m.type) {
 	case CHAT_MSG_WELCOME:
 		return;
+	case CHAT_MSG_PING: /* the relay's keepalive: answer, as a client must */
+		chat_wbuf_init(&w, 64);
+		chat_put_u8(&w, CHAT_MSG_PONG);
+		chat_put_u64(&w, m.id);
+		send_msg(b, c, &w);
+		chat_wbuf_free(&w);
+		return;
+	case CHAT_MSG_PONG:
+		return;
 	case CHAT_MSG_LOGGED_IN:
 		if (c->state != CS_LOGIN)
 			break;

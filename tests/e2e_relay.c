@@ -1,8 +1,9 @@
 /* chat-relay as a separate process on loopback, driven through raw sockets:
  * frames coalesced in one read and split across many, zero-length, oversize
  * and truncated frames, a client that stops reading, many clients, IPv6,
- * address in use, clean shutdown on SIGTERM.  With CHAT_VALGRIND=1 the relay
- * runs under valgrind and must report no error or leak. */
+ * address in use, keepalive and dead links, clean shutdown on SIGTERM.
+ * With CHAT_VALGRIND=1 the relay runs under valgrind and must report no
+ * error or leak. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -380,6 +381,88 @@ static void test_idle_timeout(void)
 	CHECK_EQ_INT(relay_stop(&r), 0);
 }
 
+/* Reads fd for ms milliseconds answering every PING (as a keepalive-aware
+ * client does) and returns how many came; -1 if anything else came. */
+static int answer_pings(int fd, int ms)
+{
+	uint8_t buf[256];
+	char err[256];
+	struct chat_msg m;
+	int pings = 0;
+
+	for (int waited = 0; waited < ms; waited += 100) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		long n = read_frame(fd, buf, sizeof(buf));
+		if (n <= 0 || chat_msg_parse((size_t)n, buf, &m, sizeof(err), err) != CHAT_OK ||
+		    m.type != CHAT_MSG_PING)
+			return -1;
+		pings++;
+		begin(CHAT_MSG_PONG);
+		chat_put_u64(&wb, m.id);
+		if (send_msg(fd))
+			return -1;
+	}
+	return pings;
+}
+
+/* Keepalive (docs/PROTOCOL.md): PING is answered at once, before HELLO too,
+ * and is never a malformed request; PONG is never answered.  A silent
+ * client gets PINGs; one that does not answer is closed as dead (and leaves
+ * the WHO list), one that answers stays. */
+static void test_keepalive(void)
+{
+	struct relay r;
+	struct chat_msg m;
+	uint8_t buf[256];
+	char err[256];
+
+	CHECK_EQ_INT(relay_start(&r, "127.0.0.1:0", "--set", "relay.keepalive=1", "--set",
+	                         "relay.dead_after=3", NULL), 0);
+	if (!r.pid)
+		return;
+	int fresh = dial(&r), mute = dial(&r), live = dial(&r);
+	CHECK(fresh >= 0 && mute >= 0 && live >= 0);
+	if (fresh < 0 || mute < 0 || live < 0)
+		goto out;
+	for (int i = 0; i < 12; i++) { /* more than the 10 malformed requests allowed */
+		begin(CHAT_MSG_PING);
+		chat_put_u64(&wb, 1000u + (unsigned)i);
+		CHECK(!send_msg(fresh) && !read_msg(fresh, &m) && m.type == CHAT_MSG_PONG &&
+		      m.id == 1000u + (unsigned)i);
+	}
+	begin(CHAT_MSG_PONG); /* unasked: ignored */
+	chat_put_u64(&wb, 5);
+	CHECK(!send_msg(fresh));
+	put_hello("rc4dh"); /* the next thing the relay says is WELCOME: no reply to the PONG */
+	CHECK(!send_msg(fresh) && !read_msg(fresh, &m) && m.type == CHAT_MSG_WELCOME);
+	close(fresh);
+
+	CHECK(login(mute, "mute", "rc4dh"));
+	CHECK(login(live, "live", "rc4dh"));
+	/* mute reads but never answers: a PING first, then the close. */
+	long n = read_frame(mute, buf, sizeof(buf));
+	CHECK(n > 0 && chat_msg_parse((size_t)n, buf, &m, sizeof(err), err) == CHAT_OK &&
+	      m.type == CHAT_MSG_PING);
+	CHECK(answer_pings(live, 5000) >= 2); /* past dead_after: answering keeps it */
+	CHECK(sees_close(mute));
+	CHECK(relay_wait_log(&r, "client mute dropped: nothing received from 127.0.0.1:", 5));
+	CHECK(relay_wait_log(&r, "for 3 s (relay.dead_after)", 1));
+	CHECK(strstr(r.log, "client live dropped") == NULL);
+	begin(CHAT_MSG_WHO);
+	CHECK(!send_msg(live) && !read_msg(live, &m) && m.type == CHAT_MSG_WHO_LIST);
+	CHECK_EQ_INT(m.list.count, 1);
+	char name[CHAT_NAME_MAX + 1];
+	CHECK(chat_iter_name(&m.list, name) && !strcmp(name, "live"));
+out:
+	if (mute >= 0)
+		close(mute);
+	if (live >= 0)
+		close(live);
+	CHECK_EQ_INT(relay_stop(&r), 0);
+}
+
 /* relay.suites: a client allowing none of them is refused with both lists. */
 static void test_policy(void)
 {
@@ -474,6 +557,7 @@ int main(void)
 	}
 	test_slow_reader();
 	test_idle_timeout();
+	test_keepalive();
 	test_policy();
 	test_ipv6();
 	chat_wbuf_free(&wb);

@@ -3,6 +3,9 @@
  * Listens on 127.0.0.1:0 (the port goes to PORTFILE), forwards every
  * connection to 127.0.0.1:TARGET_PORT and appends every byte that passes, in
  * both directions, to RECORDFILE: exactly what the relay receives and sends.
+ * SIGUSR1 toggles a stall: nothing is read or forwarded in either direction,
+ * nothing is closed (a link gone silent, as through a dead router); new
+ * connections are still accepted and joined to the target, and stall too.
  * Loopback only; exits on SIGTERM or after 10 minutes. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,12 +21,18 @@
 
 #define MAXPAIRS 64
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, stalled;
 
 static void on_term(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	stalled = !stalled;
 }
 
 int main(int argc, char **argv)
@@ -39,6 +48,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGTERM, on_term);
+	signal(SIGUSR1, on_usr1); /* poll() is never restarted: a toggle acts at once */
 	signal(SIGPIPE, SIG_IGN);
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
@@ -58,13 +68,17 @@ int main(int argc, char **argv)
 	while (!stop && time(NULL) < deadline) {
 		struct pollfd p[1 + 2 * MAXPAIRS];
 		int n = 0;
+		/* Stalled: pairs are polled for nothing (a negative fd is skipped),
+		 * so their bytes wait in the kernel until the stall ends. */
+		int stall = stalled;
 		p[n++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 		for (int i = 0; i < npairs; i++) {
-			p[n++] = (struct pollfd){ .fd = pairs[i][0], .events = POLLIN };
-			p[n++] = (struct pollfd){ .fd = pairs[i][1], .events = POLLIN };
+			p[n++] = (struct pollfd){ .fd = stall ? -1 : pairs[i][0], .events = POLLIN };
+			p[n++] = (struct pollfd){ .fd = stall ? -1 : pairs[i][1], .events = POLLIN };
 		}
 		if (poll(p, (nfds_t)n, 200) <= 0)
 			continue;
+		int polled = npairs; /* a pair accepted below was not polled yet */
 		if ((p[0].revents & POLLIN) && npairs < MAXPAIRS) {
 			int c = accept(lfd, NULL, NULL);
 			int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -81,7 +95,7 @@ int main(int argc, char **argv)
 					close(s);
 			}
 		}
-		for (int i = 0; i < npairs; i++) {
+		for (int i = 0; i < polled; i++) {
 			for (int dir = 0; dir < 2; dir++) {
 				if (!(p[1 + 2 * i + dir].revents & (POLLIN | POLLHUP | POLLERR)))
 					continue;

@@ -244,6 +244,10 @@ static void check_defaults(const struct chat_config *cfg, int except_relay_liste
 	CHECK_EQ_INT(chat_config_int(cfg, "relay", "out_queue_limit"), 1048576);
 	CHECK_EQ_INT(chat_config_int(cfg, "relay", "idle_timeout"), 0);
 	CHECK_STR_EQ(chat_config_where(cfg, "relay", "idle_timeout"), "default");
+	CHECK_EQ_INT(chat_config_int(cfg, "relay", "keepalive"), 5);
+	CHECK_EQ_INT(chat_config_int(cfg, "relay", "dead_after"), 15);
+	CHECK_EQ_INT(chat_config_int(cfg, "client", "keepalive"), 5);
+	CHECK_EQ_INT(chat_config_int(cfg, "client", "dead_after"), 15);
 	CHECK_STR_EQ(chat_config_get(cfg, "client", "transport"), "tcp");
 	CHECK_STR_EQ(chat_config_get(cfg, "client", "connect"), "127.0.0.1:7400");
 	CHECK_STR_EQ(chat_config_get(cfg, "client", "user"), "");
@@ -306,7 +310,7 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 43); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 47); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
 }
 
@@ -332,7 +336,7 @@ static void test_value_errors(void)
 {
 	EXPECT_LOAD_ERROR("[relay]\nlisen = 1\n", 2,
 	                  "unknown key 'lisen' in section [relay] (known keys: transport, listen, "
-	                  "max_clients, out_queue_limit, idle_timeout, suites, max_rooms, max_room_members, "
+	                  "max_clients, out_queue_limit, idle_timeout, keepalive, dead_after, suites, max_rooms, max_room_members, "
 	                  "database, guests, open_registration, friends_only, queue_max_messages, "
 	                  "queue_max_bytes, queue_expiry, archive, archive_days, login_throttle_after, "
 	                  "login_throttle_ms, login_throttle_max_ms, scram_iterations)");

@@ -1246,6 +1246,41 @@ static void test_truncations(void)
 	}
 }
 
+/* PING and PONG: a u64 token, any value; nothing before or after it. */
+static void test_keepalive(void)
+{
+	static const uint64_t tokens[] = { 0, 1, 0x0102030405060708ull, UINT64_MAX };
+	static const int types[] = { CHAT_MSG_PING, CHAT_MSG_PONG };
+	struct chat_msg m;
+
+	for (size_t t = 0; t < 2; t++) {
+		for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {
+			start(types[t]);
+			chat_put_u64(&wb, tokens[i]);
+			CHECK_EQ_INT(wb.len, 9);
+			expect_strict(&m, wb.len); /* every cut and a trailing byte are malformed */
+			CHECK_EQ_INT(m.type, types[t]);
+			CHECK(m.id == tokens[i]);
+		}
+		start(types[t]); /* no token at all */
+		expect_bad("truncated before token");
+		start(types[t]);
+		chat_put_u64(&wb, 7);
+		chat_put_u8(&wb, 0);
+		expect_bad(types[t] == CHAT_MSG_PING ? "PING: 1 unexpected bytes after the message"
+		                                     : "PONG: 1 unexpected bytes after the message");
+	}
+	CHECK(!strcmp(chat_msg_type_name(CHAT_MSG_PING), "PING"));
+	CHECK(!strcmp(chat_msg_type_name(CHAT_MSG_PONG), "PONG"));
+	/* Neither is a request the relay confirms with DONE. */
+	start(CHAT_MSG_DONE);
+	chat_put_u8(&wb, CHAT_MSG_PING);
+	chat_put_u8(&wb, 0);
+	chat_put_str8(&wb, "");
+	chat_put_str16(&wb, "");
+	expect_bad("request type 0x40 is not a client request");
+}
+
 /* Random bytes: never a crash, always OK or MALFORMED. */
 static void test_random(void)
 {
@@ -1261,6 +1296,8 @@ static void test_random(void)
 			buf[0] = (uint8_t)(1 + test_rand() % 0x13);
 		else if (i % 3 == 1)
 			buf[0] = (uint8_t)(0x81 + test_rand() % 0x16);
+		else if (i % 30 == 2)
+			buf[0] = (uint8_t)(CHAT_MSG_PING + test_rand() % 2);
 		int rc = chat_msg_parse(len, buf, &m, 0, NULL);
 		CHECK(rc == CHAT_OK || rc == CHAT_ERR_MALFORMED);
 		if (rc == CHAT_OK && m.list.count) { /* validated lists iterate to their end */
@@ -1320,6 +1357,7 @@ int main(void)
 	test_new_lists();
 	test_type_names();
 	test_truncations();
+	test_keepalive();
 	test_random();
 	test_builder_limits();
 	chat_wbuf_free(&wb);

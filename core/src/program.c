@@ -183,6 +183,25 @@ static int load_suites(struct chat_prog *p)
 	return 0;
 }
 
+/* SECTION.dead_after must leave room for SECTION.keepalive's PING to be
+ * answered, else every quiet link would be cut before it is even asked. */
+static int check_keepalive(const struct chat_prog *p)
+{
+	const char *sec = p->section;
+	long long ka = chat_config_int(p->cfg, sec, "keepalive");
+	long long dead = chat_config_int(p->cfg, sec, "dead_after");
+
+	if (!chat_config_get(p->cfg, sec, "keepalive") || !chat_config_get(p->cfg, sec, "dead_after"))
+		return 0; /* a program without a keepalive */
+	if (ka > 0 && dead > 0 && dead <= ka) {
+		chat_prog_error(p, "%s.dead_after (%lld, %s) must be more than %s.keepalive (%lld, %s), "
+		                "or 0", sec, dead, chat_config_where(p->cfg, sec, "dead_after"), sec, ka,
+		                chat_config_where(p->cfg, sec, "keepalive"));
+		return 1;
+	}
+	return 0;
+}
+
 /* The common parser's tables: the common options, then p->flags.  shorts
  * holds every short option, with ':' after those that take a value. */
 static void parser_tables(const struct chat_prog *p, struct option opts[64], char shorts[64])
@@ -441,7 +460,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	if (check_plugin_sections(p) || load_suites(p)) {
+	if (check_plugin_sections(p) || load_suites(p) || check_keepalive(p)) {
 		status = 1;
 		goto out;
 	}

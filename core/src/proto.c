@@ -298,10 +298,12 @@ static void rd_payload(struct rd *r, struct chat_msg *m)
 	r->left = 0;
 }
 
-/* A defined client->relay type (the relay's own types have the top bit set). */
+/* A defined client->relay type (the relay's own types have the top bit set;
+ * PING and PONG go both ways and are never answered with DONE). */
 static int is_request_type(unsigned type)
 {
-	return type < 0x80 && strcmp(chat_msg_type_name((int)type), "UNKNOWN") != 0;
+	return type < 0x80 && type != CHAT_MSG_PING && type != CHAT_MSG_PONG &&
+	       strcmp(chat_msg_type_name((int)type), "UNKNOWN") != 0;
 }
 
 /* MAIL carries one relay->client message the recipient missed; the caller
@@ -422,6 +424,8 @@ const char *chat_msg_type_name(int type)
 	case CHAT_MSG_FRIEND: return "FRIEND";
 	case CHAT_MSG_SEND: return "SEND";
 	case CHAT_MSG_ACK: return "ACK";
+	case CHAT_MSG_PING: return "PING";
+	case CHAT_MSG_PONG: return "PONG";
 	case CHAT_MSG_WELCOME: return "WELCOME";
 	case CHAT_MSG_LOGGED_IN: return "LOGGED_IN";
 	case CHAT_MSG_WHO_LIST: return "WHO_LIST";
@@ -632,6 +636,10 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 		m->flag = (int)rd_enum(&r, "status", CHAT_RECEIPT_DELIVERED, CHAT_RECEIPT_REMOVED,
 		                       "1 (delivered), 2 (expired), 3 (unreadable) or 4 (removed)");
 		rd_text(&r, m->text, "text");
+		break;
+	case CHAT_MSG_PING:
+	case CHAT_MSG_PONG:
+		m->id = rd_u64(&r, "token");
 		break;
 	case CHAT_MSG_MAIL:
 		m->id = rd_id(&r, "mail id");

@@ -43,6 +43,9 @@ enum chat_msg_type {
 	CHAT_MSG_FRIEND = 0x11,    /* op (CHAT_FRIEND_OP_*), name */
 	CHAT_MSG_SEND = 0x12,      /* name, id (client id), payload: stored and forwarded */
 	CHAT_MSG_ACK = 0x13,       /* id (mail id), flag (0 processed, 1 unreadable), text */
+	/* either direction, at any time (also before HELLO) */
+	CHAT_MSG_PING = 0x40,      /* id (token): answer PONG with the same token at once */
+	CHAT_MSG_PONG = 0x41,      /* id (token of the PING answered) */
 	/* relay -> client */
 	CHAT_MSG_WELCOME = 0x81,   /* version, suites[] the relay carries */
 	CHAT_MSG_LOGGED_IN = 0x82, /* name, group, id (last SEND client id the relay has from us) */
@@ -168,7 +171,8 @@ struct chat_msg {
 	unsigned op;            /* AUTH, AUTH_OK, ADMIN, FRIEND, DONE */
 	unsigned group;         /* LOGGED_IN: CHAT_GROUP_* */
 	uint64_t id, id2;       /* LOGGED_IN: id = last SEND id accepted from us; SEND, STORED,
-	                           RECEIPT, ERROR: id = client id, id2 = mail id; ACK, MAIL: id = mail id */
+	                           RECEIPT, ERROR: id = client id, id2 = mail id; ACK, MAIL: id = mail id;
+	                           PING, PONG: id = token (any value, 0 included) */
 	int64_t time_ms;        /* MAIL: when the relay stored it (Unix ms) */
 	int has_verifier;       /* REGISTER, PASSWD, ADMIN ADD/RESET */
 	struct chat_scram_verifier verifier;

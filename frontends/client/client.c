@@ -269,6 +269,10 @@ void client_dispatch(struct chat_client *c, const struct chat_msg *m)
 {
 	switch (m->type) {
 	case CHAT_MSG_WELCOME:
+		/* Only now is the relay known to be there: a TCP accept alone
+		 * can be a stalled link or something that is not a relay. */
+		client_emit(c, CHAT_EV_CONNECTED, NULL, NULL, NULL, NULL, strlen(chat_conn_peer(c->conn)),
+		            chat_conn_peer(c->conn), 0);
 		if (m->nsuites) { /* the relay's policy narrows what we may use */
 			size_t k = 0;
 			for (size_t i = 0; i < c->neff; i++)
@@ -341,6 +345,117 @@ void client_dispatch(struct chat_client *c, const struct chat_msg *m)
 	}
 }
 
+/* ---- keepalive: is the relay still there? */
+
+/* The warning comes after two keepalive periods without an answer, if that
+ * is before the link is given up. */
+static uint64_t warn_after_ms(const struct chat_client *c)
+{
+	uint64_t warn = 2 * (uint64_t)c->cfg.keepalive_ms;
+
+	return c->cfg.dead_after_ms > 0 && warn >= (uint64_t)c->cfg.dead_after_ms ? 0 : warn;
+}
+
+/* A silence of t ms counts only once our first PING of it has had t minus
+ * one keepalive period to be answered: if this process was held up (a slow
+ * machine, a debugger, PBKDF2), the relay's answers may be sitting unread,
+ * and the relay deserves the same chance as after an on-time PING. */
+static uint64_t counts_from(const struct chat_client *c, uint64_t t)
+{
+	uint64_t ka = (uint64_t)c->cfg.keepalive_ms;
+
+	if (!ka)
+		return c->last_rx + t;
+	if (!c->first_ping)
+		return UINT64_MAX; /* the PING comes first */
+	uint64_t asked = c->first_ping + t - ka;
+	return asked > c->last_rx + t ? asked : c->last_rx + t;
+}
+
+static long long live_check(struct chat_loop *loop, void *arg)
+{
+	struct chat_client *c = arg;
+	uint64_t now = chat_loop_now_ms(), silent = now - c->last_rx;
+	uint64_t ka = (uint64_t)c->cfg.keepalive_ms, dead = (uint64_t)c->cfg.dead_after_ms;
+	uint64_t warn = warn_after_ms(c), next = UINT64_MAX;
+
+	(void)loop;
+	if (!c->conn || c->done || c->quitting) {
+		c->live_timer = NULL;
+		return -1;
+	}
+	if (ka && silent >= ka && (!c->last_ping || now - c->last_ping >= ka)) {
+		client_begin(c, CHAT_MSG_PING);
+		chat_put_u64(&c->wb, ++c->ping_token);
+		if (client_flush(c) != CHAT_OK && !c->conn) {
+			c->live_timer = NULL; /* the send closed the connection */
+			return -1;
+		}
+		if (!c->first_ping)
+			c->first_ping = now;
+		c->last_ping = now;
+	}
+	if (dead && now >= counts_from(c, dead)) {
+		char reason[128];
+		snprintf(reason, sizeof(reason), "%s did not answer for %llu s (client.dead_after)",
+		         c->answered ? "the relay" : "it accepted the connection but",
+		         (unsigned long long)(silent / 1000));
+		c->live_timer = NULL;
+		chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, reason); /* on_close says it */
+		return -1;
+	}
+	if (warn && !c->warned && now >= counts_from(c, warn)) {
+		c->warned = 1;
+		client_say(c, CHAT_EV_WARNING, NULL, "relay not answering for %llu s",
+		           (unsigned long long)(silent / 1000));
+	}
+	/* Sleep until the next thing to do; a frame arriving meanwhile only
+	 * moves these later, so waking early is the worst that can happen. */
+	if (ka)
+		next = c->last_ping ? c->last_ping + ka : c->last_rx + ka;
+	if (warn && !c->warned && counts_from(c, warn) < next)
+		next = counts_from(c, warn);
+	if (dead && counts_from(c, dead) < next)
+		next = counts_from(c, dead);
+	if (next == UINT64_MAX) {
+		c->live_timer = NULL;
+		return -1;
+	}
+	return next > now ? (long long)(next - now) : 1;
+}
+
+/* Any frame shows the relay is there. */
+static void relay_heard(struct chat_client *c)
+{
+	uint64_t now = chat_loop_now_ms();
+
+	c->answered = 1;
+	if (c->warned)
+		client_say(c, CHAT_EV_INFO, NULL, "relay answering again after %llu s",
+		           (unsigned long long)((now - c->last_rx) / 1000));
+	c->warned = 0;
+	c->last_rx = now;
+	c->first_ping = c->last_ping = 0;
+}
+
+static void live_start(struct chat_client *c)
+{
+	c->last_rx = chat_loop_now_ms();
+	c->first_ping = c->last_ping = 0;
+	c->warned = 0;
+	if ((c->cfg.keepalive_ms > 0 || c->cfg.dead_after_ms > 0) &&
+	    chat_loop_timer_add(c->loop, 0, live_check, c, &c->live_timer) != CHAT_OK)
+		client_fail(c, NULL, "keepalive", "cannot start the keepalive timer: the link is "
+		            "not watched");
+}
+
+static void live_stop(struct chat_client *c)
+{
+	if (c->live_timer)
+		chat_loop_timer_cancel(c->loop, c->live_timer);
+	c->live_timer = NULL;
+}
+
 static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, void *arg)
 {
 	struct chat_client *c = arg;
@@ -350,10 +465,19 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 	(void)conn;
 	if (c->done)
 		return;
+	relay_heard(c);
 	if (chat_msg_parse(len, frame, &m, sizeof(err), err) != CHAT_OK) {
 		client_fail(c, NULL, "malformed", "malformed message from the relay: %s", err);
 		return;
 	}
+	if (m.type == CHAT_MSG_PING) { /* at once, in any state */
+		client_begin(c, CHAT_MSG_PONG);
+		chat_put_u64(&c->wb, m.id);
+		client_flush(c);
+		return;
+	}
+	if (m.type == CHAT_MSG_PONG)
+		return; /* relay_heard() was its whole point */
 	client_dispatch(c, &m);
 	chat_wipe(&m.verifier, sizeof(m.verifier));
 }
@@ -366,9 +490,11 @@ static void on_connect(struct chat_conn *conn, void *arg)
 		chat_loop_timer_cancel(c->loop, c->timer);
 		c->timer = NULL;
 	}
+	(void)conn;
 	c->state = CS_HELLO;
-	client_emit(c, CHAT_EV_CONNECTED, NULL, NULL, NULL, NULL, strlen(chat_conn_peer(conn)),
-	            chat_conn_peer(conn), 0);
+	/* CHAT_EV_CONNECTED waits for WELCOME; until then the keepalive bounds
+	 * the wait (client.dead_after), as it does the login after it. */
+	live_start(c);
 	client_begin(c, CHAT_MSG_HELLO);
 	chat_put_u8(&c->wb, CHAT_PROTO_VERSION);
 	client_put_suites(c);
@@ -381,13 +507,15 @@ static void on_close(struct chat_conn *conn, int err, const char *reason, void *
 
 	(void)conn;
 	c->conn = NULL;
+	live_stop(c);
 	if (c->quitting && err == CHAT_OK) {
 		client_finish(c, 0);
 		return;
 	}
 	if (c->done)
 		return;
-	if (c->state == CS_CONNECTING)
+	/* Not a word from the relay yet: connecting failed (no "connected" was said). */
+	if (c->state == CS_CONNECTING || !c->answered)
 		client_fail(c, NULL, "connect", "cannot connect to relay %s: %s", c->cfg.relay, reason);
 	else
 		client_fail(c, NULL, "relay-lost", "lost the relay %s: %s", c->cfg.relay, reason);
@@ -578,6 +706,7 @@ void chat_client_free(struct chat_client *c)
 		return;
 	if (c->timer)
 		chat_loop_timer_cancel(c->loop, c->timer);
+	live_stop(c);
 	if (c->conn) {
 		c->quitting = 1;
 		chat_conn_close(c->conn, CHAT_OK, "exiting");

@@ -23,7 +23,7 @@
 #include "proto.h"
 
 enum chat_event_kind {
-	CHAT_EV_CONNECTED,   /* text: relay address */
+	CHAT_EV_CONNECTED,   /* text: relay address; the relay answered HELLO (WELCOME) */
 	CHAT_EV_LOGGED_IN,   /* peer: our name; text: guest, registered or admin */
 	CHAT_EV_WHO,         /* peer, text: their suites [friend] */
 	CHAT_EV_WHO_END,     /* text: count */
@@ -43,7 +43,7 @@ enum chat_event_kind {
 	CHAT_EV_SUITE,       /* peer (or empty: our allowed list), suite, text */
 	CHAT_EV_QUEUED,      /* peer: text held until the session is established */
 	CHAT_EV_INFO,        /* text */
-	CHAT_EV_WARNING,     /* text (insecure suites) */
+	CHAT_EV_WARNING,     /* peer, text (insecure suites); no peer: the relay is not answering */
 	CHAT_EV_ERROR,       /* peer (subject, may be empty), code (name), text */
 	CHAT_EV_BYE,         /* text: relay closing */
 	CHAT_EV_HELP,        /* text: one line of help */
@@ -94,7 +94,12 @@ struct chat_client_config {
 	const struct chat_directory *directory; /* passwords, may be NULL */
 	size_t max_frame;
 	size_t max_message;
-	int connect_timeout_ms;
+	int connect_timeout_ms;        /* for the transport connect */
+	/* Keepalive (docs/PROTOCOL.md): PING after keepalive_ms without a frame,
+	 * a warning after twice that, the link given up after dead_after_ms
+	 * (also while logging in).  0 turns each off. */
+	int keepalive_ms;
+	int dead_after_ms;
 	/* Accounts.  With a password the client logs in with SCRAM (or first
 	 * registers, with register_account); without one, as a guest.  The
 	 * engine copies the password (the caller wipes its own copy). */

@@ -206,6 +206,15 @@ struct chat_client {
 	struct chat_timer *timer;
 	struct known_user *known;
 
+	/* keepalive: is the relay still there? (client.c) */
+	struct chat_timer *live_timer;
+	uint64_t last_rx;       /* monotonic ms of the last frame from the relay */
+	uint64_t first_ping;    /* first PING of this silence (0: none yet) */
+	uint64_t last_ping;     /* latest PING of this silence */
+	uint64_t ping_token;
+	int warned;             /* "relay not answering" said for this silence */
+	int answered;           /* the relay has sent anything at all */
+
 	/* account */
 	int login_mode;         /* LM_* */
 	int group;              /* CHAT_GROUP_* once logged in */

@@ -252,6 +252,8 @@ static int run(struct app *a)
 		.max_frame = a->prog.max_frame,
 		.max_message = (size_t)chat_config_int(a->prog.cfg, "client", "max_message"),
 		.connect_timeout_ms = (int)chat_config_int(a->prog.cfg, "client", "connect_timeout"),
+		.keepalive_ms = (int)chat_config_int(a->prog.cfg, "client", "keepalive") * 1000,
+		.dead_after_ms = (int)chat_config_int(a->prog.cfg, "client", "dead_after") * 1000,
 		.password = have_pw ? pw : NULL,
 		.password_len = have_pw ? strlen(pw) : 0,
 		.register_account = a->register_account,

@@ -306,6 +306,8 @@ static int serve(struct server *s)
 	rc.limits.out_limit = (size_t)chat_config_int(s->prog.cfg, "relay", "out_queue_limit");
 	rc.max_clients = (size_t)chat_config_int(s->prog.cfg, "relay", "max_clients");
 	rc.idle_timeout_ms = chat_config_int(s->prog.cfg, "relay", "idle_timeout") * 1000;
+	rc.keepalive_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "keepalive");
+	rc.dead_after_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "dead_after");
 	rc.max_rooms_per_client = (size_t)chat_config_int(s->prog.cfg, "relay", "max_rooms");
 	rc.max_room_members = (size_t)chat_config_int(s->prog.cfg, "relay", "max_room_members");
 	rc.max_pending_offers = 32;

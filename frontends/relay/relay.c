@@ -811,7 +811,12 @@ static void handle_frame(struct chat_relay *r, struct client *c, size_t len, con
 	struct chat_msg m;
 	char err[CHAT_TEXT_MAX];
 
-	if (r->cfg.idle_timeout_ms > 0) /* a clock read per frame only when it is used */
+	/* Any frame proves the link alive; stamped with the sweep count, so the
+	 * keepalive costs no clock read per frame. */
+	c->rx_sweep = r->sweeps;
+	/* A keepalive is not activity: a client that only answers PINGs idles. */
+	int keepalive = len && (frame[0] == CHAT_MSG_PING || frame[0] == CHAT_MSG_PONG);
+	if (r->cfg.idle_timeout_ms > 0 && !keepalive) /* a clock read per frame only when it is used */
 		c->last_active = chat_loop_now_ms();
 	if (chat_msg_parse(len, frame, &m, sizeof(err), err) != CHAT_OK) {
 		c->bad++;
@@ -823,6 +828,15 @@ static void handle_frame(struct chat_relay *r, struct client *c, size_t len, con
 	}
 	if (m.type == CHAT_MSG_SEND)
 		r->req_id = m.id;
+	/* From anyone, in any state: answered at once. */
+	if (m.type == CHAT_MSG_PING) {
+		relay_begin(r, CHAT_MSG_PONG);
+		chat_put_u64(&r->wb, m.id);
+		relay_flush_to(r, c);
+		return;
+	}
+	if (m.type == CHAT_MSG_PONG)
+		return; /* its arrival was all that mattered */
 	if (m.type >= 0x80) {
 		c->bad++;
 		relay_error(r, c, CHAT_PERR_UNEXPECTED, m.type, NULL, "%s is sent by the relay, not to it",
@@ -972,15 +986,46 @@ static const struct chat_conn_cbs relay_cbs = {
 	.on_close = on_conn_close,
 };
 
-static long long idle_check(struct chat_loop *loop, void *arg)
+/* One pass over every client a second, whatever their number: no timer per
+ * client.  Silence is counted in sweeps: a frame that arrived after sweep k
+ * is stamped k, so at sweep n it is more than n-k-1 sweeps old.  A sweep
+ * comes 1 s after the previous one ended, never sooner, so a client is never
+ * thought silent for longer than it was (and a relay that was itself held
+ * up does not blame its clients for it). */
+static long long sweep(struct chat_loop *loop, void *arg)
 {
 	struct chat_relay *r = arg;
-	uint64_t now = chat_loop_now_ms();
+	const unsigned ka = r->cfg.keepalive_s, dead = r->cfg.dead_after_s;
+	uint64_t now = r->cfg.idle_timeout_ms > 0 ? chat_loop_now_ms() : 0;
+	char reason[CHAT_ADDR_MAX + 96];
 
 	(void)loop;
+	r->sweeps++;
 	for (struct client *c = r->clients, *next; c; c = next) {
 		next = c->next; /* closing c unlinks it; next stays valid */
-		if (now - c->last_active >= (uint64_t)r->cfg.idle_timeout_ms) {
+		if (c->dead)
+			continue;
+		uint32_t silent = r->sweeps - c->rx_sweep; /* wraps safely */
+		if (dead && silent > dead) {
+			if (c->name[0])
+				snprintf(reason, sizeof(reason), "nothing received from %s for %u s "
+				         "(relay.dead_after)", chat_conn_peer(c->conn), silent - 1);
+			else
+				snprintf(reason, sizeof(reason), "nothing received for %u s (relay.dead_after)",
+				         silent - 1);
+			chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, reason);
+			continue;
+		}
+		/* Once a keepalive period into the silence, and again every period. */
+		if (ka && silent > ka && (silent - 1) % ka == 0) {
+			relay_begin(r, CHAT_MSG_PING);
+			chat_put_u64(&r->wb, r->sweeps);
+			relay_flush_to(r, c);
+			if (c->dead)
+				continue;
+		}
+		if (r->cfg.idle_timeout_ms > 0 &&
+		    now - c->last_active >= (uint64_t)r->cfg.idle_timeout_ms) {
 			relay_bye(r, c, "idle for too long (relay.idle_timeout)");
 			if (!c->dead)
 				chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, "idle for too long (relay.idle_timeout)");
@@ -1000,8 +1045,8 @@ int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
 	r->loop = loop;
 	r->cfg = *cfg;
 	chat_wbuf_init(&r->wb, cfg->limits.max_frame);
-	if ((cfg->idle_timeout_ms > 0 &&
-	     chat_loop_timer_add(loop, 1000, idle_check, r, &r->idle_timer) != CHAT_OK) ||
+	int swept = cfg->idle_timeout_ms > 0 || cfg->keepalive_s || cfg->dead_after_s;
+	if ((swept && chat_loop_timer_add(loop, 1000, sweep, r, &r->sweep_timer) != CHAT_OK) ||
 	    relay_accounts_new(r) != CHAT_OK || relay_mail_new(r) != CHAT_OK) {
 		chat_relay_free(r);
 		return CHAT_ERR_NOMEM;
@@ -1016,8 +1061,8 @@ void chat_relay_free(struct chat_relay *r)
 		return;
 	while (r->clients)
 		chat_conn_close(r->clients->conn, CHAT_OK, "relay stopped");
-	if (r->idle_timer)
-		chat_loop_timer_cancel(r->loop, r->idle_timer);
+	if (r->sweep_timer)
+		chat_loop_timer_cancel(r->loop, r->sweep_timer);
 	relay_mail_free(r);
 	relay_accounts_free(r);
 	free(r->buckets);
@@ -1044,6 +1089,7 @@ int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp,
 	}
 	c->r = r;
 	c->last_active = chat_loop_now_ms();
+	c->rx_sweep = r->sweeps;
 	c->since_ms = chat_unix_ms();
 	rc = chat_conn_new(r->loop, tp, handle, &r->cfg.limits, &relay_cbs, c, &c->conn);
 	if (rc) {

@@ -19,7 +19,9 @@ struct chat_relay;
 struct chat_relay_config {
 	struct chat_conn_limits limits;
 	size_t max_clients;
-	long long idle_timeout_ms;  /* 0: never */
+	long long idle_timeout_ms;  /* 0: never (PING and PONG are not activity) */
+	unsigned keepalive_s;       /* PING a client silent this long (0: never) */
+	unsigned dead_after_s;      /* close a client silent this long (0: never) */
 	/* Suites the relay carries (policy); n == 0 carries any suite. */
 	size_t nsuites;
 	const char *const *suites;

@@ -53,7 +53,7 @@ struct client {
 	struct chat_conn *conn;
 	struct client *prev, *next; /* every client */
 	struct client *hnext;       /* name hash chain (logged in only) */
-	uint64_t last_active;
+	uint64_t last_active;       /* last request (not PING/PONG), for relay.idle_timeout */
 	struct link *links;
 	struct room **rooms;
 	uint16_t nlinks, caplinks;
@@ -61,6 +61,7 @@ struct client {
 	uint8_t state, dead, bad, nsuites;
 	uint8_t suites[CHAT_SUITES_MAX]; /* indices into the relay's suite table */
 	char name[CHAT_NAME_MAX + 1];
+	uint32_t rx_sweep;           /* r->sweeps when the last frame arrived (fills padding) */
 	int64_t since_ms;            /* connected since (Unix ms) */
 	struct account_state *acct;  /* NULL for guests that never tried AUTH */
 };
@@ -73,7 +74,8 @@ struct chat_relay {
 	struct client **buckets;
 	size_t nbuckets;
 	struct room *rooms;
-	struct chat_timer *idle_timer;
+	struct chat_timer *sweep_timer; /* once a second: keepalive, dead links, idle timeout */
+	uint32_t sweeps;             /* sweeps so far: the clock of the keepalive */
 	char suite_names[SUITE_TABLE_MAX][CHAT_NAME_MAX + 1];
 	size_t nsuite_names;
 	struct chat_wbuf wb; /* reused for every outgoing message */

@@ -287,25 +287,38 @@ void client_send_abort(struct chat_client *c, struct conv *v, const char *reason
 
 /* Out of v's held text, seal what can go now (in order) and hand it over. */
 /* Text for a stored conversation: numbered and kept until the peer confirms
- * it (client_deliver.c seals it when it may). */
+ * it (client_deliver.c seals it when it may).  "sent" is said by sent_kept()
+ * once the keystore holds it. */
 static int keep_text(struct chat_client *c, struct conv *v, size_t len, const char *text)
 {
-	struct outmsg *m = client_outmsg_new(c, v->peer, E_TEXT, ++v->tx_seq, len, text);
-
-	if (!m) {
+	if (!client_outmsg_new(c, v->peer, E_TEXT, ++v->tx_seq, len, text)) {
 		v->tx_seq--;
 		return CHAT_ERR_NOMEM;
 	}
-	client_emit_seq(c, CHAT_EV_SENT, v->peer, v->suite ? v->suite->desc->name : "", m->seq, len,
-	                text, 0);
-	client_history(c, CHAT_SECLOG_SENT, v->peer, len, text);
 	return CHAT_OK;
+}
+
+/* Seal and send what may go, make sure the keystore holds the texts just
+ * kept, then say "sent" for them (numbers first..v->tx_seq). */
+static void sent_kept(struct chat_client *c, struct conv *v, uint64_t first)
+{
+	client_pump(c);
+	if (client_store_save(c) != CHAT_OK)
+		return; /* said; the texts stay in memory and still go out */
+	for (struct outmsg *m = c->out; m; m = m->next) {
+		if (m->kind != E_TEXT || m->seq < first || strcmp(m->peer, v->peer))
+			continue;
+		client_emit_seq(c, CHAT_EV_SENT, v->peer, v->suite->desc->name, m->seq, m->len,
+		                (const char *)m->text, 0);
+		client_history(c, CHAT_SECLOG_SENT, v->peer, m->len, (const char *)m->text);
+	}
 }
 
 static void send_held(struct chat_client *c, struct conv *v)
 {
 	struct pending *done = NULL, **done_tail = &done;
 	int stored = client_uses_send(c, v);
+	uint64_t first = v->tx_seq + 1;
 
 	while (v->pending && c->conn) {
 		struct pending *p = v->pending;
@@ -335,7 +348,7 @@ static void send_held(struct chat_client *c, struct conv *v)
 		free(p);
 	}
 	if (stored)
-		client_pump(c); /* saves, then sends */
+		sent_kept(c, v, first);
 }
 
 void client_established(struct chat_client *c, struct conv *v)
@@ -856,7 +869,7 @@ void client_send_text(struct chat_client *c, const char *peer, size_t len, const
 	}
 	if (client_uses_send(c, v)) {
 		if (keep_text(c, v, len, text) == CHAT_OK)
-			client_pump(c); /* saved before anything goes out: typed text survives a crash */
+			sent_kept(c, v, v->tx_seq);
 		return;
 	}
 	if (client_seal_text(c, v, E_TEXT, 0, len, text, client_out_conv, NULL) != CHAT_OK)

@@ -374,8 +374,11 @@ static void on_receipt(struct chat_client *c, struct conv *v, size_t len, const 
 		return;
 	}
 	size_t n = chat_be16_get(p);
+	uint64_t top = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t seq = chat_be64_get(p + 2 + 8 * i);
+		if (seq > top)
+			top = seq;
 		for (struct outmsg *m = c->out; m; m = m->next) {
 			if (m->kind != E_TEXT || m->seq != seq || strcmp(m->peer, v->peer))
 				continue;
@@ -384,6 +387,11 @@ static void on_receipt(struct chat_client *c, struct conv *v, size_t len, const 
 			break;
 		}
 	}
+	/* A later message was shown: an earlier one still unconfirmed was lost
+	 * or held on the way, even if the relay said it is queued. */
+	for (struct outmsg *m = c->out; m; m = m->next)
+		if (m->kind == E_TEXT && m->seq < top && !m->due && !strcmp(m->peer, v->peer))
+			client_deliver_expect(c, m);
 	client_retry_arm(c);
 }
 

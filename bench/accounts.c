@@ -123,11 +123,7 @@ static void bench_queue(const struct relay *r, unsigned m, unsigned size)
 	int b = connect_as(r, "user1", "benchpw");
 	if (b < 0 || !next_mail(b, &in, &id, 1) || in.type != CHAT_MSG_OFFERED)
 		die("offer not delivered");
-	begin(CHAT_MSG_ANSWER);
-	chat_put_str8(&wb, "user0");
-	chat_put_u8(&wb, 1);
-	chat_put_str8(&wb, "rc4dh");
-	chat_put_str16(&wb, "");
+	put_answer("user0", 1, "rc4dh", "");
 	if (send_msg(b) || !next_mail(a, &in, &id, 1))
 		die("answer not delivered");
 	close(b);

@@ -142,22 +142,14 @@ static void test_protocol_errors(struct relay *r)
 	begin(CHAT_MSG_TALK);
 	chat_put_str8(&wb, "bob");
 	CHECK(!send_msg(a) && !expect_type(b, CHAT_MSG_OFFERED, &m) && !strcmp(m.name, "alice"));
-	begin(CHAT_MSG_ANSWER);
-	chat_put_str8(&wb, "alice");
-	chat_put_u8(&wb, 0);
-	chat_put_str8(&wb, "");
-	chat_put_str16(&wb, "busy right now");
+	put_answer("alice", 0, "", "busy right now");
 	CHECK(!send_msg(b) && !expect_type(a, CHAT_MSG_ANSWERED, &m));
 	CHECK(m.flag == 0 && !strcmp(m.text, "busy right now"));
 	begin(CHAT_MSG_ROUTE); /* still no conversation after a refusal */
 	chat_put_str8(&wb, "bob");
 	chat_put_u8(&wb, 1);
 	CHECK_STR_CONTAINS(error_for(a, &code), "no conversation with bob");
-	begin(CHAT_MSG_ANSWER); /* answering an offer never made */
-	chat_put_str8(&wb, "carol");
-	chat_put_u8(&wb, 1);
-	chat_put_str8(&wb, "rc4dh");
-	chat_put_str16(&wb, "");
+	put_answer("carol", 1, "rc4dh", ""); /* answering an offer never made */
 	CHECK_STR_CONTAINS(error_for(a, &code), "carol has not offered you a conversation");
 
 	/* A type only the relay sends. */

@@ -98,11 +98,7 @@ static int pair(struct relay *r)
 	CHECK(bob >= 0);
 	CHECK(next_mail(bob, &in, &id, 1));
 	CHECK_EQ_INT(in.type, CHAT_MSG_OFFERED);
-	begin(CHAT_MSG_ANSWER);
-	chat_put_str8(&wb, "alice");
-	chat_put_u8(&wb, 1);
-	chat_put_str8(&wb, "rc4dh");
-	chat_put_str16(&wb, "");
+	put_answer("alice", 1, "rc4dh", "");
 	CHECK(!send_msg(bob));
 	CHECK(next_mail(alice, &in, &id, 1));
 	CHECK_EQ_INT(in.type, CHAT_MSG_ANSWERED);

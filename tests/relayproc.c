@@ -378,11 +378,7 @@ int converse(int a, const char *an, int b, const char *bn, const char *suite)
 	chat_put_str8(&wb, bn);
 	if (send_msg(a) || expect_type(b, CHAT_MSG_OFFERED, &m) || strcmp(m.name, an))
 		return 0;
-	begin(CHAT_MSG_ANSWER);
-	chat_put_str8(&wb, an);
-	chat_put_u8(&wb, 1);
-	chat_put_str8(&wb, suite);
-	chat_put_str16(&wb, "");
+	put_answer(an, 1, suite, "");
 	if (send_msg(b) || expect_type(a, CHAT_MSG_ANSWERED, &m))
 		return 0;
 	return m.flag == 1 && !strcmp(m.suite, suite) && !strcmp(m.name, bn);
@@ -511,7 +507,8 @@ int connect_as(const struct relay *r, const char *name, const char *pw)
 	return fd;
 }
 
-/* A request answered by DONE (1) or ERROR (0, code in last_code). */
+/* A request answered by DONE (1, its text in last_text) or ERROR (0, code
+ * in last_code, text in last_text). */
 int request_done(int fd)
 {
 	struct chat_msg m;
@@ -521,14 +518,25 @@ int request_done(int fd)
 	for (;;) {
 		if (read_msg(fd, &m))
 			return 0;
-		if (m.type == CHAT_MSG_DONE)
+		if (m.type == CHAT_MSG_DONE) {
+			snprintf(last_text, sizeof(last_text), "%s", m.text);
 			return 1;
+		}
 		if (m.type == CHAT_MSG_ERROR) {
 			last_code = m.code;
 			snprintf(last_text, sizeof(last_text), "%s", m.text);
 			return 0;
 		}
 	}
+}
+
+void put_answer(const char *to, int accept, const char *suite, const char *reason)
+{
+	begin(CHAT_MSG_ANSWER);
+	chat_put_str8(&wb, to);
+	chat_put_u8(&wb, (unsigned)accept);
+	chat_put_str8(&wb, suite);
+	chat_put_str16(&wb, reason);
 }
 
 void put_admin(int op, const char *name, const char *pw)

@@ -62,6 +62,8 @@ int scram(int fd, int op, const char *name, const char *pw, struct chat_msg *out
 int connect_as(const struct relay *r, const char *name, const char *pw);
 int request_done(int fd);
 void put_admin(int op, const char *name, const char *pw);
+/* ANSWER an offer from `to` (accept 1 with suite, or 0 with a reason). */
+void put_answer(const char *to, int accept, const char *suite, const char *reason);
 int next_mail(int fd, struct chat_msg *inner, uint64_t *id, int ack);
 int send_payload(int fd, const char *to, uint64_t id, const char *text);
 

@@ -162,6 +162,17 @@ void client_pump(struct chat_client *c)
 	client_retry_arm(c);
 }
 
+static void free_held(struct conv *v)
+{
+	while (v->held) {
+		struct held *h = v->held;
+		v->held = h->next;
+		chat_wipe(h->text, h->len);
+		free(h);
+	}
+	v->nheld = 0;
+}
+
 /* A new session: what the peer never confirmed goes again, numbered afresh
  * in the new session (the peer starts counting from 1 as well). */
 void client_deliver_new_session(struct chat_client *c, struct conv *v)
@@ -191,13 +202,7 @@ void client_deliver_new_session(struct chat_client *c, struct conv *v)
 		c->out_tail = &(*c->out_tail)->next;
 	v->tx_seq = seq;
 	v->rx_next = 1;
-	while (v->held) {
-		struct held *h = v->held;
-		v->held = h->next;
-		chat_wipe(h->text, h->len);
-		free(h);
-	}
-	v->nheld = 0;
+	free_held(v);
 	v->gap_since = 0;
 	v->nmissing = 0;
 	v->nrcpt = 0;
@@ -545,13 +550,7 @@ void client_retry_arm(struct chat_client *c)
 
 void client_conv_free_rx(struct conv *v)
 {
-	while (v->held) {
-		struct held *h = v->held;
-		v->held = h->next;
-		chat_wipe(h->text, h->len);
-		free(h);
-	}
-	v->nheld = 0;
+	free_held(v);
 	free(v->rcpt);
 	v->rcpt = NULL;
 	v->nrcpt = v->rcpt_cap = 0;

@@ -252,6 +252,7 @@ static void check_defaults(const struct chat_config *cfg, int except_relay_liste
 	CHECK_STR_EQ(chat_config_get(cfg, "client", "connect"), "127.0.0.1:7400");
 	CHECK_STR_EQ(chat_config_get(cfg, "client", "user"), "");
 	CHECK_EQ_INT(chat_config_int(cfg, "client", "connect_timeout"), 5000);
+	CHECK_STR_EQ(chat_config_get(cfg, "client", "min_security"), "auto");
 	CHECK_STR_EQ(chat_config_get(cfg, "peer", "transport"), "tcp");
 	CHECK_STR_EQ(chat_config_get(cfg, "peer", "listen"), "127.0.0.1:7500");
 }
@@ -310,7 +311,7 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 47); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 48); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
 }
 
@@ -398,6 +399,10 @@ static void test_value_errors(void)
 
 	EXPECT_LOAD_ERROR("[core]\nlog_level = loud\n", 2,
 	                  "core.log_level: 'loud' is not one of error, warn, info, debug");
+	EXPECT_LOAD_ERROR("[client]\nmin_security = lax\n", 2,
+	                  "client.min_security: 'lax' is not one of secure,auto,insecure");
+	EXPECT_LOAD_ERROR("[client]\nmin_security = secur\n", 2,
+	                  "client.min_security: 'secur' is not one of secure,auto,insecure");
 	EXPECT_LOAD_ERROR("[core]\nlog_level = INFO\n", 2, "'INFO' is not one of");
 	EXPECT_LOAD_ERROR("[relay]\ntransport = TCP\n", 2, "relay.transport: 'TCP' is not a valid plugin name");
 	EXPECT_LOAD_ERROR("[relay]\ntransport = tcp_x\n", 2, "'tcp_x' is not a valid plugin name");

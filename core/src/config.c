@@ -281,8 +281,8 @@ size_t chat_config_list(const struct chat_config *cfg, const char *section, cons
 
 /* Check value against a CHAT_CFG_* type; on failure err says
  * "LOC: SECTION.KEY: why". */
-static int cfg_check(int type, long long min, long long max, const char *loc,
-                     const char *section, const char *key, const char *value,
+static int cfg_check(int type, long long min, long long max, const char *choices,
+                     const char *loc, const char *section, const char *key, const char *value,
                      size_t errlen, char *err)
 {
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
@@ -361,6 +361,22 @@ static int cfg_check(int type, long long min, long long max, const char *loc,
 			return CHAT_ERR_CONFIG;
 		}
 		return 0;
+	case CHAT_CFG_CHOICE: {
+		size_t n = strlen(value);
+		for (const char *w = choices; w && *w;) {
+			size_t len = strcspn(w, "|");
+			if (n && len == n && !memcmp(w, value, n))
+				return 0;
+			w += len + (w[len] == '|');
+		}
+		char list[128];
+		snprintf(list, sizeof(list), "%s", choices ? choices : "");
+		for (char *p = list; *p; p++)
+			if (*p == '|')
+				*p = ',';
+		cfg_err(errlen, err, "%s: %s.%s: '%s' is not one of %s", loc, section, key, value, list);
+		return CHAT_ERR_CONFIG;
+	}
 	case CHAT_CFG_LEVEL:
 		for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
 			if (!strcmp(value, levels[i]))
@@ -708,7 +724,7 @@ static int cfg_handler(void *user, const char *section, const char *key, const c
 		goto out;
 	}
 	if (def) {
-		rc = cfg_check(def->type, def->min, def->max, where, section, key, value,
+		rc = cfg_check(def->type, def->min, def->max, def->choices, where, section, key, value,
 		               p->errlen, p->err);
 		if (rc)
 			goto out;
@@ -851,7 +867,7 @@ static int cfg_assign(struct chat_config *cfg, const char *section, const char *
 			cfg_unknown_core_key(loc, section, key, errlen, err);
 			return CHAT_ERR_CONFIG;
 		}
-		rc = cfg_check(def->type, def->min, def->max, loc, section, key, value, errlen, err);
+		rc = cfg_check(def->type, def->min, def->max, def->choices, loc, section, key, value, errlen, err);
 		if (rc)
 			return rc;
 	}
@@ -1066,7 +1082,7 @@ int chat_config_check_plugin(const struct chat_config *cfg, const char *name,
 			        name, k->name, k->type);
 			return CHAT_ERR_PLUGIN;
 		}
-		if (k->def && cfg_check(cfg_plugin_type(k->type), k->min, k->max, what,
+		if (k->def && cfg_check(cfg_plugin_type(k->type), k->min, k->max, NULL, what,
 		                        section, k->name, k->def, errlen, err))
 			return CHAT_ERR_PLUGIN;
 	}
@@ -1087,7 +1103,7 @@ int chat_config_check_plugin(const struct chat_config *cfg, const char *name,
 			cfg_err_append(errlen, err, "%s)", keys && keys->name ? "" : "none");
 			return CHAT_ERR_CONFIG;
 		}
-		rc = cfg_check(cfg_plugin_type(k->type), k->min, k->max, loc, section, v->key,
+		rc = cfg_check(cfg_plugin_type(k->type), k->min, k->max, NULL, loc, section, v->key,
 		               v->value, errlen, err);
 		if (rc)
 			return rc;

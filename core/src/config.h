@@ -18,6 +18,7 @@ enum chat_cfg_type {
 	CHAT_CFG_LEVEL,   /* error|warn|info|debug */
 	CHAT_CFG_PATH,    /* relative paths resolve against the defining file's directory */
 	CHAT_CFG_LIST,    /* comma-separated suite names ([a-z0-9-]{1,32}), at most 16, may be empty */
+	CHAT_CFG_CHOICE,  /* one of the words in the key's choices ("a|b|c") */
 };
 
 struct chat_cfg_key {
@@ -26,6 +27,7 @@ struct chat_cfg_key {
 	const char *def; /* NULL: no default (required where used) */
 	long long min, max;
 	const char *help;
+	const char *choices; /* CHAT_CFG_CHOICE: the allowed words, "|"-separated */
 };
 
 /* NULL-terminated schema of the core sections (config_schema.c). */

@@ -2,6 +2,10 @@
  * validates files, --set and flag overrides against this table alone. */
 #include "config.h"
 
+/* Rows give the first fields in order; `choices` is set only on
+ * CHAT_CFG_CHOICE rows and left NULL elsewhere. */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 /* The build passes the installed plugin directory; this fallback only serves
  * builds outside CMake. */
 #ifndef CHAT_DEFAULT_PLUGIN_DIR
@@ -78,6 +82,10 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	  "seconds without any frame from the relay (also while logging in) before the client gives the link up (0: never)" },
 	{ "client", "suites", CHAT_CFG_LIST, "aescbc-hmac, rc4dh", 0, 0,
 	  "suites you allow, most preferred first, comma-separated" },
+	{ "client", "min_security", CHAT_CFG_CHOICE, "auto", 0, 0,
+	  "insecure suites (xor-demo, rc4dh): 'auto' refuses one when a secure suite is usable "
+	  "with that peer (a downgrade by the relay or the path), 'secure' always, 'insecure' never",
+	  "secure|auto|insecure" },
 	{ "client", "directory", CHAT_CFG_PATH, "", 0, 0,
 	  "JSON file of contacts and shared passwords (for suites that need a secret)" },
 	{ "client", "max_message", CHAT_CFG_INT, "61440", 1, 1048576,

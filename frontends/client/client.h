@@ -82,6 +82,12 @@ struct chat_event {
 
 typedef void (*chat_event_cb)(void *ui, const struct chat_event *ev);
 
+enum chat_min_security {
+	CHAT_MINSEC_AUTO = 0,   /* no insecure suite where a secure one is usable with the peer */
+	CHAT_MINSEC_SECURE,     /* never an insecure suite */
+	CHAT_MINSEC_INSECURE,   /* whatever the negotiation gives */
+};
+
 struct chat_client_config {
 	const char *relay;             /* address */
 	const char *user;
@@ -92,6 +98,7 @@ struct chat_client_config {
 	size_t nsuites;                /* allowed suites, most preferred first */
 	const char (*suites)[33];
 	const struct chat_directory *directory; /* passwords, may be NULL */
+	int min_security;              /* CHAT_MINSEC_* (client.min_security) */
 	size_t max_frame;
 	size_t max_message;
 	int connect_timeout_ms;        /* for the transport connect */

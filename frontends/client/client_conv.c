@@ -28,16 +28,51 @@ static int effective(const struct chat_client *c, const char *name)
 	return 0;
 }
 
-/* A suite we can use with peer: allowed, loaded, and its secret available. */
+static int have_secret(const struct chat_client *c, const struct chat_loaded *s, const char *peer)
+{
+	return !(s->desc->flags & CHAT_FLAG_NEEDS_SECRET) ||
+	       chat_directory_find(c->cfg.directory, peer) != NULL;
+}
+
+/* client.min_security: may the insecure suite `name` be used with peer?  0,
+ * or 1 with why.  "auto" looks at the suites *we* configured, not at what the
+ * relay or the peer's (unauthenticated) list say: if a secure one would work
+ * with this peer, an insecure choice can only come from a negotiation that
+ * was narrowed on the way (a downgrade), or from a peer who does not allow
+ * it -- which nobody can tell apart without an authenticated exchange. */
+int client_policy_refuses(const struct chat_client *c, const char *name, const char *peer,
+                          size_t cap, char *why)
+{
+	const struct chat_loaded *s = client_suite_by_name(c, name);
+
+	if (!s || !(s->desc->flags & CHAT_FLAG_INSECURE) || c->cfg.min_security == CHAT_MINSEC_INSECURE)
+		return 0;
+	if (c->cfg.min_security == CHAT_MINSEC_SECURE) {
+		if (cap)
+			snprintf(why, cap, "suite %s is insecure and client.min_security is 'secure'", name);
+		return 1;
+	}
+	for (size_t i = 0; i < c->nsuites; i++) {
+		const struct chat_loaded *t = c->suites[i];
+		if ((t->desc->flags & CHAT_FLAG_INSECURE) || !have_secret(c, t, peer))
+			continue;
+		if (cap)
+			snprintf(why, cap, "suite %s is insecure, but you could use %s with %s: the relay or "
+			         "the network may have removed it from the negotiation (a downgrade); refused "
+			         "(client.min_security=insecure allows it)", name, t->desc->name, peer);
+		return 1;
+	}
+	return 0;
+}
+
+/* A suite we can use with peer: allowed, loaded, its secret available, and
+ * not refused by client.min_security. */
 int client_usable(const struct chat_client *c, const char *name, const char *peer)
 {
 	const struct chat_loaded *s = client_suite_by_name(c, name);
 
-	if (!s || !effective(c, name))
-		return 0;
-	if (s->desc->flags & CHAT_FLAG_NEEDS_SECRET)
-		return chat_directory_find(c->cfg.directory, peer) != NULL;
-	return 1;
+	return s && effective(c, name) && have_secret(c, s, peer) &&
+	       !client_policy_refuses(c, name, peer, 0, NULL);
 }
 
 void client_csv(size_t n, const char (*names)[CHAT_NAME_MAX + 1], size_t cap, char *dst)
@@ -692,6 +727,18 @@ void client_on_offered(struct chat_client *c, const struct chat_msg *m)
 		client_fail(c, m->name, "already", "%s offered a conversation while one is under way", m->name);
 		return;
 	}
+	char why[400] = "";
+	for (size_t i = 0; i < m->nsuites && !suite && !why[0]; i++)
+		client_policy_refuses(c, m->suites[i], m->name, sizeof(why), why);
+	if (!suite && why[0]) {
+		answer(c, m->name, 0, "", "refused: an insecure suite where a secure one is possible (a downgrade?)");
+		client_fail(c, m->name, "downgrade", "%s offered a conversation: %s", m->name, why);
+		if (v) {
+			client_end_conv(c, v, "downgrade refused");
+			client_store_save(c);
+		}
+		return;
+	}
 	if (!suite) {
 		char theirs[600], mine[600];
 		client_csv(m->nsuites, m->suites, sizeof(theirs), theirs);
@@ -731,6 +778,14 @@ void client_on_answered(struct chat_client *c, const struct chat_msg *m)
 	if (!m->flag) {
 		client_emit(c, CHAT_EV_REJECTED, m->name, NULL, NULL, NULL, strlen(m->text), m->text, 0);
 		client_end_conv(c, v, m->text[0] ? m->text : "rejected");
+		client_store_save(c);
+		return;
+	}
+	char why[400];
+	if (client_policy_refuses(c, m->suite, m->name, sizeof(why), why)) {
+		client_fail(c, m->name, "downgrade", "%s chose %s: %s", m->name, m->suite, why);
+		client_send_abort(c, v, "refused: an insecure suite where a secure one is possible (a downgrade?)");
+		client_end_conv(c, v, "downgrade refused");
 		client_store_save(c);
 		return;
 	}

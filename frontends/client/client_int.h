@@ -285,6 +285,9 @@ unsigned client_known_flags(const struct chat_client *c, const char *name, int *
 /* ---- client_conv.c: 1:1 conversations and cipher sessions */
 const struct chat_loaded *client_suite_by_name(const struct chat_client *c, const char *name);
 int client_usable(const struct chat_client *c, const char *name, const char *peer);
+/* client.min_security forbids the insecure suite name with peer: 1 (why). */
+int client_policy_refuses(const struct chat_client *c, const char *name, const char *peer,
+                          size_t cap, char *why);
 void client_csv(size_t n, const char (*names)[CHAT_NAME_MAX + 1], size_t cap, char *dst);
 struct conv *client_find_conv(struct chat_client *c, const char *peer);
 struct conv *client_new_conv(struct chat_client *c, const char *peer, int state);

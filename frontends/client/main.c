@@ -39,6 +39,12 @@ struct app {
 #define LINGER_QUIET_MS 500
 #define LINGER_MAX_MS 5000
 
+static int min_security(const char *v)
+{
+	return !strcmp(v, "secure") ? CHAT_MINSEC_SECURE :
+	       !strcmp(v, "insecure") ? CHAT_MINSEC_INSECURE : CHAT_MINSEC_AUTO;
+}
+
 /* ---- passwords */
 
 /* From file if given, else typed at the terminal (flags: chat_secret_ask).
@@ -249,6 +255,7 @@ static int run(struct app *a)
 		.plugin_dir = a->prog.plugin_dir,
 		.suites = (const char (*)[33])suites,
 		.directory = a->dir,
+		.min_security = min_security(chat_config_get(a->prog.cfg, "client", "min_security")),
 		.max_frame = a->prog.max_frame,
 		.max_message = (size_t)chat_config_int(a->prog.cfg, "client", "max_message"),
 		.connect_timeout_ms = (int)chat_config_int(a->prog.cfg, "client", "connect_timeout"),

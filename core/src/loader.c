@@ -281,8 +281,8 @@ static int check_descriptor(const char *path, const struct chat_plugin *d, int k
 	return check_config_keys(path, d, errlen, err);
 }
 
-/* ---- where a plugin may come from (docs/PLUGIN-ABI.md, "Which files are
- * trusted"): OpenSSH's safe_path(), plus root's sticky directories. */
+/* ---- where a plugin may come from (docs/PLUGIN-ABI.md, "Which plugin
+ * files are trusted"): OpenSSH's safe_path(), plus root's sticky directories. */
 
 struct trust {
 	size_t errlen, used;

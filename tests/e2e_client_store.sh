@@ -92,6 +92,21 @@ grep -q "^established" "$T/a2.out" "$T/b2.out" && fail "a new handshake after th
 quit a2
 quit b2
 
+# The keystore and history are made private (directory 0700, files 0600);
+# copies others can read are warned about, naming the file and the chmod.
+[ "$(stat -c %a "$T/client")" = 700 ] && pass || fail "data_dir mode $(stat -c %a "$T/client")"
+for f in alice.keys alice.log; do
+	[ "$(stat -c %a "$T/client/$f")" = 600 ] && pass || fail "$f mode $(stat -c %a "$T/client/$f")"
+done
+if grep -q "other users" "$T"/a.err "$T"/a2.err; then fail "a private keystore warned"; else pass; fi
+chmod 755 "$T/client"; chmod 644 "$T/client/alice.keys" "$T/client/alice.log"
+run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u alice --password-file "$T/alice.pw"
+expect_rc 0 "a readable keystore is warned about, not refused"
+expect_err "client.data_dir: directory $T/client is open to other users (mode 0755): chmod 700 $T/client" "open data_dir"
+expect_err "the keystore: $T/client/alice.keys can be read by other users (mode 0644): chmod 600 $T/client/alice.keys" "readable keystore"
+expect_err "the history: $T/client/alice.log can be read by other users (mode 0644): chmod 600 $T/client/alice.log" "readable history"
+chmod 700 "$T/client"; chmod 600 "$T/client/alice.keys" "$T/client/alice.log"
+
 # The history: verified, then printed; a modified copy prints nothing.
 run chat-client --read-log "$T/client/bob.log" --password-file "$T/bob.pw"
 expect_rc 0 "read bob's history"

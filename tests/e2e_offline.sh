@@ -36,6 +36,7 @@ directories() {
 			done
 			echo "]"
 		} >"$T/$u.json"
+		chmod 600 "$T/$u.json" # it holds passwords (else a warning)
 	done
 }
 # up NAME CLIENT SUITE: start NAME's client

@@ -22,7 +22,7 @@ declare -A PORT
 # directory $T/dir-NAME.json and log $T/NAME.log; sets PORT[NAME].
 peer() {
 	local name=$1; shift
-	[ -e "$T/dir-$name.json" ] || echo '[]' >"$T/dir-$name.json"
+	[ -e "$T/dir-$name.json" ] || { echo '[]' >"$T/dir-$name.json"; chmod 600 "$T/dir-$name.json"; }
 	mkfifo "$T/$name.in"
 	# The other peers' input fifos are closed in this one, so that closing
 	# a fifo in this shell really ends that peer's input.
@@ -55,6 +55,7 @@ directory() {
 		done
 		printf '\n]\n'
 	} >"$T/dir-$name.json.new"
+	chmod 600 "$T/dir-$name.json.new" # it holds passwords (else a warning)
 	mv "$T/dir-$name.json.new" "$T/dir-$name.json"
 }
 # send NAME TO LINE...: NAME writes a message of the given lines to TO.
@@ -291,4 +292,19 @@ send ra rc "wrong suite"
 wait_for rc "error suite ra ra uses suite rc4dh; rc accepts only aescbc-hmac"
 wait_for ra "error nack rc suite:"
 for p in ra rb rc; do end "$p"; done
+
+# Every file above was private (contacts written 0600, logs created 0600), so
+# no peer warned; a log and a contact directory others can read are warned
+# about, naming each and the chmod (docs/CONFIG.md, "Files holding secrets").
+if grep -l "other users" "$T"/*.err >/dev/null 2>&1; then
+	fail "a warning about private files: $(grep -h "other users" "$T"/*.err)"
+else
+	pass
+fi
+echo '[]' >"$T/dir-rd.json"
+chmod 644 "$T/dir-rd.json" "$T/ra.log"
+peer rd --set "peer.log=$T/ra.log" || finish
+expect_file "$T/rd.err" "the contact directory (it holds passwords): $T/dir-rd.json can be read by other users (mode 0644): chmod 600 $T/dir-rd.json" "readable peer directory"
+expect_file "$T/rd.err" "peer.log: $T/ra.log can be read by other users (mode 0644): chmod 600 $T/ra.log" "readable peer log"
+end rd
 finish

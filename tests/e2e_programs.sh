@@ -157,4 +157,115 @@ run chat-peer --config "$T/chat.ini" --user zed --listen 127.0.0.1:0
 expect_rc 2 "chat-peer run"
 expect_err "give --passphrase-file FILE" "chat-peer run"
 
+# ---- Which plugin files are trusted (docs/PLUGIN-ABI.md): the real file and
+# every directory above it must be root's or ours and writable by neither
+# group nor others (root's sticky directories, like /tmp, excepted), checked
+# before anything of the plugin runs.  The marker plugin's constructor (it
+# runs inside dlopen, before any check of the loader's own) appends to
+# $CHAT_TEST_MARKER, so a refused plugin must leave no marker.
+export CHAT_TEST_MARKER="$T/marker"
+M="$B/transport-marker.so"
+marker_absent() { # WHAT
+	if [ -e "$CHAT_TEST_MARKER" ]; then fail "$1: the plugin's constructor ran"; rm -f "$CHAT_TEST_MARKER"; else pass; fi
+}
+marker_present() { # WHAT
+	if [ -e "$CHAT_TEST_MARKER" ]; then pass; rm -f "$CHAT_TEST_MARKER"; else fail "$1: the plugin was not loaded"; fi
+}
+rm -f "$CHAT_TEST_MARKER"
+
+# The control: from a good directory (0755, ours) it loads, and the marker shows it.
+mkdir "$T/good" && chmod 755 "$T/good"
+cp "$M" "$T/good/transport-marker.so" && chmod 755 "$T/good/transport-marker.so"
+run chat-relay --config "$T/chat.ini" --plugin "$T/good/transport-marker.so" --check-config
+expect_rc 0 "good plugin layout"
+marker_present "good plugin layout"
+
+# plugin_dir (0755) under a world-writable directory: every plugin named is
+# refused, each with its own message, and nothing is loaded.
+mkdir -p "$T/ww/plugins" && chmod 777 "$T/ww" && chmod 755 "$T/ww/plugins"
+cp "$CHAT_PLUGIN_DIR"/*.so "$M" "$T/ww/plugins/"
+run chat-relay --config "$T/chat.ini" --set "core.plugin_dir=$T/ww/plugins" --set relay.transport=marker \
+	--set relay.suites=rc4dh,aescbc-hmac --check-config
+expect_rc 1 "world-writable plugin_dir"
+expect_err "plugin $T/ww/plugins/transport-marker.so: refused before loading: directory $T/ww is writable by its group and others (mode 0777; fix: chmod go-w $T/ww)" "world-writable plugin_dir"
+expect_err "(relay.transport, --set)" "world-writable plugin_dir: which key named it"
+expect_err "plugin $T/ww/plugins/cipher-rc4dh.so: refused" "world-writable plugin_dir: every failure (rc4dh)"
+expect_err "plugin $T/ww/plugins/cipher-aescbc-hmac.so: refused" "world-writable plugin_dir: every failure (aescbc-hmac)"
+expect_err "3 plugin file(s) refused: nothing was loaded" "world-writable plugin_dir"
+marker_absent "world-writable plugin_dir"
+# Outside --check-config too: the relay does not start, let alone listen.
+run chat-relay --config "$T/chat.ini" --set "core.plugin_dir=$T/ww/plugins" --set relay.transport=marker \
+	--listen 127.0.0.1:0
+expect_rc 1 "world-writable plugin_dir, relay run"
+expect_err "chmod go-w $T/ww" "world-writable plugin_dir, relay run"
+if grep -q "listening on" <<<"$ERR"; then fail "relay listened with a refused plugin"; else pass; fi
+marker_absent "world-writable plugin_dir, relay run"
+# --list-plugins reports each file of the directory.
+run chat-relay --config "$T/chat.ini" --set "core.plugin_dir=$T/ww/plugins" --list-plugins
+expect_rc 1 "world-writable plugin_dir, --list-plugins"
+expect_err "plugin $T/ww/plugins/transport-tcp.so: refused before loading" "world-writable plugin_dir, --list-plugins"
+marker_absent "world-writable plugin_dir, --list-plugins"
+# A symlink from a good directory to a file there: judged by the real file.
+ln -s "$T/ww/plugins/transport-marker.so" "$T/good/link.so"
+run chat-relay --config "$T/chat.ini" --plugin "$T/good/link.so" --check-config
+expect_rc 1 "symlink to a refused plugin"
+expect_err "plugin $T/good/link.so (which is $T/ww/plugins/transport-marker.so): refused before loading" "symlink to a refused plugin"
+marker_absent "symlink to a refused plugin"
+# A file writable by others, a group-writable directory (a build made with umask 002).
+mkdir "$T/gw" && chmod 775 "$T/gw"
+cp "$M" "$T/gw/transport-marker.so" && chmod 755 "$T/gw/transport-marker.so"
+cp "$M" "$T/good/open.so" && chmod 666 "$T/good/open.so"
+run chat-relay --config "$T/chat.ini" --plugin "$T/gw/transport-marker.so" --plugin "$T/good/open.so" --check-config
+expect_rc 1 "group-writable directory, 0666 file"
+expect_err "directory $T/gw is writable by its group (mode 0775; fix: chmod go-w $T/gw)" "group-writable directory"
+expect_err "the plugin file $T/good/open.so is writable by its group and others (mode 0666; fix: chmod go-w $T/good/open.so)" "0666 plugin file"
+expect_err "2 plugin file(s) refused" "group-writable directory, 0666 file"
+marker_absent "group-writable directory, 0666 file"
+
+# The finding: a plugin owned by nobody in a sticky world-writable directory,
+# run by root.  Needs root (chown); the sticky directory is root's then.
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+	mkdir "$T/sticky" && chmod 1777 "$T/sticky"
+	cp "$M" "$T/sticky/transport-marker.so" && chmod 755 "$T/sticky/transport-marker.so"
+	chown nobody "$T/sticky/transport-marker.so"
+	run chat-relay --config "$T/chat.ini" --plugin "$T/sticky/transport-marker.so" --check-config
+	expect_rc 1 "plugin owned by nobody in a sticky directory"
+	expect_err "the plugin file $T/sticky/transport-marker.so is owned by nobody (uid $(id -u nobody)), not by root, who runs this program (fix: chown root $T/sticky/transport-marker.so" "plugin owned by nobody"
+	marker_absent "plugin owned by nobody in a sticky directory"
+	run chat-relay --config "$T/chat.ini" --set "core.plugin_dir=$T/sticky" --set relay.transport=marker --check-config
+	expect_rc 1 "plugin owned by nobody, by name"
+	expect_err "is owned by nobody" "plugin owned by nobody, by name"
+	marker_absent "plugin owned by nobody, by name"
+	# The same file, root's: root's sticky directory above it is fine.
+	chown root "$T/sticky/transport-marker.so"
+	run chat-relay --config "$T/chat.ini" --plugin "$T/sticky/transport-marker.so" --check-config
+	expect_rc 0 "root's plugin in root's sticky directory"
+	marker_present "root's plugin in root's sticky directory"
+else
+	echo "e2e_programs: SKIP the plugin owned by nobody (needs root for chown)" >&2
+fi
+unset CHAT_TEST_MARKER
+
+# ---- Files holding secrets that other users can read: a warning (the
+# program still runs) naming the file and the chmod.
+mkdir "$T/db" && chmod 700 "$T/db"
+start_relay db1 --set "relay.database=$T/db/relay.db" || finish
+kill "$RELAY_PID"; wait_exit "$RELAY_PID" 20
+if grep -q "other users" "$T/db1.err"; then fail "a private database warned: $(cat "$T/db1.err")"; else pass; fi
+chmod 644 "$T/db/relay.db"; chmod 755 "$T/db"
+start_relay db2 --set "relay.database=$T/db/relay.db" || finish
+expect_file "$T/db2.err" "relay.database: $T/db/relay.db can be read by other users (mode 0644): chmod 600 $T/db/relay.db" "world-readable database"
+expect_file "$T/db2.err" "relay.database's directory: directory $T/db is open to other users (mode 0755): chmod 700 $T/db" "open database directory"
+# The contact directory holds passwords.
+printf '[{"username": "bob", "password": "a shared secret"}]\n' >"$T/contacts.json"
+chmod 644 "$T/contacts.json"
+run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u carol --set "client.directory=$T/contacts.json" \
+	--set client.data_dir=
+expect_err "the contact directory (it holds passwords): $T/contacts.json can be read by other users (mode 0644): chmod 600 $T/contacts.json" "world-readable contact directory"
+chmod 600 "$T/contacts.json"
+run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u carol --set "client.directory=$T/contacts.json" \
+	--set client.data_dir=
+if grep -q "other users" <<<"$ERR"; then fail "a private contact directory warned: $ERR"; else pass; fi
+kill "$RELAY_PID"; wait_exit "$RELAY_PID" 20
+
 finish

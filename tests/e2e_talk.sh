@@ -13,6 +13,7 @@ JSON
 cat >"$T/dir-bob.json" <<'JSON'
 [ {"username": "alice", "ip": "127.0.0.1", "port": 7500, "password": "correct horse battery staple"} ]
 JSON
+chmod 600 "$T"/dir-*.json # they hold passwords (else a warning)
 
 start_relay relay || finish
 "$CHAT_TAP" "$T/tap.port" "$RELAY_PORT" "$T/tap.rec" &
@@ -109,6 +110,7 @@ JSON
 cat >"$T/dir-frank.json" <<'JSON'
 [ {"username": "eve", "ip": "127.0.0.1", "port": 7500, "password": "correct horse battery staple"} ]
 JSON
+chmod 600 "$T"/dir-*.json
 client eve eve aescbc-hmac --directory "$T/dir-eve.json"
 client frank frank aescbc-hmac --directory "$T/dir-frank.json"
 wait_for frank "logged-in frank"

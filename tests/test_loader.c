@@ -1,6 +1,12 @@
 /* The plugin loader: every failure gives its own error naming the path; good
  * plugins load, are found by name and lent a working host table. */
+#define _GNU_SOURCE /* nftw */
+#include <errno.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -220,6 +226,217 @@ static void test_plugin_config_validation(void)
 	unlink(path);
 }
 
+/* ---- which plugin files are trusted (docs/PLUGIN-ABI.md) */
+
+static char tdir[64], marker[128];
+
+static void copy_plugin(const char *to, mode_t mode)
+{
+	size_t len;
+	uint8_t *data = test_load_file(BROKEN "transport-marker.so", &len);
+
+	test_save_file(to, len, data);
+	free(data);
+	CHECK_EQ_INT(chmod(to, mode), 0);
+}
+
+static void make_dir(const char *path, mode_t mode)
+{
+	CHECK_EQ_INT(mkdir(path, 0700), 0);
+	CHECK_EQ_INT(chmod(path, mode), 0); /* exactly, whatever the umask */
+}
+
+/* Did the marker plugin's constructor run since the last call? */
+static int marker_ran(void)
+{
+	int ran = access(marker, F_OK) == 0;
+
+	unlink(marker);
+	return ran;
+}
+
+/* path is refused before anything of it runs; the message names path, the
+ * component at fault (culprit) and says what is wrong and how to fix it. */
+static void expect_refused(const char *path, const char *culprit, const char *what,
+                           const char *fix)
+{
+	struct chat_registry *reg;
+	const struct chat_loaded *l = (const void *)1;
+	char err[2048], err2[2048];
+
+	CHECK_EQ_INT(chat_registry_new(NULL, &reg), CHAT_OK);
+	CHECK_EQ_INT(chat_registry_load_path(reg, path, 0, &l, sizeof(err), err), CHAT_ERR_PLUGIN);
+	CHECK(l == NULL);
+	CHECK_EQ_INT(chat_registry_count(reg), 0);
+	CHECK_STR_CONTAINS(err, path);
+	CHECK_STR_CONTAINS(err, "refused before loading");
+	CHECK_STR_CONTAINS(err, culprit);
+	CHECK_STR_CONTAINS(err, what);
+	CHECK_STR_CONTAINS(err, fix);
+	if (marker_ran()) {
+		fprintf(stderr, "%s: the plugin's constructor ran although it was refused\n", path);
+		test_failures++;
+	}
+	/* The same check on its own, as --check-config runs it before loading. */
+	CHECK_EQ_INT(chat_plugin_trusted(path, sizeof(err2), err2), CHAT_ERR_PLUGIN);
+	CHECK(strcmp(err, err2) == 0);
+	CHECK(!marker_ran());
+	chat_registry_free(reg);
+}
+
+static void expect_accepted(const char *path)
+{
+	struct chat_registry *reg;
+	const struct chat_loaded *l = NULL;
+	char err[2048];
+
+	CHECK_EQ_INT(chat_plugin_trusted(path, sizeof(err), err), CHAT_OK);
+	CHECK(!marker_ran());
+	CHECK_EQ_INT(chat_registry_new(NULL, &reg), CHAT_OK);
+	CHECK_EQ_INT(chat_registry_load_path(reg, path, 0, &l, sizeof(err), err), CHAT_OK);
+	if (!l)
+		fprintf(stderr, "%s: %s\n", path, err);
+	CHECK(l && strcmp(l->desc->name, "marker") == 0);
+	CHECK(marker_ran()); /* the control: the marker does show a load */
+	chat_registry_free(reg);
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void test_trust(void)
+{
+	char good[96], file[256], path[160], fix[300], link[256], gw[96], ww[96], sticky[96];
+	uid_t me = geteuid();
+
+	snprintf(tdir, sizeof(tdir), "/tmp/chat-trust-XXXXXX");
+	CHECK(mkdtemp(tdir) != NULL);
+	snprintf(marker, sizeof(marker), "%s/marker", tdir);
+	setenv("CHAT_TEST_MARKER", marker, 1);
+
+	/* The good layout: directories 0755, files 0755 or 0644, all ours. */
+	snprintf(good, sizeof(good), "%s/good", tdir);
+	make_dir(good, 0755);
+	snprintf(file, sizeof(file), "%s/a.so", good);
+	copy_plugin(file, 0755);
+	expect_accepted(file);
+	snprintf(file, sizeof(file), "%s/b.so", good);
+	copy_plugin(file, 0644);
+	expect_accepted(file);
+	/* A symlink to a good file is judged by the file. */
+	snprintf(file, sizeof(file), "%s/c.so", good);
+	copy_plugin(file, 0755);
+	snprintf(link, sizeof(link), "%s/link-to-c.so", tdir);
+	CHECK_EQ_INT(symlink(file, link), 0);
+	expect_accepted(link);
+
+	/* The file writable by group and others. */
+	snprintf(file, sizeof(file), "%s/open.so", good);
+	copy_plugin(file, 0666);
+	expect_refused(file, file, "is writable by its group and others (mode 0666", "chmod go-w");
+	snprintf(fix, sizeof(fix), "chmod go-w %s", file);
+	expect_refused(file, file, "mode 0666", fix);
+	/* A symlink to it, from a good directory: the real file is checked and named. */
+	snprintf(link, sizeof(link), "%s/link-to-open.so", good);
+	CHECK_EQ_INT(symlink(file, link), 0);
+	expect_refused(link, file, "(which is ", "chmod go-w");
+
+	/* A group-writable directory (a build with umask 002). */
+	snprintf(gw, sizeof(gw), "%s/groupw", tdir);
+	make_dir(gw, 0775);
+	snprintf(file, sizeof(file), "%s/p.so", gw);
+	copy_plugin(file, 0755);
+	snprintf(fix, sizeof(fix), "chmod go-w %s)", gw);
+	expect_refused(file, gw, "is writable by its group (mode 0775", fix);
+	/* ... two problems at once: both reported. */
+	snprintf(file, sizeof(file), "%s/q.so", gw);
+	copy_plugin(file, 0664);
+	expect_refused(file, gw, "mode 0775", "the plugin file");
+	expect_refused(file, file, "writable by its group (mode 0664", "mode 0775");
+
+	/* A world-writable directory further up, with a good directory below it. */
+	snprintf(ww, sizeof(ww), "%s/worldw", tdir);
+	make_dir(ww, 0777);
+	snprintf(path, sizeof(path), "%s/plugins", ww);
+	make_dir(path, 0755);
+	snprintf(file, sizeof(file), "%s/plugins/r.so", ww);
+	copy_plugin(file, 0755);
+	expect_refused(file, ww, "is writable by its group and others (mode 0777", "chmod go-w");
+
+	/* A sticky world-writable directory: acceptable above a plugin only when
+	 * root owns it (like /tmp); the plugin then must be root's or ours. */
+	snprintf(sticky, sizeof(sticky), "%s/sticky", tdir);
+	make_dir(sticky, 01777);
+	snprintf(file, sizeof(file), "%s/s.so", sticky);
+	copy_plugin(file, 0755);
+	if (me == 0) {
+		expect_accepted(file);
+	} else {
+		expect_refused(file, sticky, "sticky but not owned by root", "chmod go-w");
+	}
+
+	/* Owned by someone else: needs root to set up (chown). */
+	struct passwd *nobody = getpwnam("nobody");
+	if (me != 0 || !nobody) {
+		fprintf(stderr, "test_loader: SKIP the 'owned by another user' cases: %s\n",
+		        me != 0 ? "not running as root (chown needs it)" : "no user 'nobody'");
+	} else {
+		uid_t other = nobody->pw_uid;
+		gid_t other_gid = nobody->pw_gid;
+
+		/* The finding: a plugin owned by nobody in root's sticky directory. */
+		snprintf(file, sizeof(file), "%s/theirs.so", sticky);
+		copy_plugin(file, 0755);
+		CHECK_EQ_INT(chown(file, other, other_gid), 0);
+		expect_refused(file, file, "is owned by nobody (uid", "chown root");
+		/* ... and reached through our own symlink. */
+		snprintf(link, sizeof(link), "%s/link-to-theirs.so", good);
+		CHECK_EQ_INT(symlink(file, link), 0);
+		expect_refused(link, file, "is owned by nobody", "chown root");
+		/* A directory of theirs (mode 0755) holding a file of ours. */
+		snprintf(path, sizeof(path), "%s/theirs", tdir);
+		make_dir(path, 0755);
+		CHECK_EQ_INT(chown(path, other, other_gid), 0);
+		snprintf(file, sizeof(file), "%s/t.so", path);
+		copy_plugin(file, 0755);
+		expect_refused(file, path, "directory", "is owned by nobody");
+		/* The sticky exception is root's only. */
+		snprintf(path, sizeof(path), "%s/theirs-sticky", tdir);
+		make_dir(path, 01777);
+		CHECK_EQ_INT(chown(path, other, other_gid), 0);
+		snprintf(file, sizeof(file), "%s/u.so", path);
+		copy_plugin(file, 0755);
+		expect_refused(file, path, "sticky but not owned by root", "chmod go-w");
+	}
+
+	/* A missing file is "not found", as before. */
+	snprintf(file, sizeof(file), "%s/missing.so", good);
+	char err[512];
+	CHECK_EQ_INT(chat_plugin_trusted(file, sizeof(err), err), CHAT_ERR_NOTFOUND);
+	CHECK_STR_CONTAINS(err, "file not found");
+
+	unsetenv("CHAT_TEST_MARKER");
+	CHECK_EQ_INT(nftw(tdir, remove_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+/* The build tree itself passes: what the whole test suite loads from. */
+static void test_build_tree_trusted(void)
+{
+	char err[2048];
+
+	CHECK_EQ_INT(chat_plugin_trusted(CHAT_TEST_PLUGIN_DIR "/transport-tcp.so", sizeof(err), err),
+	             CHAT_OK);
+	if (err[0])
+		fprintf(stderr, "%s\n", err);
+	CHECK_EQ_INT(chat_plugin_trusted(BROKEN "good-transport.so", sizeof(err), err), CHAT_OK);
+	if (err[0])
+		fprintf(stderr, "%s\n", err);
+}
+
 static void test_flags_text(void)
 {
 	char buf[128];
@@ -248,5 +465,7 @@ int main(void)
 	test_host_services();
 	test_plugin_config_validation();
 	test_flags_text();
+	test_build_tree_trusted();
+	test_trust();
 	return test_done("test_loader");
 }

@@ -11,6 +11,7 @@
 #include <chat/error.h>
 
 #include "host.h"
+#include "secret.h"
 
 #define DIRECTORY_MAX_BYTES (4u << 20)
 #define DIRECTORY_MAX_ENTRIES 10000
@@ -114,6 +115,7 @@ int chat_directory_load(const char *path, struct chat_directory **out, size_t er
 	if (!f)
 		return fail(errlen, err, "cannot read directory file '%s': %s", path, strerror(errno)),
 		       CHAT_ERR_NOTFOUND;
+	chat_warn_if_shared_fd(fileno(f), path, "the contact directory (it holds passwords)");
 	text = malloc(DIRECTORY_MAX_BYTES + 1);
 	if (text)
 		len = fread(text, 1, DIRECTORY_MAX_BYTES + 1, f);

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -280,6 +281,138 @@ static int check_descriptor(const char *path, const struct chat_plugin *d, int k
 	return check_config_keys(path, d, errlen, err);
 }
 
+/* ---- where a plugin may come from (docs/PLUGIN-ABI.md, "Which plugin
+ * files are trusted"): OpenSSH's safe_path(), plus root's sticky directories. */
+
+struct trust {
+	size_t errlen, used;
+	char *err;
+	int problems;
+};
+
+static void problem(struct trust *t, const char *fmt, ...) CHAT_PRINTF(2, 3);
+static void problem(struct trust *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	t->problems++;
+	if (!t->errlen || t->used + 1 >= t->errlen)
+		return;
+	if (t->problems > 1) {
+		int n = snprintf(t->err + t->used, t->errlen - t->used, "; ");
+		t->used += n > 0 ? (size_t)n : 0;
+		if (t->used >= t->errlen) {
+			t->used = t->errlen - 1;
+			return;
+		}
+	}
+	va_start(ap, fmt);
+	int n = vsnprintf(t->err + t->used, t->errlen - t->used, fmt, ap);
+	va_end(ap);
+	t->used += n > 0 ? (size_t)n : 0;
+	if (t->used >= t->errlen)
+		t->used = t->errlen - 1;
+}
+
+/* "alice (uid 1000)", or "uid 1000" for a uid without a name. */
+static void user_text(uid_t uid, size_t cap, char *dst)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw && pw->pw_name)
+		snprintf(dst, cap, "%s (uid %u)", pw->pw_name, (unsigned)uid);
+	else
+		snprintf(dst, cap, "uid %u", (unsigned)uid);
+}
+
+/* One component of the real path: the plugin file itself or a directory
+ * above it. */
+static void check_component(struct trust *t, const char *path, const struct stat *st, int is_file)
+{
+	const char *what = is_file ? "the plugin file" : "directory";
+	uid_t me = geteuid();
+	unsigned mode = (unsigned)(st->st_mode & 07777);
+
+	if (is_file && !S_ISREG(st->st_mode))
+		problem(t, "%s is not a regular file", path);
+	else if (!is_file && !S_ISDIR(st->st_mode))
+		problem(t, "%s is not a directory", path);
+	if (st->st_uid != 0 && st->st_uid != me) {
+		char owner[96], self[96] = "root";
+		struct passwd *pw = me ? getpwuid(me) : NULL;
+		char me_name[64] = "root";
+
+		if (me)
+			snprintf(me_name, sizeof(me_name), "%s", pw && pw->pw_name ? pw->pw_name : "YOU");
+		if (me)
+			user_text(me, sizeof(self), self);
+		user_text(st->st_uid, sizeof(owner), owner);
+		problem(t, "%s %s is owned by %s, not by root%s%s, who runs this program "
+		        "(fix: chown %s %s%s, or keep the plugin elsewhere)", what, path, owner,
+		        me ? " or by " : "", me ? self : "", me_name, path, me ? " as root" : "");
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		const char *who = (st->st_mode & S_IWGRP) && (st->st_mode & S_IWOTH)
+			? "its group and others" : (st->st_mode & S_IWGRP) ? "its group" : "others";
+		if (!is_file && (st->st_mode & S_ISVTX) && st->st_uid == 0)
+			return; /* like /tmp: only root and each entry's owner may rename or remove
+			         * it, and every entry on our path is checked in turn */
+		problem(t, "%s %s is writable by %s (mode %04o%s; fix: chmod go-w %s)", what, path, who,
+		        mode, !is_file && (st->st_mode & S_ISVTX)
+		              ? ", sticky but not owned by root" : "", path);
+	}
+}
+
+/* Check real (the realpath of path, which names it in messages). */
+static int check_real(const char *path, const char *real, size_t errlen, char *err)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	struct trust t = { .errlen = errlen, .err = err };
+
+	if (errlen) {
+		int n = strcmp(real, path)
+			? snprintf(err, errlen, "plugin %s (which is %s): refused before loading: ", path, real)
+			: snprintf(err, errlen, "plugin %s: refused before loading: ", path);
+		t.used = n > 0 ? (size_t)n : 0;
+		if (t.used >= errlen)
+			t.used = errlen - 1;
+	}
+	/* The file, then each directory above it, up to and including "/". */
+	snprintf(dir, sizeof(dir), "%s", real);
+	for (int is_file = 1;; is_file = 0) {
+		if (stat(dir, &st) != 0)
+			problem(&t, "cannot check %s: %s", dir, strerror(errno));
+		else
+			check_component(&t, dir, &st, is_file);
+		char *slash = strrchr(dir, '/');
+		if (!slash || !strcmp(dir, "/"))
+			break; /* realpath's result is absolute: "/" is always reached */
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	if (!t.problems) {
+		if (errlen)
+			err[0] = '\0';
+		return CHAT_OK;
+	}
+	return CHAT_ERR_PLUGIN;
+}
+
+int chat_plugin_trusted(const char *path, size_t errlen, char *err)
+{
+	char real[PATH_MAX];
+
+	if (errlen)
+		err[0] = '\0';
+	if (!realpath(path, real))
+		return fail(errno == ENOENT ? CHAT_ERR_NOTFOUND : CHAT_ERR_PLUGIN, errlen, err,
+		            "plugin %s: %s", path, errno == ENOENT ? "file not found" : strerror(errno));
+	return check_real(path, real, errlen, err);
+}
+
 static int registry_add(struct chat_registry *reg, struct chat_loaded *p)
 {
 	if (reg->count == reg->cap) {
@@ -330,6 +463,11 @@ int chat_registry_load_path(struct chat_registry *reg, const char *path, int kin
 		}
 	}
 
+	/* Nothing of a plugin runs (not even its constructors, which dlopen
+	 * calls) before the file and every directory above it are checked. */
+	rc = check_real(path, real, errlen, err);
+	if (rc)
+		return rc;
 	dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
 	if (!dl) {
 		const char *why = dlerror();
@@ -406,6 +544,25 @@ out:
 	return rc;
 }
 
+int chat_plugin_file(const char *dir, int kind, const char *ref, size_t cap, char *dst,
+                     size_t errlen, char *err)
+{
+	int n;
+
+	if (strchr(ref, '/'))
+		n = snprintf(dst, cap, "%s", ref);
+	else if (!chat_plugin_name_valid(ref))
+		return fail(CHAT_ERR_CONFIG, errlen, err,
+		            "invalid plugin name '%s' (1-32 characters of a-z, 0-9, '-'; or a path containing '/')",
+		            ref);
+	else
+		n = snprintf(dst, cap, "%s/%s-%s.so", dir, chat_plugin_kind_name(kind), ref);
+	if (n < 0 || (size_t)n >= cap)
+		return fail(CHAT_ERR_CONFIG, errlen, err, "plugin path too long: %s%s%s",
+		            strchr(ref, '/') ? "" : dir, strchr(ref, '/') ? "" : "/", ref);
+	return CHAT_OK;
+}
+
 int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, const char *ref,
                        const struct chat_loaded **out, size_t errlen, char *err)
 {
@@ -415,13 +572,9 @@ int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, con
 		*out = NULL;
 	if (strchr(ref, '/'))
 		return chat_registry_load_path(reg, ref, kind, out, errlen, err);
-	if (!chat_plugin_name_valid(ref))
-		return fail(CHAT_ERR_CONFIG, errlen, err,
-		            "invalid plugin name '%s' (1-32 characters of a-z, 0-9, '-'; or a path containing '/')",
-		            ref);
-	int n = snprintf(path, sizeof(path), "%s/%s-%s.so", dir, chat_plugin_kind_name(kind), ref);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return fail(CHAT_ERR_CONFIG, errlen, err, "plugin directory path too long: %s", dir);
+	int frc = chat_plugin_file(dir, kind, ref, sizeof(path), path, errlen, err);
+	if (frc)
+		return frc;
 	/* A plugin loaded by path (--plugin) can be named like one in dir; if dir
 	 * has its own file of that name too, load_path reports the duplicate. */
 	const struct chat_loaded *have = chat_registry_find(reg, kind, ref);

@@ -39,6 +39,24 @@ int chat_registry_load_path(struct chat_registry *reg, const char *path, int kin
 int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, const char *ref,
                        const struct chat_loaded **out, size_t errlen, char *err);
 
+/* The file chat_registry_load loads for ref: "<dir>/<kind>-<ref>.so", or
+ * ref itself when it contains '/'.  CHAT_ERR_CONFIG for an invalid name or
+ * a path too long (err says which). */
+int chat_plugin_file(const char *dir, int kind, const char *ref, size_t cap, char *dst,
+                     size_t errlen, char *err);
+
+/* May the plugin file at path be loaded?  Checked before every dlopen (a
+ * constructor runs inside dlopen, before any other check could).  path is
+ * resolved with realpath; the real file and every real directory above it,
+ * up to "/", must be owned by root or by the effective user and writable
+ * by neither group nor others; the one exception is a directory owned by
+ * root with the sticky bit (like /tmp), which may be writable by anyone
+ * since only root and each entry's owner can rename or remove that entry.
+ * CHAT_OK; CHAT_ERR_NOTFOUND; or CHAT_ERR_PLUGIN, err naming path (and its
+ * real path) and every component at fault: its mode or owner and the fix
+ * (chmod go-w DIR, chown USER FILE).  docs/PLUGIN-ABI.md has the rule. */
+int chat_plugin_trusted(const char *path, size_t errlen, char *err);
+
 /* Load every *.so in dir, in name order.  Each failure is reported through
  * on_error (the scan goes on); returns the number of failures, or a negative
  * error if dir cannot be read. */

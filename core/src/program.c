@@ -1,12 +1,14 @@
 #include "program.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "host.h"
 #include "log.h"
@@ -149,29 +151,37 @@ static int check_plugin_sections(struct chat_prog *p)
 /* The cipher suites this program is configured to use (SECTION.suites, a
  * list, or SECTION.suite, one name) must load too: a typo there is found
  * before any connection, and by --check-config. */
-static int load_suites(struct chat_prog *p)
+/* SECTION.suites (a list) or SECTION.suite (one name), if the program has
+ * either: their names in names, *key which it was; the count. */
+static size_t suite_names(const struct chat_prog *p, char names[16][33], const char **key)
 {
-	char names[16][33], err[1024];
-	const char *key = NULL;
 	size_t n = 0;
 
+	*key = NULL;
 	for (const struct chat_cfg_key *k = chat_cfg_schema; k->section; k++) {
 		if (strcmp(k->section, p->section))
 			continue;
 		if (!strcmp(k->key, "suites"))
-			key = "suites";
+			*key = "suites";
 		else if (!strcmp(k->key, "suite"))
-			key = "suite";
+			*key = "suite";
 	}
-	if (!key)
+	if (!*key)
 		return 0;
-	if (!strcmp(key, "suites")) {
-		n = chat_config_list(p->cfg, p->section, key, 16, names);
-	} else {
-		const char *one = chat_config_get(p->cfg, p->section, key);
-		if (one && *one)
-			snprintf(names[n++], sizeof(names[0]), "%s", one);
-	}
+	if (!strcmp(*key, "suites"))
+		return chat_config_list(p->cfg, p->section, *key, 16, names);
+	const char *one = chat_config_get(p->cfg, p->section, *key);
+	if (one && *one)
+		snprintf(names[n++], sizeof(names[0]), "%s", one);
+	return n;
+}
+
+static int load_suites(struct chat_prog *p)
+{
+	char names[16][33], err[1024];
+	const char *key;
+	size_t n = suite_names(p, names, &key);
+
 	for (size_t i = 0; i < n; i++) {
 		if (chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, names[i], NULL,
 		                       sizeof(err), err) != CHAT_OK) {
@@ -181,6 +191,89 @@ static int load_suites(struct chat_prog *p)
 		}
 	}
 	return 0;
+}
+
+struct trust_pass {
+	struct chat_prog *p;
+	char seen[64][PATH_MAX];
+	size_t nseen;
+	int refused;
+};
+
+/* Check one plugin file this run would load, if it exists (a missing one
+ * is reported by the loader, in its turn). */
+static void trust_path(struct trust_pass *tp, const char *path, const char *origin)
+{
+	char err[4096];
+
+	for (size_t i = 0; i < tp->nseen; i++)
+		if (!strcmp(tp->seen[i], path))
+			return;
+	if (tp->nseen < sizeof(tp->seen) / sizeof(tp->seen[0]))
+		snprintf(tp->seen[tp->nseen++], sizeof(tp->seen[0]), "%s", path);
+	int rc = chat_plugin_trusted(path, sizeof(err), err);
+	if (rc && rc != CHAT_ERR_NOTFOUND) {
+		chat_prog_error(tp->p, "%s (%s)", err, origin);
+		tp->refused++;
+	}
+}
+
+/* The same for a plugin named in chat.ini (a name, or a path with '/'). */
+static void trust_ref(struct trust_pass *tp, int kind, const char *ref, const char *origin)
+{
+	char path[PATH_MAX];
+
+	if (ref && *ref &&
+	    chat_plugin_file(tp->p->plugin_dir, kind, ref, sizeof(path), path, 0, NULL) == CHAT_OK)
+		trust_path(tp, path, origin);
+}
+
+/* Before any plugin is loaded (dlopen runs a plugin's constructors), every
+ * plugin file this run names is checked for who may have written it
+ * (chat_plugin_trusted), and every failure is reported, not just the first.
+ * The loader checks each file again before it opens it. */
+static int check_plugin_files(struct chat_prog *p, const char **extra, size_t n_extra, int list)
+{
+	struct trust_pass *tp = calloc(1, sizeof(*tp));
+	char names[16][33], origin[600];
+	const char *key;
+
+	if (!tp) {
+		chat_prog_error(p, "out of memory");
+		return 1;
+	}
+	tp->p = p;
+	for (size_t i = 0; i < n_extra; i++)
+		trust_path(tp, extra[i], "given with --plugin");
+	if (!list) {
+		snprintf(origin, sizeof(origin), "%s.transport, %s", p->section,
+		         chat_config_where(p->cfg, p->section, "transport"));
+		trust_ref(tp, CHAT_PLUGIN_TRANSPORT, chat_config_get(p->cfg, p->section, "transport"),
+		          origin);
+		for (size_t i = 0; i < chat_config_plugin_sections(p->cfg); i++) {
+			const char *name = chat_config_plugin_section(p->cfg, i);
+			char path[PATH_MAX];
+			int kind = CHAT_PLUGIN_CIPHER;
+			if (chat_plugin_file(p->plugin_dir, kind, name, sizeof(path), path, 0, NULL) ||
+			    access(path, F_OK) != 0)
+				kind = CHAT_PLUGIN_TRANSPORT;
+			snprintf(origin, sizeof(origin), "section [plugin.%s], %s", name,
+			         chat_config_plugin_section_where(p->cfg, i));
+			trust_ref(tp, kind, name, origin);
+		}
+		size_t n = suite_names(p, names, &key);
+		for (size_t i = 0; i < n; i++) {
+			snprintf(origin, sizeof(origin), "%s.%s, %s", p->section, key,
+			         chat_config_where(p->cfg, p->section, key));
+			trust_ref(tp, CHAT_PLUGIN_CIPHER, names[i], origin);
+		}
+	}
+	int refused = tp->refused;
+	free(tp);
+	if (refused)
+		chat_prog_error(p, "%d plugin file(s) refused: nothing was loaded (docs/PLUGIN-ABI.md, "
+		                "\"Which plugin files are trusted\")", refused);
+	return refused ? 1 : 0;
 }
 
 /* SECTION.dead_after must leave room for SECTION.keepalive's PING to be
@@ -437,6 +530,10 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 
 	if (chat_registry_new(p->cfg, &p->reg) != CHAT_OK) {
 		chat_prog_error(p, "out of memory");
+		status = 1;
+		goto out;
+	}
+	if (check_plugin_files(p, extra, n_extra, list)) {
 		status = 1;
 		goto out;
 	}

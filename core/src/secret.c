@@ -12,6 +12,45 @@
 #include "log.h"
 #include "term.h"
 
+static int warn_shared(const struct stat *st, const char *path, const char *what)
+{
+	unsigned mode = (unsigned)(st->st_mode & 07777);
+
+	if (!(st->st_mode & 077))
+		return 0;
+	if (S_ISDIR(st->st_mode)) {
+		if (st->st_mode & S_ISVTX)
+			chat_warn("%s: %s is a shared directory (mode %04o): other users see the names "
+			          "there; keep it in a private directory (mode 700) instead",
+			          what, path, mode);
+		else
+			chat_warn("%s: directory %s is open to other users (mode %04o): chmod 700 %s",
+			          what, path, mode, path);
+	} else {
+		chat_warn("%s: %s can be %s by other users (mode %04o): chmod 600 %s", what, path,
+		          (st->st_mode & 044) ? "read" : "changed", mode, path);
+	}
+	return 1;
+}
+
+int chat_warn_if_shared(const char *path, const char *what)
+{
+	struct stat st;
+
+	if (!path || !*path || stat(path, &st) != 0)
+		return 0;
+	return warn_shared(&st, path, what);
+}
+
+int chat_warn_if_shared_fd(int fd, const char *path, const char *what)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return 0;
+	return warn_shared(&st, path, what);
+}
+
 int chat_secret_from_file(const char *path, const char *noun, size_t cap, char *dst,
                           size_t errlen, char *err)
 {

@@ -22,6 +22,7 @@
 #include "client_int.h"
 #include "durable.h"
 #include "host.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -248,6 +249,10 @@ int client_store_open(struct chat_client *c, size_t errlen, char *err)
 	if (rc != CHAT_OK)
 		return rc;
 	c->ks_trusted = !created;
+	/* Encrypted, but a copy lets anyone guess the password offline. */
+	chat_warn_if_shared(c->cfg.data_dir, "client.data_dir");
+	chat_warn_if_shared(c->ks_path, "the keystore");
+	chat_warn_if_shared(c->log_path, "the history");
 	/* An existing history is verified now; a new one is made once the relay
 	 * has accepted the password (a mistyped first password makes nothing). */
 	if (access(c->log_path, F_OK) == 0 && (rc = open_log(c, errlen, err)) != CHAT_OK)

@@ -305,6 +305,7 @@ static int open_log(struct app *a)
 		                "verify: check it with --read-log, or move it away)" : "");
 		return 1;
 	}
+	chat_warn_if_shared(path, "peer.log");
 	chat_info("message log %s: %s, %llu record(s)", path, created ? "created" : "verified",
 	          (unsigned long long)chat_seclog_count(a->log));
 	return 0;

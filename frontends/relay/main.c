@@ -131,6 +131,10 @@ static int open_store(struct server *s)
 		chat_prog_error(&s->prog, "cannot use the database (relay.database, %s): %s", where, err);
 		return 1;
 	}
+	/* It holds every account's SCRAM verifier (enough to try passwords
+	 * offline) and the stored mail: for the relay's user only. */
+	chat_warn_if_shared(path, "relay.database");
+	chat_warn_if_shared(slash ? (slash == dir ? "/" : dir) : ".", "relay.database's directory");
 	if (chat_store_created(s->store))
 		chat_info("created a new store at %s%s", path,
 		          s->init_store ? " (--init-store)" : "");

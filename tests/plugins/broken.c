@@ -4,6 +4,25 @@
  * test wrong-kind and duplicate-name handling. */
 #include <chat/plugin.h>
 
+#ifdef WITH_MARKER
+#include <stdio.h>
+#include <stdlib.h>
+
+/* A constructor runs inside dlopen, before the loader sees the descriptor:
+ * it writes the file named by CHAT_TEST_MARKER, so a test can tell whether
+ * this plugin's code ran at all (the loader's file checks must come first). */
+__attribute__((constructor)) static void mark_loaded(void)
+{
+	const char *path = getenv("CHAT_TEST_MARKER");
+	FILE *f = path && *path ? fopen(path, "a") : NULL;
+
+	if (f) {
+		fputs("the marker plugin's constructor ran\n", f);
+		fclose(f);
+	}
+}
+#endif
+
 static int t_listen(const struct chat_host *h, const char *a, void **l) { (void)h; (void)a; *l = 0; return CHAT_ERR_UNSUPPORTED; }
 static int t_accept(void *l, void **c) { (void)l; *c = 0; return CHAT_ERR_UNSUPPORTED; }
 static int t_connect(const struct chat_host *h, const char *a, void **c) { (void)h; (void)a; *c = 0; return CHAT_ERR_UNSUPPORTED; }

@@ -11,6 +11,7 @@ start_relay relay || finish
 printf '[ {"username": "bob", "ip": "127.0.0.1", "port": 1, "password": "shared words"} ]\n' >"$T/alice.json"
 printf '[ {"username": "alice", "ip": "127.0.0.1", "port": 1, "password": "shared words"} ]\n' >"$T/bob.json"
 printf '[]\n' >"$T/nobody.json"
+chmod 600 "$T"/*.json
 
 "$CHAT_TAP" --rewrite-suites rc4dh "$T/tap.port" "$RELAY_PORT" "$T/tap.rec" &
 PIDS+=("$!")

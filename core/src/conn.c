@@ -333,3 +333,8 @@ void chat_conn_set_arg(struct chat_conn *c, void *arg)
 {
 	c->arg = arg;
 }
+
+void chat_conn_set_max_frame(struct chat_conn *c, size_t max)
+{
+	chat_frame_decoder_set_max(&c->dec, max);
+}

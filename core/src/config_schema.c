@@ -28,7 +28,7 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	  "connections not logged in from one IPv4 address or IPv6 /64; more are refused (0: no limit)" },
 	{ "relay", "login_timeout", CHAT_CFG_INT, "10", 0, 86400,
 	  "seconds from connecting to a completed login before the connection is closed (0: never)" },
-	{ "relay", "prelogin_max_frame", CHAT_CFG_INT, "4096", 256, 16777216,
+	{ "relay", "prelogin_max_frame", CHAT_CFG_INT, "4096", 1024, 16777216,
 	  "largest frame accepted before login, in bytes (then core.max_frame)" },
 	{ "relay", "out_queue_limit", CHAT_CFG_INT, "1048576", 4096, 268435456,
 	  "bytes queued for one slow client before it is cut off" },

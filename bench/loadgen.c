@@ -472,6 +472,8 @@ static void start_target(struct bench *b)
 			(char *)b->o.relay, "--config", (char *)b->o.config,
 			"--set", plugins, "--set", "core.log_level=warn",
 			"--set", maxc, "--set", "relay.idle_timeout=0",
+			/* up to SETUP_WINDOW clients log in at once, all from 127.0.0.1 */
+			"--set", "relay.max_unauth_per_address=0",
 			/* guests only, as in the forwarder: no database (chat-bench-accounts measures that) */
 			"--set", "relay.database=",
 			"--listen", listen, NULL,

@@ -260,6 +260,8 @@ static void test_oversize_and_truncated(struct relay *r)
 	if (good < 0 || bad < 0 || cut < 0)
 		return;
 	CHECK(login(good, "good", "rc4dh"));
+	/* Logged in, so core.max_frame applies (tests/e2e_prelogin.c: before). */
+	CHECK(login(bad, "bad", "rc4dh"));
 	CHECK_EQ_INT(send_all(bad, hdr, 4), 0);
 	CHECK(sees_close(bad));
 	CHECK(relay_wait_log(r, "frame of 1048577 bytes exceeds the limit of 65536 bytes", 10));

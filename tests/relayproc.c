@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,26 +25,38 @@
 
 
 
+unsigned long relay_child_nofile;
+
 int use_valgrind(void)
 {
 	const char *v = getenv("CHAT_VALGRIND");
 	return v && strcmp(v, "1") == 0;
 }
 
+/* Keeps the first sizeof(r->log) - 1 bytes; the rest is read (so the relay
+ * never blocks on a full pipe) and only counted. */
 void relay_read_log(struct relay *r, int timeout_ms)
 {
+	static char spill[65536];
 	struct pollfd p = { .fd = r->err_fd, .events = POLLIN };
 
 	while (poll(&p, 1, timeout_ms) > 0) {
-		if (r->log_len + 1 >= sizeof(r->log))
-			return;
-		ssize_t n = read(r->err_fd, r->log + r->log_len, sizeof(r->log) - 1 - r->log_len);
+		int full = r->log_len + 1 >= sizeof(r->log);
+		char *dst = full ? spill : r->log + r->log_len;
+		size_t cap = full ? sizeof(spill) : sizeof(r->log) - 1 - r->log_len;
+		ssize_t n = read(r->err_fd, dst, cap);
 		if (n <= 0) {
 			r->eof = n == 0;
 			return;
 		}
-		r->log_len += (size_t)n;
-		r->log[r->log_len] = '\0';
+		for (ssize_t i = 0; i < n; i++)
+			r->lines += dst[i] == '\n';
+		if (full) {
+			r->spilled += (size_t)n;
+		} else {
+			r->log_len += (size_t)n;
+			r->log[r->log_len] = '\0';
+		}
 		timeout_ms = 0;
 	}
 }
@@ -62,7 +75,7 @@ int relay_wait_log(struct relay *r, const char *text, int seconds)
 
 int relay_start(struct relay *r, const char *listen, ...)
 {
-	const char *argv[48];
+	const char *argv[64];
 	int n = 0, pipefd[2];
 	va_list ap;
 
@@ -86,11 +99,22 @@ int relay_start(struct relay *r, const char *listen, ...)
 	 * cut as dead; tests of the keepalive set relay.dead_after themselves. */
 	argv[n++] = "--set";
 	argv[n++] = "relay.dead_after=0";
+	/* Likewise a connection dialed early and used later must not meet the
+	 * login deadline, tests open many connections from 127.0.0.1 before
+	 * logging any in, and they look for each event in the log: the limits
+	 * before login and the log limiter are off unless a test sets them
+	 * (tests/e2e_prelogin.c does). */
+	argv[n++] = "--set";
+	argv[n++] = "relay.login_timeout=0";
+	argv[n++] = "--set";
+	argv[n++] = "relay.max_unauth_per_address=0";
+	argv[n++] = "--set";
+	argv[n++] = "relay.log_interval=0";
 	argv[n++] = "--listen";
 	argv[n++] = listen;
 	va_start(ap, listen);
 	const char *a;
-	while ((a = va_arg(ap, const char *)) && n < 46)
+	while ((a = va_arg(ap, const char *)) && n < 62)
 		argv[n++] = a;
 	va_end(ap);
 	argv[n] = NULL;
@@ -99,6 +123,10 @@ int relay_start(struct relay *r, const char *listen, ...)
 		return -1;
 	r->pid = fork();
 	if (r->pid == 0) {
+		if (relay_child_nofile) {
+			struct rlimit rl = { relay_child_nofile, relay_child_nofile };
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 		dup2(pipefd[1], 2);
 		int devnull = open("/dev/null", O_RDWR);
 		dup2(devnull, 0);

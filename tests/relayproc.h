@@ -19,7 +19,13 @@ struct relay {
 	int port;
 	int family;
 	int eof; /* the relay closed its stderr: it has exited or is exiting */
+	size_t lines;   /* lines it printed so far, also those past the end of log */
+	size_t spilled; /* bytes read past the end of log, not kept */
 };
+
+/* When not 0, relay_start runs the relay with RLIMIT_NOFILE (soft and hard)
+ * set to this. */
+extern unsigned long relay_child_nofile;
 
 /* The message being built (begin(), chat_put_*(&wb, ...), send_msg()). */
 extern struct chat_wbuf wb;

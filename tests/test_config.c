@@ -241,6 +241,11 @@ static void check_defaults(const struct chat_config *cfg, int except_relay_liste
 		CHECK_STR_EQ(chat_config_where(cfg, "relay", "listen"), "default");
 	}
 	CHECK_EQ_INT(chat_config_int(cfg, "relay", "max_clients"), 10000);
+	CHECK_EQ_INT(chat_config_int(cfg, "relay", "reserved_slots"), -1);
+	CHECK_EQ_INT(chat_config_int(cfg, "relay", "max_unauth_per_address"), 16);
+	CHECK_EQ_INT(chat_config_int(cfg, "relay", "login_timeout"), 10);
+	CHECK_EQ_INT(chat_config_int(cfg, "relay", "prelogin_max_frame"), 4096);
+	CHECK_EQ_INT(chat_config_int(cfg, "relay", "log_interval"), 10);
 	CHECK_EQ_INT(chat_config_int(cfg, "relay", "out_queue_limit"), 1048576);
 	CHECK_EQ_INT(chat_config_int(cfg, "relay", "idle_timeout"), 0);
 	CHECK_STR_EQ(chat_config_where(cfg, "relay", "idle_timeout"), "default");
@@ -311,7 +316,7 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 48); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 53); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
 }
 
@@ -337,10 +342,11 @@ static void test_value_errors(void)
 {
 	EXPECT_LOAD_ERROR("[relay]\nlisen = 1\n", 2,
 	                  "unknown key 'lisen' in section [relay] (known keys: transport, listen, "
-	                  "max_clients, out_queue_limit, idle_timeout, keepalive, dead_after, suites, max_rooms, max_room_members, "
+	                  "max_clients, reserved_slots, max_unauth_per_address, login_timeout, "
+	                  "prelogin_max_frame, out_queue_limit, idle_timeout, keepalive, dead_after, suites, max_rooms, max_room_members, "
 	                  "database, guests, open_registration, friends_only, queue_max_messages, "
 	                  "queue_max_bytes, queue_expiry, archive, archive_days, login_throttle_after, "
-	                  "login_throttle_ms, login_throttle_max_ms, scram_iterations)");
+	                  "login_throttle_ms, login_throttle_max_ms, scram_iterations, log_interval)");
 	EXPECT_LOAD_ERROR("[core]\n\n[rely]\n", 3, "unknown section [rely]");
 	EXPECT_LOAD_ERROR("[client]\nsuites = rc4dh, RC4\n", 2,
 	                  "client.suites: 'rc4dh, RC4' is not a comma-separated list of suite names");

@@ -284,6 +284,57 @@ static void test_limits(void)
 	chat_frame_decoder_free(&d);
 }
 
+/* A connection's limit can change between frames (the relay allows small
+ * frames until login): a header that arrives after the change is checked
+ * against the new limit, the frame in progress keeps the old one, and the
+ * buffer never grows past the length that was accepted. */
+static void test_set_max(void)
+{
+	struct chat_frame_decoder d;
+	static uint8_t buf[2 * (4 + 5120)];
+	const uint8_t *f;
+	size_t used, fl, off = 0;
+
+	memset(buf, 0x33, sizeof(buf));
+	chat_frame_decoder_init(&d, 4096);
+	/* 5120 declared before the raise: refused at the header. */
+	chat_frame_put_header(5120, buf);
+	CHECK_EQ_INT(chat_frame_decode(&d, 4, buf, &used, &f, &fl), CHAT_ERR_TOO_BIG);
+	CHECK(d.buf == NULL);
+	chat_frame_decoder_free(&d);
+
+	/* A 4000-byte frame half sent, then the limit drops to 100: it still
+	 * completes (accepted under 4096); the next header meets 100. */
+	chat_frame_decoder_init(&d, 4096);
+	chat_frame_put_header(4000, buf);
+	CHECK_EQ_INT(chat_frame_decode(&d, 2004, buf, &used, &f, &fl), 0);
+	chat_frame_decoder_set_max(&d, 100);
+	CHECK_EQ_INT(d.max, 100);
+	CHECK_EQ_INT(chat_frame_decode(&d, 2000, buf + 2004, &used, &f, &fl), 1);
+	CHECK_EQ_INT(fl, 4000);
+	CHECK(d.cap <= 4000);
+	chat_frame_put_header(101, buf);
+	CHECK_EQ_INT(chat_frame_decode(&d, 4, buf, &used, &f, &fl), CHAT_ERR_TOO_BIG);
+	chat_frame_decoder_free(&d);
+
+	/* Raised between two frames of one read: the second (5120) passes. */
+	chat_frame_decoder_init(&d, 4096);
+	chat_frame_put_header(10, buf);
+	off = 14;
+	chat_frame_put_header(5120, buf + off);
+	CHECK_EQ_INT(chat_frame_decode(&d, off + 4 + 5120, buf, &used, &f, &fl), 1);
+	CHECK_EQ_INT(fl, 10);
+	chat_frame_decoder_set_max(&d, 65536);
+	CHECK_EQ_INT(chat_frame_decode(&d, 4 + 5120, buf + used, &used, &f, &fl), 1);
+	CHECK_EQ_INT(fl, 5120);
+	/* 0 and oversize values are clamped as by init. */
+	chat_frame_decoder_set_max(&d, 0);
+	CHECK_EQ_INT(d.max, CHAT_FRAME_DEFAULT_MAX);
+	chat_frame_decoder_set_max(&d, SIZE_MAX);
+	CHECK_EQ_INT(d.max, CHAT_FRAME_HARD_MAX);
+	chat_frame_decoder_free(&d);
+}
+
 static void test_eof(void)
 {
 	struct chat_frame_decoder d;
@@ -412,6 +463,7 @@ int main(void)
 	test_roundtrip();
 	test_zero_copy();
 	test_limits();
+	test_set_max();
 	test_eof();
 	test_memory();
 	return test_done("test_frame");

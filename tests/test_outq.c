@@ -184,9 +184,30 @@ static void test_model(void)
 	chat_outq_free(&q);
 }
 
+/* The limit can change (a relay allows less before login): later pushes
+ * meet the new one; what is queued stays. */
+static void test_set_limit(void)
+{
+	struct chat_outq q;
+	uint8_t data[300] = { 0 };
+
+	chat_outq_init(&q, 100);
+	CHECK_EQ_INT(chat_outq_push_frame(&q, 200, data), CHAT_ERR_NOSPACE);
+	chat_outq_set_limit(&q, 1000);
+	CHECK_EQ_INT(chat_outq_push_frame(&q, 200, data), CHAT_OK);
+	chat_outq_set_limit(&q, 100);
+	CHECK_EQ_INT(chat_outq_len(&q), 204);
+	CHECK_EQ_INT(chat_outq_push_frame(&q, 0, NULL), CHAT_ERR_NOSPACE);
+	chat_outq_consume(&q, 204);
+	CHECK_EQ_INT(chat_outq_push_frame(&q, 96, data), CHAT_OK);
+	CHECK_EQ_INT(chat_outq_push_frame(&q, 0, NULL), CHAT_ERR_NOSPACE);
+	chat_outq_free(&q);
+}
+
 int main(void)
 {
 	test_limit();
+	test_set_limit();
 	test_steady();
 	test_model();
 	return test_done("test_outq");

@@ -703,6 +703,7 @@ static void test_emfile(void)
 	CHECK_EQ_INT(rc, CHAT_ERR_IO);
 	CHECK_EQ_INT(e, EMFILE);
 	CHECK(s == NULL);
+	CHECK_STR_CONTAINS(last_log, "accept: too many open files (EMFILE)");
 	CHECK_EQ_INT(ops->accept(l, &s), CHAT_ERR_IO);
 	CHECK_EQ_INT(log_errors, errors + 1);
 	CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);

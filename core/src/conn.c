@@ -333,3 +333,9 @@ void chat_conn_set_arg(struct chat_conn *c, void *arg)
 {
 	c->arg = arg;
 }
+
+void chat_conn_set_limits(struct chat_conn *c, const struct chat_conn_limits *lim)
+{
+	chat_frame_decoder_set_max(&c->dec, lim->max_frame);
+	chat_outq_set_limit(&c->outq, lim->out_limit);
+}

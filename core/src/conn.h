@@ -56,5 +56,14 @@ const char *chat_conn_peer(const struct chat_conn *c);
 int chat_conn_is_open(const struct chat_conn *c);
 size_t chat_conn_queued(const struct chat_conn *c);
 void chat_conn_set_arg(struct chat_conn *c, void *arg);
+/* Change the limits given at creation (a relay allows less before login).
+ * max_frame applies to every frame whose header has not arrived yet, also
+ * when called from on_frame for the frame before it; a frame in progress
+ * keeps the limit it was accepted under.  Nothing is copied: the input
+ * buffer never grows beyond the length a header declared under the limit
+ * in force then.  out_limit applies to the next send: bytes already queued
+ * stay, and a send that would exceed the new limit closes the connection
+ * ("output queue full"). */
+void chat_conn_set_limits(struct chat_conn *c, const struct chat_conn_limits *lim);
 
 #endif

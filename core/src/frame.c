@@ -18,11 +18,16 @@
 void chat_frame_decoder_init(struct chat_frame_decoder *d, size_t max)
 {
 	memset(d, 0, sizeof(*d));
+	chat_frame_decoder_set_max(d, max);
+}
+
+void chat_frame_decoder_set_max(struct chat_frame_decoder *d, size_t max)
+{
 	if (max == 0)
 		max = CHAT_FRAME_DEFAULT_MAX;
 	if (max > CHAT_FRAME_HARD_MAX)
 		max = CHAT_FRAME_HARD_MAX;
-	d->max = max;
+	d->max = (uint32_t)max;
 }
 
 void chat_frame_decoder_free(struct chat_frame_decoder *d)

@@ -26,6 +26,11 @@ struct chat_frame_decoder {
 /* max is clamped to [1, CHAT_FRAME_HARD_MAX]; 0 means CHAT_FRAME_DEFAULT_MAX. */
 void chat_frame_decoder_init(struct chat_frame_decoder *d, size_t max);
 void chat_frame_decoder_free(struct chat_frame_decoder *d);
+/* Change max (clamped as by init) for every frame whose header is still to
+ * come; a frame whose length was already accepted keeps its limit.  Nothing
+ * is copied or reallocated: the payload buffer only ever grows to the length
+ * a header declared, so it stays within the max that was in force then. */
+void chat_frame_decoder_set_max(struct chat_frame_decoder *d, size_t max);
 
 /* Feed bytes.  Returns 1 when a frame is complete: *frame and *frame_len describe
  * it (valid until the next call; may point into src); *used says how much of

@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -79,4 +80,60 @@ void chat_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	chat_logv_tag(level, NULL, fmt, ap);
 	va_end(ap);
+}
+
+/* 2314 -> "2,314": counts in log lines are read by people. */
+static void group_digits(uint64_t v, size_t cap, char *dst)
+{
+	char raw[24], out[32];
+	int n = snprintf(raw, sizeof(raw), "%" PRIu64, v), o = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (i && (n - i) % 3 == 0)
+			out[o++] = ',';
+		out[o++] = raw[i];
+	}
+	out[o] = '\0';
+	snprintf(dst, cap, "%s", out);
+}
+
+static void limit_summary(struct chat_log_limit *l, uint64_t now_ms)
+{
+	char count[32];
+
+	if (l->suppressed) {
+		group_digits(l->suppressed, sizeof(count), count);
+		chat_log(l->level, "... and %s more %s in the last %" PRIu64 " s", count, l->kind,
+		         (now_ms - l->since_ms + 500) / 1000);
+	}
+	l->suppressed = 0;
+	l->running = 0;
+}
+
+int chat_log_limited(struct chat_log_limit *l, uint64_t now_ms, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (l->interval_ms && l->running && now_ms - l->since_ms < l->interval_ms) {
+		l->suppressed++;
+		return 0;
+	}
+	if (l->running)
+		limit_summary(l, now_ms);
+	if (l->level <= threshold) {
+		va_start(ap, fmt);
+		chat_logv_tag(l->level, NULL, fmt, ap);
+		va_end(ap);
+	}
+	if (l->interval_ms) {
+		l->running = 1;
+		l->since_ms = now_ms;
+	}
+	return 1;
+}
+
+void chat_log_limit_flush(struct chat_log_limit *l, uint64_t now_ms)
+{
+	if (l->running && now_ms - l->since_ms >= l->interval_ms)
+		limit_summary(l, now_ms);
 }

@@ -4,6 +4,7 @@
 #define CHAT_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 #include <chat/host.h>
 
@@ -19,6 +20,30 @@ int chat_log_parse_level(const char *text);
 void chat_log(int level, const char *fmt, ...) CHAT_PRINTF(2, 3);
 /* tag: a plugin name or subsystem, shown in brackets. */
 void chat_logv_tag(int level, const char *tag, const char *fmt, va_list ap) CHAT_PRINTF(3, 0);
+
+/* Repeated events of one kind logged at most once per interval: the first
+ * event of an interval is logged, later ones are only counted, and the count
+ * is said in one line of its own ("... and 2,314 more malformed requests in
+ * the last 10 s") when the interval has passed: by chat_log_limit_flush
+ * (call it now and then, e.g. once a second) or else before the next line
+ * of that kind.  A flood of any size thus costs at most two lines per kind
+ * and interval.  Zero-initialise, then set kind, level and interval_ms
+ * (0: every event is logged).  Times are the caller's monotonic clock in ms;
+ * nothing here reads a clock. */
+struct chat_log_limit {
+	const char *kind;      /* plural noun for the count line: "malformed requests" */
+	int level;             /* enum chat_log_level of both lines */
+	uint32_t interval_ms;
+	uint64_t since_ms;     /* when the running interval began (its first line) */
+	uint64_t suppressed;   /* events counted and not logged in it */
+	int running;           /* an interval is running */
+};
+
+/* Log the line (formatted only if it is logged) or count it; 1 if logged. */
+int chat_log_limited(struct chat_log_limit *l, uint64_t now_ms, const char *fmt, ...)
+	CHAT_PRINTF(3, 4);
+/* End the interval if it has passed, saying how many events were not logged. */
+void chat_log_limit_flush(struct chat_log_limit *l, uint64_t now_ms);
 
 #define chat_err(...) chat_log(CHAT_LOG_ERROR, __VA_ARGS__)
 #define chat_warn(...) chat_log(CHAT_LOG_WARN, __VA_ARGS__)

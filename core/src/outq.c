@@ -14,6 +14,11 @@
 void chat_outq_init(struct chat_outq *q, size_t limit)
 {
 	memset(q, 0, sizeof(*q));
+	chat_outq_set_limit(q, limit);
+}
+
+void chat_outq_set_limit(struct chat_outq *q, size_t limit)
+{
 	q->limit = limit > UINT32_MAX ? UINT32_MAX : (uint32_t)limit;
 }
 

@@ -15,6 +15,8 @@ struct chat_outq {
 };
 
 void chat_outq_init(struct chat_outq *q, size_t limit);
+/* A new limit for later pushes; bytes already queued stay. */
+void chat_outq_set_limit(struct chat_outq *q, size_t limit);
 void chat_outq_free(struct chat_outq *q);
 /* Append a frame header and payload, all or nothing: CHAT_ERR_NOSPACE if the
  * queue would exceed its limit, CHAT_ERR_NOMEM. */

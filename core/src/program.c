@@ -295,6 +295,27 @@ static int check_keepalive(const struct chat_prog *p)
 	return 0;
 }
 
+/* relay.reserved_slots must leave connections that have not logged in some
+ * room, or nobody could ever log in (-1: a tenth, always fine). */
+static int check_reserved(const struct chat_prog *p)
+{
+	const char *sec = p->section;
+
+	if (!chat_config_get(p->cfg, sec, "reserved_slots") || !chat_config_get(p->cfg, sec, "max_clients"))
+		return 0;
+	long long res = chat_config_int(p->cfg, sec, "reserved_slots");
+	long long max = chat_config_int(p->cfg, sec, "max_clients");
+	if (res >= max) {
+		chat_prog_error(p, "%s.reserved_slots (%lld, %s) must be less than %s.max_clients (%lld, "
+		                "%s): connections that have not logged in yet would have no room at "
+		                "all; -1 reserves a tenth", sec, res,
+		                chat_config_where(p->cfg, sec, "reserved_slots"), sec, max,
+		                chat_config_where(p->cfg, sec, "max_clients"));
+		return 1;
+	}
+	return 0;
+}
+
 /* The common parser's tables: the common options, then p->flags.  shorts
  * holds every short option, with ':' after those that take a value. */
 static void parser_tables(const struct chat_prog *p, struct option opts[64], char shorts[64])
@@ -557,7 +578,8 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	if (check_plugin_sections(p) || load_suites(p) || check_keepalive(p)) {
+	if (check_plugin_sections(p) || load_suites(p) || check_keepalive(p) ||
+	    check_reserved(p)) {
 		status = 1;
 		goto out;
 	}

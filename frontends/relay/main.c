@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -33,7 +34,86 @@ struct server {
 	struct chat_store *store;
 	const char *add_admin; /* --add-admin NAME */
 	int init_store;        /* --init-store */
+	size_t max_clients;
+	unsigned long long nofile; /* the open-file limit the relay runs with */
+	struct chat_log_limit lim_accept;
 };
+
+/* Files the relay holds besides its clients: stdio, the listener, epoll,
+ * the signalfd, the database with its -wal and -shm, a few spare. */
+#define FD_MARGIN 32
+
+/* RLIMIT_NOFILE: the soft limit up to the hard one (a default soft limit
+ * of 1,024 would stop a relay of 10,000 clients at about 1,000), and a
+ * warning when even that is below max_clients + FD_MARGIN. */
+static void raise_fd_limit(struct server *s)
+{
+	struct rlimit rl;
+	unsigned long long nr_open = 0, want, before;
+	FILE *f;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		chat_warn("cannot read the open-file limit (RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	before = rl.rlim_cur;
+	want = rl.rlim_max;
+	/* Beyond fs.nr_open the kernel refuses, whatever the hard limit says. */
+	f = fopen("/proc/sys/fs/nr_open", "r");
+	if (f) {
+		if (fscanf(f, "%llu", &nr_open) != 1)
+			nr_open = 0;
+		fclose(f);
+	}
+	if (nr_open && (rl.rlim_max == RLIM_INFINITY || want > nr_open))
+		want = nr_open;
+	else if (rl.rlim_max == RLIM_INFINITY)
+		want = s->max_clients + FD_MARGIN > before ? s->max_clients + FD_MARGIN : before;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+			chat_info("open-file limit (RLIMIT_NOFILE) raised from %llu to %llu", before, want);
+		else
+			chat_warn("cannot raise the open-file limit (RLIMIT_NOFILE) from %llu to %llu: %s",
+			          before, want, strerror(errno));
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	s->nofile = rl.rlim_cur == RLIM_INFINITY ? 0 : rl.rlim_cur;
+	if (s->nofile && s->nofile < s->max_clients + FD_MARGIN)
+		chat_warn("the open-file limit (RLIMIT_NOFILE) is %llu (hard limit %llu), below "
+		          "relay.max_clients (%zu) + %d for the relay's own files: from about %llu "
+		          "connections on, new ones fail with 'too many open files (EMFILE)'.  Raise "
+		          "the hard limit (ulimit -Hn; LimitNOFILE= under systemd) or lower "
+		          "relay.max_clients", s->nofile,
+		          rl.rlim_max == RLIM_INFINITY ? 0ull : (unsigned long long)rl.rlim_max,
+		          s->max_clients, FD_MARGIN,
+		          s->nofile > FD_MARGIN ? s->nofile - FD_MARGIN : 0ull);
+}
+
+/* errno of a failed accept (the transport keeps it with CHAT_ERR_IO), named:
+ * "input/output error" says nothing to whoever reads the log. */
+static const char *accept_error(struct server *s, int rc, int e, size_t cap, char *dst)
+{
+	if (rc != CHAT_ERR_IO)
+		return chat_strerror(rc);
+	switch (e) {
+	case EMFILE:
+		snprintf(dst, cap, "too many open files (EMFILE: the relay's limit is %llu, "
+		         "relay.max_clients is %zu)", s->nofile, s->max_clients);
+		break;
+	case ENFILE:
+		snprintf(dst, cap, "too many open files in the system (ENFILE)");
+		break;
+	case ENOBUFS:
+	case ENOMEM:
+		snprintf(dst, cap, "out of kernel memory (%s)", e == ENOBUFS ? "ENOBUFS" : "ENOMEM");
+		break;
+	default:
+		snprintf(dst, cap, "%s", strerror(e));
+		break;
+	}
+	return dst;
+}
 
 /* PATH.marker, next to the database, says a store was created at PATH: a
  * database that disappears is then noticed at the next start instead of
@@ -221,7 +301,11 @@ static void on_accept(struct chat_loop *loop, int fd, unsigned events, void *arg
 		if (rc != CHAT_OK) {
 			/* Out of fds or memory: the listener stays readable, so a
 			 * level-triggered loop would spin.  Pause accepting for a second. */
-			chat_warn("accept failed: %s; pausing new connections for 1 s", chat_strerror(rc));
+			char why[200];
+			int e = errno;
+			chat_log_limited(&s->lim_accept, chat_loop_now_ms(),
+			                 "accept failed: %s; pausing new connections for 1 s",
+			                 accept_error(s, rc, e, sizeof(why), why));
 			if (chat_loop_modify(loop, s->listen_watch, 0) == CHAT_OK)
 				chat_loop_timer_add(loop, 1000, resume_accept, s, NULL);
 			return;
@@ -316,6 +400,19 @@ static int serve(struct server *s)
 	rc.max_room_members = (size_t)chat_config_int(s->prog.cfg, "relay", "max_room_members");
 	rc.max_pending_offers = 32;
 	rc.max_bad_requests = 10;
+	rc.login_timeout_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "login_timeout");
+	rc.max_unauth_per_address =
+		(unsigned)chat_config_int(s->prog.cfg, "relay", "max_unauth_per_address");
+	rc.prelogin_max_frame = (size_t)chat_config_int(s->prog.cfg, "relay", "prelogin_max_frame");
+	long long reserved = chat_config_int(s->prog.cfg, "relay", "reserved_slots");
+	/* -1: a tenth; chat_prog_start checked that an explicit value is below max_clients. */
+	rc.reserved_slots = reserved < 0 ? rc.max_clients / 10 : (size_t)reserved;
+	rc.log_interval_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "log_interval");
+	s->max_clients = rc.max_clients;
+	s->lim_accept.kind = "failed accepts";
+	s->lim_accept.level = CHAT_LOG_WARN;
+	s->lim_accept.interval_ms = rc.log_interval_s * 1000u;
+	raise_fd_limit(s);
 
 	if ((err = chat_loop_new(&s->loop)) || (err = chat_relay_new(s->loop, &rc, &s->relay))) {
 		chat_prog_error(&s->prog, "cannot start: %s", chat_strerror(err));
@@ -354,6 +451,17 @@ static int serve(struct server *s)
 		          rc.friends_only ? ", talk between friends only" : "");
 	else
 		chat_info("no relay.database: guests only, nothing is stored");
+	{
+		char per[48], timeout[48];
+		snprintf(per, sizeof(per), "%u per address", rc.max_unauth_per_address);
+		snprintf(timeout, sizeof(timeout), "%u s", rc.login_timeout_s);
+		chat_info("before login: at most %zu connections (%zu slots reserved), %s, %s to log in, "
+		          "frames up to %zu bytes", rc.max_clients - rc.reserved_slots, rc.reserved_slots,
+		          rc.max_unauth_per_address ? per : "any number per address",
+		          rc.login_timeout_s ? timeout : "no limit",
+		          rc.prelogin_max_frame < rc.limits.max_frame ? rc.prelogin_max_frame
+		                                                      : rc.limits.max_frame);
+	}
 	err = chat_loop_run(s->loop);
 	if (err) {
 		chat_prog_error(&s->prog, "event loop failed: %s", chat_strerror(err));

@@ -11,6 +11,12 @@
 #include "proto.h"
 #include "relay_int.h"
 
+/* Output queued for a connection that has not logged in: the relay's
+ * answers before login are small (WELCOME, ERROR, PONG, AUTH_CHALLENGE), so
+ * one that sends PINGs and never reads is cut off long before
+ * relay.out_queue_limit. */
+#define PRELOGIN_OUT_LIMIT 16384u
+
 /* ---- helpers */
 
 static uint64_t hash_name(const char *s)
@@ -173,6 +179,36 @@ void relay_bye(struct chat_relay *r, struct client *c, const char *reason)
 const char *relay_who(const struct client *c)
 {
 	return c->name[0] ? c->name : chat_conn_peer(c->conn);
+}
+
+/* Out of r->waiting or r->clients.  c keeps its next pointer, so a loop
+ * that saved it before closing c carries on. */
+static void unlink_client(struct chat_relay *r, struct client *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (c->waiting)
+		r->waiting = c->next;
+	else
+		r->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else if (c->waiting)
+		r->waiting_tail = c->prev;
+}
+
+/* BYE with reason, then close at once (not after the flush: the slot is
+ * wanted now); the caller has logged it, through a limiter. */
+static void close_logged(struct chat_relay *r, struct client *c, int err, const char *reason)
+{
+	relay_begin(r, CHAT_MSG_BYE);
+	chat_put_str16(&r->wb, reason);
+	relay_flush_to(r, c);
+	if (c->dead)
+		return;
+	r->quiet = c;
+	chat_conn_close(c->conn, err, reason);
+	r->quiet = NULL;
 }
 
 /* ---- links (conversations) */
@@ -393,6 +429,21 @@ int relay_logged_in(struct chat_relay *r, struct client *c, const char *name, in
 		return CHAT_ERR_NOMEM;
 	}
 	c->state = ST_LOGGED_IN;
+	if (c->waiting) {
+		/* To the logged-in list, no longer counted against its address;
+		 * the frame limit is core.max_frame from the next frame on. */
+		unlink_client(r, c);
+		c->waiting = 0;
+		r->nwaiting--;
+		chat_addrcount_release(r->addrs, c->addr_slot);
+		c->addr_slot = CHAT_ADDRCOUNT_NONE;
+		c->prev = NULL;
+		c->next = r->clients;
+		if (r->clients)
+			r->clients->prev = c;
+		r->clients = c;
+		chat_conn_set_limits(c->conn, &r->cfg.limits);
+	}
 	relay_suites_join(r, c, ", ", sizeof(suites), suites);
 	chat_info("client %s logged in as %s (%s; suites: %s)", chat_conn_peer(c->conn), c->name,
 	          group == CHAT_GROUP_ADMIN ? "admin" : group == CHAT_GROUP_REGULAR ? "registered" : "guest",
@@ -820,7 +871,8 @@ static void handle_frame(struct chat_relay *r, struct client *c, size_t len, con
 		c->last_active = chat_loop_now_ms();
 	if (chat_msg_parse(len, frame, &m, sizeof(err), err) != CHAT_OK) {
 		c->bad++;
-		chat_info("client %s: malformed request: %s", relay_who(c), err);
+		chat_log_limited(&r->lim_malformed, chat_loop_now_ms(), "client %s: malformed request: %s",
+		                 relay_who(c), err);
 		relay_error(r, c, CHAT_PERR_MALFORMED, len ? frame[0] : 0, NULL, "%s", err);
 		if (c->bad >= r->cfg.max_bad_requests && !c->dead)
 			relay_bye(r, c, "too many malformed requests");
@@ -943,19 +995,27 @@ static void on_conn_close(struct chat_conn *conn, int err, const char *reason, v
 	struct client *c = arg;
 	struct chat_relay *r = c->r;
 
-	if (err == CHAT_OK || err == CHAT_ERR_CLOSED)
+	int ok = err == CHAT_OK || err == CHAT_ERR_CLOSED;
+
+	if (r->quiet == c)
+		; /* the closer said why */
+	else if (c->waiting) /* floods of these are cheap to make: counted, not each logged */
+		chat_log_limited(&r->lim_gone, chat_loop_now_ms(), "client %s %s before logging in: %s%s",
+		                 relay_who(c), ok ? "disconnected" : "dropped", reason,
+		                 err == CHAT_ERR_TOO_BIG && r->prelogin.max_frame < r->cfg.limits.max_frame
+		                 ? " (relay.prelogin_max_frame)" : "");
+	else if (ok)
 		chat_info("client %s disconnected: %s", relay_who(c), reason);
 	else
 		chat_warn("client %s dropped: %s", relay_who(c), reason);
 	(void)conn;
 	c->dead = 1;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		r->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	unlink_client(r, c);
 	r->nclients--;
+	if (c->waiting) {
+		r->nwaiting--;
+		chat_addrcount_release(r->addrs, c->addr_slot);
+	}
 	if (c->state == ST_LOGGED_IN)
 		relay_remove_user(r, c);
 	/* Everyone who talked with or was offered a talk by c hears it ended. */
@@ -986,52 +1046,80 @@ static const struct chat_conn_cbs relay_cbs = {
 	.on_close = on_conn_close,
 };
 
+static void sweep_one(struct chat_relay *r, struct client *c, uint64_t now)
+{
+	const unsigned ka = r->cfg.keepalive_s, dead = r->cfg.dead_after_s;
+	const unsigned lt = r->cfg.login_timeout_s;
+	char reason[CHAT_ADDR_MAX + 96];
+	uint32_t silent = r->sweeps - c->rx_sweep; /* wraps safely */
+
+	if (dead && silent > dead) {
+		if (c->name[0])
+			snprintf(reason, sizeof(reason), "nothing received from %s for %u s "
+			         "(relay.dead_after)", chat_conn_peer(c->conn), silent - 1);
+		else
+			snprintf(reason, sizeof(reason), "nothing received for %u s (relay.dead_after)",
+			         silent - 1);
+		chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, reason);
+		return;
+	}
+	/* Counted from the connect, in sweeps like the silence. */
+	if (lt && c->waiting && r->sweeps - c->born_sweep > lt) {
+		snprintf(reason, sizeof(reason), "no login within %u s (relay.login_timeout)", lt);
+		chat_log_limited(&r->lim_timeout, now, "client %s closed: %s", chat_conn_peer(c->conn),
+		                 reason);
+		close_logged(r, c, CHAT_ERR_TIMEOUT, reason);
+		return;
+	}
+	/* Once a keepalive period into the silence, and again every period. */
+	if (ka && silent > ka && (silent - 1) % ka == 0) {
+		relay_begin(r, CHAT_MSG_PING);
+		chat_put_u64(&r->wb, r->sweeps);
+		relay_flush_to(r, c);
+		if (c->dead)
+			return;
+	}
+	if (r->cfg.idle_timeout_ms > 0 && now - c->last_active >= (uint64_t)r->cfg.idle_timeout_ms) {
+		relay_bye(r, c, "idle for too long (relay.idle_timeout)");
+		if (!c->dead)
+			chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, "idle for too long (relay.idle_timeout)");
+	}
+}
+
 /* One pass over every client a second, whatever their number: no timer per
  * client.  Silence is counted in sweeps: a frame that arrived after sweep k
  * is stamped k, so at sweep n it is more than n-k-1 sweeps old.  A sweep
  * comes 1 s after the previous one ended, never sooner, so a client is never
  * thought silent for longer than it was (and a relay that was itself held
- * up does not blame its clients for it). */
+ * up does not blame its clients for it).  The login deadline is counted the
+ * same way from the connect.  Then the log limiters say what they counted. */
 static long long sweep(struct chat_loop *loop, void *arg)
 {
 	struct chat_relay *r = arg;
-	const unsigned ka = r->cfg.keepalive_s, dead = r->cfg.dead_after_s;
-	uint64_t now = r->cfg.idle_timeout_ms > 0 ? chat_loop_now_ms() : 0;
-	char reason[CHAT_ADDR_MAX + 96];
+	uint64_t now = chat_loop_now_ms();
 
 	(void)loop;
 	r->sweeps++;
-	for (struct client *c = r->clients, *next; c; c = next) {
-		next = c->next; /* closing c unlinks it; next stays valid */
-		if (c->dead)
-			continue;
-		uint32_t silent = r->sweeps - c->rx_sweep; /* wraps safely */
-		if (dead && silent > dead) {
-			if (c->name[0])
-				snprintf(reason, sizeof(reason), "nothing received from %s for %u s "
-				         "(relay.dead_after)", chat_conn_peer(c->conn), silent - 1);
-			else
-				snprintf(reason, sizeof(reason), "nothing received for %u s (relay.dead_after)",
-				         silent - 1);
-			chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, reason);
-			continue;
-		}
-		/* Once a keepalive period into the silence, and again every period. */
-		if (ka && silent > ka && (silent - 1) % ka == 0) {
-			relay_begin(r, CHAT_MSG_PING);
-			chat_put_u64(&r->wb, r->sweeps);
-			relay_flush_to(r, c);
-			if (c->dead)
-				continue;
-		}
-		if (r->cfg.idle_timeout_ms > 0 &&
-		    now - c->last_active >= (uint64_t)r->cfg.idle_timeout_ms) {
-			relay_bye(r, c, "idle for too long (relay.idle_timeout)");
+	for (int list = 0; list < 2; list++) {
+		for (struct client *c = list ? r->clients : r->waiting, *next; c; c = next) {
+			next = c->next; /* closing c unlinks it; next stays valid */
 			if (!c->dead)
-				chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, "idle for too long (relay.idle_timeout)");
+				sweep_one(r, c, now);
 		}
 	}
+	struct chat_log_limit *lims[] = { &r->lim_connect, &r->lim_gone, &r->lim_malformed,
+	                                  &r->lim_full, &r->lim_addr, &r->lim_evict, &r->lim_timeout };
+	for (size_t i = 0; i < sizeof(lims) / sizeof(lims[0]); i++)
+		chat_log_limit_flush(lims[i], now);
 	return 1000;
+}
+
+static void limit_init(struct chat_log_limit *l, const struct chat_relay_config *cfg,
+                       const char *kind, int level)
+{
+	l->kind = kind;
+	l->level = level;
+	l->interval_ms = cfg->log_interval_s * 1000u;
 }
 
 int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
@@ -1045,8 +1133,27 @@ int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
 	r->loop = loop;
 	r->cfg = *cfg;
 	chat_wbuf_init(&r->wb, cfg->limits.max_frame);
-	int swept = cfg->idle_timeout_ms > 0 || cfg->keepalive_s || cfg->dead_after_s;
-	if ((swept && chat_loop_timer_add(loop, 1000, sweep, r, &r->sweep_timer) != CHAT_OK) ||
+	r->waiting_max = cfg->max_clients > cfg->reserved_slots ? cfg->max_clients - cfg->reserved_slots : 1;
+	r->prelogin = cfg->limits;
+	if (cfg->prelogin_max_frame) {
+		if (cfg->prelogin_max_frame < r->prelogin.max_frame)
+			r->prelogin.max_frame = cfg->prelogin_max_frame;
+		if (r->prelogin.out_limit > PRELOGIN_OUT_LIMIT)
+			r->prelogin.out_limit = PRELOGIN_OUT_LIMIT;
+	}
+	limit_init(&r->lim_connect, cfg, "connections", CHAT_LOG_INFO);
+	limit_init(&r->lim_gone, cfg, "connections closed before logging in", CHAT_LOG_INFO);
+	limit_init(&r->lim_malformed, cfg, "malformed requests", CHAT_LOG_INFO);
+	limit_init(&r->lim_full, cfg, "connections refused (relay.max_clients)", CHAT_LOG_WARN);
+	limit_init(&r->lim_addr, cfg, "connections refused (relay.max_unauth_per_address)",
+	           CHAT_LOG_WARN);
+	limit_init(&r->lim_evict, cfg, "connections closed to make room (relay.reserved_slots)",
+	           CHAT_LOG_WARN);
+	limit_init(&r->lim_timeout, cfg, "connections closed (relay.login_timeout)", CHAT_LOG_INFO);
+	int swept = cfg->idle_timeout_ms > 0 || cfg->keepalive_s || cfg->dead_after_s ||
+	            cfg->login_timeout_s || cfg->log_interval_s;
+	if ((cfg->max_unauth_per_address && chat_addrcount_new(&r->addrs) != CHAT_OK) ||
+	    (swept && chat_loop_timer_add(loop, 1000, sweep, r, &r->sweep_timer) != CHAT_OK) ||
 	    relay_accounts_new(r) != CHAT_OK || relay_mail_new(r) != CHAT_OK) {
 		chat_relay_free(r);
 		return CHAT_ERR_NOMEM;
@@ -1061,6 +1168,9 @@ void chat_relay_free(struct chat_relay *r)
 		return;
 	while (r->clients)
 		chat_conn_close(r->clients->conn, CHAT_OK, "relay stopped");
+	while (r->waiting)
+		chat_conn_close(r->waiting->conn, CHAT_OK, "relay stopped");
+	chat_addrcount_free(r->addrs);
 	if (r->sweep_timer)
 		chat_loop_timer_cancel(r->loop, r->sweep_timer);
 	relay_mail_free(r);
@@ -1070,46 +1180,113 @@ void chat_relay_free(struct chat_relay *r)
 	free(r);
 }
 
+/* A connection not taken: BYE with the reason (best effort, one write to
+ * the fresh socket) and close. */
+static void refuse(struct chat_relay *r, const struct chat_transport_ops *tp, void *handle,
+                   const char *reason)
+{
+	uint8_t frame[CHAT_FRAME_HDR + 3 + CHAT_TEXT_MAX];
+	size_t sent = 0;
+
+	relay_begin(r, CHAT_MSG_BYE);
+	chat_put_str16(&r->wb, reason);
+	if (!r->wb.err && r->wb.len <= sizeof(frame) - CHAT_FRAME_HDR) {
+		chat_frame_put_header(r->wb.len, frame);
+		memcpy(frame + CHAT_FRAME_HDR, r->wb.data, r->wb.len);
+		tp->write(handle, CHAT_FRAME_HDR + r->wb.len, frame, &sent);
+	}
+	tp->close(handle);
+}
+
+/* The connections not logged in hold all they may (relay.max_clients -
+ * relay.reserved_slots): the oldest of them makes room for the new one, so
+ * a flood that got in first cannot keep everyone else out. */
+static void evict_oldest(struct chat_relay *r, const char *for_peer, uint64_t now)
+{
+	struct client *old = r->waiting;
+
+	chat_log_limited(&r->lim_evict, now, "closing %s (connected %u s ago, not logged in) to make "
+	                 "room for %s: %zu connections have not logged in (relay.max_clients - "
+	                 "relay.reserved_slots)", chat_conn_peer(old->conn), r->sweeps - old->born_sweep,
+	                 for_peer, r->nwaiting);
+	close_logged(r, old, CHAT_ERR_NOSPACE,
+	             "too many connections have not logged in: closed to make room for a newer one");
+}
+
 int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp, void *handle)
 {
+	char peer[CHAT_ADDR_MAX] = "?";
+	uint32_t slot = CHAT_ADDRCOUNT_NONE, count = 0;
+	uint64_t now = chat_loop_now_ms();
 	struct client *c;
 	int rc;
 
+	tp->address(handle, 0, sizeof(peer), peer);
 	if (r->nclients >= r->cfg.max_clients) {
-		char peer[CHAT_ADDR_MAX] = "?";
-		tp->address(handle, 0, sizeof(peer), peer);
-		chat_warn("refusing %s: %zu clients connected (relay.max_clients)", peer, r->nclients);
-		tp->close(handle);
+		chat_log_limited(&r->lim_full, now, "refusing %s: %zu clients connected (relay.max_clients)",
+		                 peer, r->nclients);
+		refuse(r, tp, handle, "the relay is full: try again later");
 		return CHAT_ERR_NOSPACE;
 	}
+	if (r->addrs) {
+		rc = chat_addrcount_add(r->addrs, peer, &slot, &count);
+		if (rc != CHAT_OK) {
+			tp->close(handle);
+			return rc;
+		}
+		if (count > r->cfg.max_unauth_per_address) {
+			char from[CHAT_ADDR_MAX];
+			chat_addrcount_release(r->addrs, slot);
+			chat_addrcount_describe(peer, sizeof(from), from);
+			chat_log_limited(&r->lim_addr, now, "refusing %s: %u connections from %s have not "
+			                 "logged in yet (relay.max_unauth_per_address)", peer,
+			                 r->cfg.max_unauth_per_address, from);
+			refuse(r, tp, handle, "too many connections from your address have not logged in "
+			       "yet: try again later");
+			return CHAT_ERR_NOSPACE;
+		}
+	}
+	if (r->nwaiting >= r->waiting_max && r->waiting)
+		evict_oldest(r, peer, now);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
+		chat_addrcount_release(r->addrs, slot);
 		tp->close(handle);
 		return CHAT_ERR_NOMEM;
 	}
 	c->r = r;
-	c->last_active = chat_loop_now_ms();
+	c->last_active = now;
 	c->rx_sweep = r->sweeps;
+	c->born_sweep = r->sweeps;
 	c->since_ms = chat_unix_ms();
-	rc = chat_conn_new(r->loop, tp, handle, &r->cfg.limits, &relay_cbs, c, &c->conn);
+	rc = chat_conn_new(r->loop, tp, handle, &r->prelogin, &relay_cbs, c, &c->conn);
 	if (rc) {
+		chat_addrcount_release(r->addrs, slot);
 		free(c);
 		return rc;
 	}
-	c->next = r->clients;
-	if (r->clients)
-		r->clients->prev = c;
-	r->clients = c;
+	c->waiting = 1;
+	c->addr_slot = slot;
+	c->prev = r->waiting_tail;
+	if (r->waiting_tail)
+		r->waiting_tail->next = c;
+	else
+		r->waiting = c;
+	r->waiting_tail = c;
 	r->nclients++;
-	chat_info("client %s connected (%zu connected)", chat_conn_peer(c->conn), r->nclients);
+	r->nwaiting++;
+	chat_log_limited(&r->lim_connect, now, "client %s connected (%zu connected, %zu not logged in)",
+	                 peer, r->nclients, r->nwaiting);
 	return CHAT_OK;
 }
 
 void chat_relay_shutdown(struct chat_relay *r, const char *reason)
 {
-	for (struct client *c = r->clients, *next; c; c = next) {
-		next = c->next;
-		relay_bye(r, c, reason);
+	for (int list = 0; list < 2; list++) {
+		for (struct client *c = list ? r->clients : r->waiting, *next; c; c = next) {
+			next = c->next;
+			relay_bye(r, c, reason);
+		}
 	}
 }
 

@@ -29,6 +29,14 @@ struct chat_relay_config {
 	size_t max_room_members;
 	size_t max_pending_offers;
 	unsigned max_bad_requests;  /* malformed requests before a client is cut off */
+	/* Until a connection has logged in (docs/PROTOCOL.md "Rules the relay
+	 * enforces"); 0 turns each off. */
+	unsigned login_timeout_s;        /* closed if not logged in after this long */
+	unsigned max_unauth_per_address; /* more from one address (IPv4, IPv6 /64) are refused */
+	size_t prelogin_max_frame;       /* largest frame (and a small output queue) until login */
+	size_t reserved_slots;           /* of max_clients, never held by connections not logged
+	                                    in (must be less than max_clients) */
+	unsigned log_interval_s;         /* repeated events logged once per interval, with a count */
 	/* Accounts and stored messages (docs/PROTOCOL.md section 4).  store NULL:
 	 * guests only.  The relay does not own the store. */
 	struct chat_store *store;

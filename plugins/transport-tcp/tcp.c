@@ -481,6 +481,18 @@ out:
 	return rc;
 }
 
+/* The resource errors of accept, named: what to raise is in the name. */
+static const char *tcp_accept_error(int e)
+{
+	switch (e) {
+	case EMFILE: return "too many open files (EMFILE)";
+	case ENFILE: return "too many open files in the system (ENFILE)";
+	case ENOBUFS: return "out of kernel memory (ENOBUFS)";
+	case ENOMEM: return "out of kernel memory (ENOMEM)";
+	default: return strerror(e);
+	}
+}
+
 static int tcp_accept(void *listener, void **conn)
 {
 	struct tcp_handle *l = listener, *t;
@@ -529,7 +541,8 @@ static int tcp_accept(void *listener, void **conn)
 			uint64_t now = l->host->monotonic_ms ? l->host->monotonic_ms(l->host) : 0;
 
 			if (!l->fdlimit_ms || now - l->fdlimit_ms >= TCP_FDLIMIT_LOG_MS) {
-				tcp_log(l->host, CHAT_LOG_ERROR, "accept: %s", strerror(errno));
+				tcp_log(l->host, CHAT_LOG_ERROR, "accept: %s; the connection waits in the "
+				        "backlog", tcp_accept_error(errno));
 				l->fdlimit_ms = now ? now : 1;
 			}
 			return CHAT_ERR_IO;

@@ -394,7 +394,20 @@ static void test_dh(void)
 	memset(v, 0, sizeof(v));
 	CHECK_MEM(A, v, sizeof(v));
 
-	/* The peer's value must lie in [2, p-2]. */
+	/* The peer's value must lie in [2, p-2] and in the subgroup of order q:
+	 * v^q = 1 mod p.  p-2 has order 2q (p = 7 mod 8, so -2 is a
+	 * non-residue): inside the range, refused by the subgroup check. */
+	mpz_t q, y;
+	mpz_inits(q, y, NULL);
+	mpz_sub_ui(q, p, 1);
+	mpz_fdiv_q_2exp(q, q, 1);
+	p_plus(-2, v);
+	mpz_from(y, sizeof(v), v);
+	mpz_powm(r, y, q, p);
+	CHECK(mpz_cmp_ui(r, 1) != 0);         /* not of order q ... */
+	mpz_mul_2exp(x, q, 1);
+	mpz_powm(r, y, x, p);
+	CHECK(mpz_cmp_ui(r, 1) == 0);         /* ... but of order 2q */
 	fill_rand(sizeof(a), a);
 	struct {
 		const char *what;
@@ -403,18 +416,40 @@ static void test_dh(void)
 		{ "0", CHAT_ERR_PEER_VALUE }, { "1", CHAT_ERR_PEER_VALUE },
 		{ "p-1", CHAT_ERR_PEER_VALUE }, { "p", CHAT_ERR_PEER_VALUE },
 		{ "p+1", CHAT_ERR_PEER_VALUE }, { "2^2048-1", CHAT_ERR_PEER_VALUE },
-		{ "2", CHAT_OK }, { "3", CHAT_OK }, { "p-2", CHAT_OK },
+		{ "p-2", CHAT_ERR_PEER_VALUE }, { "non-residue", CHAT_ERR_PEER_VALUE },
+		{ "2", CHAT_OK }, { "4", CHAT_OK }, { "residue", CHAT_OK }, { "2^a", CHAT_OK },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *w = cases[i].what;
 
-		if (!strcmp(w, "0") || !strcmp(w, "1") || !strcmp(w, "2") || !strcmp(w, "3"))
+		if (!strcmp(w, "0") || !strcmp(w, "1") || !strcmp(w, "2") || !strcmp(w, "4"))
 			small_value((unsigned)(w[0] - '0'), v);
 		else if (!strcmp(w, "2^2048-1"))
 			memset(v, 0xff, sizeof(v));
-		else
+		else if (!strcmp(w, "non-residue") || !strcmp(w, "residue")) {
+			/* A random element, then its square (order q) or the first
+			 * element from it on whose q-th power is p-1 (order 2q). */
+			fill_rand(sizeof(v), v);
+			v[0] &= 0x7f;
+			mpz_from(y, sizeof(v), v);
+			if (!strcmp(w, "residue")) {
+				mpz_powm_ui(y, y, 2, p);
+			} else {
+				for (;;) {
+					mpz_powm(r, y, q, p);
+					mpz_add_ui(r, r, 1);
+					if (mpz_cmp(r, p) == 0)
+						break;
+					mpz_add_ui(y, y, 1);
+				}
+			}
+			mpz_to(sizeof(v), v, y);
+		} else if (!strcmp(w, "2^a")) {
+			CHECK_EQ_INT(rc4dh_dh_public(a, v), CHAT_OK);
+		} else {
 			p_plus(!strcmp(w, "p-1") ? -1 : !strcmp(w, "p-2") ? -2 : !strcmp(w, "p") ? 0 : 1,
 			       v);
+		}
 		if (rc4dh_dh_check(v) != cases[i].want)
 			fprintf(stderr, "peer value %s: check gave %d\n", w, rc4dh_dh_check(v));
 		CHECK_EQ_INT(rc4dh_dh_check(v), cases[i].want);
@@ -425,6 +460,25 @@ static void test_dh(void)
 			CHECK_MEM(s1, want, sizeof(want));
 		}
 	}
+	/* The check (Euler's criterion through the Legendre symbol) agrees with
+	 * the definition, v^q mod p == 1, on random values in [2, p-2]. */
+	int residues = 0;
+	for (int k = 0; k < 200; k++) {
+		fill_rand(sizeof(v), v);
+		if (k % 2)
+			memset(v, 0, RC4DH_DH_BYTES / 2); /* small ones too */
+		mpz_from(y, sizeof(v), v);
+		mpz_mod(y, y, p);
+		if (mpz_cmp_ui(y, 2) < 0)
+			continue;
+		mpz_to(sizeof(v), v, y);
+		mpz_powm(r, y, q, p);
+		int in_q = mpz_cmp_ui(r, 1) == 0;
+		residues += in_q;
+		CHECK_EQ_INT(rc4dh_dh_check(v), in_q ? CHAT_OK : CHAT_ERR_PEER_VALUE);
+	}
+	CHECK(residues > 50 && residues < 150);
+	mpz_clears(q, y, NULL);
 	mpz_clears(p, g, e, x, r, NULL);
 }
 
@@ -1152,8 +1206,9 @@ static void test_state_machine(void)
 		pair_free(&i, &r);
 	}
 
-	/* Bad public values, through the handshake. */
-	for (int k = 0; k < 6; k++) {
+	/* Bad public values, through the handshake: 0, 1, p-1, p, p+1,
+	 * 2^2048-1, and p-2 (in range, but of order 2q). */
+	for (int k = 0; k < 7; k++) {
 		uint8_t msg[HS_LEN];
 
 		msg[0] = 1;
@@ -1161,6 +1216,8 @@ static void test_state_machine(void)
 			small_value((unsigned)k, msg + 1);
 		else if (k == 5)
 			memset(msg + 1, 0xff, RC4DH_DH_BYTES);
+		else if (k == 6)
+			p_plus(-2, msg + 1);
 		else
 			p_plus(k - 3, msg + 1); /* p-1, p, p+1 */
 		pair_new(&i, &r, 1, 2, NULL);

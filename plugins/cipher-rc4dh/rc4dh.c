@@ -334,7 +334,8 @@ static int rc4dh_parse(struct rc4dh *s, size_t len, const uint8_t *src, uint8_t 
 	}
 	if (rc4dh_dh_check(src + 1)) {
 		s->host->log(s->host, CHAT_LOG_WARN,
-		             "peer's Diffie-Hellman value is outside [2, p-2]");
+		             "peer's Diffie-Hellman value is outside [2, p-2] or not in the "
+		             "subgroup of order q");
 		return CHAT_ERR_PEER_VALUE;
 	}
 	memcpy(value, src + 1, RC4DH_DH_BYTES);

@@ -8,8 +8,9 @@
  *
  * Cost: lookup O(1) expected; a failure, a success and an eviction
  * O(log max_entries) for the heap plus O(1) expected for the index.  The index
- * hashes with SipHash-2-4 under a random key drawn at new, so clients cannot
- * choose keys that collide (a worst case of max_entries probes otherwise).
+ * hashes with SipHash-2-4 (core/src/siphash.c) under a random key drawn at
+ * new, so clients cannot choose keys that collide (a worst case of
+ * max_entries probes otherwise).
  *
  * Keys: up to 63 bytes are kept verbatim; a longer key is kept as its
  * SHA-256, marked as hashed, so two long keys sharing a prefix never share an
@@ -28,6 +29,7 @@
 #include <chat/error.h>
 
 #include "host.h"
+#include "siphash.h"
 
 #define KEY_MAX 63
 #define KEY_HASHED (KEY_MAX + 1)        /* key.len marking a SHA-256 key */
@@ -56,57 +58,8 @@ struct chat_throttle {
 	uint32_t *heap;                    /* pool positions, min-heap on until_ms */
 	size_t count;
 	size_t mask;                       /* index size - 1 */
-	uint8_t sipkey[16];
+	uint8_t sipkey[CHAT_SIPHASH_KEY_LEN];
 };
-
-/* --- SipHash-2-4 (Aumasson and Bernstein) --- */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND \
-	do { \
-		v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
-		v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
-		v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; \
-		v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
-	} while (0)
-
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t siphash24(const uint8_t key[16], size_t len, const uint8_t *in)
-{
-	uint64_t k0 = le64(key), k1 = le64(key + 8);
-	uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
-	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
-	uint64_t b = (uint64_t)len << 56, m;
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		m = le64(in + i);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t j = 0; i + j < len; j++)
-		b |= (uint64_t)in[i + j] << (8 * j);
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* --- keys --- */
 
@@ -136,7 +89,7 @@ static uint64_t key_hash(const struct chat_throttle *t, const struct tkey *k)
 {
 	/* The length byte is hashed too, so a hashed key and a short key of the
 	 * same bytes land apart. */
-	return siphash24(t->sipkey, 1 + key_size(k), &k->len);
+	return chat_siphash24(t->sipkey, 1 + key_size(k), &k->len);
 }
 
 static int key_eq(const struct tkey *a, const struct tkey *b)

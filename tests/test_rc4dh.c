@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +26,9 @@
 
 #define HS_LEN (1 + RC4DH_DH_BYTES)
 #define HDR 8                          /* the stream offset in front of each message */
-#define GAP_MAX ((uint64_t)64 << 20)   /* rc4dh.c: RC4DH_GAP_MAX */
+#define GAP_MAX ((uint64_t)1 << 20)    /* rc4dh.c: RC4DH_GAP_MAX, one message's skip */
+#define SKIP_RATIO 8                   /* rc4dh.c: RC4DH_SKIP_RATIO */
+#define SKIP_FREE ((uint64_t)256 << 10) /* rc4dh.c: RC4DH_SKIP_FREE */
 #define MAX_MSG (60 * 1024)
 
 static const struct chat_plugin *desc;
@@ -394,7 +397,20 @@ static void test_dh(void)
 	memset(v, 0, sizeof(v));
 	CHECK_MEM(A, v, sizeof(v));
 
-	/* The peer's value must lie in [2, p-2]. */
+	/* The peer's value must lie in [2, p-2] and in the subgroup of order q:
+	 * v^q = 1 mod p.  p-2 has order 2q (p = 7 mod 8, so -2 is a
+	 * non-residue): inside the range, refused by the subgroup check. */
+	mpz_t q, y;
+	mpz_inits(q, y, NULL);
+	mpz_sub_ui(q, p, 1);
+	mpz_fdiv_q_2exp(q, q, 1);
+	p_plus(-2, v);
+	mpz_from(y, sizeof(v), v);
+	mpz_powm(r, y, q, p);
+	CHECK(mpz_cmp_ui(r, 1) != 0);         /* not of order q ... */
+	mpz_mul_2exp(x, q, 1);
+	mpz_powm(r, y, x, p);
+	CHECK(mpz_cmp_ui(r, 1) == 0);         /* ... but of order 2q */
 	fill_rand(sizeof(a), a);
 	struct {
 		const char *what;
@@ -403,18 +419,40 @@ static void test_dh(void)
 		{ "0", CHAT_ERR_PEER_VALUE }, { "1", CHAT_ERR_PEER_VALUE },
 		{ "p-1", CHAT_ERR_PEER_VALUE }, { "p", CHAT_ERR_PEER_VALUE },
 		{ "p+1", CHAT_ERR_PEER_VALUE }, { "2^2048-1", CHAT_ERR_PEER_VALUE },
-		{ "2", CHAT_OK }, { "3", CHAT_OK }, { "p-2", CHAT_OK },
+		{ "p-2", CHAT_ERR_PEER_VALUE }, { "non-residue", CHAT_ERR_PEER_VALUE },
+		{ "2", CHAT_OK }, { "4", CHAT_OK }, { "residue", CHAT_OK }, { "2^a", CHAT_OK },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *w = cases[i].what;
 
-		if (!strcmp(w, "0") || !strcmp(w, "1") || !strcmp(w, "2") || !strcmp(w, "3"))
+		if (!strcmp(w, "0") || !strcmp(w, "1") || !strcmp(w, "2") || !strcmp(w, "4"))
 			small_value((unsigned)(w[0] - '0'), v);
 		else if (!strcmp(w, "2^2048-1"))
 			memset(v, 0xff, sizeof(v));
-		else
+		else if (!strcmp(w, "non-residue") || !strcmp(w, "residue")) {
+			/* A random element, then its square (order q) or the first
+			 * element from it on whose q-th power is p-1 (order 2q). */
+			fill_rand(sizeof(v), v);
+			v[0] &= 0x7f;
+			mpz_from(y, sizeof(v), v);
+			if (!strcmp(w, "residue")) {
+				mpz_powm_ui(y, y, 2, p);
+			} else {
+				for (;;) {
+					mpz_powm(r, y, q, p);
+					mpz_add_ui(r, r, 1);
+					if (mpz_cmp(r, p) == 0)
+						break;
+					mpz_add_ui(y, y, 1);
+				}
+			}
+			mpz_to(sizeof(v), v, y);
+		} else if (!strcmp(w, "2^a")) {
+			CHECK_EQ_INT(rc4dh_dh_public(a, v), CHAT_OK);
+		} else {
 			p_plus(!strcmp(w, "p-1") ? -1 : !strcmp(w, "p-2") ? -2 : !strcmp(w, "p") ? 0 : 1,
 			       v);
+		}
 		if (rc4dh_dh_check(v) != cases[i].want)
 			fprintf(stderr, "peer value %s: check gave %d\n", w, rc4dh_dh_check(v));
 		CHECK_EQ_INT(rc4dh_dh_check(v), cases[i].want);
@@ -425,6 +463,25 @@ static void test_dh(void)
 			CHECK_MEM(s1, want, sizeof(want));
 		}
 	}
+	/* The check (Euler's criterion through the Legendre symbol) agrees with
+	 * the definition, v^q mod p == 1, on random values in [2, p-2]. */
+	int residues = 0;
+	for (int k = 0; k < 200; k++) {
+		fill_rand(sizeof(v), v);
+		if (k % 2)
+			memset(v, 0, RC4DH_DH_BYTES / 2); /* small ones too */
+		mpz_from(y, sizeof(v), v);
+		mpz_mod(y, y, p);
+		if (mpz_cmp_ui(y, 2) < 0)
+			continue;
+		mpz_to(sizeof(v), v, y);
+		mpz_powm(r, y, q, p);
+		int in_q = mpz_cmp_ui(r, 1) == 0;
+		residues += in_q;
+		CHECK_EQ_INT(rc4dh_dh_check(v), in_q ? CHAT_OK : CHAT_ERR_PEER_VALUE);
+	}
+	CHECK(residues > 50 && residues < 150);
+	mpz_clears(q, y, NULL);
 	mpz_clears(p, g, e, x, r, NULL);
 }
 
@@ -880,7 +937,7 @@ static void test_loss_and_replay(void)
 	free(plain);
 	CHECK_EQ_INT(open_msg(&r, 0, m[4], &plain, &n), CHAT_ERR_MALFORMED);
 	free(plain);
-	/* An offset more than 64 MiB ahead is refused, not skipped to. */
+	/* An offset more than the per-message cap ahead is refused, not skipped to. */
 	{
 		uint8_t forged[HDR + 5];
 		uint64_t off = 5 + 12 + 5 + 6 + GAP_MAX + 1; /* received so far + cap + 1 */
@@ -915,6 +972,158 @@ static void test_loss_and_replay(void)
 	free(m[0]);
 out:
 	pair_free(&i, &r);
+}
+
+static void put_off(uint8_t *msg, uint64_t off)
+{
+	for (int b = 7; b >= 0; b--, off >>= 8)
+		msg[b] = (uint8_t)off;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The unauthenticated offset cannot make the receiver skip more keystream
+ * than it paid for: over a session, skipped <= SKIP_RATIO x bytes handed to
+ * open() + SKIP_FREE, and one message skips at most GAP_MAX.  The attack of
+ * issue 11 (tiny messages each claiming an offset 64 MiB ahead, which the old
+ * cap let through: 40 of them took seconds) is refused at once, and the
+ * session still reads the genuine stream afterwards. */
+static void test_skip_budget(void)
+{
+	struct party i, r;
+	uint8_t junk[HDR + 6] = { 0 }, *plain, *m, save[2048];
+	uint64_t pos = 0, got = 0, skipped = 0, allowed;
+	size_t n, ml;
+	double t0, spent;
+	int refused = 0;
+
+	pair_new(&i, &r, 0x1212, 0x3434, NULL);
+	if (!handshake(&i, &r, NULL))
+		goto out;
+
+	/* 40 tiny messages, each 64 MiB ahead of the last: all refused, quickly. */
+	t0 = now_s();
+	for (int k = 0; k < 40; k++) {
+		put_off(junk, (uint64_t)(k + 1) * ((uint64_t)64 << 20));
+		refused += open_msg(&r, sizeof(junk), junk, &plain, &n) == CHAT_ERR_MALFORMED;
+		free(plain);
+		got += sizeof(junk);
+	}
+	spent = now_s() - t0;
+	CHECK_EQ_INT(refused, 40);
+	CHECK(spent < 0.5);
+	CHECK_STR_CONTAINS(r.last_log, "more than the");
+	printf("skip budget: 40 messages claiming 64 MiB jumps refused in %.1f ms\n", spent * 1e3);
+	/* The genuine stream is unaffected. */
+	CHECK(xfer(&i, &r, 5, (const uint8_t *)"hello", NULL));
+	pos += 5;
+	got += HDR + 5;
+
+	/* Exactly the budget is skipped to; one byte more is refused.  The
+	 * budget counts the refused messages' bytes too. */
+	allowed = SKIP_RATIO * (got + sizeof(junk)) + SKIP_FREE - skipped;
+	put_off(junk, pos + allowed + 1);
+	CHECK_EQ_INT(open_msg(&r, sizeof(junk), junk, &plain, &n), CHAT_ERR_MALFORMED);
+	free(plain);
+	got += sizeof(junk);
+	allowed = SKIP_RATIO * (got + sizeof(junk)) + SKIP_FREE - skipped;
+	CHECK(allowed <= GAP_MAX);
+	put_off(junk, pos + allowed);
+	CHECK_EQ_INT(open_msg(&r, sizeof(junk), junk, &plain, &n), CHAT_OK);
+	free(plain);
+	got += sizeof(junk);
+	skipped += allowed;
+	pos += allowed + 6;
+	/* Spent: a skip of 8 x this message's own bytes + 1 is now too much,
+	 * of 8 x its bytes exactly just right. */
+	put_off(junk, pos + SKIP_RATIO * sizeof(junk) + 1);
+	CHECK_EQ_INT(open_msg(&r, sizeof(junk), junk, &plain, &n), CHAT_ERR_MALFORMED);
+	free(plain);
+	got += sizeof(junk);
+	put_off(junk, pos + SKIP_RATIO * sizeof(junk) * 2);
+	CHECK_EQ_INT(open_msg(&r, sizeof(junk), junk, &plain, &n), CHAT_OK);
+	free(plain);
+	got += sizeof(junk);
+	skipped += SKIP_RATIO * sizeof(junk) * 2;
+	pos += SKIP_RATIO * sizeof(junk) * 2 + 6;
+
+	/* Saved and loaded, the session keeps what it has spent. */
+	{
+		struct chat_buf b = { save, sizeof(save), 0 };
+		struct chat_cipher_params params = {
+			.size = sizeof(params), .role = CHAT_ROLE_RESPONDER, .local_id = "bob",
+			.peer_id = "alice", .suite = "rc4dh", .binding = binding,
+			.binding_len = sizeof(binding) - 1,
+		};
+		void *copy = NULL;
+		uint8_t *out = NULL;
+		struct chat_buf ob;
+
+		CHECK_EQ_INT(ops->session_save(r.s, &b), CHAT_OK);
+		CHECK_EQ_INT(b.len, 1103);
+		CHECK_EQ_INT(ops->session_load(&r.host, &params, b.len, save, &copy), CHAT_OK);
+		put_off(junk, pos + SKIP_RATIO * sizeof(junk) + 1);
+		out = malloc(sizeof(junk));
+		ob = (struct chat_buf){ out, sizeof(junk), 0 };
+		if (copy)
+			CHECK_EQ_INT(ops->open(copy, sizeof(junk), &ob, junk), CHAT_ERR_MALFORMED);
+		ops->session_free(copy);
+		copy = NULL;
+		/* A version 1 blob (no counters) still loads, with a fresh budget. */
+		save[4] = 1;
+		CHECK_EQ_INT(ops->session_load(&r.host, &params, 1087, save, &copy), CHAT_OK);
+		ob = (struct chat_buf){ out, sizeof(junk), 0 };
+		if (copy)
+			CHECK_EQ_INT(ops->open(copy, sizeof(junk), &ob, junk), CHAT_OK);
+		ops->session_free(copy);
+		copy = NULL;
+		/* ... but not as a version 2 blob of that length, nor the reverse. */
+		CHECK_EQ_INT(ops->session_load(&r.host, &params, 1103, save, &copy),
+		             CHAT_ERR_MALFORMED);
+		save[4] = 2;
+		CHECK_EQ_INT(ops->session_load(&r.host, &params, 1087, save, &copy),
+		             CHAT_ERR_MALFORMED);
+		free(out);
+	}
+
+out:
+	pair_free(&i, &r);
+
+	/* Genuine traffic earns a larger budget, and genuine losses are skipped
+	 * over; but one message never skips more than GAP_MAX. */
+	{
+		uint64_t p2 = 0;
+
+		pair_new(&i, &r, 0x5656, 0x7878, NULL);
+		CHECK(handshake(&i, &r, NULL));
+		for (int k = 0; k < 4; k++) {
+			CHECK(xfer(&i, &r, 51200, pool, NULL));
+			p2 += 51200;
+		}
+		for (int k = 0; k < 4; k++) {
+			m = seal(&i, 51200, pool + k, &ml);
+			if (k == 3) { /* the first three were lost */
+				CHECK_EQ_INT(open_msg(&r, ml, m, &plain, &n), CHAT_OK);
+				CHECK(n == 51200 && !memcmp(plain, pool + k, n));
+				free(plain);
+			}
+			free(m);
+			p2 += 51200;
+		}
+		put_off(junk, p2 + GAP_MAX + 1);
+		CHECK_EQ_INT(open_msg(&r, sizeof(junk), junk, &plain, &n), CHAT_ERR_MALFORMED);
+		free(plain);
+		put_off(junk, p2 + GAP_MAX);
+		CHECK_EQ_INT(open_msg(&r, sizeof(junk), junk, &plain, &n), CHAT_OK);
+		free(plain);
+		pair_free(&i, &r);
+	}
 }
 
 /* No integrity: a flipped ciphertext bit flips exactly that plaintext bit,
@@ -1152,8 +1361,9 @@ static void test_state_machine(void)
 		pair_free(&i, &r);
 	}
 
-	/* Bad public values, through the handshake. */
-	for (int k = 0; k < 6; k++) {
+	/* Bad public values, through the handshake: 0, 1, p-1, p, p+1,
+	 * 2^2048-1, and p-2 (in range, but of order 2q). */
+	for (int k = 0; k < 7; k++) {
 		uint8_t msg[HS_LEN];
 
 		msg[0] = 1;
@@ -1161,6 +1371,8 @@ static void test_state_machine(void)
 			small_value((unsigned)k, msg + 1);
 		else if (k == 5)
 			memset(msg + 1, 0xff, RC4DH_DH_BYTES);
+		else if (k == 6)
+			p_plus(-2, msg + 1);
 		else
 			p_plus(k - 3, msg + 1); /* p-1, p, p+1 */
 		pair_new(&i, &r, 1, 2, NULL);
@@ -1300,6 +1512,7 @@ int main(void)
 	test_key_schedule("4097", 4097, 1);
 	test_in_step();
 	test_loss_and_replay();
+	test_skip_budget();
 	test_bit_flip();
 	test_offset_rewrite();
 	test_mitm();

@@ -7,6 +7,9 @@
  *                  CHAT_ERR_NOSPACE consuming nothing, equal fingerprints;
  *   INTEGRITY      every flipped bit and every truncation rejected by open
  *                  with nothing written;
+ *   not INSECURE   two handshakes of the same pair with the same params
+ *                  (and secret) give unrelated sessions: what one seals,
+ *                  the other does not open to the same text;
  *   REPLAY         a sealed message opened twice is rejected the second time;
  *   NEEDS_SECRET   a wrong secret makes the handshake fail, a missing one is
  *                  CHAT_ERR_NOSECRET at session_new or at the first step;
@@ -538,6 +541,50 @@ static void check_secret(struct suite *t)
 	t->ops->session_free(r);
 }
 
+/* Two handshakes of the same pair, same params and secret: a message sealed
+ * in the first session does not open to its text in the second.
+ * (aescbc-hmac salts even its password key with the handshake's challenges;
+ * rc4dh draws new exponents.)  Asserted unless the suite is INSECURE. */
+static void check_fresh(struct suite *t)
+{
+	static const uint8_t text[] = "the same words, another session";
+	void *i1, *r1, *i2, *r2;
+	int steps;
+	size_t sl;
+	uint8_t *sealed, *out;
+	struct chat_buf b;
+	int rc, same;
+
+	if (!pair_new(t, &i1, &r1, &steps))
+		return;
+	if (!pair_new(t, &i2, &r2, &steps)) {
+		t->ops->session_free(i1);
+		t->ops->session_free(r1);
+		return;
+	}
+	sealed = seal(t, i1, sizeof(text), text, &sl);
+	out = malloc(sl + sizeof(text));
+	if (!out)
+		abort();
+	b = (struct chat_buf){ out, sl + sizeof(text), 0 };
+	rc = t->ops->open(r2, sl, &b, sealed);
+	same = rc == CHAT_OK && b.len == sizeof(text) && memcmp(out, text, sizeof(text)) == 0;
+	if (!(t->flags & CHAT_FLAG_INSECURE))
+		CHECK(!same);
+	note(t, same ? "a second handshake gives the SAME keys" :
+	     rc == CHAT_OK ? "a second handshake gives other keys (garbage)" :
+	     "a second handshake gives other keys (refused)");
+	/* ... while its own session reads it. */
+	b = (struct chat_buf){ out, sl + sizeof(text), 0 };
+	CHECK_EQ_INT(t->ops->open(r1, sl, &b, sealed), CHAT_OK);
+	free(sealed);
+	free(out);
+	t->ops->session_free(i1);
+	t->ops->session_free(r1);
+	t->ops->session_free(i2);
+	t->ops->session_free(r2);
+}
+
 static void check_fingerprints(struct suite *t, void *i, void *r)
 {
 	char fi[256], fr[256], line[300];
@@ -875,6 +922,7 @@ static void test_suite(struct suite *t)
 		t->ops->session_free(i);
 		t->ops->session_free(r);
 	}
+	check_fresh(t);
 	if (t->flags & CHAT_FLAG_NEEDS_SECRET)
 		check_secret(t);
 	check_saved(t);

@@ -16,6 +16,12 @@ struct chat_conn {
 	const struct chat_conn_cbs *cbs;
 	void *arg;
 	struct chat_conn *next_dirty; /* on the dirty list: queued output to flush */
+	/* Bytes read but not yet framed: the frame budget ran out in the middle
+	 * of a read.  While any are held the fd is not read (order), and the
+	 * resume timer (delay 0) delivers them on the following loop rounds. */
+	uint8_t *held;
+	size_t held_len, held_off;
+	struct chat_timer *resume;
 	unsigned events;
 	unsigned connecting : 1;
 	unsigned closed : 1;
@@ -33,6 +39,13 @@ static uint8_t read_buf[64 * 1024];
 /* Reads per readiness event, so one busy peer cannot starve the others. */
 #define READS_PER_EVENT 16
 
+/* Frames one connection may deliver per loop round.  A 64 KiB read can hold
+ * 16,000 empty frames; handling all of them before the loop's timers run
+ * would let one peer stall the program (each frame may cost a decryption).
+ * The rest of the read is held and delivered on the next rounds, timers and
+ * other connections running in between. */
+#define FRAMES_PER_TURN 64
+
 /* Frames delivered from one read often produce output for many connections
  * (a relay routing 16 messages).  While a read is being delivered, sends only
  * queue and put the connection on this list; it is flushed once at the end
@@ -47,6 +60,7 @@ static void conn_free(void *arg)
 
 	chat_frame_decoder_free(&c->dec);
 	chat_outq_free(&c->outq);
+	free(c->held);
 	free(c->close_reason);
 	free(c);
 }
@@ -58,6 +72,8 @@ void chat_conn_close(struct chat_conn *c, int err, const char *reason)
 	c->closed = 1;
 	chat_loop_remove(c->loop, c->watch);
 	c->watch = NULL;
+	chat_loop_timer_cancel(c->loop, c->resume);
+	c->resume = NULL;
 	/* on_close still sees the peer's address (for its log line). */
 	if (c->cbs->on_close)
 		c->cbs->on_close(c, err, reason ? reason : chat_strerror(err), c->arg);
@@ -73,6 +89,18 @@ static void set_events(struct chat_conn *c, unsigned events)
 		return;
 	if (chat_loop_modify(c->loop, c->watch, events) == CHAT_OK)
 		c->events = events;
+}
+
+/* What the fd is watched for: output to write; input unless bytes read
+ * earlier are still held (they come first); only output while draining
+ * before a close (level-triggered READ would spin). */
+static void update_events(struct chat_conn *c)
+{
+	if (c->flush_then_close)
+		set_events(c, CHAT_EV_WRITE);
+	else
+		set_events(c, (c->held ? 0 : CHAT_EV_READ) |
+		              (chat_outq_len(&c->outq) ? CHAT_EV_WRITE : 0));
 }
 
 static void close_io(struct chat_conn *c, int rc, const char *what)
@@ -114,16 +142,18 @@ static void flush(struct chat_conn *c)
 		chat_conn_close(c, CHAT_OK, c->close_reason);
 		return;
 	}
-	/* While draining before a close, stop reading: level-triggered READ would spin. */
-	if (c->flush_then_close)
-		set_events(c, CHAT_EV_WRITE);
-	else
-		set_events(c, chat_outq_len(&c->outq) ? CHAT_EV_READ | CHAT_EV_WRITE : CHAT_EV_READ);
+	update_events(c);
 }
 
-static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
+/* Frame and deliver src while *budget lasts; returns the bytes used (all of
+ * them unless the budget ran out first, or the connection closed). */
+static size_t deliver(struct chat_conn *c, size_t len, const uint8_t *src, unsigned *budget)
 {
+	size_t total = len;
+
 	while (len > 0 && !c->closed && !c->flush_then_close) {
+		if (!*budget)
+			return total - len;
 		size_t used = 0, flen = 0;
 		const uint8_t *frame = NULL;
 		int rc = chat_frame_decode(&c->dec, len, src, &used, &frame, &flen);
@@ -133,12 +163,15 @@ static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
 			         "frame of %zu bytes exceeds the limit of %zu bytes",
 			         chat_frame_decoder_declared(&c->dec), (size_t)c->dec.max);
 			chat_conn_close(c, rc, reason);
-			return;
+			return total;
 		}
 		src += used;
 		len -= used;
-		if (rc == 1 && c->cbs->on_frame)
-			c->cbs->on_frame(c, flen, frame, c->arg);
+		if (rc == 1) {
+			--*budget;
+			if (c->cbs->on_frame)
+				c->cbs->on_frame(c, flen, frame, c->arg);
+		}
 	}
 	/* One empty call lets the decoder release a large frame buffer now, so
 	 * an idle connection holds no payload memory. */
@@ -147,6 +180,7 @@ static void deliver(struct chat_conn *c, size_t len, const uint8_t *src)
 		const uint8_t *frame = NULL;
 		chat_frame_decode(&c->dec, 0, src, &used, &frame, &flen);
 	}
+	return total;
 }
 
 static void flush_dirty(void)
@@ -161,11 +195,68 @@ static void flush_dirty(void)
 	}
 }
 
+static long long on_resume(struct chat_loop *loop, void *arg);
+
+/* The frame budget ran out with n bytes of the shared read buffer left:
+ * keep a copy, stop reading, and come back on the next loop round. */
+static void hold(struct chat_conn *c, size_t n, const uint8_t *rest)
+{
+	c->held = malloc(n);
+	if (!c->held) {
+		chat_conn_close(c, CHAT_ERR_NOMEM, "out of memory holding input");
+		return;
+	}
+	memcpy(c->held, rest, n);
+	c->held_len = n;
+	c->held_off = 0;
+	if (chat_loop_timer_add(c->loop, 0, on_resume, c, &c->resume) != CHAT_OK) {
+		chat_conn_close(c, CHAT_ERR_NOMEM, "out of memory holding input");
+		return;
+	}
+	update_events(c);
+}
+
+static void drop_held(struct chat_conn *c)
+{
+	free(c->held);
+	c->held = NULL;
+	c->held_len = c->held_off = 0;
+}
+
+/* The resume timer: one more budget of the held bytes; again on the next
+ * round while some remain, then the fd is read again. */
+static long long on_resume(struct chat_loop *loop, void *arg)
+{
+	struct chat_conn *c = arg;
+	unsigned budget = FRAMES_PER_TURN;
+	long long again = -1;
+
+	(void)loop;
+	delivering++;
+	c->held_off += deliver(c, c->held_len - c->held_off, c->held + c->held_off, &budget);
+	if (c->closed) {
+		/* chat_conn_close cancelled this timer already. */
+	} else if (c->flush_then_close || c->held_off == c->held_len) {
+		drop_held(c);
+		c->resume = NULL;
+		update_events(c);
+	} else {
+		again = 0;
+	}
+	if (--delivering == 0)
+		flush_dirty();
+	return again;
+}
+
 static void on_readable(struct chat_conn *c)
 {
+	unsigned budget = FRAMES_PER_TURN;
+
+	if (c->held)
+		return; /* a HUP while input is held: on_resume gets to it first */
 	delivering++;
 	for (int i = 0; i < READS_PER_EVENT && !c->closed && !c->flush_then_close; i++) {
-		size_t got = 0;
+		size_t got = 0, used;
 		int rc = c->tp->read(c->handle, sizeof(read_buf), read_buf, &got);
 		if (rc == CHAT_ERR_AGAIN)
 			break;
@@ -173,8 +264,14 @@ static void on_readable(struct chat_conn *c)
 			close_io(c, rc, "read");
 			break;
 		}
-		deliver(c, got, read_buf);
-		if (got < sizeof(read_buf))
+		used = deliver(c, got, read_buf, &budget);
+		if (used < got && !c->closed && !c->flush_then_close) {
+			hold(c, got - used, read_buf + used);
+			break;
+		}
+		/* A full budget spent exactly: the fd stays readable, the loop
+		 * comes back to it on the next round. */
+		if (got < sizeof(read_buf) || !budget)
 			break;
 	}
 	if (--delivering == 0)

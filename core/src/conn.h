@@ -1,7 +1,13 @@
 /* One framed connection on the event loop: a transport handle, an incremental
  * frame decoder, a bounded output queue.  Closing is safe from inside any
  * callback (including on_frame for this very connection): the connection
- * stops at once and its memory is released after the loop round. */
+ * stops at once and its memory is released after the loop round.
+ *
+ * A connection delivers at most 64 frames per loop round: a read holding
+ * more keeps the rest and goes on with it in the next rounds (a timer of
+ * delay 0, so without waiting for new input), the loop's due timers and the
+ * other connections running in between; the fd is not read again until the
+ * held bytes are delivered. */
 #ifndef CHAT_CONN_H
 #define CHAT_CONN_H
 

@@ -91,6 +91,7 @@ struct pconn {
 	char *password;               /* outgoing only */
 	uint8_t *text;                /* outgoing: the message; incoming: reassembly */
 	size_t text_len;
+	size_t counted;               /* incoming: what the chunks so far count (on_data) */
 	uint8_t digest[SHA256_DIGEST_SIZE]; /* outgoing: what the ACK must carry */
 };
 
@@ -326,11 +327,11 @@ static size_t chunk_size(const struct pconn *pc)
 	const struct chat_cipher_ops *ops = pc->p->cfg.suite->desc->ops.cipher;
 	size_t limit = pc->p->cfg.max_frame - 2, n = limit;
 
-	while (n > 64 && (ops->sealed_size(pc->session, n) > limit ||
-	                  ops->sealed_size(pc->session, n) == 0)) {
+	while (n > CHAT_PEER_CHUNK_MIN && (ops->sealed_size(pc->session, n) > limit ||
+	                                   ops->sealed_size(pc->session, n) == 0)) {
 		size_t s = ops->sealed_size(pc->session, n);
 		size_t cut = s > limit ? s - limit + 16 : n / 2;
-		n = cut < n ? n - cut : 64;
+		n = cut < n ? n - cut : CHAT_PEER_CHUNK_MIN;
 	}
 	return n;
 }
@@ -535,12 +536,17 @@ static void on_data(struct pconn *pc, size_t len, const uint8_t *f)
 		     N_INTEGRITY, "message from %s rejected: %s", pc->peer, chat_strerror(rc));
 		return;
 	}
-	if (pc->text_len + dst.len > CHAT_PEER_MAX_MESSAGE) {
+	/* Every chunk counts, empty or not: one before the last counts at least
+	 * CHAT_PEER_CHUNK_MIN (no sender cuts smaller ones), so a stream of
+	 * empty "more" chunks reaches the limit like text does. */
+	size_t counts = more && dst.len < CHAT_PEER_CHUNK_MIN ? CHAT_PEER_CHUNK_MIN : dst.len;
+	if (counts > CHAT_PEER_MAX_MESSAGE - pc->counted) {
 		chat_wipe(dst.data, dst.len);
-		fail(pc, "too-big", N_TOO_BIG, "message from %s exceeds %d bytes", pc->peer,
-		     CHAT_PEER_MAX_MESSAGE);
+		fail(pc, "too-big", N_TOO_BIG, "message from %s exceeds %d bytes (every chunk but the "
+		     "last counts at least %d)", pc->peer, CHAT_PEER_MAX_MESSAGE, CHAT_PEER_CHUNK_MIN);
 		return;
 	}
+	pc->counted += counts;
 	uint8_t *grown = realloc(pc->text, pc->text_len + dst.len + 1);
 	if (!grown) {
 		chat_wipe(dst.data, dst.len);

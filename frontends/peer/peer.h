@@ -19,6 +19,10 @@
 #define CHAT_PEER_MAX_MESSAGE 61440 /* 60 KiB of text per message */
 #define CHAT_PEER_MAX_CONNS 64      /* connections of each direction at once */
 #define CHAT_PEER_MIN_FRAME 1024    /* smallest core.max_frame chat-peer works with */
+/* The smallest chunk a sender cuts before the last one; on receipt every
+ * chunk but the last counts at least this much towards CHAT_PEER_MAX_MESSAGE,
+ * so a message is at most 960 chunks and the last, empty or not. */
+#define CHAT_PEER_CHUNK_MIN 64
 
 enum chat_peer_event_kind {
 	CHAT_PEER_EV_LISTENING, /* text: the address actually bound */

@@ -19,20 +19,18 @@
 
 /* ---- helpers */
 
-static uint64_t hash_name(const char *s)
+/* Names come from clients: keyed, so they cannot be chosen to collide. */
+uint64_t relay_hash_name(const struct chat_relay *r, const char *name)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	while (*s)
-		h = (h ^ (uint8_t)*s++) * 1099511628211ull;
-	return h;
+	return chat_siphash24_str(r->hash_key, name);
 }
 
 struct client *relay_find_user(const struct chat_relay *r, const char *name)
 {
 	if (!r->nbuckets)
 		return NULL;
-	for (struct client *c = r->buckets[hash_name(name) & (r->nbuckets - 1)]; c; c = c->hnext)
+	for (struct client *c = r->buckets[relay_hash_name(r, name) & (r->nbuckets - 1)]; c;
+	     c = c->hnext)
 		if (strcmp(c->name, name) == 0)
 			return c;
 	return NULL;
@@ -48,7 +46,7 @@ int relay_insert_user(struct chat_relay *r, struct client *c)
 		for (size_t i = 0; i < r->nbuckets; i++) {
 			for (struct client *x = r->buckets[i], *next; x; x = next) {
 				next = x->hnext;
-				size_t h = hash_name(x->name) & (n - 1);
+				size_t h = relay_hash_name(r, x->name) & (n - 1);
 				x->hnext = b[h];
 				b[h] = x;
 			}
@@ -57,7 +55,7 @@ int relay_insert_user(struct chat_relay *r, struct client *c)
 		r->buckets = b;
 		r->nbuckets = n;
 	}
-	size_t h = hash_name(c->name) & (r->nbuckets - 1);
+	size_t h = relay_hash_name(r, c->name) & (r->nbuckets - 1);
 	c->hnext = r->buckets[h];
 	r->buckets[h] = c;
 	r->nlogged++;
@@ -66,7 +64,7 @@ int relay_insert_user(struct chat_relay *r, struct client *c)
 
 void relay_remove_user(struct chat_relay *r, struct client *c)
 {
-	struct client **pp = &r->buckets[hash_name(c->name) & (r->nbuckets - 1)];
+	struct client **pp = &r->buckets[relay_hash_name(r, c->name) & (r->nbuckets - 1)];
 
 	for (; *pp; pp = &(*pp)->hnext) {
 		if (*pp == c) {
@@ -265,12 +263,68 @@ static size_t pending_offers(const struct client *c)
 
 /* ---- rooms */
 
-static struct room *find_room(struct chat_relay *r, const char *name)
+struct room *relay_find_room(const struct chat_relay *r, const char *name)
 {
-	for (struct room *rm = r->rooms; rm; rm = rm->next)
+	if (!r->nroom_buckets)
+		return NULL;
+	for (struct room *rm = r->room_buckets[relay_hash_name(r, name) & (r->nroom_buckets - 1)];
+	     rm; rm = rm->hnext)
 		if (strcmp(rm->name, name) == 0)
 			return rm;
 	return NULL;
+}
+
+struct room *relay_new_room(struct chat_relay *r, const char *name)
+{
+	struct room *rm;
+	size_t h;
+
+	if (r->nrooms + 1 > r->nroom_buckets) {
+		size_t n = r->nroom_buckets ? r->nroom_buckets * 2 : 16;
+		struct room **b = calloc(n, sizeof(*b));
+		if (!b)
+			return NULL;
+		for (struct room *x = r->rooms; x; x = x->next) {
+			h = relay_hash_name(r, x->name) & (n - 1);
+			x->hnext = b[h];
+			b[h] = x;
+		}
+		free(r->room_buckets);
+		r->room_buckets = b;
+		r->nroom_buckets = n;
+	}
+	rm = calloc(1, sizeof(*rm));
+	if (!rm)
+		return NULL;
+	snprintf(rm->name, sizeof(rm->name), "%s", name);
+	rm->next = r->rooms;
+	r->rooms = rm;
+	h = relay_hash_name(r, rm->name) & (r->nroom_buckets - 1);
+	rm->hnext = r->room_buckets[h];
+	r->room_buckets[h] = rm;
+	r->nrooms++;
+	return rm;
+}
+
+static void free_room(struct chat_relay *r, struct room *rm)
+{
+	for (struct room **pp = &r->rooms; *pp; pp = &(*pp)->next) {
+		if (*pp == rm) {
+			*pp = rm->next;
+			break;
+		}
+	}
+	for (struct room **pp = &r->room_buckets[relay_hash_name(r, rm->name) &
+	                                         (r->nroom_buckets - 1)];
+	     *pp; pp = &(*pp)->hnext) {
+		if (*pp == rm) {
+			*pp = rm->hnext;
+			break;
+		}
+	}
+	r->nrooms--;
+	free(rm->members);
+	free(rm);
 }
 
 static int in_room(const struct room *rm, const struct client *c)
@@ -291,16 +345,8 @@ static int share_room(const struct client *a, const struct client *b)
 
 static void free_room_if_empty(struct chat_relay *r, struct room *rm)
 {
-	if (rm->n)
-		return;
-	for (struct room **pp = &r->rooms; *pp; pp = &(*pp)->next) {
-		if (*pp == rm) {
-			*pp = rm->next;
-			break;
-		}
-	}
-	free(rm->members);
-	free(rm);
+	if (!rm->n)
+		free_room(r, rm);
 }
 
 /* Copy of a room's members, so a send that closes one cannot disturb the loop. */
@@ -361,7 +407,7 @@ static void leave_room(struct chat_relay *r, struct client *c, struct room *rm)
 	char name[CHAT_NAME_MAX + 1];
 	memcpy(name, rm->name, sizeof(name));
 	room_event(r, rm, c, 2);
-	rm = find_room(r, name); /* it may be gone by now */
+	rm = relay_find_room(r, name); /* it may be gone by now */
 	if (rm)
 		free_room_if_empty(r, rm);
 }
@@ -743,7 +789,7 @@ static void on_close_conversation(struct chat_relay *r, struct client *c, const 
 
 static void on_join(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct room *rm = find_room(r, m->room);
+	struct room *rm = relay_find_room(r, m->room);
 
 	if (rm && in_room(rm, c)) {
 		relay_error(r, c, CHAT_PERR_ALREADY, m->type, m->room, "you are already in room %s", m->room);
@@ -759,15 +805,9 @@ static void on_join(struct chat_relay *r, struct client *c, const struct chat_ms
 		           m->room, rm->n);
 		return;
 	}
-	if (!rm) {
-		rm = calloc(1, sizeof(*rm));
-		if (!rm) {
-			relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
-			return;
-		}
-		snprintf(rm->name, sizeof(rm->name), "%s", m->room);
-		rm->next = r->rooms;
-		r->rooms = rm;
+	if (!rm && !(rm = relay_new_room(r, m->room))) {
+		relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
+		return;
 	}
 	if (rm->n == rm->cap) {
 		size_t cap = rm->cap ? rm->cap * 2 : 4;
@@ -805,7 +845,7 @@ nomem:
 
 static void on_leave(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct room *rm = find_room(r, m->room);
+	struct room *rm = relay_find_room(r, m->room);
 
 	if (!rm || !in_room(rm, c)) {
 		relay_error(r, c, CHAT_PERR_NOT_MEMBER, m->type, m->room, "you are not in room %s", m->room);
@@ -832,7 +872,7 @@ static void on_rooms(struct chat_relay *r, struct client *c)
 
 static void on_room_send(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	struct room *rm = find_room(r, m->room);
+	struct room *rm = relay_find_room(r, m->room);
 	struct chat_iter it = m->list;
 	char name[CHAT_NAME_MAX + 1];
 	const uint8_t *payload;
@@ -1133,6 +1173,10 @@ int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
 	r->loop = loop;
 	r->cfg = *cfg;
 	chat_wbuf_init(&r->wb, cfg->limits.max_frame);
+	if (chat_os_random(sizeof(r->hash_key), r->hash_key) != CHAT_OK) {
+		chat_relay_free(r);
+		return CHAT_ERR_RANDOM;
+	}
 	r->waiting_max = cfg->max_clients > cfg->reserved_slots ? cfg->max_clients - cfg->reserved_slots : 1;
 	r->prelogin = cfg->limits;
 	if (cfg->prelogin_max_frame) {
@@ -1175,6 +1219,9 @@ void chat_relay_free(struct chat_relay *r)
 		chat_loop_timer_cancel(r->loop, r->sweep_timer);
 	relay_mail_free(r);
 	relay_accounts_free(r);
+	while (r->rooms) /* only rooms nobody ever joined (tests) are left */
+		free_room(r, r->rooms);
+	free(r->room_buckets);
 	free(r->buckets);
 	chat_wbuf_free(&r->wb);
 	free(r);

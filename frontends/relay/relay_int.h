@@ -12,6 +12,7 @@
 #include "proto.h"
 #include "relay.h"
 #include "scram.h"
+#include "siphash.h"
 #include "store.h"
 #include "throttle.h"
 
@@ -29,7 +30,8 @@ struct link {
 };
 
 struct room {
-	struct room *next;
+	struct room *next;          /* every room (ROOMS lists them) */
+	struct room *hnext;         /* name hash chain */
 	struct client **members;
 	size_t n, cap;
 	char name[CHAT_NAME_MAX + 1];
@@ -85,9 +87,15 @@ struct chat_relay {
 	/* Repeated events, each kind logged once per relay.log_interval. */
 	struct chat_log_limit lim_connect, lim_gone, lim_malformed, lim_full, lim_addr, lim_evict,
 		lim_timeout;
-	struct client **buckets;
+	/* The two tables keyed by names clients choose, hashed with SipHash-2-4
+	 * under hash_key, drawn at random in chat_relay_new: nobody can pick
+	 * names that share a chain. */
+	uint8_t hash_key[CHAT_SIPHASH_KEY_LEN];
+	struct client **buckets;     /* logged-in users by name */
 	size_t nbuckets;
 	struct room *rooms;
+	struct room **room_buckets;  /* rooms by name */
+	size_t nroom_buckets, nrooms;
 	struct chat_timer *sweep_timer; /* once a second: keepalive, dead links, idle timeout */
 	uint32_t sweeps;             /* sweeps so far: the clock of the keepalive */
 	char suite_names[SUITE_TABLE_MAX][CHAT_NAME_MAX + 1];
@@ -112,9 +120,14 @@ struct chat_relay {
 
 
 /* relay.c */
+uint64_t relay_hash_name(const struct chat_relay *r, const char *name);
 struct client *relay_find_user(const struct chat_relay *r, const char *name);
 int relay_insert_user(struct chat_relay *r, struct client *c);
 void relay_remove_user(struct chat_relay *r, struct client *c);
+struct room *relay_find_room(const struct chat_relay *r, const char *name);
+/* A new room with no members, in the list and the table (NULL: no memory);
+ * it is freed when its last member leaves, or with the relay. */
+struct room *relay_new_room(struct chat_relay *r, const char *name);
 int relay_intern_suite(struct chat_relay *r, const char *name);
 int relay_has_suite(const struct client *c, int idx);
 void relay_suites_join(const struct chat_relay *r, const struct client *c, const char *sep,

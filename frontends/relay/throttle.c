@@ -8,9 +8,9 @@
  *
  * Cost: lookup O(1) expected; a failure, a success and an eviction
  * O(log max_entries) for the heap plus O(1) expected for the index.  The index
- * hashes with SipHash-2-4 (siphash.c) under a random key drawn at new, so
- * clients cannot choose keys that collide (a worst case of max_entries probes
- * otherwise).
+ * hashes with SipHash-2-4 (core/src/siphash.c) under a random key drawn at
+ * new, so clients cannot choose keys that collide (a worst case of
+ * max_entries probes otherwise).
  *
  * Keys: up to 63 bytes are kept verbatim; a longer key is kept as its
  * SHA-256, marked as hashed, so two long keys sharing a prefix never share an
@@ -58,7 +58,7 @@ struct chat_throttle {
 	uint32_t *heap;                    /* pool positions, min-heap on until_ms */
 	size_t count;
 	size_t mask;                       /* index size - 1 */
-	uint8_t sipkey[16];
+	uint8_t sipkey[CHAT_SIPHASH_KEY_LEN];
 };
 
 /* --- keys --- */

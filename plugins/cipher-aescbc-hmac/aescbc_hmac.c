@@ -1,7 +1,7 @@
 /* aescbc-hmac: password-authenticated chat messages (SEEDS.md item 3).
  *
- * Both users share a password.  PBKDF2 turns it into a master key per pair of
- * usernames; a CHAP exchange (a random challenge each way, an HMAC proof each
+ * Both users share a password.  PBKDF2 turns it into a master key per
+ * handshake (salted with both usernames and both challenges); a CHAP exchange (a random challenge each way, an HMAC proof each
  * way) shows each side that the other knows it and binds the negotiated suite
  * lists; HKDF over both challenges gives fresh AES-256-CBC and HMAC-SHA256
  * keys per direction.  Every PDU is a JSON object with a CRC-32 and a
@@ -107,14 +107,28 @@ static bool username_ok(const char *name)
 	return s != NULL;
 }
 
+/* The password and the master key: needed only until the handshake is over. */
+static void wipe_secrets(struct ach_session *s)
+{
+	if (s->secret) {
+		explicit_bzero(s->secret, s->secret_len);
+		free(s->secret);
+		s->secret = NULL;
+		s->secret_len = 0;
+	}
+	explicit_bzero(s->master, sizeof(s->master));
+}
+
 static void session_wipe_free(struct ach_session *s)
 {
 	if (!s)
 		return;
+	wipe_secrets(s);
 	if (s->binding) {
 		explicit_bzero(s->binding, s->binding_len);
 		free(s->binding);
 	}
+	free(s->salt);
 	explicit_bzero(s, sizeof(*s));
 	free(s);
 }
@@ -123,7 +137,7 @@ static void session_wipe_free(struct ach_session *s)
 static void session_fail(struct ach_session *s)
 {
 	s->state = ACH_S_FAILED;
-	explicit_bzero(s->master, sizeof(s->master));
+	wipe_secrets(s);
 	explicit_bzero(s->keys, sizeof(s->keys));
 }
 
@@ -211,10 +225,15 @@ static int ach_session_new(const struct chat_host *host, const struct chat_ciphe
 		salt = host->config_get(host, "salt");
 	if (!salt)
 		salt = ACH_SALT_DEFAULT;
-	rc = ach_master_key(host, s->iterations, salt, s->local_id, s->peer_id, params->secret_len,
-	                    params->secret, s->master);
-	if (rc < 0)
+	/* PBKDF2 runs in the handshake, once both challenges are known. */
+	s->salt = strdup(salt);
+	s->secret = malloc(params->secret_len);
+	if (!s->salt || !s->secret) {
+		rc = CHAT_ERR_NOMEM;
 		goto out;
+	}
+	memcpy(s->secret, params->secret, params->secret_len);
+	s->secret_len = params->secret_len;
 	s->state = s->role == CHAT_ROLE_INITIATOR ? ACH_S_INIT_START : ACH_S_RESP_WAIT_HELLO;
 	*session = s;
 	s = NULL;
@@ -286,6 +305,15 @@ static int check_username(struct ach_session *s, const struct ach_pdu *pdu, stru
 	return CHAT_ERR_AUTH;
 }
 
+/* Both challenges are known: this handshake's master key.  The password
+ * stays until the handshake ends (a NOSPACE retry derives again, with a new
+ * challenge). */
+static int derive_master(struct ach_session *s)
+{
+	return ach_master_key(s->iterations, s->salt, s->local_id, s->peer_id, s->ch_i, s->ch_r,
+	                      s->secret_len, s->secret, s->master);
+}
+
 static int establish(struct ach_session *s)
 {
 	int rc = ach_session_keys(s);
@@ -293,6 +321,7 @@ static int establish(struct ach_session *s)
 	if (rc < 0)
 		return rc;
 	ach_fingerprint_bytes(s, s->fp);
+	wipe_secrets(s); /* the session keys are all that is needed now */
 	return CHAT_OK;
 }
 
@@ -307,6 +336,9 @@ static int on_hello(struct ach_session *s, const struct ach_pdu *pdu, struct cha
 	if (s->host->random(s->host, ACH_CHALLENGE_LEN, s->ch_r) < 0)
 		return CHAT_ERR_RANDOM;
 	memcpy(s->ch_i, pdu->challenge, ACH_CHALLENGE_LEN);
+	rc = derive_master(s);
+	if (rc < 0)
+		return rc;
 	ach_proof(s, 1, proof);
 	rc = send_hs(s, ACH_T_CHALLENGE, s->ch_r, proof, dst);
 	if (rc < 0)
@@ -329,6 +361,9 @@ static int on_challenge(struct ach_session *s, const struct ach_pdu *pdu, struct
 		goto out;
 	}
 	memcpy(s->ch_r, pdu->challenge, ACH_CHALLENGE_LEN);
+	rc = derive_master(s);
+	if (rc < 0)
+		goto out;
 	ach_proof(s, 1, want);
 	if (!memeql_sec(want, pdu->proof, ACH_MAC_LEN)) {
 		rc = auth_failed(s, dst, "wrong proof (wrong password, or the suite negotiation "

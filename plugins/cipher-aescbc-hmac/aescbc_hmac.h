@@ -13,7 +13,7 @@
 #include <chat/plugin.h>
 
 #define ACH_SUITE "aescbc-hmac"
-#define ACH_VERSION "1.0.0"
+#define ACH_VERSION "2.0.0"    /* 2: the handshake's challenges salt PBKDF2 (not 1-compatible) */
 
 #define ACH_KEY_LEN 32         /* AES-256 key, HMAC-SHA256 key, master key */
 #define ACH_MAC_LEN 32         /* HMAC-SHA256 output */
@@ -26,7 +26,6 @@
 #define ACH_HS_PDU_MAX 4096    /* largest handshake PDU accepted */
 #define ACH_JSON_DEPTH_MAX 8   /* deepest [ / { nesting accepted */
 #define ACH_SEQ_MAX INT64_MAX  /* seq is a JSON integer: json_int_t is signed */
-#define ACH_CACHE_SLOTS 32     /* master-key cache entries */
 #define ACH_DIGEST_LEN 32      /* SHA-256 output */
 
 /* A saved session (session_save): "ACHS" || version || name length || name
@@ -85,7 +84,13 @@ struct ach_session {
 	char suite[64];
 	uint8_t *binding; /* malloc'd copy, may be NULL when binding_len is 0 */
 	size_t binding_len;
-	uint8_t master[ACH_KEY_LEN];
+	/* The password and the PBKDF2 salt prefix: the master key is derived in
+	 * the handshake, once both challenges are known; the password is wiped
+	 * when the handshake ends, either way. */
+	uint8_t *secret;
+	size_t secret_len;
+	char *salt;
+	uint8_t master[ACH_KEY_LEN];      /* from the handshake's challenges on; wiped once established */
 	uint8_t ch_i[ACH_CHALLENGE_LEN]; /* initiator's challenge */
 	uint8_t ch_r[ACH_CHALLENGE_LEN]; /* responder's challenge */
 	uint8_t keys[ACH_K_COUNT][ACH_KEY_LEN];
@@ -108,16 +113,17 @@ struct ach_pdu {
 	size_t body_len;
 };
 
-/* kdf.c: PBKDF2, the master-key cache, proofs, HKDF, fingerprint. */
+/* kdf.c: PBKDF2, proofs, HKDF, fingerprint. */
 void ach_pbkdf2(unsigned iterations, size_t pw_len, const uint8_t *pw, size_t salt_len,
                 const uint8_t *salt, size_t len, uint8_t *dst);
 void ach_hmac(size_t key_len, const uint8_t *key, size_t len, const uint8_t *src,
               uint8_t dst[ACH_MAC_LEN]);
-int ach_master_key(const struct chat_host *host, unsigned iterations, const char *salt,
-                   const char *user_a, const char *user_b, size_t pw_len, const uint8_t *pw,
+/* PBKDF2-HMAC-SHA256(pw, salt || 0 || min(a, b) || 0 || max(a, b) || 0 ||
+ * ch_i || ch_r, iterations): a new master key for every handshake. */
+int ach_master_key(unsigned iterations, const char *salt, const char *user_a,
+                   const char *user_b, const uint8_t ch_i[ACH_CHALLENGE_LEN],
+                   const uint8_t ch_r[ACH_CHALLENGE_LEN], size_t pw_len, const uint8_t *pw,
                    uint8_t dst[ACH_KEY_LEN]);
-void ach_cache_clear(void);
-void ach_cache_stats(unsigned *hits, unsigned *misses);
 /* proof = HMAC(master, lp(label) || ch_i || ch_r || transcript) */
 void ach_proof(const struct ach_session *s, int responder, uint8_t dst[ACH_MAC_LEN]);
 int ach_session_keys(struct ach_session *s);

@@ -1,19 +1,16 @@
-/* Key derivation for aescbc-hmac: PBKDF2 master keys (with a process-wide
- * cache), the CHAP proofs, HKDF session keys, the message MAC and the
- * fingerprint.
+/* Key derivation for aescbc-hmac: PBKDF2 master keys (one per handshake),
+ * the CHAP proofs, HKDF session keys, the message MAC and the fingerprint.
  *
  * Every variable-length field that goes into a MAC or hash is length-prefixed
  * (lp(x) = 4-byte big-endian length || x) so that no two different inputs can
  * produce the same byte string ("ab" || "c" vs "a" || "bc"). */
 #include "aescbc_hmac.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <nettle/hkdf.h>
 #include <nettle/hmac.h>
-#include <nettle/memops.h>
 #include <nettle/pbkdf2.h>
 #include <nettle/sha2.h>
 
@@ -21,7 +18,6 @@
 #define LABEL_INITIATOR ACH_SUITE " initiator proof"
 #define LABEL_KEYS ACH_SUITE " session keys"
 #define LABEL_FINGERPRINT ACH_SUITE " fingerprint"
-#define LABEL_CACHE ACH_SUITE " cache tag"
 #define LABEL_SAVED ACH_SUITE " saved session v1"
 
 static void put_be32(uint8_t dst[4], uint32_t v)
@@ -94,122 +90,25 @@ void ach_hmac(size_t key_len, const uint8_t *key, size_t len, const uint8_t *src
 	explicit_bzero(&ctx, sizeof(ctx));
 }
 
-/* --- The master-key cache ------------------------------------------------
- * PBKDF2 at 100,000 iterations is slow on purpose; a peer that sends many
- * messages (one connection each, as chat-peer does) would pay it every time.
- * So derived master keys are kept in a small process-wide table.  An entry is
- * found by a tag: HMAC under a random per-process key over every KDF input.
- * A plain hash of the inputs would let anyone who reads the memory test
- * password guesses at SHA-256 speed, undoing PBKDF2; the keyed tag does not.
- * The least recently used entry is evicted and wiped; everything is wiped at
- * process exit (the plugin is never unloaded). */
-struct cache_entry {
-	bool used;
-	uint64_t stamp; /* last use: the smallest is evicted */
-	uint8_t tag[ACH_MAC_LEN];
-	uint8_t key[ACH_KEY_LEN];
-};
-
-static struct {
-	pthread_mutex_t lock;
-	bool have_tag_key;
-	uint8_t tag_key[ACH_KEY_LEN];
-	uint64_t clock;
-	unsigned hits, misses;
-	struct cache_entry e[ACH_CACHE_SLOTS];
-} cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void cache_wipe_locked(void)
-{
-	explicit_bzero(cache.e, sizeof(cache.e));
-	explicit_bzero(cache.tag_key, sizeof(cache.tag_key));
-	cache.have_tag_key = false;
-	cache.clock = 0;
-	cache.hits = 0;
-	cache.misses = 0;
-}
-
-void ach_cache_clear(void)
-{
-	pthread_mutex_lock(&cache.lock);
-	cache_wipe_locked();
-	pthread_mutex_unlock(&cache.lock);
-}
-
-static void __attribute__((destructor)) cache_wipe_at_exit(void)
-{
-	ach_cache_clear();
-}
-
-void ach_cache_stats(unsigned *hits, unsigned *misses)
-{
-	pthread_mutex_lock(&cache.lock);
-	*hits = cache.hits;
-	*misses = cache.misses;
-	pthread_mutex_unlock(&cache.lock);
-}
-
-static void cache_tag(unsigned iterations, size_t salt_len, const uint8_t *salt, size_t pw_len,
-                      const uint8_t *pw, uint8_t dst[ACH_MAC_LEN])
-{
-	struct hmac_sha256_ctx ctx;
-	uint8_t be[4];
-
-	hmac_sha256_set_key(&ctx, sizeof(cache.tag_key), cache.tag_key);
-	feed_lp(&ctx, (nettle_hash_update_func *)hmac_sha256_update, strlen(LABEL_CACHE), LABEL_CACHE);
-	feed_lp(&ctx, (nettle_hash_update_func *)hmac_sha256_update, pw_len, pw);
-	feed_lp(&ctx, (nettle_hash_update_func *)hmac_sha256_update, salt_len, salt);
-	put_be32(be, iterations);
-	hmac_sha256_update(&ctx, sizeof(be), be);
-	hmac_sha256_digest(&ctx, ACH_MAC_LEN, dst);
-	explicit_bzero(&ctx, sizeof(ctx));
-}
-
-/* Called with the lock held.  Returns the entry matching tag or NULL. */
-static struct cache_entry *cache_find(const uint8_t tag[ACH_MAC_LEN])
-{
-	for (size_t i = 0; i < ACH_CACHE_SLOTS; i++)
-		if (cache.e[i].used && memeql_sec(cache.e[i].tag, tag, ACH_MAC_LEN))
-			return &cache.e[i];
-	return NULL;
-}
-
-static void cache_insert(const uint8_t tag[ACH_MAC_LEN], const uint8_t key[ACH_KEY_LEN])
-{
-	struct cache_entry *slot = cache_find(tag);
-
-	if (!slot) {
-		slot = &cache.e[0];
-		for (size_t i = 0; i < ACH_CACHE_SLOTS; i++) {
-			if (!cache.e[i].used) {
-				slot = &cache.e[i];
-				break;
-			}
-			if (cache.e[i].stamp < slot->stamp)
-				slot = &cache.e[i];
-		}
-		explicit_bzero(slot, sizeof(*slot));
-	}
-	slot->used = true;
-	slot->stamp = ++cache.clock;
-	memcpy(slot->tag, tag, ACH_MAC_LEN);
-	memcpy(slot->key, key, ACH_KEY_LEN);
-}
-
-/* PBKDF2-HMAC-SHA256(pw, salt || 0x00 || min(a, b) || 0x00 || max(a, b),
- * iterations, 32).  Sorting the names gives both ends the same key; putting
- * them in the salt gives every pair its own key even with one password. */
-int ach_master_key(const struct chat_host *host, unsigned iterations, const char *salt,
-                   const char *user_a, const char *user_b, size_t pw_len, const uint8_t *pw,
+/* --- The master key ----------------------------------------------------------
+ * PBKDF2-HMAC-SHA256(pw, salt || 0x00 || min(a, b) || 0x00 || max(a, b) ||
+ * 0x00 || ch_i || ch_r, iterations, 32).  Sorting the names gives both ends
+ * the same key; putting them in the salt gives every pair its own key even
+ * with one password; putting both handshake challenges in it makes it a new
+ * salt for every handshake, drawn by both ends together, so no guess can be
+ * computed before a handshake has been seen (a fixed salt per pair let anyone
+ * build a table of guesses for alice and bob in advance and test a captured
+ * handshake against it at HMAC speed).  The challenges are 32 bytes each and
+ * last, so the string is unambiguous.  Nothing is cached: no two handshakes
+ * share a key. */
+int ach_master_key(unsigned iterations, const char *salt, const char *user_a,
+                   const char *user_b, const uint8_t ch_i[ACH_CHALLENGE_LEN],
+                   const uint8_t ch_r[ACH_CHALLENGE_LEN], size_t pw_len, const uint8_t *pw,
                    uint8_t dst[ACH_KEY_LEN])
 {
 	const char *lo = user_a, *hi = user_b;
-	size_t salt_len, lo_len, hi_len, full_len;
-	uint8_t *full = NULL;
-	uint8_t tag[ACH_MAC_LEN], key[ACH_KEY_LEN];
-	struct cache_entry *hit;
-	bool locked = false;
-	int rc;
+	size_t salt_len, lo_len, hi_len, full_len, o = 0;
+	uint8_t *full;
 
 	if (strcmp(lo, hi) > 0) {
 		lo = user_b;
@@ -218,63 +117,26 @@ int ach_master_key(const struct chat_host *host, unsigned iterations, const char
 	salt_len = strlen(salt);
 	lo_len = strlen(lo);
 	hi_len = strlen(hi);
-	full_len = salt_len + 1 + lo_len + 1 + hi_len;
+	full_len = salt_len + 1 + lo_len + 1 + hi_len + 1 + 2 * ACH_CHALLENGE_LEN;
 	full = malloc(full_len);
-	if (!full) {
-		rc = CHAT_ERR_NOMEM;
-		goto out;
-	}
-	memcpy(full, salt, salt_len);
-	full[salt_len] = 0;
-	memcpy(full + salt_len + 1, lo, lo_len);
-	full[salt_len + 1 + lo_len] = 0;
-	memcpy(full + salt_len + 2 + lo_len, hi, hi_len);
-
-	pthread_mutex_lock(&cache.lock);
-	locked = true;
-	if (!cache.have_tag_key) {
-		rc = host->random(host, sizeof(cache.tag_key), cache.tag_key);
-		if (rc < 0) {
-			explicit_bzero(cache.tag_key, sizeof(cache.tag_key));
-			rc = CHAT_ERR_RANDOM;
-			goto out;
-		}
-		cache.have_tag_key = true;
-	}
-	cache_tag(iterations, full_len, full, pw_len, pw, tag);
-	hit = cache_find(tag);
-	if (hit) {
-		hit->stamp = ++cache.clock;
-		cache.hits++;
-		memcpy(dst, hit->key, ACH_KEY_LEN);
-		rc = CHAT_OK;
-		goto out;
-	}
-	/* Derive without the lock: other sessions need not wait for it. */
-	pthread_mutex_unlock(&cache.lock);
-	locked = false;
-	ach_pbkdf2(iterations, pw_len, pw, full_len, full, sizeof(key), key);
-	pthread_mutex_lock(&cache.lock);
-	locked = true;
-	/* The table may have been cleared meanwhile: only a tag made with the
-	 * current tag key may go in. */
-	if (cache.have_tag_key) {
-		cache_tag(iterations, full_len, full, pw_len, pw, tag);
-		cache_insert(tag, key);
-		cache.misses++;
-	}
-	memcpy(dst, key, ACH_KEY_LEN);
-	rc = CHAT_OK;
-out:
-	if (locked)
-		pthread_mutex_unlock(&cache.lock);
-	explicit_bzero(tag, sizeof(tag));
-	explicit_bzero(key, sizeof(key));
-	if (full) {
-		explicit_bzero(full, full_len);
-		free(full);
-	}
-	return rc;
+	if (!full)
+		return CHAT_ERR_NOMEM;
+	memcpy(full + o, salt, salt_len);
+	o += salt_len;
+	full[o++] = 0;
+	memcpy(full + o, lo, lo_len);
+	o += lo_len;
+	full[o++] = 0;
+	memcpy(full + o, hi, hi_len);
+	o += hi_len;
+	full[o++] = 0;
+	memcpy(full + o, ch_i, ACH_CHALLENGE_LEN);
+	o += ACH_CHALLENGE_LEN;
+	memcpy(full + o, ch_r, ACH_CHALLENGE_LEN);
+	ach_pbkdf2(iterations, pw_len, pw, full_len, full, ACH_KEY_LEN, dst);
+	explicit_bzero(full, full_len);
+	free(full);
+	return CHAT_OK;
 }
 
 /* --- Per-session values ---------------------------------------------------- */

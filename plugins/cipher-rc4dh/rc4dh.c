@@ -11,9 +11,11 @@
  * binding, 32 bytes each, one RC4 state per direction that never restarts.
  * Message: offset(8, big-endian: bytes this side sent before) || RC4(text).
  *
- * Saved session (ABI 1.1 session_save/session_load), 1087 bytes:
- *   "RC4S" || version 0x01 || 5 || "rc4dh" || params digest (32) ||
- *   tx: S (256) || i || j || pos (8) || rx: the same || A (256) || B (256)
+ * Saved session (ABI 1.1 session_save/session_load), 1103 bytes:
+ *   "RC4S" || version 0x02 || 5 || "rc4dh" || params digest (32) ||
+ *   tx: S (256) || i || j || pos (8) || rx: the same || A (256) || B (256) ||
+ *   bytes received (8) || bytes skipped (8)
+ * (version 1, 1087 bytes, lacks the two counters; it still loads, with both 0)
  * params digest = SHA-256(lp("chat rc4dh saved session v1") || role ||
  * lp(suite) || lp(local id) || lp(peer id) || lp(binding)), lp = 4-byte
  * length || bytes.  A and B are kept for the fingerprint.  No open_at: there
@@ -37,9 +39,17 @@
 #define RC4DH_KEY_LEN 32
 #define RC4DH_DROP_DEFAULT 3072
 #define RC4DH_DROP_MAX 1048576
-/* A larger jump is more likely a forged or corrupt offset than lost
- * messages, and skipping costs time linear in the gap. */
-#define RC4DH_GAP_MAX ((uint64_t)64 << 20)
+/* Skipping keystream costs time linear in the gap, and the offset that asks
+ * for it is not authenticated: anyone on the path can send a tiny message
+ * claiming a huge offset.  So the receiver pays for skips only out of what it
+ * was sent: over a session, the keystream skipped may not exceed
+ * RC4DH_SKIP_RATIO times the bytes handed to open() (every message counts,
+ * accepted or not) plus RC4DH_SKIP_FREE, and one message may not skip more
+ * than RC4DH_GAP_MAX.  A message over either limit is refused
+ * (CHAT_ERR_MALFORMED), never skipped to.  docs/suites/rc4dh.md has the rule. */
+#define RC4DH_SKIP_RATIO 8
+#define RC4DH_SKIP_FREE ((uint64_t)256 << 10)
+#define RC4DH_GAP_MAX ((uint64_t)1 << 20)
 /* The negotiation transcript is a few suite names; anything near this is a
  * caller bug, and the copy is bounded. */
 #define RC4DH_BINDING_MAX 65536
@@ -51,12 +61,13 @@
 #define RC4DH_FP_BYTES 10 /* 80 bits shown */
 #define RC4DH_FP_LEN 24   /* "xxxx-xxxx-xxxx-xxxx-xxxx" */
 #define RC4DH_SAVE_MAGIC "RC4S"
-#define RC4DH_SAVE_VERSION 1
+#define RC4DH_SAVE_VERSION 2   /* 1 lacked the skip budget; still loaded */
 #define RC4DH_SAVE_TAG "chat rc4dh saved session v1"
 #define RC4DH_SAVE_HEAD (4 + 1 + 1 + sizeof(RC4DH_NAME) - 1)
 #define RC4DH_SAVE_STREAM (256 + 2 + 8)
-#define RC4DH_SAVE_LEN (RC4DH_SAVE_HEAD + SHA256_DIGEST_SIZE + 2 * RC4DH_SAVE_STREAM + \
-                        2 * RC4DH_DH_BYTES)
+#define RC4DH_SAVE_LEN_V1 (RC4DH_SAVE_HEAD + SHA256_DIGEST_SIZE + 2 * RC4DH_SAVE_STREAM + \
+                           2 * RC4DH_DH_BYTES)
+#define RC4DH_SAVE_LEN (RC4DH_SAVE_LEN_V1 + 8 + 8)
 
 _Static_assert(sizeof(RC4DH_INFO_I2R) == sizeof(RC4DH_INFO_R2I),
                "equal-length labels keep label || binding unambiguous");
@@ -78,6 +89,8 @@ struct rc4dh {
 	uint8_t pub_r[RC4DH_DH_BYTES]; /* the responder's */
 	struct rc4dh_stream tx;        /* what we send */
 	struct rc4dh_stream rx;        /* what we receive */
+	uint64_t rx_bytes;             /* bytes handed to open(), saturating: the skip budget */
+	uint64_t skipped;              /* keystream skipped over lost bytes, in total */
 	uint8_t params_digest[SHA256_DIGEST_SIZE]; /* what a saved session is tied to */
 	size_t binding_len;
 	uint8_t binding[];
@@ -334,7 +347,8 @@ static int rc4dh_parse(struct rc4dh *s, size_t len, const uint8_t *src, uint8_t 
 	}
 	if (rc4dh_dh_check(src + 1)) {
 		s->host->log(s->host, CHAT_LOG_WARN,
-		             "peer's Diffie-Hellman value is outside [2, p-2]");
+		             "peer's Diffie-Hellman value is outside [2, p-2] or not in the "
+		             "subgroup of order q");
 		return CHAT_ERR_PEER_VALUE;
 	}
 	memcpy(value, src + 1, RC4DH_DH_BYTES);
@@ -452,12 +466,31 @@ static int rc4dh_seal(void *session, size_t src_len, struct chat_buf *dst, const
 	return CHAT_OK;
 }
 
+/* a + b, or UINT64_MAX if it does not fit. */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* How much keystream the session may still skip after counting this
+ * message's len bytes (the rule above RC4DH_SKIP_RATIO). */
+static uint64_t rc4dh_skip_budget(const struct rc4dh *s, size_t len)
+{
+	uint64_t got = sat_add(s->rx_bytes, len), allowed;
+
+	allowed = got > (UINT64_MAX - RC4DH_SKIP_FREE) / RC4DH_SKIP_RATIO
+	          ? UINT64_MAX : got * RC4DH_SKIP_RATIO + RC4DH_SKIP_FREE;
+	return allowed > s->skipped ? allowed - s->skipped : 0;
+}
+
 /* The offset only keeps the two RC4 states in step when messages are lost or
- * repeated; it is not authenticated, and nothing else is either. */
+ * repeated; it is not authenticated, and nothing else is either.  Every
+ * message that gets past the argument checks counts towards the skip budget,
+ * refused or not (except NOSPACE, which the caller retries). */
 static int rc4dh_open(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
 {
 	struct rc4dh *s = session;
-	uint64_t off, gap;
+	uint64_t off, gap, budget;
 	size_t n;
 	int rc;
 
@@ -468,11 +501,14 @@ static int rc4dh_open(void *session, size_t src_len, struct chat_buf *dst, const
 	rc = rc4dh_ready(s);
 	if (rc)
 		return rc;
-	if (src_len < RC4DH_OFFSET_LEN)
+	if (src_len < RC4DH_OFFSET_LEN) {
+		s->rx_bytes = sat_add(s->rx_bytes, src_len);
 		return CHAT_ERR_MALFORMED;
+	}
 	off = get_be64(src);
 	n = src_len - RC4DH_OFFSET_LEN;
 	if (off < s->rx.pos) {
+		s->rx_bytes = sat_add(s->rx_bytes, src_len);
 		s->host->log(s->host, CHAT_LOG_DEBUG,
 		             "dropped a message at stream offset %llu, already at %llu "
 		             "(replayed or reordered)", (unsigned long long)off,
@@ -480,21 +516,29 @@ static int rc4dh_open(void *session, size_t src_len, struct chat_buf *dst, const
 		return CHAT_ERR_REPLAY;
 	}
 	gap = off - s->rx.pos;
-	if (gap > RC4DH_GAP_MAX || n > UINT64_MAX - off) {
+	budget = rc4dh_skip_budget(s, src_len);
+	if (gap > RC4DH_GAP_MAX || gap > budget || n > UINT64_MAX - off) {
+		s->rx_bytes = sat_add(s->rx_bytes, src_len);
 		s->host->log(s->host, CHAT_LOG_WARN,
 		             "dropped a message at stream offset %llu: %llu bytes ahead of "
-		             "ours, more than the %llu we skip", (unsigned long long)off,
-		             (unsigned long long)gap, (unsigned long long)RC4DH_GAP_MAX);
+		             "ours, more than the %llu we may skip now (at most %llu per message, "
+		             "%d per byte received + %llu per session)", (unsigned long long)off,
+		             (unsigned long long)gap,
+		             (unsigned long long)(budget < RC4DH_GAP_MAX ? budget : RC4DH_GAP_MAX),
+		             (unsigned long long)RC4DH_GAP_MAX, RC4DH_SKIP_RATIO,
+		             (unsigned long long)RC4DH_SKIP_FREE);
 		return CHAT_ERR_MALFORMED;
 	}
 	if (dst->cap < n)
 		return CHAT_ERR_NOSPACE;
+	s->rx_bytes = sat_add(s->rx_bytes, src_len);
 	if (gap) {
 		s->host->log(s->host, CHAT_LOG_WARN,
 		             "%llu bytes of the peer's stream never arrived (lost messages?); "
 		             "skipping ahead to offset %llu", (unsigned long long)gap,
 		             (unsigned long long)off);
 		rc4dh_stream_skip(&s->rx, gap);
+		s->skipped += gap; /* gap <= budget: no overflow */
 	}
 	rc4dh_stream_crypt(&s->rx, n, dst->data, src + RC4DH_OFFSET_LEN);
 	dst->len = n;
@@ -608,6 +652,9 @@ static int rc4dh_session_save(void *session, struct chat_buf *dst)
 	p = rc4dh_put_stream(p, &s->rx);
 	memcpy(p, s->pub_i, RC4DH_DH_BYTES);
 	memcpy(p + RC4DH_DH_BYTES, s->pub_r, RC4DH_DH_BYTES);
+	p += 2 * RC4DH_DH_BYTES;
+	put_be64(p, s->rx_bytes);
+	put_be64(p + 8, s->skipped);
 	dst->len = RC4DH_SAVE_LEN;
 	return CHAT_OK;
 }
@@ -629,9 +676,11 @@ static int rc4dh_session_load(const struct chat_host *host,
 	if (rc)
 		return rc;
 	rc = CHAT_ERR_MALFORMED;
-	if (src_len != RC4DH_SAVE_LEN || memcmp(p, RC4DH_SAVE_MAGIC, 4) != 0 ||
-	    p[4] != RC4DH_SAVE_VERSION || p[5] != sizeof(RC4DH_NAME) - 1 ||
-	    memcmp(p + 6, RC4DH_NAME, sizeof(RC4DH_NAME) - 1) != 0)
+	/* Version 1 is version 2 without the two counters at the end. */
+	if (src_len < RC4DH_SAVE_HEAD || memcmp(p, RC4DH_SAVE_MAGIC, 4) != 0 ||
+	    !((p[4] == RC4DH_SAVE_VERSION && src_len == RC4DH_SAVE_LEN) ||
+	      (p[4] == 1 && src_len == RC4DH_SAVE_LEN_V1)) ||
+	    p[5] != sizeof(RC4DH_NAME) - 1 || memcmp(p + 6, RC4DH_NAME, sizeof(RC4DH_NAME) - 1) != 0)
 		goto out;
 	p += RC4DH_SAVE_HEAD;
 	if (memcmp(p, s->params_digest, SHA256_DIGEST_SIZE) != 0)
@@ -644,6 +693,11 @@ static int rc4dh_session_load(const struct chat_host *host,
 		goto out;
 	memcpy(s->pub_i, p, RC4DH_DH_BYTES);
 	memcpy(s->pub_r, p + RC4DH_DH_BYTES, RC4DH_DH_BYTES);
+	p += 2 * RC4DH_DH_BYTES;
+	if (src_len == RC4DH_SAVE_LEN) {
+		s->rx_bytes = get_be64(p);
+		s->skipped = get_be64(p + 8);
+	}
 	s->state = RC4DH_ESTABLISHED;
 	rc4dh_warn(host);
 	*session = s;

@@ -37,7 +37,8 @@ RC4DH_HIDDEN void rc4dh_stream_wipe(struct rc4dh_stream *s);
 /* The RFC 3526 2048-bit MODP prime, big-endian; the generator is 2. */
 RC4DH_HIDDEN extern const uint8_t rc4dh_group_p[RC4DH_DH_BYTES];
 
-/* CHAT_OK if the big-endian value lies in [2, p-2], else CHAT_ERR_PEER_VALUE. */
+/* CHAT_OK if the big-endian value lies in [2, p-2] and in the subgroup of
+ * order q (value^q = 1 mod p), else CHAT_ERR_PEER_VALUE. */
 RC4DH_HIDDEN int rc4dh_dh_check(const uint8_t *value);
 /* dst = 2^exp mod p.  exp is RC4DH_EXP_BYTES big-endian, not zero
  * (CHAT_ERR_INVALID); dst is RC4DH_DH_BYTES and cleared on any error. */

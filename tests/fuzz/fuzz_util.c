@@ -19,6 +19,21 @@ const struct chat_plugin *chat_builtin_cipher_xor_demo(void);
 const struct chat_plugin *chat_builtin_cipher_rc4dh(void);
 const struct chat_plugin *chat_builtin_cipher_aescbc_hmac(void);
 
+/* CHAT_FUZZ_WRITE_SEEDS=DIR: write the harness's seeds into DIR and exit
+ * (tests/fuzz/run --seeds), in the libFuzzer build as in the replay one. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *dir = getenv("CHAT_FUZZ_WRITE_SEEDS");
+
+	(void)argc;
+	(void)argv;
+	if (dir && dir[0]) {
+		fuzz_seeds(dir);
+		exit(0);
+	}
+	return 0;
+}
+
 void fuzz_fail(const char *file, int line, const char *what)
 {
 	fprintf(stderr, "%s:%d: invariant failed: %s\n", file, line, what);

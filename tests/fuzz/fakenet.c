@@ -198,8 +198,7 @@ static int f_write(void *conn, size_t len, const uint8_t *src, size_t *sent)
 
 static int f_fd(void *handle)
 {
-	/* Both structs start with an int fd field after a pointer or not:
-	 * tell them apart by address. */
+	/* A listener or a connection: the one listener is known by address. */
 	if (listener && handle == (void *)listener)
 		return listener->fd;
 	return ((struct fake_conn *)handle)->fd;
@@ -280,8 +279,7 @@ void fakenet_reset(void)
 	}
 	connected = NULL;
 	if (listener) {
-		for (size_t i = 0; i < listener->npending; i++)
-			(void)i; /* pending connections are on the conns list */
+		/* pending connections are on the conns list, freed above */
 		if (listener->fd >= 0)
 			close(listener->fd);
 		free(listener);

@@ -116,13 +116,47 @@ int chat_directory_load(const char *path, struct chat_directory **out, size_t er
 		return fail(errlen, err, "cannot read directory file '%s': %s", path, strerror(errno)),
 		       CHAT_ERR_NOTFOUND;
 	chat_warn_if_shared_fd(fileno(f), path, "the contact directory (it holds passwords)");
-	text = malloc(DIRECTORY_MAX_BYTES + 1);
-	if (text)
-		len = fread(text, 1, DIRECTORY_MAX_BYTES + 1, f);
+	/* A buffer that grows with what is read (to one byte past the limit, so
+	 * a larger file is noticed), not one of the limit's size: a directory is
+	 * read again on every change.  Grown by copying, so no copy of the
+	 * passwords is left behind unwiped. */
+	size_t cap = 0;
+	int nomem = 0;
+	for (;;) {
+		if (len == cap) {
+			size_t ncap = cap ? 2 * cap : 4096;
+			if (ncap > DIRECTORY_MAX_BYTES + 1)
+				ncap = DIRECTORY_MAX_BYTES + 1;
+			if (ncap == cap)
+				break;
+			char *grown = malloc(ncap);
+			if (!grown) {
+				nomem = 1;
+				break;
+			}
+			if (len)
+				memcpy(grown, text, len);
+			if (text) {
+				chat_wipe(text, len);
+				free(text);
+			}
+			text = grown;
+			cap = ncap;
+		}
+		size_t got = fread(text + len, 1, cap - len, f);
+		len += got;
+		if (got == 0)
+			break;
+	}
 	int read_err = ferror(f);
 	fclose(f);
-	if (!text)
+	if (nomem || !text) {
+		if (text) {
+			chat_wipe(text, len);
+			free(text);
+		}
 		return CHAT_ERR_NOMEM;
+	}
 	if (read_err) {
 		rc = fail(errlen, err, "cannot read directory file '%s'", path);
 		goto out;
@@ -178,7 +212,7 @@ out:
 		json_decref(root);
 	}
 	if (text) {
-		chat_wipe(text, len < DIRECTORY_MAX_BYTES ? len : DIRECTORY_MAX_BYTES);
+		chat_wipe(text, len);
 		free(text);
 	}
 	return rc;

@@ -563,6 +563,51 @@ int chat_plugin_file(const char *dir, int kind, const char *ref, size_t cap, cha
 	return CHAT_OK;
 }
 
+int chat_registry_add_builtin(struct chat_registry *reg, const struct chat_plugin *d,
+                              const struct chat_loaded **out, size_t errlen, char *err)
+{
+	char path[64];
+	struct chat_loaded *p;
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if (!d)
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "builtin plugin: no descriptor");
+	snprintf(path, sizeof(path), "builtin:%.40s", d->name ? d->name : "?");
+	rc = check_descriptor(path, d, 0, errlen, err);
+	if (rc)
+		return rc;
+	if (chat_registry_find(reg, (int)d->kind, d->name))
+		return fail(CHAT_ERR_PLUGIN, errlen, err, "plugin %s: duplicate %s plugin name '%s'",
+		            path, chat_plugin_kind_name((int)d->kind), d->name);
+	if (reg->cfg) {
+		char why[512];
+		rc = chat_config_check_plugin(reg->cfg, d->name, d->config_keys, sizeof(why), why);
+		if (rc)
+			return fail(CHAT_ERR_CONFIG, errlen, err, "%s", why);
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(path))) {
+		free(p);
+		return fail(CHAT_ERR_NOMEM, errlen, err, "plugin %s: out of memory", path);
+	}
+	p->desc = d;
+	p->host_ctx.plugin_name = d->name;
+	p->host_ctx.cfg = reg->cfg;
+	p->host_ctx.keys = d->config_keys;
+	chat_host_init(&p->host, &p->host_ctx);
+	rc = registry_add(reg, p);
+	if (rc) {
+		free(p->path);
+		free(p);
+		return fail(rc, errlen, err, "plugin %s: out of memory", path);
+	}
+	if (out)
+		*out = p;
+	return CHAT_OK;
+}
+
 int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, const char *ref,
                        const struct chat_loaded **out, size_t errlen, char *err)
 {

@@ -35,6 +35,16 @@ void chat_registry_free(struct chat_registry *reg);
 int chat_registry_load_path(struct chat_registry *reg, const char *path, int kind,
                             const struct chat_loaded **out, size_t errlen, char *err);
 
+/* Register a plugin that is linked into the program instead of loaded from
+ * a shared object: the descriptor gets every check a loaded one gets and the
+ * same host services; its path reads "builtin:NAME" and it is found by name
+ * like any other (chat_registry_load finds it when dir has no file of that
+ * name).  Used by the fuzz harnesses (tests/fuzz/), which link the suites
+ * statically so that they are instrumented with the harness; no program
+ * calls it. */
+int chat_registry_add_builtin(struct chat_registry *reg, const struct chat_plugin *desc,
+                              const struct chat_loaded **out, size_t errlen, char *err);
+
 /* Load "<kind>-<name>.so" from dir; a ref containing '/' is a path instead. */
 int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, const char *ref,
                        const struct chat_loaded **out, size_t errlen, char *err);

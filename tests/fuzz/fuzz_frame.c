@@ -1,10 +1,5 @@
-/* libFuzzer harness for the frame decoder.  Not part of the normal build
- * (tests/CMakeLists.txt only picks up tests/test_*.c).  Build and run:
- *
- *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
- *         -Icore/include -Icore/src tests/fuzz/fuzz_frame.c core/src/frame.c \
- *         -o fuzz_frame
- *   ./fuzz_frame -max_total_time=60
+/* The frame decoder (every byte any program reads from the network).
+ * Built and run by tests/fuzz/run (tests/fuzz/README.md).
  *
  * Input: byte 0-1 pick max, byte 2-9 seed the read sizes, the rest is the
  * stream.  Beyond "no crash" it checks that the frames re-encode to exactly
@@ -17,10 +12,9 @@
 #include <chat/error.h>
 
 #include "frame.h"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c) do { if (!(c)) abort(); } while (0)
+#define CHECK(c) FUZZ_CHECK(c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -91,4 +85,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	chat_frame_decoder_free(&d);
 	return 0;
+}
+
+/* Seeds: a few frames, cut into reads of different sizes. */
+void fuzz_seeds(const char *dir)
+{
+	struct fuzz_buf b = { 0 };
+	uint8_t hdr[CHAT_FRAME_HDR];
+	const char *frames[] = { "\x01\x01\x01\x08xor-demo", "", "\x03", "\x40\0\0\0\0\0\0\0\x2a" };
+
+	fb_u16(&b, 0);
+	fb_u64(&b, 0x123456789abcdefull);
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = i == 0 ? 13 : i == 3 ? 9 : strlen(frames[i]);
+		chat_frame_put_header(n, hdr);
+		fb_put(&b, sizeof(hdr), hdr);
+		fb_put(&b, n, frames[i]);
+	}
+	fuzz_write_seed(dir, "frames", b.len, b.data);
+	b.data[0] = 0;
+	b.data[1] = 8; /* max 8: the first frame is too big */
+	fuzz_write_seed(dir, "too_big", b.len, b.data);
+	b.data[1] = 0;
+	b.len -= 3; /* cut inside the last frame */
+	fuzz_write_seed(dir, "cut", b.len, b.data);
+	fb_free(&b);
 }

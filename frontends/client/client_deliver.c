@@ -383,6 +383,7 @@ static void on_receipt(struct chat_client *c, struct conv *v, size_t len, const 
 			client_outmsg_remove(c, m);
 			break;
 		}
+		client_deliver_expect_before(c, v->peer, seq);
 	}
 	client_retry_arm(c);
 }
@@ -483,6 +484,16 @@ void client_deliver_expect(struct chat_client *c, struct outmsg *m)
 		return;
 	m->due = now_ms(c) + backoff(m->tries + 1, ACK_WAIT_MS, ACK_WAIT_MAX_MS);
 	client_retry_arm(c);
+}
+
+/* A later message to peer was fetched or confirmed: the peer is there, so
+ * the earlier ones still unconfirmed should be too (their copies may have
+ * been lost on the way, and nobody else would say so). */
+void client_deliver_expect_before(struct chat_client *c, const char *peer, uint64_t seq)
+{
+	for (struct outmsg *m = c->out; m; m = m->next)
+		if (m->kind == E_TEXT && m->seq < seq && !m->due && !strcmp(m->peer, peer))
+			client_deliver_expect(c, m);
 }
 
 static long long retry_timer(struct chat_loop *loop, void *arg)

@@ -416,6 +416,9 @@ void client_deliver_refused(struct chat_client *c, struct outmsg *m);
 void client_deliver_reseal(struct chat_client *c, struct outmsg *m);
 /* m is stored for a peer who is online (or fetched it): expect a receipt. */
 void client_deliver_expect(struct chat_client *c, struct outmsg *m);
+/* A later message (seq) to peer was fetched or confirmed: expect the
+ * earlier unconfirmed ones as well. */
+void client_deliver_expect_before(struct chat_client *c, const char *peer, uint64_t seq);
 void client_free_deliver(struct chat_client *c);
 void client_conv_free_rx(struct conv *v);
 

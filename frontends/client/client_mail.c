@@ -191,6 +191,7 @@ void client_on_receipt(struct chat_client *c, const struct chat_msg *m)
 	switch (m->flag) {
 	case CHAT_RECEIPT_DELIVERED:
 		client_deliver_expect(c, om);
+		client_deliver_expect_before(c, m->name, om->seq);
 		break;
 	case CHAT_RECEIPT_EXPIRED:
 	case CHAT_RECEIPT_UNREADABLE:

@@ -518,6 +518,7 @@ static long long retry_timer(struct chat_loop *loop, void *arg)
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->gap_since && now - v->gap_since >= GAP_WAIT_MS)
 			skip_gap(c, v);
+	client_held_mail_expire(c, now);
 	if (c->later || c->ks_dirty)
 		client_round_soon(c);
 	client_pump(c);
@@ -534,6 +535,9 @@ void client_retry_arm(struct chat_client *c)
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->gap_since && (!at || v->gap_since + GAP_WAIT_MS < at))
 			at = v->gap_since + GAP_WAIT_MS;
+	uint64_t held = client_held_mail_due(c);
+	if (held && (!at || held < at))
+		at = held;
 	if (at == c->retry_at && (c->retry_timer || !at))
 		return;
 	if (c->retry_timer)

@@ -107,6 +107,24 @@ struct held {
 	char text[];
 };
 
+/* A stored message the suite rejected as replayed or out of order (a suite
+ * with strict sequence numbers cannot open one that arrives ahead of the one
+ * before it): neither ACKed nor remembered; tried again after every later
+ * mail that opens, given up after HOLD_MAIL_MS (client_mail.c). */
+#define HOLD_MAIL_MS 15000
+#define HELD_MAIL_MAX 64
+struct heldmail {
+	struct heldmail *next;
+	char peer[CHAT_NAME_MAX + 1];
+	char why[200];                /* the ACK's reason if it is rejected in the end */
+	uint64_t id;                  /* mail id */
+	int64_t time_ms;              /* stored at */
+	uint64_t since;               /* monotonic ms: held since */
+	int passed;                   /* a later message from peer opened meanwhile */
+	size_t len;
+	uint8_t data[];               /* the inner message */
+};
+
 /* Something to show once what it depends on is saved (stored mail). */
 struct later {
 	struct later *next;
@@ -241,6 +259,11 @@ struct chat_client {
 	int in_mail;            /* processing a MAIL's inner message */
 	int64_t mail_time;      /* its stored-at time */
 	char mail_problem[200]; /* why it could not be opened ("" if it could) */
+	int mail_hold;          /* the suite said replayed or out of order: hold it */
+	char hold_peer[CHAT_NAME_MAX + 1], hold_why[200];
+	int mail_opened;        /* a stored message from a peer opened: retry the held ones */
+	struct heldmail *hmail; /* held mail, oldest first */
+	size_t nhmail;
 	struct ack *acks;
 	size_t nacks, acks_cap;
 	struct chat_timer *ack_timer;
@@ -377,6 +400,12 @@ void client_mail_problem(struct chat_client *c, const char *fmt, ...)
 /* The end of a loop round that processed mail: save, show, confirm, ACK. */
 void client_round_end(struct chat_client *c);
 void client_round_soon(struct chat_client *c);
+/* A stored message from peer opened: held ones are tried again after this mail. */
+void client_held_mail_opened(struct chat_client *c, const char *peer);
+/* When the oldest held mail is given up (monotonic ms, 0: none held). */
+uint64_t client_held_mail_due(const struct chat_client *c);
+/* Give up the held mail that waited HOLD_MAIL_MS. */
+void client_held_mail_expire(struct chat_client *c, uint64_t now);
 void client_free_mail(struct chat_client *c);
 
 /* ---- client_deliver.c: end-to-end order, receipts and retries */

@@ -110,7 +110,8 @@ struct held {
 /* A stored message the suite rejected as replayed or out of order (a suite
  * with strict sequence numbers cannot open one that arrives ahead of the one
  * before it): neither ACKed nor remembered; tried again after every later
- * mail that opens, given up after HOLD_MAIL_MS (client_mail.c). */
+ * mail that opens, given up once one stored after it opened (its turn has
+ * passed) or after HOLD_MAIL_MS (client_mail.c). */
 #define HOLD_MAIL_MS 15000
 #define HELD_MAIL_MAX 64
 struct heldmail {
@@ -172,6 +173,7 @@ struct conv {
 	uint64_t *rcpt;     /* shown this round: to confirm */
 	size_t nrcpt, rcpt_cap;
 	int blocked;        /* pump: an earlier message is refused */
+	uint64_t rx_mail;   /* highest mail id from the peer that opened (this run) */
 };
 
 struct croom {
@@ -258,6 +260,7 @@ struct chat_client {
 	size_t rcpt_pos;
 	int in_mail;            /* processing a MAIL's inner message */
 	int64_t mail_time;      /* its stored-at time */
+	uint64_t mail_id;       /* its mail id */
 	char mail_problem[200]; /* why it could not be opened ("" if it could) */
 	int mail_hold;          /* the suite said replayed or out of order: hold it */
 	char hold_peer[CHAT_NAME_MAX + 1], hold_why[200];
@@ -400,8 +403,8 @@ void client_mail_problem(struct chat_client *c, const char *fmt, ...)
 /* The end of a loop round that processed mail: save, show, confirm, ACK. */
 void client_round_end(struct chat_client *c);
 void client_round_soon(struct chat_client *c);
-/* A stored message from peer opened: held ones are tried again after this mail. */
-void client_held_mail_opened(struct chat_client *c, const char *peer);
+/* A stored message from v's peer opened: held ones are tried again after this mail. */
+void client_held_mail_opened(struct chat_client *c, struct conv *v);
 /* When the oldest held mail is given up (monotonic ms, 0: none held). */
 uint64_t client_held_mail_due(const struct chat_client *c);
 /* Give up the held mail that waited HOLD_MAIL_MS. */

@@ -341,6 +341,7 @@ static int take_mail(struct chat_client *c, uint64_t id, int64_t time_ms, size_t
 	}
 	c->in_mail = 1;
 	c->mail_time = time_ms;
+	c->mail_id = id;
 	c->mail_problem[0] = '\0';
 	c->mail_hold = 0;
 	client_dispatch(c, &inner);
@@ -381,7 +382,9 @@ static void give_up_held(struct chat_client *c, struct heldmail *h)
 }
 
 /* After a mail that opened: try the held ones again, oldest first, as long
- * as one opens. */
+ * as one opens; then give up those stored before one of their sender's that
+ * opened (the relay numbers mail in the order it stored it, and a sender's
+ * suite in the order it sealed: their turn has passed). */
 static void retry_held(struct chat_client *c)
 {
 	while (c->mail_opened) {
@@ -398,6 +401,17 @@ static void retry_held(struct chat_client *c)
 			if (c->mail_opened)
 				break; /* from the oldest again */
 		}
+	}
+	for (struct heldmail **pp = &c->hmail; *pp;) {
+		struct heldmail *h = *pp;
+		struct conv *v = client_find_conv(c, h->peer);
+		if (!v || h->id > v->rx_mail) {
+			pp = &h->next;
+			continue;
+		}
+		*pp = h->next;
+		c->nhmail--;
+		give_up_held(c, h);
 	}
 }
 
@@ -430,11 +444,13 @@ static void hold_mail(struct chat_client *c, const struct chat_msg *m)
 	client_retry_arm(c);
 }
 
-void client_held_mail_opened(struct chat_client *c, const char *peer)
+void client_held_mail_opened(struct chat_client *c, struct conv *v)
 {
 	c->mail_opened = 1;
+	if (c->mail_id > v->rx_mail)
+		v->rx_mail = c->mail_id;
 	for (struct heldmail *h = c->hmail; h; h = h->next)
-		if (!strcmp(h->peer, peer))
+		if (!strcmp(h->peer, v->peer))
 			h->passed = 1;
 }
 

@@ -1,17 +1,33 @@
 /* chat-tap: a recording TCP proxy for the end-to-end tests.
- *   chat-tap PORTFILE TARGET_PORT RECORDFILE
+ *   chat-tap [--mail-replay N | --mail-reorder N | --mail-drop N | --mail-dup N]
+ *            PORTFILE TARGET_PORT RECORDFILE
  * Listens on 127.0.0.1:0 (the port goes to PORTFILE), forwards every
  * connection to 127.0.0.1:TARGET_PORT and appends every byte that passes, in
  * both directions, to RECORDFILE: exactly what the relay receives and sends.
  * SIGUSR1 toggles a stall: nothing is read or forwarded in either direction,
  * nothing is closed (a link gone silent, as through a dead router); new
  * connections are still accepted and joined to the target, and stall too.
+ *
+ * With a --mail-* option the tap is a network attacker on the recipient's
+ * path: the relay->client direction is cut into frames (u32 big-endian
+ * length, then the body; a MAIL body is the type 0x96, u64 mail id, i64
+ * stored-at ms, the inner message) and the Nth MAIL carrying a DELIVER (a
+ * peer's message; counted over all connections, from 1) is
+ *   replay   forwarded, and a copy with its mail id raised by 1000 injected
+ *            right after the next such MAIL (or 2 s later if none comes);
+ *   reorder  held and forwarded right after the next such MAIL (or 2 s
+ *            later): the two swap places;
+ *   drop     never forwarded (the relay still thinks it is on its way);
+ *   dup      forwarded twice.
+ * Every such act is said on stderr ("chat-tap: dropped MAIL #3 (mail id
+ * 17)").  The record still holds what the relay sent, not the rewrite.
  * Loopback only; exits on SIGTERM or after 10 minutes. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +36,11 @@
 #include <unistd.h>
 
 #define MAXPAIRS 64
+#define MSG_MAIL 0x96
+#define MSG_DELIVER 0x86
+#define MAIL_HEAD (1 + 8 + 8) /* type, mail id, stored-at */
+#define LATER_MS 2000         /* a replay or a held frame waits at most this for the next MAIL */
+#define REPLAY_RAISE 1000
 
 static volatile sig_atomic_t stop, stalled;
 
@@ -35,18 +56,195 @@ static void on_usr1(int sig)
 	stalled = !stalled;
 }
 
+enum mode { M_NONE, M_REPLAY, M_REORDER, M_DROP, M_DUP };
+
+static enum mode mode;
+static long target_n;  /* the Nth MAIL carrying a DELIVER */
+static long mails;     /* such MAILs seen so far, all connections */
+
+/* A whole frame (length prefix included). */
+struct frame {
+	uint8_t *data;
+	size_t len;
+};
+
+/* One proxied connection: [0] the client's socket, [1] the relay's.  In
+ * rewriting mode, bytes from the relay gather in buf until a frame is whole;
+ * later is a frame to inject (a replayed copy, or the held one) at later_ms
+ * or right after the next MAIL. */
+struct pair {
+	int fd[2];
+	uint8_t *buf;
+	size_t len, cap;
+	struct frame later;
+	long long later_ms;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, p + off, len - off);
+		if (w <= 0 && errno != EINTR)
+			return;
+		if (w > 0)
+			off += (size_t)w;
+	}
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+/* Send the frame waiting in p->later (if any) to the client. */
+static void flush_later(struct pair *p, const char *what)
+{
+	if (!p->later.data)
+		return;
+	write_all(p->fd[0], p->later.data, p->later.len);
+	fprintf(stderr, "chat-tap: %s (mail id %llu)\n", what,
+	        (unsigned long long)get_be64(p->later.data + 5));
+	free(p->later.data);
+	p->later.data = NULL;
+}
+
+/* One whole frame from the relay (f points at its length prefix). */
+static void relay_frame(struct pair *p, const uint8_t *f, size_t len)
+{
+	const uint8_t *body = f + 4;
+	size_t blen = len - 4;
+
+	if (blen < MAIL_HEAD + 1 || body[0] != MSG_MAIL || body[MAIL_HEAD] != MSG_DELIVER) {
+		write_all(p->fd[0], f, len);
+		return;
+	}
+	long n = ++mails;
+	unsigned long long id = (unsigned long long)get_be64(body + 1);
+	if (n != target_n) {
+		write_all(p->fd[0], f, len);
+		if (mode == M_REORDER)
+			flush_later(p, "forwarded the held MAIL after the next one");
+		else
+			flush_later(p, "injected the replayed copy");
+		return;
+	}
+	switch (mode) {
+	case M_DROP:
+		fprintf(stderr, "chat-tap: dropped MAIL #%ld (mail id %llu)\n", n, id);
+		return;
+	case M_DUP:
+		write_all(p->fd[0], f, len);
+		write_all(p->fd[0], f, len);
+		fprintf(stderr, "chat-tap: forwarded MAIL #%ld twice (mail id %llu)\n", n, id);
+		return;
+	case M_REORDER:
+	case M_REPLAY:
+		if (mode == M_REPLAY)
+			write_all(p->fd[0], f, len);
+		p->later.data = malloc(len);
+		if (!p->later.data)
+			return;
+		memcpy(p->later.data, f, len);
+		p->later.len = len;
+		p->later_ms = now_ms() + LATER_MS;
+		if (mode == M_REPLAY)
+			put_be64(p->later.data + 5, id + REPLAY_RAISE);
+		fprintf(stderr, "chat-tap: %s MAIL #%ld (mail id %llu)\n",
+		        mode == M_REPLAY ? "copied" : "held", n, id);
+		return;
+	case M_NONE:
+		break;
+	}
+	write_all(p->fd[0], f, len);
+}
+
+/* Bytes from the relay: whole frames are judged, a partial one waits. */
+static int relay_bytes(struct pair *p, const uint8_t *src, size_t n)
+{
+	if (p->len + n > p->cap) {
+		size_t cap = p->cap ? p->cap : 65536;
+		while (cap < p->len + n)
+			cap *= 2;
+		uint8_t *grown = realloc(p->buf, cap);
+		if (!grown)
+			return -1;
+		p->buf = grown;
+		p->cap = cap;
+	}
+	memcpy(p->buf + p->len, src, n);
+	p->len += n;
+	size_t off = 0;
+	while (p->len - off >= 4) {
+		const uint8_t *f = p->buf + off;
+		size_t flen = 4 + ((size_t)f[0] << 24 | (size_t)f[1] << 16 | (size_t)f[2] << 8 | f[3]);
+		if (p->len - off < flen)
+			break;
+		relay_frame(p, f, flen);
+		off += flen;
+	}
+	memmove(p->buf, p->buf + off, p->len - off);
+	p->len -= off;
+	return 0;
+}
+
+static void pair_close(struct pair *p)
+{
+	close(p->fd[0]);
+	close(p->fd[1]);
+	free(p->buf);
+	free(p->later.data);
+	memset(p, 0, sizeof(*p));
+	p->fd[0] = p->fd[1] = -1;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: chat-tap [--mail-replay N | --mail-reorder N | --mail-drop N | "
+	        "--mail-dup N] PORTFILE TARGET_PORT RECORDFILE\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
+	static const char *const opts[] = { [M_REPLAY] = "--mail-replay", [M_REORDER] = "--mail-reorder",
+	                                    [M_DROP] = "--mail-drop", [M_DUP] = "--mail-dup" };
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t alen = sizeof(a);
-	int pairs[MAXPAIRS][2], npairs = 0;
+	static struct pair pairs[MAXPAIRS];
+	int npairs = 0;
 	FILE *rec, *pf;
 	time_t deadline = time(NULL) + 600;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: chat-tap PORTFILE TARGET_PORT RECORDFILE\n");
-		return 2;
+	if (argc == 6) {
+		for (int m = M_REPLAY; m <= M_DUP; m++)
+			if (strcmp(argv[1], opts[m]) == 0)
+				mode = (enum mode)m;
+		target_n = strtol(argv[2], NULL, 10);
+		if (mode == M_NONE || target_n < 1)
+			return usage();
+		argv += 2;
+		argc -= 2;
 	}
+	if (argc != 4)
+		return usage();
 	signal(SIGTERM, on_term);
 	signal(SIGUSR1, on_usr1); /* poll() is never restarted: a toggle acts at once */
 	signal(SIGPIPE, SIG_IGN);
@@ -73,10 +271,15 @@ int main(int argc, char **argv)
 		int stall = stalled;
 		p[n++] = (struct pollfd){ .fd = lfd, .events = POLLIN };
 		for (int i = 0; i < npairs; i++) {
-			p[n++] = (struct pollfd){ .fd = stall ? -1 : pairs[i][0], .events = POLLIN };
-			p[n++] = (struct pollfd){ .fd = stall ? -1 : pairs[i][1], .events = POLLIN };
+			p[n++] = (struct pollfd){ .fd = stall ? -1 : pairs[i].fd[0], .events = POLLIN };
+			p[n++] = (struct pollfd){ .fd = stall ? -1 : pairs[i].fd[1], .events = POLLIN };
 		}
-		if (poll(p, (nfds_t)n, 200) <= 0)
+		int ready = poll(p, (nfds_t)n, 200);
+		for (int i = 0; i < npairs && !stall; i++) /* a frame that waited long enough */
+			if (pairs[i].later.data && now_ms() >= pairs[i].later_ms)
+				flush_later(&pairs[i], mode == M_REORDER ? "forwarded the held MAIL late"
+				                                         : "injected the replayed copy");
+		if (ready <= 0)
 			continue;
 		int polled = npairs; /* a pair accepted below was not polled yet */
 		if ((p[0].revents & POLLIN) && npairs < MAXPAIRS) {
@@ -85,8 +288,7 @@ int main(int argc, char **argv)
 			struct sockaddr_in t = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2])) };
 			inet_pton(AF_INET, "127.0.0.1", &t.sin_addr);
 			if (c >= 0 && s >= 0 && connect(s, (struct sockaddr *)&t, sizeof(t)) == 0) {
-				pairs[npairs][0] = c;
-				pairs[npairs][1] = s;
+				pairs[npairs] = (struct pair){ .fd = { c, s } };
 				npairs++;
 			} else {
 				if (c >= 0)
@@ -99,33 +301,34 @@ int main(int argc, char **argv)
 			for (int dir = 0; dir < 2; dir++) {
 				if (!(p[1 + 2 * i + dir].revents & (POLLIN | POLLHUP | POLLERR)))
 					continue;
-				char buf[65536];
-				ssize_t got = read(pairs[i][dir], buf, sizeof(buf));
+				uint8_t buf[65536];
+				ssize_t got = read(pairs[i].fd[dir], buf, sizeof(buf));
 				if (got <= 0) {
-					close(pairs[i][0]);
-					close(pairs[i][1]);
-					pairs[i][0] = pairs[i][1] = -1;
+					pair_close(&pairs[i]);
 					break;
 				}
 				fwrite(buf, 1, (size_t)got, rec);
 				fflush(rec);
-				for (ssize_t off = 0; off < got;) {
-					ssize_t w = write(pairs[i][!dir], buf + off, (size_t)(got - off));
-					if (w <= 0 && errno != EINTR)
+				if (dir == 1 && mode != M_NONE) {
+					if (relay_bytes(&pairs[i], buf, (size_t)got)) {
+						fprintf(stderr, "chat-tap: out of memory\n");
+						pair_close(&pairs[i]);
 						break;
-					if (w > 0)
-						off += w;
+					}
+				} else {
+					write_all(pairs[i].fd[!dir], buf, (size_t)got);
 				}
 			}
 		}
 		for (int i = 0; i < npairs; i++) /* drop closed pairs */
-			if (pairs[i][0] < 0) {
-				pairs[i][0] = pairs[npairs - 1][0];
-				pairs[i][1] = pairs[npairs - 1][1];
+			if (pairs[i].fd[0] < 0) {
+				pairs[i] = pairs[npairs - 1];
 				npairs--;
 				i--;
 			}
 	}
+	for (int i = 0; i < npairs; i++)
+		pair_close(&pairs[i]);
 	fclose(rec);
 	return 0;
 }

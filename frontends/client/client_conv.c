@@ -556,6 +556,16 @@ void client_on_data(struct chat_client *c, struct conv *v, const char *room, siz
 		rc = ops->open_at(v->session, (uint64_t)c->mail_time, len - 1, &dst, p + 1);
 	else
 		rc = ops->open(v->session, len - 1, &dst, p + 1);
+	if (rc == CHAT_ERR_REPLAY && c->in_mail && !room && client_uses_send(c, v) &&
+	    c->mail_id > v->rx_mail) {
+		/* Maybe ahead of one still to come: held, tried again after it.
+		 * (Stored before one that opened: its turn passed, rejected now.) */
+		c->mail_hold = 1;
+		snprintf(c->hold_peer, sizeof(c->hold_peer), "%s", v->peer);
+		snprintf(c->hold_why, sizeof(c->hold_why), "rejected by %s: %s", v->suite->desc->name,
+		         chat_strerror(rc));
+		return;
+	}
 	if (rc) {
 		client_fail(c, v->peer, rc == CHAT_ERR_INTEGRITY ? "integrity" : rc == CHAT_ERR_REPLAY ? "replay" :
 		            rc == CHAT_ERR_STALE ? "stale" : "open",
@@ -566,6 +576,8 @@ void client_on_data(struct chat_client *c, struct conv *v, const char *room, siz
 	}
 	if (v->relay_link)
 		client_store_mark(c); /* the session moved on */
+	if (c->in_mail && !room && client_uses_send(c, v))
+		client_held_mail_opened(c, v);
 	if (dst.len < E_HEADER || (dst.data[0] != E_TEXT && dst.data[0] != E_RECEIPT)) {
 		client_fail(c, v->peer, "malformed", "message from %s without a valid header; dropped", v->peer);
 		client_mail_problem(c, "no valid end-to-end header");

@@ -391,6 +391,7 @@ static void on_receipt(struct chat_client *c, struct conv *v, size_t len, const 
 			client_outmsg_remove(c, m);
 			break;
 		}
+		client_deliver_expect_before(c, v->peer, seq);
 	}
 	/* A later message was shown: an earlier one still unconfirmed was lost
 	 * or held on the way, even if the relay said it is queued. */
@@ -498,6 +499,16 @@ void client_deliver_expect(struct chat_client *c, struct outmsg *m)
 	client_retry_arm(c);
 }
 
+/* A later message to peer was fetched or confirmed: the peer is there, so
+ * the earlier ones still unconfirmed should be too (their copies may have
+ * been lost on the way, and nobody else would say so). */
+void client_deliver_expect_before(struct chat_client *c, const char *peer, uint64_t seq)
+{
+	for (struct outmsg *m = c->out; m; m = m->next)
+		if (m->kind == E_TEXT && m->seq < seq && !m->due && !strcmp(m->peer, peer))
+			client_deliver_expect(c, m);
+}
+
 static long long retry_timer(struct chat_loop *loop, void *arg)
 {
 	struct chat_client *c = arg;
@@ -520,6 +531,7 @@ static long long retry_timer(struct chat_loop *loop, void *arg)
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->gap_since && now - v->gap_since >= GAP_WAIT_MS)
 			skip_gap(c, v);
+	client_held_mail_expire(c, now);
 	if (c->later || c->ks_dirty)
 		client_round_soon(c);
 	client_pump(c);
@@ -536,6 +548,9 @@ void client_retry_arm(struct chat_client *c)
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->gap_since && (!at || v->gap_since + GAP_WAIT_MS < at))
 			at = v->gap_since + GAP_WAIT_MS;
+	uint64_t held = client_held_mail_due(c);
+	if (held && (!at || held < at))
+		at = held;
 	if (at == c->retry_at && (c->retry_timer || !at))
 		return;
 	if (c->retry_timer)

@@ -107,6 +107,25 @@ struct held {
 	char text[];
 };
 
+/* A stored message the suite rejected as replayed or out of order (a suite
+ * with strict sequence numbers cannot open one that arrives ahead of the one
+ * before it): neither ACKed nor remembered; tried again after every later
+ * mail that opens, given up once one stored after it opened (its turn has
+ * passed) or after HOLD_MAIL_MS (client_mail.c). */
+#define HOLD_MAIL_MS 15000
+#define HELD_MAIL_MAX 64
+struct heldmail {
+	struct heldmail *next;
+	char peer[CHAT_NAME_MAX + 1];
+	char why[200];                /* the ACK's reason if it is rejected in the end */
+	uint64_t id;                  /* mail id */
+	int64_t time_ms;              /* stored at */
+	uint64_t since;               /* monotonic ms: held since */
+	int passed;                   /* a later message from peer opened meanwhile */
+	size_t len;
+	uint8_t data[];               /* the inner message */
+};
+
 /* Something to show once what it depends on is saved (stored mail). */
 struct later {
 	struct later *next;
@@ -154,6 +173,7 @@ struct conv {
 	uint64_t *rcpt;     /* shown this round: to confirm */
 	size_t nrcpt, rcpt_cap;
 	int blocked;        /* pump: an earlier message is refused */
+	uint64_t rx_mail;   /* highest mail id from the peer that opened (this run) */
 };
 
 struct croom {
@@ -240,7 +260,13 @@ struct chat_client {
 	size_t rcpt_pos;
 	int in_mail;            /* processing a MAIL's inner message */
 	int64_t mail_time;      /* its stored-at time */
+	uint64_t mail_id;       /* its mail id */
 	char mail_problem[200]; /* why it could not be opened ("" if it could) */
+	int mail_hold;          /* the suite said replayed or out of order: hold it */
+	char hold_peer[CHAT_NAME_MAX + 1], hold_why[200];
+	int mail_opened;        /* a stored message from a peer opened: retry the held ones */
+	struct heldmail *hmail; /* held mail, oldest first */
+	size_t nhmail;
 	struct ack *acks;
 	size_t nacks, acks_cap;
 	struct chat_timer *ack_timer;
@@ -380,6 +406,12 @@ void client_mail_problem(struct chat_client *c, const char *fmt, ...)
 /* The end of a loop round that processed mail: save, show, confirm, ACK. */
 void client_round_end(struct chat_client *c);
 void client_round_soon(struct chat_client *c);
+/* A stored message from v's peer opened: held ones are tried again after this mail. */
+void client_held_mail_opened(struct chat_client *c, struct conv *v);
+/* When the oldest held mail is given up (monotonic ms, 0: none held). */
+uint64_t client_held_mail_due(const struct chat_client *c);
+/* Give up the held mail that waited HOLD_MAIL_MS. */
+void client_held_mail_expire(struct chat_client *c, uint64_t now);
 void client_free_mail(struct chat_client *c);
 
 /* ---- client_deliver.c: end-to-end order, receipts and retries */
@@ -419,6 +451,9 @@ void client_deliver_refused(struct chat_client *c, struct outmsg *m);
 void client_deliver_reseal(struct chat_client *c, struct outmsg *m);
 /* m is stored for a peer who is online (or fetched it): expect a receipt. */
 void client_deliver_expect(struct chat_client *c, struct outmsg *m);
+/* A later message (seq) to peer was fetched or confirmed: expect the
+ * earlier unconfirmed ones as well. */
+void client_deliver_expect_before(struct chat_client *c, const char *peer, uint64_t seq);
 void client_free_deliver(struct chat_client *c);
 void client_conv_free_rx(struct conv *v);
 

@@ -3,7 +3,9 @@
  * id; the sealed chunks of a message wait with it in the outbox (kept in the
  * keystore, client_deliver.c decides what is sealed when); what arrives comes
  * as MAIL, is processed once (mail ids remembered), and is ACKed only after
- * its effect was saved and shown (client_round_end). */
+ * its effect was saved and shown (client_round_end).  One the suite rejects
+ * as replayed or out of order is held and tried again after the next ones
+ * (a suite with strict sequence numbers opens nothing out of order). */
 #include "client_int.h"
 
 #include <stdarg.h>
@@ -191,6 +193,7 @@ void client_on_receipt(struct chat_client *c, const struct chat_msg *m)
 	switch (m->flag) {
 	case CHAT_RECEIPT_DELIVERED:
 		client_deliver_expect(c, om);
+		client_deliver_expect_before(c, m->name, om->seq);
 		break;
 	case CHAT_RECEIPT_EXPIRED:
 	case CHAT_RECEIPT_UNREADABLE:
@@ -317,11 +320,157 @@ void client_remember_mail(struct chat_client *c, uint64_t id)
 		c->nrecent++;
 }
 
-void client_on_mail(struct chat_client *c, const struct chat_msg *m)
+/* Process one stored message (mail id, stored-at, the inner message): 1 if
+ * the suite could not open it yet (held: neither ACKed nor remembered), else
+ * 0 (remembered, ACK queued). */
+static int take_mail(struct chat_client *c, uint64_t id, int64_t time_ms, size_t len,
+                     const uint8_t *data)
 {
 	struct chat_msg inner;
 	char err[256];
+	size_t pos = c->recent_pos, n = c->nrecent;
+	uint64_t old = c->recent[pos];
 
+	/* Recorded with what it does, in the same save. */
+	client_remember_mail(c, id);
+	if (chat_msg_parse(len, data, &inner, sizeof(err), err) != CHAT_OK) {
+		client_fail(c, NULL, "malformed", "malformed stored message %llu from the relay: %s",
+		            (unsigned long long)id, err);
+		queue_ack(c, id, err);
+		return 0;
+	}
+	c->in_mail = 1;
+	c->mail_time = time_ms;
+	c->mail_id = id;
+	c->mail_problem[0] = '\0';
+	c->mail_hold = 0;
+	client_dispatch(c, &inner);
+	c->in_mail = 0;
+	if (c->mail_hold) { /* it did nothing: as if it had not come */
+		c->mail_hold = 0;
+		c->recent[pos] = old;
+		c->recent_pos = pos;
+		c->nrecent = n;
+		return 1;
+	}
+	queue_ack(c, id, c->mail_problem);
+	c->mail_problem[0] = '\0';
+	return 0;
+}
+
+/* Give up on a held mail.  One from its sender opened since it was held, so
+ * its turn passed (a replay, or one whose predecessor is lost): rejected and
+ * ACKed as unreadable, as any other rejected message (the sender may seal it
+ * again).  Nothing opened since: it may be ahead of one that never came, which
+ * the relay still has; left unacknowledged, so that the relay delivers both
+ * again, in order, at the next login. */
+static void give_up_held(struct chat_client *c, struct heldmail *h)
+{
+	if (h->passed) {
+		client_remember_mail(c, h->id);
+		client_fail(c, h->peer, "replay", "message from %s rejected: %s", h->peer,
+		            chat_strerror(CHAT_ERR_REPLAY));
+		queue_ack(c, h->id, h->why);
+		client_store_mark(c);
+	} else {
+		client_say(c, CHAT_EV_WARNING, h->peer, "a stored message from %s could not be opened: "
+		           "one sent before it has not come (the relay or the network lost or held it), "
+		           "or it is a replay; it is not acknowledged, so the relay delivers it again, "
+		           "after the missing one, at your next login", h->peer);
+	}
+	free(h);
+}
+
+/* After a mail that opened: try the held ones again, oldest first, as long
+ * as one opens; then give up those stored before one of their sender's that
+ * opened (the relay numbers mail in the order it stored it, and a sender's
+ * suite in the order it sealed: their turn has passed). */
+static void retry_held(struct chat_client *c)
+{
+	while (c->mail_opened) {
+		c->mail_opened = 0;
+		for (struct heldmail **pp = &c->hmail; *pp;) {
+			struct heldmail *h = *pp;
+			if (take_mail(c, h->id, h->time_ms, h->len, h->data)) {
+				pp = &h->next;
+				continue;
+			}
+			*pp = h->next;
+			c->nhmail--;
+			free(h);
+			if (c->mail_opened)
+				break; /* from the oldest again */
+		}
+	}
+	for (struct heldmail **pp = &c->hmail; *pp;) {
+		struct heldmail *h = *pp;
+		struct conv *v = client_find_conv(c, h->peer);
+		if (!v || h->id > v->rx_mail) {
+			pp = &h->next;
+			continue;
+		}
+		*pp = h->next;
+		c->nhmail--;
+		give_up_held(c, h);
+	}
+}
+
+static void hold_mail(struct chat_client *c, const struct chat_msg *m)
+{
+	struct heldmail **pp = &c->hmail;
+
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == m->id)
+			return; /* a second copy of one held */
+	struct heldmail *h = malloc(sizeof(*h) + m->payload_len);
+	if (!h) /* not ACKed: the relay delivers it again at the next login */
+		return;
+	h->next = NULL;
+	snprintf(h->peer, sizeof(h->peer), "%s", c->hold_peer);
+	snprintf(h->why, sizeof(h->why), "%s", c->hold_why);
+	h->id = m->id;
+	h->time_ms = m->time_ms;
+	h->since = chat_loop_now_ms();
+	h->passed = 0;
+	h->len = m->payload_len;
+	memcpy(h->data, m->payload, m->payload_len);
+	*pp = h;
+	if (++c->nhmail > HELD_MAIL_MAX) {
+		h = c->hmail;
+		c->hmail = h->next;
+		c->nhmail--;
+		give_up_held(c, h);
+	}
+	client_retry_arm(c);
+}
+
+void client_held_mail_opened(struct chat_client *c, struct conv *v)
+{
+	c->mail_opened = 1;
+	if (c->mail_id > v->rx_mail)
+		v->rx_mail = c->mail_id;
+	for (struct heldmail *h = c->hmail; h; h = h->next)
+		if (!strcmp(h->peer, v->peer))
+			h->passed = 1;
+}
+
+uint64_t client_held_mail_due(const struct chat_client *c)
+{
+	return c->hmail ? c->hmail->since + HOLD_MAIL_MS : 0;
+}
+
+void client_held_mail_expire(struct chat_client *c, uint64_t now)
+{
+	while (c->hmail && now - c->hmail->since >= HOLD_MAIL_MS) {
+		struct heldmail *h = c->hmail;
+		c->hmail = h->next;
+		c->nhmail--;
+		give_up_held(c, h);
+	}
+}
+
+void client_on_mail(struct chat_client *c, const struct chat_msg *m)
+{
 	if (c->state != CS_READY || c->group == 0) {
 		client_fail(c, NULL, "unexpected", "stored mail before a registered login; ignored");
 		return;
@@ -331,21 +480,11 @@ void client_on_mail(struct chat_client *c, const struct chat_msg *m)
 		queue_ack(c, m->id, NULL);
 		return;
 	}
-	/* Recorded with what it does, in the same save. */
-	client_remember_mail(c, m->id);
-	if (chat_msg_parse(m->payload_len, m->payload, &inner, sizeof(err), err) != CHAT_OK) {
-		client_fail(c, NULL, "malformed", "malformed stored message %llu from the relay: %s",
-		            (unsigned long long)m->id, err);
-		queue_ack(c, m->id, err);
-	} else {
-		c->in_mail = 1;
-		c->mail_time = m->time_ms;
-		c->mail_problem[0] = '\0';
-		client_dispatch(c, &inner);
-		c->in_mail = 0;
-		queue_ack(c, m->id, c->mail_problem);
-		c->mail_problem[0] = '\0';
-	}
+	c->mail_opened = 0;
+	if (take_mail(c, m->id, m->time_ms, m->payload_len, m->payload))
+		hold_mail(c, m);
+	else
+		retry_held(c);
 	client_store_mark(c);
 }
 
@@ -357,4 +496,10 @@ void client_free_mail(struct chat_client *c)
 	free(c->acks);
 	c->acks = NULL;
 	c->nacks = c->acks_cap = 0;
+	while (c->hmail) {
+		struct heldmail *h = c->hmail;
+		c->hmail = h->next;
+		free(h);
+	}
+	c->nhmail = 0;
 }

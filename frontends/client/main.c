@@ -32,6 +32,10 @@ struct app {
 	const char *password_file, *read_log;
 	int guest, register_account;
 	int tty;
+	/* What the client's configuration points at: it outlives run(), since
+	 * chat_client_free() (which saves the keystore) runs after it. */
+	char user[CHAT_NAME_MAX + 8];
+	char suites[16][33];
 };
 
 /* At end of scripted input, replies may still be on their way: quit once the
@@ -230,12 +234,12 @@ static int get_password(struct app *a, const char *user, const char *data_dir, c
 
 static int run(struct app *a)
 {
-	char user[CHAT_NAME_MAX + 8], err[1024], suites[16][33], pw[CHAT_SECRET_MAX];
+	char *user = a->user, (*suites)[33] = a->suites, err[1024], pw[CHAT_SECRET_MAX];
 	const char *dir_path = chat_config_path(a->prog.cfg, "client", "directory");
 	const char *data_dir = chat_config_path(a->prog.cfg, "client", "data_dir");
 	int rc, have_pw = 0, interactive = 0;
 
-	if (ask_user(a, user, sizeof(user)))
+	if (ask_user(a, user, sizeof(a->user)))
 		return 2;
 	if (dir_path && *dir_path &&
 	    chat_directory_load(dir_path, &a->dir, sizeof(err), err) != CHAT_OK) {

@@ -76,24 +76,27 @@ struct outmail {
 
 /* Where an outmsg is. */
 enum {
-	OM_WAITING = 0, /* to be sealed (new, sealed copy refused or lost, or waiting behind one) */
+	OM_WAITING = 0, /* to be sealed (new, its copy lost or unreadable, or waiting behind one) */
 	OM_SEALED,      /* a sealed copy is out; not every chunk STORED yet */
 	OM_STORED,      /* the relay stored every chunk: waiting for the peer's receipt */
-	OM_REFUSED,     /* the relay refused a chunk: sealed again at due; later ones wait */
+	OM_REFUSED,     /* the relay refused a chunk: the same copy goes again at due; later
+	                   ones (texts and receipts) wait until the relay has stored it */
 };
 
 /* A message to a registered peer, kept (plaintext, in the keystore) until the
  * peer's client confirms it was shown (E_TEXT) or, for a receipt (E_RECEIPT),
- * until the relay stored it.  A copy that is refused, lost or rejected is
- * sealed again, in order. */
+ * until the relay stored it.  A copy the relay refused goes again as it is
+ * (the suite counted it: a strict sequence rejects whatever comes after a
+ * gap); one that is lost or rejected is sealed again, in order. */
 struct outmsg {
 	struct outmsg *next;
 	char peer[CHAT_NAME_MAX + 1];
 	int kind;                     /* E_TEXT or E_RECEIPT */
 	int state;                    /* OM_* */
 	uint64_t seq;                 /* E_TEXT: its number in the conversation */
-	unsigned tries;               /* copies sealed again so far */
+	unsigned tries;               /* copies sealed or sent again so far */
 	uint64_t due;                 /* monotonic ms of the next try, 0: none */
+	int resent;                   /* OM_REFUSED: its copy went again, no answer yet */
 	struct outmail *chunks;       /* the current sealed copy */
 	size_t len;
 	uint8_t text[];
@@ -153,7 +156,7 @@ struct conv {
 	size_t nmissing;
 	uint64_t *rcpt;     /* shown this round: to confirm */
 	size_t nrcpt, rcpt_cap;
-	int blocked;        /* pump: an earlier message is refused */
+	int blocked;        /* pump: a refused copy waits to be stored first */
 };
 
 struct croom {
@@ -410,8 +413,12 @@ void client_show_pending(struct chat_client *c);
 void client_queue_receipts(struct chat_client *c);
 /* Recompute the retry timer (after a change of due times or gaps). */
 void client_retry_arm(struct chat_client *c);
-/* The relay refused m's copy: again after a backoff; later ones wait. */
-void client_deliver_refused(struct chat_client *c, struct outmsg *m);
+/* The relay refused m's copy: the same copy again after a backoff; later
+ * ones wait.  0 if m was already waiting for that (another chunk of it). */
+int client_deliver_refused(struct chat_client *c, struct outmsg *m);
+/* The relay stored the whole copy of m, which it had refused before: the
+ * ones refused after it go now, in order. */
+void client_deliver_unblocked(struct chat_client *c, const char *peer);
 /* The peer could not use m's copy (the relay says): seal it again now. */
 void client_deliver_reseal(struct chat_client *c, struct outmsg *m);
 /* m is stored for a peer who is online (or fetched it): expect a receipt. */

@@ -89,17 +89,29 @@ int client_commit(struct chat_client *c)
 	return CHAT_OK;
 }
 
+/* At login: every chunk the relay has not stored goes again, in the order
+ * the chunks were sealed (their client ids), so that the relay stores them
+ * in the suite's order. */
 void client_resend_outbox(struct chat_client *c)
 {
 	size_t n = 0;
 
-	for (struct outmsg *m = c->out; m; m = m->next) {
-		for (struct outmail *o = m->chunks; o; o = o->next) {
-			if (o->stored)
-				continue;
-			send_outmail(c, m, o);
-			n++;
-		}
+	for (struct outmsg *m = c->out; m; m = m->next)
+		for (struct outmail *o = m->chunks; o; o = o->next)
+			o->sent = 0;
+	for (;;) {
+		struct outmsg *first = NULL;
+		struct outmail *chunk = NULL;
+		for (struct outmsg *m = c->out; m; m = m->next)
+			for (struct outmail *o = m->chunks; o; o = o->next)
+				if (!o->stored && !o->sent && (!chunk || o->id < chunk->id)) {
+					first = m;
+					chunk = o;
+				}
+		if (!chunk || !c->conn)
+			break;
+		send_outmail(c, first, chunk);
+		n++;
 	}
 	if (n)
 		client_say(c, CHAT_EV_INFO, NULL, "%zu sealed message chunk(s) from the keystore sent again "
@@ -135,7 +147,7 @@ void client_on_stored(struct chat_client *c, const struct chat_msg *m)
 	if (om && !o->stored) {
 		o->stored = 1;
 		client_store_mark(c); /* no hurry: a resend would be a duplicate */
-		int all = 1;
+		int all = 1, was_refused = om->state == OM_REFUSED;
 		for (struct outmail *k = om->chunks; k; k = k->next)
 			all &= k->stored;
 		if (all && (om->kind == E_RECEIPT || m->flag == CHAT_STORED_LIVE)) {
@@ -149,9 +161,13 @@ void client_on_stored(struct chat_client *c, const struct chat_msg *m)
 			client_outmsg_remove(c, om);
 		} else if (all) {
 			om->state = OM_STORED;
+			om->resent = 0;
+			om->due = 0;
 			if (m->flag == CHAT_STORED_ONLINE || m->flag == CHAT_STORED_DUPLICATE)
 				client_deliver_expect(c, om);
 		}
+		if (all && was_refused)
+			client_deliver_unblocked(c, m->name);
 	}
 	if (m->flag == CHAT_STORED_LIVE) {
 		/* The peer is a guest: nothing is stored for them, so from now on
@@ -211,12 +227,11 @@ void client_on_send_refused(struct chat_client *c, const struct chat_msg *m)
 	struct outmail *o;
 	struct outmsg *om = m->id ? find_chunk(c, m->name, m->id, &o) : NULL;
 
-	if (!om)
+	if (!om || !client_deliver_refused(c, om))
 		return;
-	client_deliver_refused(c, om);
 	if (om->kind == E_TEXT)
-		client_say(c, CHAT_EV_INFO, m->name, "message #%llu to %s is kept and sent again in %llu s "
-		           "(later ones wait behind it)", (unsigned long long)om->seq, m->name,
+		client_say(c, CHAT_EV_INFO, om->peer, "message #%llu to %s is kept and sent again in %llu s "
+		           "(later ones wait behind it)", (unsigned long long)om->seq, om->peer,
 		           (unsigned long long)((om->due - chat_loop_now_ms() + 999) / 1000));
 }
 

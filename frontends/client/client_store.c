@@ -590,9 +590,10 @@ static int restore_outmsg(struct chat_client *c, struct sread *r, size_t errlen,
 		return CHAT_ERR_NOMEM;
 	}
 	m->tries = tries;
-	/* A refused copy is tried again at once; a stored one waits for its
-	 * receipt (or the relay's word that it was not readable). */
-	m->state = state == OM_REFUSED ? OM_WAITING : state;
+	/* A refused copy goes again at once, as it is (with every other copy
+	 * not stored, in the order sealed); a stored one waits for its receipt
+	 * (or the relay's word that it was not readable). */
+	m->state = state;
 	struct outmail **tail = &m->chunks;
 	for (size_t i = 0; i < nchunks && !r->bad; i++) {
 		uint64_t id = sr_uint(r, 8);
@@ -614,6 +615,8 @@ static int restore_outmsg(struct chat_client *c, struct sread *r, size_t errlen,
 		*tail = o;
 		tail = &o->next;
 	}
+	if (!r->bad && m->state == OM_REFUSED) /* (an older client kept no copy) */
+		m->state = m->chunks ? OM_SEALED : OM_WAITING;
 	if (!r->bad && m->state == OM_WAITING)
 		client_outmsg_drop_copy(m);
 	if (!r->bad && m->state != OM_WAITING && !m->chunks)

@@ -123,8 +123,8 @@ static struct outmsg *find_chunk(struct chat_client *c, const char *peer, uint64
                                  struct outmail **chunk)
 {
 	for (struct outmsg *m = c->out; m; m = m->next) {
-		if (strcmp(m->peer, peer))
-			continue;
+		if (peer[0] && strcmp(m->peer, peer))
+			continue; /* (client ids are unique: a peer not named is any peer) */
 		for (struct outmail *o = m->chunks; o; o = o->next) {
 			if (o->id == id) {
 				*chunk = o;

@@ -255,6 +255,8 @@ struct chat_client {
 	uint8_t *ks_blob;       /* read at start, applied at login */
 	size_t ks_blob_len;
 	int ks_dirty;
+	int ks_staged;          /* a save written beside the keystore, not in place yet */
+	int history_unsynced;   /* client_history appends without an fsync (client_store_commit) */
 	int ks_trusted;         /* the password is known good (the file opened, or the relay
 	                           accepted it): only then is anything written */
 	int log_failed;
@@ -435,6 +437,14 @@ int client_store_restore(struct chat_client *c, size_t errlen, char *err);
 void client_store_after_login(struct chat_client *c);
 /* Save now if anything changed.  CHAT_OK when durable (or nothing to keep). */
 int client_store_save(struct chat_client *c);
+/* client_store_save in two steps: stage writes the new keystore beside the
+ * old one, commit puts it in place (and syncs the history).  What is shown
+ * because of the save goes in between: a kill before the commit's rename
+ * keeps the old keystore (the messages come again), one in or after it the
+ * new one, and there is no time between the two in which the keystore says
+ * "processed" and nothing was shown. */
+int client_store_stage(struct chat_client *c);
+int client_store_commit(struct chat_client *c);
 void client_store_mark(struct chat_client *c);
 /* New password: rekey the keystore and rewrite the history. */
 int client_store_rekey(struct chat_client *c, size_t len, const char *pw, size_t errlen,

@@ -282,21 +282,28 @@ static void queue_ack(struct chat_client *c, uint64_t id, const char *problem)
 	client_round_soon(c);
 }
 
-/* Everything processed in this round is saved first (sessions, numbers,
- * held messages, the mail ids), then shown, then confirmed to the sender and
- * ACKed to the relay: a kill before the save shows nothing and the relay
- * delivers it again; after it, nothing is shown twice. */
+/* Everything processed in this round is saved (sessions, numbers, held
+ * messages, the mail ids), shown, then confirmed to the sender and ACKed to
+ * the relay.  The save is written first and put in place right after the
+ * showing: a kill before that rename shows what it showed again (the relay
+ * delivers it again), one in or after it has shown it; a kill between a
+ * save in place and the showing (a rename alone can take milliseconds)
+ * would lose messages the sender is then told were shown. */
 void client_round_end(struct chat_client *c)
 {
 	int saved;
 
 	client_queue_receipts(c);
 	client_pump_seal(c);
-	saved = client_store_save(c) == CHAT_OK;
+	saved = client_store_stage(c) == CHAT_OK;
+	c->history_unsynced = 1;
+	client_show_pending(c);
+	c->history_unsynced = 0;
+	if (client_store_commit(c) != CHAT_OK)
+		saved = 0;
 	if (!saved && c->nacks)
 		client_fail(c, NULL, "keystore", "%zu stored message(s) not acknowledged: the relay keeps "
 		            "them and delivers them again at the next login", c->nacks);
-	client_show_pending(c);
 	if (!saved) {
 		c->nacks = 0;
 		return;

@@ -460,6 +460,39 @@ static void seal_raw(uint8_t *d, size_t clen, const uint8_t *pt, const char *pw)
 	hmac_sha256_digest(&h, MAC_LEN, d + HDR_LEN + clen);
 }
 
+/* A save in two steps: staged, the old contents stay in place (a process
+ * killed now finds them); committed, the new ones replace them. */
+static void test_stage_commit(void)
+{
+	char path[320], tmp[330], err[512];
+	struct chat_keystore *ks;
+	uint8_t *got;
+	size_t got_len;
+	int created;
+
+	snprintf(path, sizeof(path), "%s/staged.keys", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	make_store(path, 3, (const uint8_t *)"old");
+	CHECK_EQ_INT(chat_keystore_open(path, strlen(PASS), PASS, ITER, &ks, &got, &got_len, &created,
+	                                sizeof(err), err), CHAT_OK);
+	free(got);
+	CHECK_EQ_INT(chat_keystore_commit(ks, sizeof(err), err), CHAT_ERR_STATE);
+	CHECK_STR_CONTAINS(err, "nothing staged");
+	CHECK_EQ_INT(chat_keystore_stage(ks, 3, (const uint8_t *)"mid", sizeof(err), err), CHAT_OK);
+	CHECK(exists(tmp));
+	chat_keystore_close(ks); /* as if killed before the commit */
+	expect_blob(path, PASS, 3, (const uint8_t *)"old");
+	CHECK_EQ_INT(chat_keystore_open(path, strlen(PASS), PASS, ITER, &ks, &got, &got_len, &created,
+	                                sizeof(err), err), CHAT_OK);
+	free(got);
+	CHECK_EQ_INT(chat_keystore_stage(ks, 3, (const uint8_t *)"new", sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(chat_keystore_commit(ks, sizeof(err), err), CHAT_OK);
+	CHECK(!exists(tmp));
+	CHECK_EQ_INT(chat_keystore_commit(ks, sizeof(err), err), CHAT_ERR_STATE); /* once */
+	chat_keystore_close(ks);
+	expect_blob(path, PASS, 3, (const uint8_t *)"new");
+}
+
 static void test_format(void)
 {
 	char path[320];
@@ -597,6 +630,7 @@ int main(void)
 	test_lock();
 	test_rekey();
 	test_atomic_save();
+	test_stage_commit();
 	test_format();
 	test_failed_write();
 	test_args();

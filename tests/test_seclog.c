@@ -397,6 +397,37 @@ static void test_edges(void)
 	CHECK_EQ_INT(count, 0);
 }
 
+/* Records appended without their fsync are in the file at once (a process
+ * killed after the append leaves them there); chat_seclog_sync makes them
+ * durable. */
+static void test_unsynced(void)
+{
+	char path[320], err[512];
+	struct chat_seclog *lg = NULL;
+	struct seen s = { 0 };
+	uint64_t count = 0;
+
+	snprintf(path, sizeof(path), "%s/unsynced.log", dir);
+	CHECK_EQ_INT(chat_seclog_open(path, 1, "x", ITER, &lg, NULL, NULL, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(chat_seclog_sync(lg, sizeof(err), err), CHAT_OK); /* nothing to sync */
+	CHECK_EQ_INT(chat_seclog_append(lg, 1, CHAT_SECLOG_SENT, "bob", 3, "one", sizeof(err), err),
+	             CHAT_OK);
+	CHECK_EQ_INT(chat_seclog_append_unsynced(lg, 2, CHAT_SECLOG_RECEIVED, "bob", 3, "two",
+	                                         sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(chat_seclog_read(path, 1, "x", collect, &s, &count, NULL, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(count, 2);
+	CHECK_EQ_INT(chat_seclog_append_unsynced(lg, 3, CHAT_SECLOG_RECEIVED, "bob", 5, "three",
+	                                         sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(chat_seclog_sync(lg, sizeof(err), err), CHAT_OK);
+	chat_seclog_close(lg);
+	memset(&s, 0, sizeof(s));
+	CHECK_EQ_INT(chat_seclog_read(path, 1, "x", collect, &s, &count, NULL, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(count, 3);
+	CHECK(strcmp(s.texts[2], "three") == 0);
+	CHECK_EQ_INT(s.dirs[1], CHAT_SECLOG_RECEIVED);
+	CHECK_EQ_INT(chat_seclog_sync(NULL, sizeof(err), err), CHAT_ERR_INVALID);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "%s/seclog.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -410,6 +441,7 @@ int main(void)
 	test_truncation();
 	test_reorder();
 	test_edges();
+	test_unsynced();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

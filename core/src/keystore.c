@@ -49,6 +49,7 @@ struct chat_keystore {
 	uint8_t salt[SALT_LEN];
 	uint8_t enc_key[KEY_LEN];
 	uint8_t mac_key[KEY_LEN];
+	int staged;                 /* PATH.tmp holds a save not yet committed */
 };
 
 static int fail(int rc, size_t errlen, char *err, const char *fmt, ...)
@@ -377,8 +378,8 @@ static int seal(const struct chat_keystore *ks, size_t len, const uint8_t *blob,
 	return CHAT_OK;
 }
 
-int chat_keystore_save(struct chat_keystore *ks, size_t len, const uint8_t *blob, size_t errlen,
-                       char *err)
+int chat_keystore_stage(struct chat_keystore *ks, size_t len, const uint8_t *blob,
+                        size_t errlen, char *err)
 {
 	uint8_t *image = NULL;
 	size_t image_len = 0;
@@ -389,6 +390,7 @@ int chat_keystore_save(struct chat_keystore *ks, size_t len, const uint8_t *blob
 	if (!ks || (len && !blob))
 		return fail(CHAT_ERR_INVALID, errlen, err, "%s: invalid keystore save",
 		            ks ? ks->path : "(null)");
+	ks->staged = 0;
 	if (len > CHAT_KEYSTORE_MAX)
 		return fail(CHAT_ERR_TOO_BIG, errlen, err, "%s: %zu bytes to save, more than %u",
 		            ks->path, len, CHAT_KEYSTORE_MAX);
@@ -419,20 +421,10 @@ int chat_keystore_save(struct chat_keystore *ks, size_t len, const uint8_t *blob
 	fd = -1;
 	if (e != 0)
 		goto io_fail;
-	what = "rename";
-	if (rename(tmp, ks->path) != 0)
-		goto io_fail;
 	free(image);
-	image = NULL;
-	/* The new file is in place; only its durability is in question now. */
-	if (chat_fsync_dir_of(ks->path) != 0) {
-		rc = fail(CHAT_ERR_IO, errlen, err, "%s: cannot sync the directory: %s", ks->path,
-		          strerror(errno));
-		free(tmp);
-		return rc;
-	}
 	free(tmp);
-	return CHAT_OK;
+	ks->staged = 1;
+	return CHAT_OK; /* PATH.tmp holds it; chat_keystore_commit() puts it in place */
 
 io_fail:
 	e = errno;
@@ -446,6 +438,40 @@ io_fail_nofile:
 	free(tmp);
 	free(image);
 	return rc;
+}
+
+int chat_keystore_commit(struct chat_keystore *ks, size_t errlen, char *err)
+{
+	char *tmp;
+	int rc;
+
+	if (!ks || !ks->staged)
+		return fail(CHAT_ERR_STATE, errlen, err, "%s: nothing staged to commit",
+		            ks ? ks->path : "(null)");
+	ks->staged = 0;
+	if (!(tmp = with_suffix(ks->path, ".tmp")))
+		return fail(CHAT_ERR_NOMEM, errlen, err, "%s: out of memory", ks->path);
+	if (rename(tmp, ks->path) != 0) {
+		rc = fail(CHAT_ERR_IO, errlen, err, "%s: cannot save: rename %s: %s", ks->path, tmp,
+		          strerror(errno));
+		unlink(tmp);
+		free(tmp);
+		return rc;
+	}
+	free(tmp);
+	/* The new file is in place; only its durability is in question now. */
+	if (chat_fsync_dir_of(ks->path) != 0)
+		return fail(CHAT_ERR_IO, errlen, err, "%s: cannot sync the directory: %s", ks->path,
+		            strerror(errno));
+	return CHAT_OK;
+}
+
+int chat_keystore_save(struct chat_keystore *ks, size_t len, const uint8_t *blob, size_t errlen,
+                       char *err)
+{
+	int rc = chat_keystore_stage(ks, len, blob, errlen, err);
+
+	return rc != CHAT_OK ? rc : chat_keystore_commit(ks, errlen, err);
 }
 
 int chat_keystore_rekey(struct chat_keystore *ks, size_t pw_len, const char *pw, size_t errlen,

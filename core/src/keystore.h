@@ -38,6 +38,15 @@ int chat_keystore_open(const char *path, size_t pw_len, const char *pw, unsigned
 /* Replace the file's contents with blob (atomic, durable when it returns CHAT_OK). */
 int chat_keystore_save(struct chat_keystore *ks, size_t len, const uint8_t *blob, size_t errlen,
                        char *err);
+/* chat_keystore_save in two steps.  stage: the new contents are written and
+ * synced beside the file (PATH.tmp), nothing is replaced yet; commit: they
+ * are renamed into place and the directory synced (CHAT_ERR_STATE if nothing
+ * was staged).  What must happen with the save, as nearly at once as can be,
+ * goes in between: a process killed before the rename left the old file, one
+ * killed in or after it (a rename can take milliseconds) the new one. */
+int chat_keystore_stage(struct chat_keystore *ks, size_t len, const uint8_t *blob,
+                        size_t errlen, char *err);
+int chat_keystore_commit(struct chat_keystore *ks, size_t errlen, char *err);
 /* New password: fresh salt and keys; takes effect at the next save. */
 int chat_keystore_rekey(struct chat_keystore *ks, size_t pw_len, const char *pw, size_t errlen,
                         char *err);

@@ -47,6 +47,7 @@ struct chat_seclog {
 	uint64_t count;
 	uint64_t trailer_off;
 	int failed;
+	int unsynced;    /* appended since the last fsync */
 };
 
 /* What verifying a file establishes. */
@@ -497,8 +498,8 @@ fail_out:
 	return rc;
 }
 
-int chat_seclog_append(struct chat_seclog *lg, int64_t time_ms, int direction, const char *peer,
-                       size_t len, const char *text, size_t errlen, char *err)
+static int append(struct chat_seclog *lg, int64_t time_ms, int direction, const char *peer,
+                  size_t len, const char *text, int sync, size_t errlen, char *err)
 {
 	size_t plen = peer ? strlen(peer) : 0, ptlen, clen, total;
 	struct aes256_ctx aes;
@@ -545,7 +546,7 @@ int chat_seclog_append(struct chat_seclog *lg, int64_t time_ms, int direction, c
 	/* The old trailer goes first: a crash in between leaves a log that reads
 	 * as truncated, never one that verifies without the new record. */
 	if (ftruncate(lg->fd, (off_t)lg->trailer_off) != 0 ||
-	    write_all(lg->fd, lg->trailer_off, total, buf) != 0 || fsync(lg->fd) != 0) {
+	    write_all(lg->fd, lg->trailer_off, total, buf) != 0 || (sync && fsync(lg->fd) != 0)) {
 		lg->failed = 1;
 		rc = fail(NULL, 0, CHAT_ERR_IO, errlen, err, "%s: cannot append: %s", lg->path,
 		          strerror(errno));
@@ -554,11 +555,40 @@ int chat_seclog_append(struct chat_seclog *lg, int64_t time_ms, int direction, c
 	memcpy(lg->last_mac, buf + REC_HEAD + clen, MAC_LEN);
 	lg->count++;
 	lg->trailer_off += REC_OVERHEAD + clen;
+	lg->unsynced = !sync;
 out:
 	chat_wipe(pt, clen);
 	free(pt);
 	free(buf);
 	return rc;
+}
+
+int chat_seclog_append(struct chat_seclog *lg, int64_t time_ms, int direction, const char *peer,
+                       size_t len, const char *text, size_t errlen, char *err)
+{
+	return append(lg, time_ms, direction, peer, len, text, 1, errlen, err);
+}
+
+int chat_seclog_append_unsynced(struct chat_seclog *lg, int64_t time_ms, int direction,
+                                const char *peer, size_t len, const char *text, size_t errlen,
+                                char *err)
+{
+	return append(lg, time_ms, direction, peer, len, text, 0, errlen, err);
+}
+
+int chat_seclog_sync(struct chat_seclog *lg, size_t errlen, char *err)
+{
+	if (!lg)
+		return fail(NULL, 0, CHAT_ERR_INVALID, errlen, err, "invalid log");
+	if (!lg->unsynced)
+		return CHAT_OK;
+	if (fsync(lg->fd) != 0) {
+		lg->failed = 1;
+		return fail(NULL, 0, CHAT_ERR_IO, errlen, err, "%s: cannot sync: %s", lg->path,
+		            strerror(errno));
+	}
+	lg->unsynced = 0;
+	return CHAT_OK;
 }
 
 uint64_t chat_seclog_count(const struct chat_seclog *lg)

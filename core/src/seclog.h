@@ -71,6 +71,13 @@ int chat_seclog_open(const char *path, size_t pass_len, const char *pass, unsign
  * appends return CHAT_ERR_FAILED). */
 int chat_seclog_append(struct chat_seclog *lg, int64_t time_ms, int direction, const char *peer,
                        size_t len, const char *text, size_t errlen, char *err);
+/* The same without the fsync: the record is written (a process killed after
+ * it returns leaves it in the file) but not yet durable against a crash of
+ * the machine until chat_seclog_sync() (or the next synced append). */
+int chat_seclog_append_unsynced(struct chat_seclog *lg, int64_t time_ms, int direction,
+                                const char *peer, size_t len, const char *text, size_t errlen,
+                                char *err);
+int chat_seclog_sync(struct chat_seclog *lg, size_t errlen, char *err);
 
 /* Records appended or found since open. */
 uint64_t chat_seclog_count(const struct chat_seclog *lg);

@@ -4,10 +4,12 @@
  * Sender: every typed message gets a number in its conversation and waits in
  * the outbox (plaintext, in the encrypted keystore) until the peer's client
  * confirms, sealed in the conversation, that it showed it.  A sealed copy the
- * relay refuses is sealed again after a backoff, and later messages to that
- * peer wait behind it; a copy the peer could not open (the relay says
- * unreadable or expired) or that was stored for an online peer and never
- * confirmed is sealed again too.
+ * relay refuses goes again as it is after a backoff, and later messages to
+ * that peer (receipts too) wait until the relay has stored it: the suite
+ * counted that copy, and a suite with a strict sequence (aescbc-hmac) rejects
+ * everything sealed after a copy that never arrives.  A copy the peer could
+ * not open (the relay says unreadable or expired) or that was stored for an
+ * online peer and never confirmed is sealed again.
  *
  * Receiver: messages are shown in their senders' order, each once.  One that
  * arrives ahead of a missing one is held (in the keystore) for GAP_WAIT_MS;
@@ -131,21 +133,57 @@ static int seal_outmsg(struct chat_client *c, struct conv *v, struct outmsg *m)
 	return CHAT_OK;
 }
 
+/* Where m's copy stands in the suite's sequence: its first chunk not stored
+ * (client ids grow in the order chunks are sealed). */
+static uint64_t copy_place(const struct outmsg *m)
+{
+	for (const struct outmail *o = m->chunks; o; o = o->next)
+		if (!o->stored)
+			return o->id;
+	return UINT64_MAX;
+}
+
+/* The refused copy to peer that was sealed first: the one to go again. */
+static struct outmsg *refused_head(struct chat_client *c, const char *peer)
+{
+	struct outmsg *head = NULL;
+
+	for (struct outmsg *m = c->out; m; m = m->next)
+		if (m->state == OM_REFUSED && !strcmp(m->peer, peer) &&
+		    (!head || copy_place(m) < copy_place(head)))
+			head = m;
+	return head;
+}
+
 int client_pump_seal(struct chat_client *c)
 {
+	uint64_t now = now_ms(c);
 	int sealed = 0;
 
+	/* A refused copy goes again as it is, one at a time in the order sealed;
+	 * nothing newer to that peer is sealed before the relay stored it. */
 	for (struct conv *v = c->convs; v; v = v->next)
 		v->blocked = 0;
+	for (struct outmsg *m = c->out; m; m = m->next) {
+		if (m->state != OM_REFUSED)
+			continue;
+		struct conv *v = client_find_conv(c, m->peer);
+		if (v)
+			v->blocked = 1;
+		if (m->resent || m->due > now || refused_head(c, m->peer) != m)
+			continue;
+		m->resent = 1;
+		m->due = 0;
+		for (struct outmail *o = m->chunks; o; o = o->next)
+			if (!o->stored)
+				o->sent = 0;
+		sealed = 1;
+	}
 	for (struct outmsg *m = c->out; m; m = m->next) {
 		struct conv *v = client_find_conv(c, m->peer);
 		if (!v || v->state != C_ESTABLISHED || !v->session)
 			continue;
-		if (m->state == OM_REFUSED) {
-			v->blocked = 1;
-			continue;
-		}
-		if (m->state != OM_WAITING || (v->blocked && m->kind == E_TEXT))
+		if (m->state != OM_WAITING || v->blocked)
 			continue;
 		if (seal_outmsg(c, v, m) == CHAT_OK)
 			sealed = 1;
@@ -468,15 +506,27 @@ static uint64_t backoff(unsigned tries, uint64_t base, uint64_t max)
 	return d < max ? d : max;
 }
 
-/* The relay refused this copy: seal it again after a while; later ones wait. */
-void client_deliver_refused(struct chat_client *c, struct outmsg *m)
+/* The relay refused this copy: the same copy again after a while (sealing
+ * it again would leave a gap where the suite counted it); later ones wait. */
+int client_deliver_refused(struct chat_client *c, struct outmsg *m)
 {
-	client_outmsg_drop_copy(m);
+	if (m->state == OM_REFUSED && !m->resent)
+		return 0; /* another chunk of a copy that waits already */
 	m->tries++;
 	m->state = OM_REFUSED;
+	m->resent = 0;
 	m->due = now_ms(c) + backoff(m->tries, 1000, REFUSED_WAIT_MAX_MS);
 	client_store_mark(c);
 	client_retry_arm(c);
+	return 1;
+}
+
+void client_deliver_unblocked(struct chat_client *c, const char *peer)
+{
+	for (struct outmsg *m = c->out; m; m = m->next)
+		if (m->state == OM_REFUSED && !m->resent && !strcmp(m->peer, peer))
+			m->due = 1; /* the relay takes them again */
+	client_pump(c);
 }
 
 /* The relay says the peer could not use it (unreadable, expired): again now. */
@@ -518,7 +568,7 @@ static long long retry_timer(struct chat_loop *loop, void *arg)
 	c->retry_timer = NULL;
 	c->retry_at = 0;
 	for (struct outmsg *m = c->out; m; m = m->next) {
-		if (!m->due || m->due > now)
+		if (!m->due || m->due > now || m->state == OM_REFUSED) /* refused: client_pump */
 			continue;
 		m->due = 0;
 		if (m->state == OM_STORED) { /* never confirmed: the copy is lost or was not opened */
@@ -542,9 +592,14 @@ void client_retry_arm(struct chat_client *c)
 {
 	uint64_t at = 0;
 
-	for (struct outmsg *m = c->out; m; m = m->next)
-		if (m->due && (!at || m->due < at))
-			at = m->due;
+	for (struct outmsg *m = c->out; m; m = m->next) {
+		if (!m->due || (at && m->due >= at))
+			continue;
+		/* A refused copy behind another one has no time of its own. */
+		if (m->state == OM_REFUSED && (m->resent || refused_head(c, m->peer) != m))
+			continue;
+		at = m->due;
+	}
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->gap_since && (!at || v->gap_since + GAP_WAIT_MS < at))
 			at = v->gap_since + GAP_WAIT_MS;

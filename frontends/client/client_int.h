@@ -76,24 +76,27 @@ struct outmail {
 
 /* Where an outmsg is. */
 enum {
-	OM_WAITING = 0, /* to be sealed (new, sealed copy refused or lost, or waiting behind one) */
+	OM_WAITING = 0, /* to be sealed (new, its copy lost or unreadable, or waiting behind one) */
 	OM_SEALED,      /* a sealed copy is out; not every chunk STORED yet */
 	OM_STORED,      /* the relay stored every chunk: waiting for the peer's receipt */
-	OM_REFUSED,     /* the relay refused a chunk: sealed again at due; later ones wait */
+	OM_REFUSED,     /* the relay refused a chunk: the same copy goes again at due; later
+	                   ones (texts and receipts) wait until the relay has stored it */
 };
 
 /* A message to a registered peer, kept (plaintext, in the keystore) until the
  * peer's client confirms it was shown (E_TEXT) or, for a receipt (E_RECEIPT),
- * until the relay stored it.  A copy that is refused, lost or rejected is
- * sealed again, in order. */
+ * until the relay stored it.  A copy the relay refused goes again as it is
+ * (the suite counted it: a strict sequence rejects whatever comes after a
+ * gap); one that is lost or rejected is sealed again, in order. */
 struct outmsg {
 	struct outmsg *next;
 	char peer[CHAT_NAME_MAX + 1];
 	int kind;                     /* E_TEXT or E_RECEIPT */
 	int state;                    /* OM_* */
 	uint64_t seq;                 /* E_TEXT: its number in the conversation */
-	unsigned tries;               /* copies sealed again so far */
+	unsigned tries;               /* copies sealed or sent again so far */
 	uint64_t due;                 /* monotonic ms of the next try, 0: none */
+	int resent;                   /* OM_REFUSED: its copy went again, no answer yet */
 	struct outmail *chunks;       /* the current sealed copy */
 	size_t len;
 	uint8_t text[];
@@ -172,7 +175,7 @@ struct conv {
 	size_t nmissing;
 	uint64_t *rcpt;     /* shown this round: to confirm */
 	size_t nrcpt, rcpt_cap;
-	int blocked;        /* pump: an earlier message is refused */
+	int blocked;        /* pump: a refused copy waits to be stored first */
 	uint64_t rx_mail;   /* highest mail id from the peer that opened (this run) */
 };
 
@@ -278,6 +281,8 @@ struct chat_client {
 	uint8_t *ks_blob;       /* read at start, applied at login */
 	size_t ks_blob_len;
 	int ks_dirty;
+	int ks_staged;          /* a save written beside the keystore, not in place yet */
+	int history_unsynced;   /* client_history appends without an fsync (client_store_commit) */
 	int ks_trusted;         /* the password is known good (the file opened, or the relay
 	                           accepted it): only then is anything written */
 	int log_failed;
@@ -445,8 +450,12 @@ void client_show_pending(struct chat_client *c);
 void client_queue_receipts(struct chat_client *c);
 /* Recompute the retry timer (after a change of due times or gaps). */
 void client_retry_arm(struct chat_client *c);
-/* The relay refused m's copy: again after a backoff; later ones wait. */
-void client_deliver_refused(struct chat_client *c, struct outmsg *m);
+/* The relay refused m's copy: the same copy again after a backoff; later
+ * ones wait.  0 if m was already waiting for that (another chunk of it). */
+int client_deliver_refused(struct chat_client *c, struct outmsg *m);
+/* The relay stored the whole copy of m, which it had refused before: the
+ * ones refused after it go now, in order. */
+void client_deliver_unblocked(struct chat_client *c, const char *peer);
 /* The peer could not use m's copy (the relay says): seal it again now. */
 void client_deliver_reseal(struct chat_client *c, struct outmsg *m);
 /* m is stored for a peer who is online (or fetched it): expect a receipt. */
@@ -466,6 +475,14 @@ int client_store_restore(struct chat_client *c, size_t errlen, char *err);
 void client_store_after_login(struct chat_client *c);
 /* Save now if anything changed.  CHAT_OK when durable (or nothing to keep). */
 int client_store_save(struct chat_client *c);
+/* client_store_save in two steps: stage writes the new keystore beside the
+ * old one, commit puts it in place (and syncs the history).  What is shown
+ * because of the save goes in between: a kill before the commit's rename
+ * keeps the old keystore (the messages come again), one in or after it the
+ * new one, and there is no time between the two in which the keystore says
+ * "processed" and nothing was shown. */
+int client_store_stage(struct chat_client *c);
+int client_store_commit(struct chat_client *c);
 void client_store_mark(struct chat_client *c);
 /* New password: rekey the keystore and rewrite the history. */
 int client_store_rekey(struct chat_client *c, size_t len, const char *pw, size_t errlen,

@@ -91,17 +91,29 @@ int client_commit(struct chat_client *c)
 	return CHAT_OK;
 }
 
+/* At login: every chunk the relay has not stored goes again, in the order
+ * the chunks were sealed (their client ids), so that the relay stores them
+ * in the suite's order. */
 void client_resend_outbox(struct chat_client *c)
 {
 	size_t n = 0;
 
-	for (struct outmsg *m = c->out; m; m = m->next) {
-		for (struct outmail *o = m->chunks; o; o = o->next) {
-			if (o->stored)
-				continue;
-			send_outmail(c, m, o);
-			n++;
-		}
+	for (struct outmsg *m = c->out; m; m = m->next)
+		for (struct outmail *o = m->chunks; o; o = o->next)
+			o->sent = 0;
+	for (;;) {
+		struct outmsg *first = NULL;
+		struct outmail *chunk = NULL;
+		for (struct outmsg *m = c->out; m; m = m->next)
+			for (struct outmail *o = m->chunks; o; o = o->next)
+				if (!o->stored && !o->sent && (!chunk || o->id < chunk->id)) {
+					first = m;
+					chunk = o;
+				}
+		if (!chunk || !c->conn)
+			break;
+		send_outmail(c, first, chunk);
+		n++;
 	}
 	if (n)
 		client_say(c, CHAT_EV_INFO, NULL, "%zu sealed message chunk(s) from the keystore sent again "
@@ -113,8 +125,8 @@ static struct outmsg *find_chunk(struct chat_client *c, const char *peer, uint64
                                  struct outmail **chunk)
 {
 	for (struct outmsg *m = c->out; m; m = m->next) {
-		if (strcmp(m->peer, peer))
-			continue;
+		if (peer[0] && strcmp(m->peer, peer))
+			continue; /* (client ids are unique: a peer not named is any peer) */
 		for (struct outmail *o = m->chunks; o; o = o->next) {
 			if (o->id == id) {
 				*chunk = o;
@@ -137,7 +149,7 @@ void client_on_stored(struct chat_client *c, const struct chat_msg *m)
 	if (om && !o->stored) {
 		o->stored = 1;
 		client_store_mark(c); /* no hurry: a resend would be a duplicate */
-		int all = 1;
+		int all = 1, was_refused = om->state == OM_REFUSED;
 		for (struct outmail *k = om->chunks; k; k = k->next)
 			all &= k->stored;
 		if (all && (om->kind == E_RECEIPT || m->flag == CHAT_STORED_LIVE)) {
@@ -151,9 +163,13 @@ void client_on_stored(struct chat_client *c, const struct chat_msg *m)
 			client_outmsg_remove(c, om);
 		} else if (all) {
 			om->state = OM_STORED;
+			om->resent = 0;
+			om->due = 0;
 			if (m->flag == CHAT_STORED_ONLINE || m->flag == CHAT_STORED_DUPLICATE)
 				client_deliver_expect(c, om);
 		}
+		if (all && was_refused)
+			client_deliver_unblocked(c, m->name);
 	}
 	if (m->flag == CHAT_STORED_LIVE) {
 		/* The peer is a guest: nothing is stored for them, so from now on
@@ -214,12 +230,11 @@ void client_on_send_refused(struct chat_client *c, const struct chat_msg *m)
 	struct outmail *o;
 	struct outmsg *om = m->id ? find_chunk(c, m->name, m->id, &o) : NULL;
 
-	if (!om)
+	if (!om || !client_deliver_refused(c, om))
 		return;
-	client_deliver_refused(c, om);
 	if (om->kind == E_TEXT)
-		client_say(c, CHAT_EV_INFO, m->name, "message #%llu to %s is kept and sent again in %llu s "
-		           "(later ones wait behind it)", (unsigned long long)om->seq, m->name,
+		client_say(c, CHAT_EV_INFO, om->peer, "message #%llu to %s is kept and sent again in %llu s "
+		           "(later ones wait behind it)", (unsigned long long)om->seq, om->peer,
 		           (unsigned long long)((om->due - chat_loop_now_ms() + 999) / 1000));
 }
 
@@ -270,21 +285,28 @@ static void queue_ack(struct chat_client *c, uint64_t id, const char *problem)
 	client_round_soon(c);
 }
 
-/* Everything processed in this round is saved first (sessions, numbers,
- * held messages, the mail ids), then shown, then confirmed to the sender and
- * ACKed to the relay: a kill before the save shows nothing and the relay
- * delivers it again; after it, nothing is shown twice. */
+/* Everything processed in this round is saved (sessions, numbers, held
+ * messages, the mail ids), shown, then confirmed to the sender and ACKed to
+ * the relay.  The save is written first and put in place right after the
+ * showing: a kill before that rename shows what it showed again (the relay
+ * delivers it again), one in or after it has shown it; a kill between a
+ * save in place and the showing (a rename alone can take milliseconds)
+ * would lose messages the sender is then told were shown. */
 void client_round_end(struct chat_client *c)
 {
 	int saved;
 
 	client_queue_receipts(c);
 	client_pump_seal(c);
-	saved = client_store_save(c) == CHAT_OK;
+	saved = client_store_stage(c) == CHAT_OK;
+	c->history_unsynced = 1;
+	client_show_pending(c);
+	c->history_unsynced = 0;
+	if (client_store_commit(c) != CHAT_OK)
+		saved = 0;
 	if (!saved && c->nacks)
 		client_fail(c, NULL, "keystore", "%zu stored message(s) not acknowledged: the relay keeps "
 		            "them and delivers them again at the next login", c->nacks);
-	client_show_pending(c);
 	if (!saved) {
 		c->nacks = 0;
 		return;

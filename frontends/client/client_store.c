@@ -355,7 +355,9 @@ void client_store_mark(struct chat_client *c)
 	c->ks_dirty = 1;
 }
 
-int client_store_save(struct chat_client *c)
+/* The keystore's new contents, written beside it (client_store_commit puts
+ * them in place). */
+int client_store_stage(struct chat_client *c)
 {
 	struct sbuf b = { 0 };
 	char err[1024];
@@ -400,7 +402,7 @@ int client_store_save(struct chat_client *c)
 		rc = b.err;
 		snprintf(err, sizeof(err), "%s: cannot save: %s", c->ks_path, chat_strerror(rc));
 	} else {
-		rc = chat_keystore_save(c->ks, b.len, b.p, sizeof(err), err);
+		rc = chat_keystore_stage(c->ks, b.len, b.p, sizeof(err), err);
 	}
 	sb_free(&b);
 	if (rc != CHAT_OK) {
@@ -408,7 +410,34 @@ int client_store_save(struct chat_client *c)
 		return rc;
 	}
 	c->ks_dirty = 0;
+	c->ks_staged = 1;
 	return CHAT_OK;
+}
+
+int client_store_commit(struct chat_client *c)
+{
+	char err[1024];
+	int rc = CHAT_OK;
+
+	if (c->ks_staged) { /* first: the rename is what the showing waits for */
+		c->ks_staged = 0;
+		if ((rc = chat_keystore_commit(c->ks, sizeof(err), err)) != CHAT_OK) {
+			c->ks_dirty = 1; /* not saved after all */
+			client_fail(c, NULL, "keystore", "%s", err);
+		}
+	}
+	if (c->log && !c->log_failed && chat_seclog_sync(c->log, sizeof(err), err) != CHAT_OK) {
+		client_fail(c, NULL, "history", "%s: no further messages are recorded", err);
+		c->log_failed = 1;
+	}
+	return rc;
+}
+
+int client_store_save(struct chat_client *c)
+{
+	int rc = client_store_stage(c);
+
+	return rc != CHAT_OK ? rc : client_store_commit(c);
 }
 
 /* ---- restoring */
@@ -595,9 +624,10 @@ static int restore_outmsg(struct chat_client *c, struct sread *r, size_t errlen,
 		return CHAT_ERR_NOMEM;
 	}
 	m->tries = tries;
-	/* A refused copy is tried again at once; a stored one waits for its
-	 * receipt (or the relay's word that it was not readable). */
-	m->state = state == OM_REFUSED ? OM_WAITING : state;
+	/* A refused copy goes again at once, as it is (with every other copy
+	 * not stored, in the order sealed); a stored one waits for its receipt
+	 * (or the relay's word that it was not readable). */
+	m->state = state;
 	struct outmail **tail = &m->chunks;
 	for (size_t i = 0; i < nchunks && !r->bad; i++) {
 		uint64_t id = sr_uint(r, 8);
@@ -619,6 +649,8 @@ static int restore_outmsg(struct chat_client *c, struct sread *r, size_t errlen,
 		*tail = o;
 		tail = &o->next;
 	}
+	if (!r->bad && m->state == OM_REFUSED) /* (an older client kept no copy) */
+		m->state = m->chunks ? OM_SEALED : OM_WAITING;
 	if (!r->bad && m->state == OM_WAITING)
 		client_outmsg_drop_copy(m);
 	if (!r->bad && m->state != OM_WAITING && !m->chunks)
@@ -784,8 +816,10 @@ void client_history(struct chat_client *c, int direction, const char *peer, size
 
 	if (!c->log || c->log_failed)
 		return;
-	if (chat_seclog_append(c->log, c->in_mail ? c->mail_time : chat_unix_ms(), direction, peer, len,
-	                       text, sizeof(err), err) != CHAT_OK) {
+	int64_t at = c->in_mail ? c->mail_time : chat_unix_ms();
+	if ((c->history_unsynced
+	     ? chat_seclog_append_unsynced(c->log, at, direction, peer, len, text, sizeof(err), err)
+	     : chat_seclog_append(c->log, at, direction, peer, len, text, sizeof(err), err)) != CHAT_OK) {
 		client_fail(c, NULL, "history", "%s: no further messages are recorded", err);
 		c->log_failed = 1;
 	}

@@ -464,6 +464,17 @@ static void test_logins_other_address(void)
 	chat_logins_fail(l, "erin", "10.1.1.1", now, &res);
 	CHECK_EQ_INT(res.wait, 1000);
 	CHECK_EQ_INT(res.which, CHAT_LOGINS_ADDRESS);
+	/* Refused guest names count for the address alone, with the failed
+	 * logins from it. */
+	CHECK_EQ_INT(chat_logins_address_wait(l, "10.2.2.2", now), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(chat_logins_address_fail(l, "10.2.2.2", now), 0);
+	CHECK_EQ_INT(chat_logins_address_fail(l, "10.2.2.2", now), 1000);
+	CHECK_EQ_INT(chat_logins_address_wait(l, "10.2.2.2", now), 1000);
+	CHECK(chat_logins_wait(l, "frank", "10.2.2.2", now, &which) == 1000 && which == CHAT_LOGINS_ADDRESS);
+	CHECK_EQ_INT(chat_logins_account_failures(l, ""), 0);
+	CHECK_EQ_INT(chat_logins_address_wait(l, "10.1.1.1", now + 1000), 0);
+	CHECK_EQ_INT(chat_logins_address_fail(l, "10.1.1.1", now + 1000), 2000);
 	chat_logins_free(l);
 }
 

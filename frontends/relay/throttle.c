@@ -549,6 +549,26 @@ void chat_logins_success(struct chat_logins *l, const char *account, const char 
 	chat_throttle_success(l->guard, account ? account : "");
 }
 
+int64_t chat_logins_address_wait(struct chat_logins *l, const char *address, int64_t now_ms)
+{
+	char akey[LOGIN_KEY_MAX], pkey[LOGIN_KEY_MAX];
+
+	if (!l)
+		return 0;
+	near_keys("", address, sizeof(akey), akey, pkey);
+	return chat_throttle_wait(l->near, akey, now_ms);
+}
+
+int64_t chat_logins_address_fail(struct chat_logins *l, const char *address, int64_t now_ms)
+{
+	char akey[LOGIN_KEY_MAX], pkey[LOGIN_KEY_MAX];
+
+	if (!l)
+		return 0;
+	near_keys("", address, sizeof(akey), akey, pkey);
+	return chat_throttle_fail(l->near, akey, now_ms);
+}
+
 unsigned chat_logins_account_failures(struct chat_logins *l, const char *account)
 {
 	return l ? chat_throttle_failures(l->guard, account ? account : "") : 0;

@@ -83,6 +83,10 @@ int64_t chat_logins_wait(struct chat_logins *l, const char *account, const char 
 void chat_logins_fail(struct chat_logins *l, const char *account, const char *address,
                       int64_t now_ms, struct chat_logins_result *res);
 void chat_logins_success(struct chat_logins *l, const char *account, const char *address);
+/* The address alone (a guest LOGIN under a name that is not free): its
+ * wait, and a failure counted for it (returns the wait now imposed). */
+int64_t chat_logins_address_wait(struct chat_logins *l, const char *address, int64_t now_ms);
+int64_t chat_logins_address_fail(struct chat_logins *l, const char *address, int64_t now_ms);
 /* The per-account guard's count (what is saved across restarts). */
 unsigned chat_logins_account_failures(struct chat_logins *l, const char *account);
 int chat_logins_restore_account(struct chat_logins *l, const char *account, unsigned failures,

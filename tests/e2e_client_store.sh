@@ -24,7 +24,7 @@ run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u alice --regist
 expect_rc 2 "--register without a password in a script"
 expect_err "--register needs a password" "--register without a password says why"
 
-# Register both; a second registration of the name is refused.
+# Register both; a second registration of the name does not get it.
 for u in alice bob; do
 	run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u $u --register \
 		--password-file "$T/$u.pw" "${FAST[@]}"
@@ -34,7 +34,10 @@ done
 run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u alice --register \
 	--password-file "$T/bob.pw" --set client.data_dir=
 expect_rc 1 "register a taken name"
-expect_out "error exists" "register a taken name"
+# The relay answers it like a success (relay.reveal_accounts = no): the
+# client learns it from the login that follows, and says so.
+expect_out "error exists alice the relay took the registration of alice but not its password" \
+	"register a taken name"
 
 # A wrong password (no keystore involved): the relay's answer, exit 1.
 run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u alice \
@@ -48,7 +51,7 @@ expect_err "alice.keys: wrong password" "wrong password names the keystore"
 # A scripted client without a password is a guest; the name is registered.
 run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u alice
 expect_rc 1 "guest login as a registered name"
-expect_out "error name-taken alice alice is a registered user" "guest login as a registered name"
+expect_out "error name-taken alice the name alice cannot be used by a guest" "guest login as a registered name"
 
 # A conversation between registered users.
 client a alice rc4dh --password-file "$T/alice.pw" "${FAST[@]}"
@@ -127,4 +130,17 @@ for f in "$T"/client/* "$T"/relay.db*; do
 	[ -f "$f" ] || { fail "missing $f"; continue; }
 	grep -qaF "while you were away" "$f" && fail "plaintext in $f" || pass
 done
+
+# A relay that reveals accounts (relay.reveal_accounts = yes): the client
+# shows its direct answers.
+kill "$RELAY_PID"
+wait_exit "$RELAY_PID" 20
+start_relay relay2 --set "relay.database=$T/relay.db" --set relay.reveal_accounts=yes || finish
+run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u alice --register \
+	--password-file "$T/bob.pw" --set client.data_dir=
+expect_rc 1 "register a taken name (revealed)"
+expect_out "error exists alice the account alice exists already" "register a taken name (revealed)"
+run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u alice
+expect_rc 1 "guest login as a registered name (revealed)"
+expect_out "error name-taken alice alice is a registered user" "guest login as a registered name (revealed)"
 finish

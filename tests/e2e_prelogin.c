@@ -113,30 +113,6 @@ static long raise_nofile(void)
 	return rl.rlim_cur == RLIM_INFINITY ? 1L << 20 : (long)rl.rlim_cur;
 }
 
-/* A connection to the relay from the loopback address src; -1 if src
- * cannot be bound here. */
-static int dial_from(const struct relay *r, const char *src)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET }, b = { .sin_family = AF_INET };
-	struct timeval tv = { .tv_sec = 20 };
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	inet_pton(AF_INET, src, &b.sin_addr);
-	a.sin_port = htons((uint16_t)r->port);
-	inet_pton(AF_INET, r->host, &a.sin_addr);
-	if (bind(fd, (struct sockaddr *)&b, sizeof(b)) != 0 ||
-	    connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Has the relay closed fd (EOF, possibly after a BYE)?  No wait. */
 static int closed_by_relay(int fd)
 {

@@ -94,7 +94,7 @@ say carol "/talk xena"
 wait_for carol "error no-common-suite xena xena offers only xor-demo; you allow only rc4dh"
 # A name already taken: the second client says so and exits 1.
 client dup carol rc4dh
-wait_for dup "error name-taken carol the name carol is taken"
+wait_for dup "error name-taken carol the name carol cannot be used by a guest"
 wait_exit "${CPID[dup]}" 20; ERR=$(cat "$T/dup.err")
 expect_rc 1 "name taken"
 # Unknown command and plain text without a conversation.

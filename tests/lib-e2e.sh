@@ -58,9 +58,12 @@ test_ini() {
 }
 
 # start_relay NAME ARGS...: start chat-relay on 127.0.0.1:0; sets RELAY_PID, RELAY_ADDR, RELAY_PORT.
+# Every client of a test registers from 127.0.0.1: registrations are not
+# throttled unless ARGS say so (a later --set wins).
 start_relay() {
 	local name=$1; shift
-	"${VG[@]}" "$CHAT_BIN/chat-relay" --config "$T/chat.ini" --listen 127.0.0.1:0 "$@" \
+	"${VG[@]}" "$CHAT_BIN/chat-relay" --config "$T/chat.ini" --listen 127.0.0.1:0 \
+		--set relay.register_throttle_after=1000 "$@" \
 		>"$T/$name.out" 2>"$T/$name.err" &
 	RELAY_PID=$!
 	PIDS+=("$RELAY_PID")

@@ -190,7 +190,7 @@ int relay_stop(struct relay *r)
 /* rcvbuf > 0 shrinks the receive buffer before connecting (a client that
  * will not read); shrinking it after the handshake can stall loopback TCP in
  * both directions instead. */
-int dial_rcvbuf(const struct relay *r, int rcvbuf)
+static int dial_any(const struct relay *r, int rcvbuf, const char *local)
 {
 	int fd = socket(r->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct timeval tv = { .tv_sec = 20 };
@@ -198,6 +198,15 @@ int dial_rcvbuf(const struct relay *r, int rcvbuf)
 
 	if (fd < 0)
 		return -1;
+	if (local) { /* another source address on loopback (IPv4 only: 127.0.0.0/8 is all local) */
+		struct sockaddr_in a = { .sin_family = AF_INET };
+		if (r->family != AF_INET || inet_pton(AF_INET, local, &a.sin_addr) != 1 ||
+		    bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+			fprintf(stderr, "cannot bind a client socket to %s: %s\n", local, strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
 	if (rcvbuf > 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -218,9 +227,19 @@ int dial_rcvbuf(const struct relay *r, int rcvbuf)
 	return -1;
 }
 
+int dial_rcvbuf(const struct relay *r, int rcvbuf)
+{
+	return dial_any(r, rcvbuf, NULL);
+}
+
 int dial(const struct relay *r)
 {
-	return dial_rcvbuf(r, 0);
+	return dial_any(r, 0, NULL);
+}
+
+int dial_from(const struct relay *r, const char *local)
+{
+	return dial_any(r, 0, local);
 }
 
 int send_all(int fd, const void *buf, size_t len)
@@ -525,7 +544,12 @@ int scram(int fd, int op, const char *name, const char *pw, struct chat_msg *out
 /* A fresh connection logged in as name; -1 on failure. */
 int connect_as(const struct relay *r, const char *name, const char *pw)
 {
-	int fd = dial(r);
+	return connect_as_from(r, NULL, name, pw);
+}
+
+int connect_as_from(const struct relay *r, const char *local, const char *name, const char *pw)
+{
+	int fd = dial_from(r, local);
 
 	if (fd < 0 || !hello(fd) || !scram(fd, CHAT_AUTH_LOGIN, name, pw, NULL)) {
 		if (fd >= 0)

@@ -40,6 +40,9 @@ int relay_start(struct relay *r, const char *listen, ...) __attribute__((sentine
 int relay_stop(struct relay *r);
 int dial_rcvbuf(const struct relay *r, int rcvbuf);
 int dial(const struct relay *r);
+/* From another loopback source address (e.g. "127.0.0.2"; the relay must
+ * listen on IPv4 loopback): throttling per address sees another client. */
+int dial_from(const struct relay *r, const char *local);
 int send_all(int fd, const void *buf, size_t len);
 int recv_all(int fd, void *buf, size_t len);
 size_t put_frame(uint8_t *dst, size_t len, const uint8_t *src);
@@ -66,6 +69,7 @@ int hello(int fd);
 int do_register(int fd, const char *name, const char *pw, unsigned *code);
 int scram(int fd, int op, const char *name, const char *pw, struct chat_msg *out);
 int connect_as(const struct relay *r, const char *name, const char *pw);
+int connect_as_from(const struct relay *r, const char *local, const char *name, const char *pw);
 int request_done(int fd);
 void put_admin(int op, const char *name, const char *pw);
 /* ANSWER an offer from `to` (accept 1 with suite, or 0 with a reason). */

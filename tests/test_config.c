@@ -316,7 +316,7 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 53); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 58); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
 }
 
@@ -346,7 +346,8 @@ static void test_value_errors(void)
 	                  "prelogin_max_frame, out_queue_limit, idle_timeout, keepalive, dead_after, suites, max_rooms, max_room_members, "
 	                  "database, guests, open_registration, friends_only, queue_max_messages, "
 	                  "queue_max_bytes, queue_expiry, archive, archive_days, login_throttle_after, "
-	                  "login_throttle_ms, login_throttle_max_ms, scram_iterations, log_interval)");
+	                  "login_throttle_ms, login_throttle_max_ms, login_guard_after, register_throttle_after, "
+	                  "register_throttle_ms, register_throttle_max_ms, reveal_accounts, scram_iterations, log_interval)");
 	EXPECT_LOAD_ERROR("[core]\n\n[rely]\n", 3, "unknown section [rely]");
 	EXPECT_LOAD_ERROR("[client]\nsuites = rc4dh, RC4\n", 2,
 	                  "client.suites: 'rc4dh, RC4' is not a comma-separated list of suite names");

@@ -1,5 +1,6 @@
 /* The relay's store: every table through the API, transactions, persistence
- * across close/open, and the files it must refuse without touching them
+ * across close/open, the migration from schema version 1 (throttling counts
+ * and secrets), and the files it must refuse without touching them
  * (garbage, a newer schema, another program's database, corruption, a
  * missing directory, a read-only file), and a database file removed or
  * replaced under an open store. */
@@ -156,7 +157,7 @@ static void test_create(const char *path)
 	struct stat sb;
 
 	CHECK_EQ_INT(chat_store_schema_version(s), CHAT_STORE_SCHEMA_VERSION);
-	CHECK_EQ_INT(chat_store_schema_version(s), 1);
+	CHECK_EQ_INT(chat_store_schema_version(s), 2);
 	CHECK_EQ_INT(stat(path, &sb), 0);
 	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
 	CHECK(!chat_store_in_transaction(s));
@@ -651,7 +652,7 @@ static void test_persistence(const char *path)
 	size_t n;
 	uint64_t id;
 
-	CHECK_EQ_INT(chat_store_schema_version(s), 1);
+	CHECK_EQ_INT(chat_store_schema_version(s), 2);
 	check_account(s, "alice", CHAT_GROUP_REGULAR, 1);
 	check_account(s, "bob", CHAT_GROUP_ADMIN, 2);
 	check_account(s, "carol", CHAT_GROUP_ADMIN, 30);
@@ -868,6 +869,168 @@ static void test_gone(void)
 	chat_store_close(s);
 }
 
+struct counts {
+	char keys[8][64];
+	unsigned failures[8];
+	int64_t last[8];
+	size_t n;
+};
+
+static int collect_count(void *arg, const char *key, unsigned failures, int64_t last_ms)
+{
+	struct counts *c = arg;
+
+	if (c->n == 8)
+		return 1;
+	snprintf(c->keys[c->n], sizeof(c->keys[0]), "%s", key);
+	c->failures[c->n] = failures;
+	c->last[c->n++] = last_ms;
+	return 0;
+}
+
+/* Throttling counts: kept per kind and key, listed newest first, replaced,
+ * deleted, pruned by age and by number; they survive a reopen. */
+static void test_throttle_counts(const char *path)
+{
+	struct chat_store *s = open_ok(path);
+	struct counts c;
+	char longkey[300];
+
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_ACCOUNT, "alice", 3, 1000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_ACCOUNT, "bob", 120, 3000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_ACCOUNT, "alice", 4, 2000), CHAT_OK);
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_REGISTER, "127.0.0.1", 2, 500), CHAT_OK);
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_REGISTER, "alice", 9, 500), CHAT_OK);
+	/* refused: an unknown kind, a key too long */
+	CHECK_EQ_INT(chat_store_throttle_put(s, 3, "x", 1, 1), CHAT_ERR_INVALID);
+	memset(longkey, 'k', sizeof(longkey) - 1);
+	longkey[sizeof(longkey) - 1] = '\0';
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_REGISTER, longkey, 1, 1), CHAT_ERR_INVALID);
+	chat_store_close(s);
+
+	s = open_ok(path);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(s, CHAT_STORE_THROTTLE_ACCOUNT, 0, collect_count, &c), CHAT_OK);
+	CHECK_EQ_INT(c.n, 2);
+	CHECK(!strcmp(c.keys[0], "bob") && c.failures[0] == 120 && c.last[0] == 3000);
+	CHECK(!strcmp(c.keys[1], "alice") && c.failures[1] == 4 && c.last[1] == 2000);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(s, CHAT_STORE_THROTTLE_ACCOUNT, 1, collect_count, &c), CHAT_OK);
+	CHECK_EQ_INT(c.n, 1);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(s, CHAT_STORE_THROTTLE_REGISTER, 0, collect_count, &c), CHAT_OK);
+	CHECK_EQ_INT(c.n, 2);
+	/* 0 failures deletes; deleting what is not there is fine */
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_REGISTER, "alice", 0, 1), CHAT_OK);
+	CHECK_EQ_INT(chat_store_throttle_del(s, CHAT_STORE_THROTTLE_ACCOUNT, "nobody"), CHAT_OK);
+	CHECK_EQ_INT(chat_store_throttle_del(s, CHAT_STORE_THROTTLE_ACCOUNT, "alice"), CHAT_OK);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(s, CHAT_STORE_THROTTLE_ACCOUNT, 0, collect_count, &c), CHAT_OK);
+	CHECK(c.n == 1 && !strcmp(c.keys[0], "bob"));
+	/* pruning: by age, then all but the newest `keep`, one kind only */
+	for (int i = 0; i < 6; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "u%d", i);
+		CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_ACCOUNT, key, 1, 10000 + i), CHAT_OK);
+	}
+	CHECK_EQ_INT(chat_store_throttle_prune(s, CHAT_STORE_THROTTLE_ACCOUNT, 5000, 3), CHAT_OK);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(s, CHAT_STORE_THROTTLE_ACCOUNT, 0, collect_count, &c), CHAT_OK);
+	CHECK_EQ_INT(c.n, 3);
+	CHECK(!strcmp(c.keys[0], "u5") && !strcmp(c.keys[2], "u3"));
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(s, CHAT_STORE_THROTTLE_REGISTER, 0, collect_count, &c), CHAT_OK);
+	CHECK(c.n == 1 && !strcmp(c.keys[0], "127.0.0.1") && c.failures[0] == 2);
+	chat_store_close(s);
+}
+
+/* A secret is made once and the same bytes come back ever after. */
+static void test_secret(const char *path)
+{
+	struct chat_store *s = open_ok(path);
+	uint8_t fresh[32], other[32], out[32], again[32];
+
+	memset(fresh, 0xa5, sizeof(fresh));
+	memset(other, 0x5a, sizeof(other));
+	CHECK_EQ_INT(chat_store_secret(s, "fake-verifier", 32, fresh, out), CHAT_OK);
+	CHECK_MEM(out, fresh, 32);
+	CHECK_EQ_INT(chat_store_secret(s, "fake-verifier", 32, other, again), CHAT_OK);
+	CHECK_MEM(again, fresh, 32);
+	CHECK_EQ_INT(chat_store_secret(s, "another", 32, other, again), CHAT_OK);
+	CHECK_MEM(again, other, 32);
+	/* the stored one has another length: a damaged row, said so */
+	CHECK_EQ_INT(chat_store_secret(s, "fake-verifier", 16, other, again), CHAT_ERR_IO);
+	CHECK_STR_CONTAINS(chat_store_error(s), "not 16 bytes long");
+	CHECK_EQ_INT(chat_store_secret(s, "x", 0, other, again), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(chat_store_secret(s, "x", CHAT_STORE_SECRET_MAX + 1, other, again), CHAT_ERR_INVALID);
+	chat_store_close(s);
+	s = open_ok(path);
+	CHECK_EQ_INT(chat_store_secret(s, "fake-verifier", 32, other, again), CHAT_OK);
+	CHECK_MEM(again, fresh, 32);
+	chat_store_close(s);
+}
+
+static int add_name(void *arg, int argc, char **argv, char **cols)
+{
+	char *list = arg;
+
+	(void)argc;
+	(void)cols;
+	strcat(list, argv[0] ? argv[0] : "?");
+	strcat(list, " ");
+	return 0;
+}
+
+/* A database of schema version 1 (what the relay wrote before throttling
+ * counts and secrets were kept) is migrated to version 2 at open: its data
+ * stays, the new tables work. */
+static void test_migration_1_to_2(void)
+{
+	static const char v1_objects[] =
+	    "accepted accepted_time accounts archive archive_pair archive_time conversations "
+	    "conversations_b friends friends_b mail mail_expires mail_recipient mail_usage "
+	    "mail_usage_add mail_usage_del offers offers_recipient senders sqlite_autoindex_accounts_1 "
+	    "sqlite_sequence ";
+	char path[300], list[2048] = "";
+	struct chat_store *s;
+	sqlite3 *db;
+	int64_t mail;
+
+	path_in(path, sizeof(path), "v1.db");
+	s = open_ok(path);
+	add_account(s, "alice", CHAT_GROUP_REGULAR, 41);
+	mail = add_mail(s, "alice", "bob", 7, 1000, 0, "kept");
+	chat_store_close(s);
+	/* Make it version 1 exactly: drop what version 2 added. */
+	CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(db, "DROP TABLE throttle; DROP TABLE secrets; PRAGMA user_version = 1",
+	                          NULL, NULL, NULL), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(db, "SELECT name FROM sqlite_master ORDER BY name", add_name, list, NULL),
+	             SQLITE_OK);
+	sqlite3_close(db);
+	if (strcmp(list, v1_objects) != 0)
+		fprintf(stderr, "version 1 objects: %s\n           expected: %s\n", list, v1_objects);
+	CHECK(strcmp(list, v1_objects) == 0);
+
+	s = open_ok(path);
+	CHECK_EQ_INT(chat_store_schema_version(s), 2);
+	check_account(s, "alice", CHAT_GROUP_REGULAR, 41);
+	struct mail_list l;
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(s, "alice", 0, 0, collect_mail, &l), CHAT_OK);
+	CHECK(l.n == 1 && l.ids[0] == mail);
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_ACCOUNT, "alice", 7, 99), CHAT_OK);
+	uint8_t fresh[32] = { 1 }, out[32];
+	CHECK_EQ_INT(chat_store_secret(s, "fake-verifier", 32, fresh, out), CHAT_OK);
+	chat_store_close(s);
+	s = open_ok(path);
+	struct counts c;
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(s, CHAT_STORE_THROTTLE_ACCOUNT, 0, collect_count, &c), CHAT_OK);
+	CHECK(c.n == 1 && c.failures[0] == 7 && c.last[0] == 99);
+	chat_store_close(s);
+}
+
 int main(void)
 {
 	char path[300], cmd[300];
@@ -892,6 +1055,9 @@ int main(void)
 	test_transactions(s);
 	chat_store_close(s);
 	test_persistence(path);
+	test_throttle_counts(path);
+	test_secret(path);
+	test_migration_1_to_2();
 	test_refusals();
 	test_corrupt();
 	test_gone();

@@ -1,7 +1,10 @@
-/* Login throttling: the exact wait sequence, waits running down, success
+/* Throttling: the exact wait sequence, waits running down, success
  * clearing a key, keys kept apart (long ones too), no overflow at the
- * extremes, and a table that stays bounded without giving up a key that is
- * still waiting. */
+ * extremes, a table that stays bounded without giving up a key that is
+ * still waiting, a count forgotten after a quiet time (registrations), a
+ * state put back as saved (restarts); and the relay's login policy: an
+ * attacker's failures from one address do not make the owner wait at
+ * another, while a guard per account engages after many more. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +17,7 @@
 
 static struct chat_throttle *make(unsigned free_failures, int64_t base, int64_t max, size_t n)
 {
-	struct chat_throttle_config cfg = { free_failures, base, max, n };
+	struct chat_throttle_config cfg = { free_failures, base, max, n, 0 };
 	struct chat_throttle *t = NULL;
 
 	if (chat_throttle_new(&cfg, &t) != CHAT_OK || !t)
@@ -289,13 +292,14 @@ static void test_model(void)
 static void test_extremes(void)
 {
 	struct chat_throttle *t;
-	struct chat_throttle_config cfg = { 1, 1, 1, 1 };
+	struct chat_throttle_config cfg = { 1, 1, 1, 1, 0 };
 	struct chat_throttle_config bad[] = {
-		{ 0, 1000, 8000, 16 },  /* free_failures must be >= 1 */
-		{ 1, 0, 8000, 16 },     /* no wait at all */
-		{ 1, -5, 8000, 16 },
-		{ 1, 1000, 999, 16 },   /* max below base */
-		{ 1, 1000, 8000, 0 },   /* no room */
+		{ 0, 1000, 8000, 16, 0 },  /* free_failures must be >= 1 */
+		{ 1, 0, 8000, 16, 0 },     /* no wait at all */
+		{ 1, -5, 8000, 16, 0 },
+		{ 1, 1000, 999, 16, 0 },   /* max below base */
+		{ 1, 1000, 8000, 0, 0 },   /* no room */
+		{ 1, 1000, 8000, 16, -1 }, /* a negative quiet time */
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -336,6 +340,185 @@ static void test_extremes(void)
 	chat_throttle_free(t);
 }
 
+/* forget_ms (registrations per address): a key quiet that long starts
+ * again from its free failures; one that keeps coming does not. */
+static void test_forget(void)
+{
+	struct chat_throttle_config cfg = { 2, 1000, 4000, 16, 60000 };
+	struct chat_throttle *t = NULL;
+	int64_t now = 1000000;
+
+	CHECK_EQ_INT(chat_throttle_new(&cfg, &t), CHAT_OK);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 1000);
+	now += 1000;
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 2000);
+	now += 59999; /* not quite forgotten: the count goes on */
+	CHECK_EQ_INT(chat_throttle_wait(t, "a:10.0.0.1", now), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 4000);
+	CHECK_EQ_INT(chat_throttle_failures(t, "a:10.0.0.1"), 5);
+	now += 60000; /* quiet for forget_ms: free again */
+	CHECK_EQ_INT(chat_throttle_wait(t, "a:10.0.0.1", now), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 0);
+	CHECK_EQ_INT(chat_throttle_failures(t, "a:10.0.0.1"), 1);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a:10.0.0.1", now), 1000);
+	/* Without forget_ms (logins) nothing is forgotten. */
+	struct chat_throttle *u = make(1, 1000, 4000, 16);
+	chat_throttle_fail(u, "x", 0);
+	CHECK_EQ_INT(chat_throttle_fail(u, "x", 0), 1000);
+	CHECK_EQ_INT(chat_throttle_fail(u, "x", INT64_MAX / 2), 2000);
+	chat_throttle_free(u);
+	chat_throttle_free(t);
+}
+
+/* A state put back as saved (read from the database at a restart) imposes
+ * the wait the failures had imposed, running from the last one. */
+static void test_restore(void)
+{
+	struct chat_throttle *t = make(3, 1000, 60000, 4), *ref = make(3, 1000, 60000, 4);
+	int64_t t0 = 5000000;
+
+	for (int i = 0; i < 6; i++)
+		chat_throttle_fail(ref, "alice", t0);
+	CHECK_EQ_INT(chat_throttle_wait(ref, "alice", t0), 4000);
+	CHECK_EQ_INT(chat_throttle_restore(t, "alice", 6, t0), CHAT_OK);
+	CHECK_EQ_INT(chat_throttle_failures(t, "alice"), 6);
+	CHECK_EQ_INT(chat_throttle_wait(t, "alice", t0), 4000);
+	CHECK_EQ_INT(chat_throttle_wait(t, "alice", t0 + 1500), 2500);
+	CHECK_EQ_INT(chat_throttle_wait(t, "alice", t0 + 4000), 0);
+	/* and goes on counting from there */
+	CHECK_EQ_INT(chat_throttle_fail(t, "alice", t0 + 4000), 8000);
+	/* below the free failures: counted, no wait */
+	CHECK_EQ_INT(chat_throttle_restore(t, "bob", 2, t0), CHAT_OK);
+	CHECK_EQ_INT(chat_throttle_wait(t, "bob", t0), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "bob", t0), 0);
+	CHECK_EQ_INT(chat_throttle_fail(t, "bob", t0), 1000);
+	/* 0 failures removes the key */
+	CHECK_EQ_INT(chat_throttle_restore(t, "bob", 0, t0), CHAT_OK);
+	CHECK_EQ_INT(chat_throttle_failures(t, "bob"), 0);
+	CHECK_EQ_INT(chat_throttle_entries(t), 1);
+	/* a full table still takes it (the wait that ended longest ago goes) */
+	chat_throttle_restore(t, "c", 1, t0);
+	chat_throttle_restore(t, "d", 1, t0);
+	chat_throttle_restore(t, "e", 1, t0);
+	CHECK_EQ_INT(chat_throttle_entries(t), 4);
+	CHECK_EQ_INT(chat_throttle_restore(t, "f", 9, t0), CHAT_OK);
+	CHECK_EQ_INT(chat_throttle_entries(t), 4);
+	CHECK_EQ_INT(chat_throttle_failures(t, "f"), 9);
+	CHECK_EQ_INT(chat_throttle_failures(t, "alice"), 7);
+	CHECK_EQ_INT(chat_throttle_restore(NULL, "x", 1, 0), CHAT_ERR_INVALID);
+	chat_throttle_free(ref);
+	chat_throttle_free(t);
+}
+
+static struct chat_logins *make_logins(unsigned after, unsigned guard_after)
+{
+	struct chat_logins_config cfg = { after, guard_after, 1000, 300000, 64 };
+	struct chat_logins *l = NULL;
+
+	if (chat_logins_new(&cfg, &l) != CHAT_OK || !l)
+		abort();
+	return l;
+}
+
+/* Finding 4 of issue 11: failures for alice from one address locked out the
+ * right password from another.  Now they make only that address wait. */
+static void test_logins_other_address(void)
+{
+	struct chat_logins *l = make_logins(3, 100);
+	struct chat_logins_result res;
+	int64_t now = 7000000;
+	int which = -1;
+
+	for (int i = 0; i < 20; i++) {
+		/* an attacker who waits as told, then fails again */
+		now += chat_logins_wait(l, "alice", "127.0.0.1", now, NULL);
+		chat_logins_fail(l, "alice", "127.0.0.1", now, &res);
+	}
+	CHECK_EQ_INT(res.pair_failures, 20);
+	CHECK_EQ_INT(res.address_failures, 20);
+	CHECK_EQ_INT(res.account_failures, 20);
+	CHECK(res.wait > 0);
+	CHECK(res.which == CHAT_LOGINS_ADDRESS || res.which == CHAT_LOGINS_PAIR);
+	CHECK(chat_logins_wait(l, "alice", "127.0.0.1", now, &which) > 0);
+	CHECK(which == CHAT_LOGINS_ADDRESS || which == CHAT_LOGINS_PAIR);
+	/* The owner, elsewhere: no wait at all. */
+	CHECK_EQ_INT(chat_logins_wait(l, "alice", "127.0.0.2", now, &which), 0);
+	CHECK_EQ_INT(which, CHAT_LOGINS_FREE);
+	/* Another account from the attacker's address waits (per address). */
+	CHECK(chat_logins_wait(l, "bob", "127.0.0.1", now, &which) > 0);
+	CHECK_EQ_INT(which, CHAT_LOGINS_ADDRESS);
+	/* The owner logs in from 127.0.0.2: the guard and 127.0.0.2 are cleared,
+	 * the attacker's address still waits. */
+	chat_logins_success(l, "alice", "127.0.0.2");
+	CHECK_EQ_INT(chat_logins_account_failures(l, "alice"), 0);
+	CHECK(chat_logins_wait(l, "alice", "127.0.0.1", now, NULL) > 0);
+	/* Failures of one account from an address spread over accounts: the
+	 * address still counts them all. */
+	for (int i = 0; i < 3; i++)
+		chat_logins_fail(l, i ? "carol" : "dave", "10.1.1.1", now, &res);
+	CHECK_EQ_INT(res.address_failures, 3);
+	CHECK_EQ_INT(chat_logins_wait(l, "erin", "10.1.1.1", now, NULL), 0);
+	chat_logins_fail(l, "erin", "10.1.1.1", now, &res);
+	CHECK_EQ_INT(res.wait, 1000);
+	CHECK_EQ_INT(res.which, CHAT_LOGINS_ADDRESS);
+	/* Refused guest names count for the address alone, with the failed
+	 * logins from it. */
+	CHECK_EQ_INT(chat_logins_address_wait(l, "10.2.2.2", now), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(chat_logins_address_fail(l, "10.2.2.2", now), 0);
+	CHECK_EQ_INT(chat_logins_address_fail(l, "10.2.2.2", now), 1000);
+	CHECK_EQ_INT(chat_logins_address_wait(l, "10.2.2.2", now), 1000);
+	CHECK(chat_logins_wait(l, "frank", "10.2.2.2", now, &which) == 1000 && which == CHAT_LOGINS_ADDRESS);
+	CHECK_EQ_INT(chat_logins_account_failures(l, ""), 0);
+	CHECK_EQ_INT(chat_logins_address_wait(l, "10.1.1.1", now + 1000), 0);
+	CHECK_EQ_INT(chat_logins_address_fail(l, "10.1.1.1", now + 1000), 2000);
+	chat_logins_free(l);
+}
+
+/* The guard per account: failures from many addresses (each under its own
+ * limit) make every login of that account wait once they pass guard_after,
+ * the owner's too; not before. */
+static void test_logins_guard(void)
+{
+	struct chat_logins *l = make_logins(3, 10);
+	struct chat_logins_result res;
+	char addr[32];
+	int64_t now = 9000000;
+	int which;
+
+	for (int i = 0; i < 10; i++) {
+		snprintf(addr, sizeof(addr), "10.0.0.%d", i);
+		chat_logins_fail(l, "alice", addr, now, &res); /* one each: no address waits */
+		CHECK_EQ_INT(res.wait, 0);
+	}
+	CHECK_EQ_INT(res.account_failures, 10);
+	CHECK_EQ_INT(chat_logins_wait(l, "alice", "192.168.1.1", now, NULL), 0);
+	chat_logins_fail(l, "alice", "10.0.0.99", now, &res);
+	CHECK_EQ_INT(res.wait, 1000);
+	CHECK_EQ_INT(res.which, CHAT_LOGINS_ACCOUNT);
+	CHECK_EQ_INT(chat_logins_wait(l, "alice", "192.168.1.1", now, &which), 1000);
+	CHECK_EQ_INT(which, CHAT_LOGINS_ACCOUNT);
+	CHECK_EQ_INT(chat_logins_wait(l, "bob", "10.0.0.99", now, NULL), 0);
+	CHECK_EQ_INT(chat_logins_wait(l, "alice", "192.168.1.1", now + 1000, NULL), 0);
+	/* Put back as saved (a restart): the same wait. */
+	struct chat_logins *l2 = make_logins(3, 10);
+	CHECK_EQ_INT(chat_logins_restore_account(l2, "alice", chat_logins_account_failures(l, "alice"), now),
+	             CHAT_OK);
+	CHECK_EQ_INT(chat_logins_wait(l2, "alice", "192.168.1.1", now + 10, &which), 990);
+	CHECK_EQ_INT(which, CHAT_LOGINS_ACCOUNT);
+	chat_logins_free(l2);
+	/* A guard below the per-address limit makes no sense. */
+	struct chat_logins_config bad = { 5, 4, 1000, 2000, 16 };
+	l2 = (struct chat_logins *)1;
+	CHECK_EQ_INT(chat_logins_new(&bad, &l2), CHAT_ERR_INVALID);
+	CHECK(l2 == NULL);
+	chat_logins_free(NULL);
+	chat_logins_free(l);
+}
+
 int main(void)
 {
 	test_sequence();
@@ -345,5 +528,9 @@ int main(void)
 	test_bound();
 	test_model();
 	test_extremes();
+	test_forget();
+	test_restore();
+	test_logins_other_address();
+	test_logins_guard();
 	return test_done("test_throttle");
 }

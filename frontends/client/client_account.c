@@ -147,12 +147,28 @@ int client_login_error(struct chat_client *c, const struct chat_msg *m)
 	    m->ref != CHAT_MSG_REGISTER)
 		return 0;
 	/* A registered name (or a relay without guests) and a person at the
-	 * keyboard: ask for the password instead of giving up. */
+	 * keyboard: ask for the password instead of giving up.  A relay that
+	 * does not reveal accounts (relay.reveal_accounts = no) says "registered
+	 * or in use" for both: asked too, since it may be ours; a relay that does
+	 * says "taken by another connected user" for a name in use: not asked. */
 	if (m->ref == CHAT_MSG_LOGIN && c->cfg.interactive &&
 	    ((m->code == CHAT_PERR_NAME_TAKEN && strstr(m->text, "registered")) ||
 	     m->code == CHAT_PERR_FORBIDDEN)) {
 		c->state = CS_NEED_PW;
 		client_emit(c, CHAT_EV_PASSWORD, c->cfg.user, NULL, NULL, NULL, strlen(m->text), m->text, 0);
+		return 1;
+	}
+	/* The relay accepted our REGISTER and then refused the password we
+	 * registered: a relay that does not reveal accounts answers a taken name
+	 * exactly like a new one, and this is how the name shows itself taken. */
+	if (c->just_registered && m->code == CHAT_PERR_AUTH &&
+	    (m->ref == CHAT_MSG_AUTH || m->ref == CHAT_MSG_AUTH_FINAL)) {
+		const char *u = c->cfg.user;
+		client_fail(c, u, "exists", "the relay took the registration of %s but not its password: "
+		            "the name %s was taken already (this relay does not say so directly); "
+		            "register another name", u, u);
+		end_scram(c);
+		client_finish(c, 1);
 		return 1;
 	}
 	client_emit(c, CHAT_EV_ERROR, m->name[0] ? m->name : NULL, NULL, NULL, client_perr_code(m->code),
@@ -237,6 +253,7 @@ static void on_auth_ok(struct chat_client *c, const struct chat_msg *m)
 		return;
 	}
 	end_scram(c);
+	c->just_registered = 0;
 	if (m->op == CHAT_AUTH_LOGIN) {
 		c->state = CS_AUTH_OK;
 		return;
@@ -279,6 +296,7 @@ static void on_done(struct chat_client *c, const struct chat_msg *m)
 			break;
 		client_emit(c, CHAT_EV_DONE, m->name, NULL, NULL, NULL, strlen(m->text), m->text, 0);
 		c->login_mode = LM_PASSWORD;
+		c->just_registered = 1;
 		if (send_auth(c, CHAT_AUTH_LOGIN)) {
 			client_finish(c, 1);
 			return;

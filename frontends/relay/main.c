@@ -388,6 +388,11 @@ static int serve(struct server *s)
 	rc.throttle_after = (unsigned)chat_config_int(s->prog.cfg, "relay", "login_throttle_after");
 	rc.throttle_ms = chat_config_int(s->prog.cfg, "relay", "login_throttle_ms");
 	rc.throttle_max_ms = chat_config_int(s->prog.cfg, "relay", "login_throttle_max_ms");
+	rc.guard_after = (unsigned)chat_config_int(s->prog.cfg, "relay", "login_guard_after");
+	rc.register_after = (unsigned)chat_config_int(s->prog.cfg, "relay", "register_throttle_after");
+	rc.register_ms = chat_config_int(s->prog.cfg, "relay", "register_throttle_ms");
+	rc.register_max_ms = chat_config_int(s->prog.cfg, "relay", "register_throttle_max_ms");
+	rc.reveal_accounts = chat_config_bool(s->prog.cfg, "relay", "reveal_accounts");
 	rc.scram_iterations = (unsigned)chat_config_int(s->prog.cfg, "relay", "scram_iterations");
 	s->tp = s->prog.transport->desc->ops.transport;
 	rc.limits.max_frame = s->prog.max_frame;

@@ -520,25 +520,47 @@ static void on_login(struct chat_relay *r, struct client *c, const struct chat_m
 		            "this relay has no guest logins: register, or log in with your password");
 		return;
 	}
-	if (relay_find_user(r, m->name)) {
-		relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
-		            "the name %s is taken by another connected user", m->name);
-		chat_info("client %s: login as %s refused: name taken", chat_conn_peer(c->conn), m->name);
+	char host[CHAT_ADDR_MAX + 1];
+	relay_peer_host(c, sizeof(host), host);
+	int64_t wait = chat_logins_address_wait(r->logins, host, chat_unix_ms());
+	if (wait) {
+		relay_error(r, c, CHAT_PERR_THROTTLED, m->type, m->name,
+		            "too many refused logins from your address: try again in %lld s",
+		            (long long)((wait + 999) / 1000));
+		chat_info("client %s: login as %s refused: throttled for %lld ms more", chat_conn_peer(c->conn),
+		          m->name, (long long)wait);
 		return;
 	}
+	int in_use = relay_find_user(r, m->name) != NULL, registered = 0;
 	if (r->cfg.store) {
+		/* Looked up in both cases, so both refusals cost the same. */
 		int rc = chat_store_account_exists(r->cfg.store, m->name);
-		if (rc == CHAT_OK) {
-			relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
-			            "%s is a registered user: log in with the password", m->name);
-			return;
-		}
-		if (rc != CHAT_ERR_NOTFOUND) {
+		if (rc != CHAT_OK && rc != CHAT_ERR_NOTFOUND) {
 			chat_err("%s", chat_store_error(r->cfg.store));
 			relay_error(r, c, CHAT_PERR_STORAGE, m->type, m->name,
 			            "the relay cannot read its database; try later");
 			return;
 		}
+		registered = rc == CHAT_OK;
+	}
+	if (in_use || registered) {
+		/* A refused name counts against the address like a failed login:
+		 * trying names one after the other is throttled. */
+		int64_t next = chat_logins_address_fail(r->logins, host, chat_unix_ms());
+		chat_info("client %s: login as %s refused: %s%s", chat_conn_peer(c->conn), m->name,
+		          in_use ? "name taken" : "a registered name", next ? " (this address waits now)" : "");
+		if (r->cfg.store && !r->cfg.reveal_accounts)
+			/* One answer for a registered name and a name in use. */
+			relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
+			            "the name %s cannot be used by a guest: it is registered or in use (log in "
+			            "with its password, or choose another name)", m->name);
+		else if (in_use)
+			relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
+			            "the name %s is taken by another connected user", m->name);
+		else
+			relay_error(r, c, CHAT_PERR_NAME_TAKEN, m->type, m->name,
+			            "%s is a registered user: log in with the password", m->name);
+		return;
 	}
 	relay_account_state_free(c); /* an AUTH in progress ends here */
 	relay_logged_in(r, c, m->name, CHAT_GROUP_GUEST, 0);

@@ -48,8 +48,12 @@ struct chat_relay_config {
 	int64_t queue_expiry_ms;
 	int archive;
 	int64_t archive_ms;         /* archived ciphertext older than this is pruned */
-	unsigned throttle_after;    /* failed logins allowed before waits */
+	unsigned throttle_after;    /* failed logins (per address, per account and address) before waits */
 	int64_t throttle_ms, throttle_max_ms;
+	unsigned guard_after;       /* failed logins of one account from every address before all wait */
+	unsigned register_after;    /* registrations from one address before waits */
+	int64_t register_ms, register_max_ms;
+	int reveal_accounts;        /* REGISTER and guest LOGIN say that a name is registered */
 	unsigned scram_iterations;  /* of fake verifiers for unknown names */
 };
 

@@ -13,27 +13,106 @@
 
 static const char *const admin_ops[] = { "", "USERS", "ADD", "REMOVE", "RESET", "PROMOTE", "DEMOTE" };
 
+#define THROTTLE_ENTRIES 4096          /* of each table, and rows kept in the store per kind */
+#define REGISTER_FORGET_MS (24LL * 3600 * 1000) /* an address quiet this long registers freely again */
+
+static int restore_guard(void *arg, const char *key, unsigned failures, int64_t last_ms)
+{
+	struct chat_relay *r = arg;
+
+	chat_logins_restore_account(r->logins, key, failures, last_ms);
+	return 0;
+}
+
+static int restore_registrations(void *arg, const char *key, unsigned failures, int64_t last_ms)
+{
+	struct chat_relay *r = arg;
+
+	chat_throttle_restore(r->registrations, key, failures, last_ms);
+	return 0;
+}
+
+/* The throttling tables, with the counts the store kept (the guard per
+ * account, registrations per address), and the key of fake verifiers: made
+ * once and kept in the store, so a restart does not change an unknown name's
+ * salt (which would tell it from a real account, whose salt stays). */
 int relay_accounts_new(struct chat_relay *r)
 {
-	struct chat_throttle_config tc = {
-		.free_failures = r->cfg.throttle_after ? r->cfg.throttle_after : 5,
+	struct chat_logins_config lc = {
+		.after = r->cfg.throttle_after ? r->cfg.throttle_after : 5,
+		.guard_after = r->cfg.guard_after ? r->cfg.guard_after : 100,
 		.base_ms = r->cfg.throttle_ms > 0 ? r->cfg.throttle_ms : 1000,
 		.max_ms = r->cfg.throttle_max_ms > 0 ? r->cfg.throttle_max_ms : 300000,
-		.max_entries = 4096,
+		.max_entries = THROTTLE_ENTRIES,
 	};
+	struct chat_throttle_config rc = {
+		.free_failures = r->cfg.register_after ? r->cfg.register_after : 3,
+		.base_ms = r->cfg.register_ms > 0 ? r->cfg.register_ms : 60000,
+		.max_ms = r->cfg.register_max_ms > 0 ? r->cfg.register_max_ms : 3600000,
+		.max_entries = THROTTLE_ENTRIES,
+	};
+	uint8_t fresh[sizeof(r->fake_secret)];
+	int err;
 
 	if (!r->cfg.store)
 		return CHAT_OK;
-	if (chat_os_random(sizeof(r->fake_secret), r->fake_secret) != CHAT_OK)
+	if (lc.guard_after < lc.after)
+		lc.guard_after = lc.after; /* the guard never engages before the others */
+	if (lc.max_ms < lc.base_ms)
+		lc.max_ms = lc.base_ms;
+	if (rc.max_ms < rc.base_ms)
+		rc.max_ms = rc.base_ms;
+	rc.forget_ms = rc.max_ms * 2 > REGISTER_FORGET_MS ? rc.max_ms * 2 : REGISTER_FORGET_MS;
+	r->register_forget_ms = rc.forget_ms;
+	if ((err = chat_logins_new(&lc, &r->logins)) != CHAT_OK ||
+	    (err = chat_throttle_new(&rc, &r->registrations)) != CHAT_OK)
+		return err;
+	if (chat_os_random(sizeof(fresh), fresh) != CHAT_OK)
 		return CHAT_ERR_RANDOM;
-	return chat_throttle_new(&tc, &r->throttle);
+	err = chat_store_secret(r->cfg.store, "fake-verifier", sizeof(fresh), fresh, r->fake_secret);
+	explicit_bzero(fresh, sizeof(fresh));
+	if (err == CHAT_OK)
+		err = chat_store_throttle_each(r->cfg.store, CHAT_STORE_THROTTLE_ACCOUNT, THROTTLE_ENTRIES,
+		                               restore_guard, r);
+	if (err == CHAT_OK)
+		err = chat_store_throttle_each(r->cfg.store, CHAT_STORE_THROTTLE_REGISTER, THROTTLE_ENTRIES,
+		                               restore_registrations, r);
+	if (err != CHAT_OK)
+		chat_err("cannot read the relay's secrets and throttling counts: %s",
+		         chat_store_error(r->cfg.store));
+	return err;
 }
 
 void relay_accounts_free(struct chat_relay *r)
 {
-	chat_throttle_free(r->throttle);
-	r->throttle = NULL;
+	chat_logins_free(r->logins);
+	r->logins = NULL;
+	chat_throttle_free(r->registrations);
+	r->registrations = NULL;
 	explicit_bzero(r->fake_secret, sizeof(r->fake_secret));
+}
+
+/* Hourly: the store keeps at most as many counts as the tables hold, and
+ * forgets registrations once the table would (relay_mail.c's housekeeping,
+ * inside its transaction). */
+int relay_accounts_prune(struct chat_relay *r, int64_t now_ms)
+{
+	int rc = chat_store_throttle_prune(r->cfg.store, CHAT_STORE_THROTTLE_ACCOUNT, INT64_MIN,
+	                                   THROTTLE_ENTRIES);
+	if (rc == CHAT_OK)
+		rc = chat_store_throttle_prune(r->cfg.store, CHAT_STORE_THROTTLE_REGISTER,
+		                               now_ms - r->register_forget_ms, THROTTLE_ENTRIES);
+	return rc;
+}
+
+/* A count the store keeps across restarts, written in this round's
+ * transaction.  The request's answer does not wait for it. */
+static void save_count(struct chat_relay *r, int kind, const char *key, unsigned failures, int64_t now)
+{
+	if (relay_write_begin(r, NULL, 0) != CHAT_OK)
+		return;
+	if (chat_store_throttle_put(r->cfg.store, kind, key, failures, now) != CHAT_OK)
+		relay_write_failed(r, NULL, 0);
 }
 
 static void scram_end(struct client *c)
@@ -59,9 +138,10 @@ static struct account_state *acct_of(struct client *c)
 	return c->acct;
 }
 
-/* A verifier for a name that has no account: derived from the name and a
- * per-process secret, so asking twice gives the same salt, and the exchange
- * costs the relay the same as for a real account. */
+/* A verifier for a name that has no account: derived from the name and the
+ * relay's secret (kept in the store), so asking twice, or after a restart,
+ * gives the same salt, of the length and iteration count a client makes, and
+ * the exchange costs the relay the same as for a real account. */
 static void fake_verifier(struct chat_relay *r, const char *name, struct chat_scram_verifier *v)
 {
 	struct hmac_sha256_ctx h;
@@ -85,14 +165,13 @@ static void fake_verifier(struct chat_relay *r, const char *name, struct chat_sc
 	explicit_bzero(out, sizeof(out));
 }
 
-/* "127.0.0.1:5555" -> "a:127.0.0.1"; "[::1]:5555" -> "a:[::1]" */
-static void address_key(const struct client *c, size_t cap, char *dst)
+void relay_peer_host(const struct client *c, size_t cap, char *dst)
 {
 	const char *peer = chat_conn_peer(c->conn);
 	const char *colon = strrchr(peer, ':');
 	int n = colon ? (int)(colon - peer) : (int)strlen(peer);
 
-	snprintf(dst, cap, "a:%.*s", n, peer);
+	snprintf(dst, cap, "%.*s", n, peer);
 }
 
 static int no_store(struct chat_relay *r, struct client *c, int ref)
@@ -107,7 +186,7 @@ static int no_store(struct chat_relay *r, struct client *c, int ref)
 void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
 	struct chat_scram_verifier v;
-	char out[CHAT_SCRAM_MSG_MAX], ukey[CHAT_NAME_MAX + 3], akey[CHAT_ADDR_MAX + 3];
+	char out[CHAT_SCRAM_MSG_MAX], host[CHAT_ADDR_MAX + 1];
 	uint8_t raw[18];
 	char nonce[2 * sizeof(raw) + 1];
 	struct chat_account a;
@@ -149,16 +228,15 @@ void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg
 		            "you can only prove your own password (%s)", c->name);
 		return;
 	}
-	snprintf(ukey, sizeof(ukey), "u:%.32s", user);
-	address_key(c, sizeof(akey), akey);
-	int64_t now = chat_unix_ms();
-	int64_t wait_u = chat_throttle_wait(r->throttle, ukey, now);
-	int64_t wait_a = chat_throttle_wait(r->throttle, akey, now);
-	if (wait_u || wait_a) {
-		int64_t wait = wait_u > wait_a ? wait_u : wait_a;
+	relay_peer_host(c, sizeof(host), host);
+	int which;
+	int64_t wait = chat_logins_wait(r->logins, user, host, chat_unix_ms(), &which);
+	if (wait) {
 		chat_info("login as %s from %s refused: throttled for %lld ms more (%s)", user,
 		          chat_conn_peer(c->conn), (long long)wait,
-		          wait_u >= wait_a ? "too many failures for this account" : "too many failures from this address");
+		          which == CHAT_LOGINS_ACCOUNT ? "too many failures for this account from every address"
+		          : which == CHAT_LOGINS_PAIR ? "too many failures for this account from this address"
+		                                      : "too many failures from this address");
 		relay_error(r, c, CHAT_PERR_THROTTLED, m->type, user,
 		            "too many failed logins: try again in %lld s", (long long)((wait + 999) / 1000));
 		scram_end(c);
@@ -228,7 +306,7 @@ static void login_registered(struct chat_relay *r, struct client *c, const struc
 
 void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
-	char out[CHAT_SCRAM_MSG_MAX], ukey[CHAT_NAME_MAX + 3], akey[CHAT_ADDR_MAX + 3];
+	char out[CHAT_SCRAM_MSG_MAX], host[CHAT_ADDR_MAX + 1];
 	struct chat_account a;
 	int rc;
 
@@ -245,23 +323,29 @@ void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct ch
 	}
 	rc = chat_scram_server_final(c->acct->scram, m->text, sizeof(out), out);
 	scram_end(c);
-	snprintf(ukey, sizeof(ukey), "u:%.32s", user);
-	address_key(c, sizeof(akey), akey);
+	relay_peer_host(c, sizeof(host), host);
+	int64_t now = chat_unix_ms();
 	if (rc == CHAT_OK) {
 		rc = chat_store_account_get(r->cfg.store, user, &a);
 		if (rc != CHAT_OK) /* removed meanwhile, or a fake verifier matched: refuse */
 			rc = CHAT_ERR_AUTH;
 	}
 	if (rc != CHAT_OK) {
-		int64_t now = chat_unix_ms();
-		int64_t wu = chat_throttle_fail(r->throttle, ukey, now);
-		int64_t wa = chat_throttle_fail(r->throttle, akey, now);
-		chat_info("%s failed for %s from %s (%u failures for the account, %u from the address)",
+		struct chat_logins_result res;
+		/* Known or not, the same counts and the same write: nothing tells them apart. */
+		chat_logins_fail(r->logins, user, host, now, &res);
+		save_count(r, CHAT_STORE_THROTTLE_ACCOUNT, user, res.account_failures, now);
+		chat_info("%s failed for %s from %s (failures in a row: %u for the account from this address, "
+		          "%u from this address, %u for the account from every address)",
 		          op == CHAT_AUTH_PASSWD ? "password check" : "login", user, chat_conn_peer(c->conn),
-		          chat_throttle_failures(r->throttle, ukey), chat_throttle_failures(r->throttle, akey));
-		if (wu || wa)
-			chat_warn("throttling logins: account %s waits %lld ms, address %s waits %lld ms", user,
-			          (long long)wu, akey + 2, (long long)wa);
+		          res.pair_failures, res.address_failures, res.account_failures);
+		if (res.wait)
+			chat_warn("throttling logins: %s waits %lld ms (%s)",
+			          res.which == CHAT_LOGINS_ADDRESS ? "every login from this address"
+			          : res.which == CHAT_LOGINS_PAIR ? "this account from this address"
+			                                          : "this account from every address",
+			          (long long)res.wait,
+			          res.which == CHAT_LOGINS_ADDRESS ? host : user);
 		explicit_bzero(&a, sizeof(a));
 		if (op == CHAT_AUTH_PASSWD)
 			relay_error(r, c, CHAT_PERR_AUTH, m->type, user, "password check failed: wrong password");
@@ -270,8 +354,9 @@ void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct ch
 			            "login failed: unknown user or wrong password");
 		return;
 	}
-	chat_throttle_success(r->throttle, ukey);
-	chat_throttle_success(r->throttle, akey);
+	if (chat_logins_account_failures(r->logins, user))
+		save_count(r, CHAT_STORE_THROTTLE_ACCOUNT, user, 0, now);
+	chat_logins_success(r->logins, user, host);
 	relay_begin(r, CHAT_MSG_AUTH_OK);
 	chat_put_u8(&r->wb, (unsigned)op);
 	chat_put_str16(&r->wb, out);
@@ -285,9 +370,18 @@ void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct ch
 	explicit_bzero(&a, sizeof(a));
 }
 
+/* What REGISTER answers when it succeeds and, unless relay.reveal_accounts,
+ * when the name is taken (registered, or in use by a connected user): the
+ * same DONE, so the answer does not say whether a name exists.  The account
+ * is then not changed; the registrant's login fails like any wrong password. */
+#define REGISTER_DONE_TEXT \
+	"registration received: now log in with this password (if the name was taken already, " \
+	"that login fails; this relay does not say whether a name exists)"
+
 void relay_on_register(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
 	struct chat_account a = { 0 };
+	char host[CHAT_ADDR_MAX + 1];
 	int rc;
 
 	if (no_store(r, c, m->type))
@@ -297,20 +391,54 @@ void relay_on_register(struct chat_relay *r, struct client *c, const struct chat
 		            "registration on this relay is by an admin only (relay.open_registration = no)");
 		return;
 	}
-	if (relay_find_user(r, m->name)) {
-		relay_error(r, c, CHAT_PERR_EXISTS, m->type, m->name, "the name %s is in use", m->name);
+	relay_peer_host(c, sizeof(host), host);
+	int64_t now = chat_unix_ms();
+	int64_t wait = chat_throttle_wait(r->registrations, host, now);
+	if (wait) {
+		chat_info("registration of %s from %s refused: throttled for %lld ms more", m->name,
+		          chat_conn_peer(c->conn), (long long)wait);
+		relay_error(r, c, CHAT_PERR_THROTTLED, m->type, m->name,
+		            "too many registrations from your address: try again in %lld s",
+		            (long long)((wait + 999) / 1000));
 		return;
 	}
 	if (relay_write_begin(r, c, m->type) != CHAT_OK)
 		return;
-	snprintf(a.name, sizeof(a.name), "%s", m->name);
-	a.group = CHAT_GROUP_REGULAR;
-	a.v = m->verifier;
-	a.created_ms = chat_unix_ms();
-	rc = chat_store_account_add(r->cfg.store, &a);
-	explicit_bzero(&a, sizeof(a));
+	/* Every registration counts, taken name or not, before the name is looked
+	 * at; the count is written either way (the same work for both). */
+	int64_t next = chat_throttle_fail(r->registrations, host, now);
+	if (chat_store_throttle_put(r->cfg.store, CHAT_STORE_THROTTLE_REGISTER, host,
+	                            chat_throttle_failures(r->registrations, host), now) != CHAT_OK) {
+		relay_write_failed(r, c, m->type);
+		return;
+	}
+	if (next)
+		chat_warn("throttling registrations: %s waits %lld ms before the next one", host,
+		          (long long)next);
+	int in_use = relay_find_user(r, m->name) != NULL;
+	if (in_use) {
+		rc = CHAT_ERR_INVALID;
+	} else {
+		snprintf(a.name, sizeof(a.name), "%s", m->name);
+		a.group = CHAT_GROUP_REGULAR;
+		a.v = m->verifier;
+		a.created_ms = now;
+		rc = chat_store_account_add(r->cfg.store, &a);
+		explicit_bzero(&a, sizeof(a));
+	}
 	if (rc == CHAT_ERR_INVALID) {
-		relay_error(r, c, CHAT_PERR_EXISTS, m->type, m->name, "the account %s exists already", m->name);
+		if (r->cfg.reveal_accounts) {
+			if (in_use)
+				relay_error(r, c, CHAT_PERR_EXISTS, m->type, m->name, "the name %s is in use", m->name);
+			else
+				relay_error(r, c, CHAT_PERR_EXISTS, m->type, m->name, "the account %s exists already",
+				            m->name);
+			return;
+		}
+		chat_info("registration of %s from %s not done: the name is %s (answered like a success: "
+		          "relay.reveal_accounts = no)", m->name, chat_conn_peer(c->conn),
+		          in_use ? "in use" : "registered");
+		relay_done(r, c, m->type, 0, m->name, REGISTER_DONE_TEXT);
 		return;
 	}
 	if (rc != CHAT_OK) {
@@ -318,7 +446,8 @@ void relay_on_register(struct chat_relay *r, struct client *c, const struct chat
 		return;
 	}
 	chat_info("account %s registered from %s", m->name, chat_conn_peer(c->conn));
-	relay_done(r, c, m->type, 0, m->name, "registered; now log in");
+	relay_done(r, c, m->type, 0, m->name,
+	           r->cfg.reveal_accounts ? "registered; now log in" : REGISTER_DONE_TEXT);
 }
 
 void relay_on_passwd(struct chat_relay *r, struct client *c, const struct chat_msg *m)

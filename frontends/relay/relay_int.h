@@ -102,8 +102,10 @@ struct chat_relay {
 	size_t nsuite_names;
 	struct chat_wbuf wb; /* reused for every outgoing message */
 	/* accounts and mail (relay_account.c, relay_mail.c); cfg.store NULL: guests only */
-	struct chat_throttle *throttle;
-	uint8_t fake_secret[32];     /* fake SCRAM verifiers for unknown names */
+	struct chat_logins *logins;  /* failed logins (throttle.h) */
+	struct chat_throttle *registrations; /* REGISTER per address */
+	int64_t register_forget_ms;  /* an address quiet this long registers freely again */
+	uint8_t fake_secret[32];     /* fake SCRAM verifiers for unknown names (kept in the store) */
 	struct pending *pending, **pending_tail; /* replies held until the commit */
 	struct client **fill;        /* registered clients to push mail to after the commit */
 	size_t nfill, capfill;
@@ -153,7 +155,11 @@ int relay_is_registered(const struct client *c);
 
 /* relay_account.c */
 int relay_accounts_new(struct chat_relay *r);
+/* "127.0.0.1:5555" -> "127.0.0.1", "[::1]:5555" -> "[::1]": what throttling counts per address. */
+void relay_peer_host(const struct client *c, size_t cap, char *dst);
 void relay_accounts_free(struct chat_relay *r);
+/* Bound the throttling counts kept in the store (inside a write). */
+int relay_accounts_prune(struct chat_relay *r, int64_t now_ms);
 void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg *m);
 void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct chat_msg *m);
 void relay_on_register(struct chat_relay *r, struct client *c, const struct chat_msg *m);

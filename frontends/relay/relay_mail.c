@@ -705,7 +705,8 @@ static long long housekeeping(struct chat_loop *loop, void *arg)
 			keep = 30LL * 86400000;
 		/* A resend comes at the sender's next login; ids older than this are
 		 * forgotten (a resend after that long would be stored again). */
-		if (chat_store_accepted_prune(r->cfg.store, now - keep) != CHAT_OK)
+		if (chat_store_accepted_prune(r->cfg.store, now - keep) != CHAT_OK ||
+		    relay_accounts_prune(r, now) != CHAT_OK)
 			relay_write_failed(r, NULL, 0);
 		else if (r->cfg.archive &&
 		         chat_store_archive_prune(r->cfg.store, now - r->cfg.archive_ms, &removed) != CHAT_OK)

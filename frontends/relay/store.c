@@ -120,6 +120,20 @@ static const char *const migrations[] = {
 	" since_ms INTEGER NOT NULL,"
 	" PRIMARY KEY (sender, recipient)) WITHOUT ROWID;"
 	"CREATE INDEX offers_recipient ON offers (recipient);",
+	/* 1 -> 2: what must survive a restart to keep the relay from telling
+	 * which names exist (docs/SECURITY.md): throttling counts (kind 1 failed
+	 * logins of an account from every address, 2 registrations from an
+	 * address) and the relay's own secrets (the key of fake verifiers). */
+	"CREATE TABLE throttle ("
+	" kind INTEGER NOT NULL,"
+	" key TEXT NOT NULL,"
+	" failures INTEGER NOT NULL,"
+	" last_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (kind, key)) WITHOUT ROWID;"
+	"CREATE INDEX throttle_time ON throttle (kind, last_ms);"
+	"CREATE TABLE secrets ("
+	" name TEXT PRIMARY KEY NOT NULL,"
+	" value BLOB NOT NULL) WITHOUT ROWID;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == CHAT_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -135,6 +149,8 @@ enum {
 	S_MAIL_DEL_EXPIRED,
 	S_SENDER_GET, S_SENDER_PUT, S_ACCEPTED_GET, S_ACCEPTED_PUT, S_ACCEPTED_PRUNE,
 	S_ARCHIVE_ADD, S_ARCHIVE_PRUNE, S_ARCHIVE_COUNT,
+	S_THR_PUT, S_THR_DEL, S_THR_LIST, S_THR_PRUNE_AGE, S_THR_PRUNE_COUNT,
+	S_SECRET_ADD, S_SECRET_GET,
 	S_COUNT
 };
 
@@ -219,6 +235,20 @@ static const struct {
 	[S_ARCHIVE_PRUNE] = { "DELETE FROM archive WHERE stored_ms < ?1", "pruning the archive" },
 	[S_ARCHIVE_COUNT] = { "SELECT count(*) FROM archive WHERE a = ?1 AND b = ?2",
 	                      "counting archived messages" },
+	[S_THR_PUT] = { "INSERT OR REPLACE INTO throttle (kind, key, failures, last_ms)"
+	                " VALUES (?1, ?2, ?3, ?4)", "recording a throttling count" },
+	[S_THR_DEL] = { "DELETE FROM throttle WHERE kind = ?1 AND key = ?2",
+	                "clearing a throttling count" },
+	[S_THR_LIST] = { "SELECT key, failures, last_ms FROM throttle WHERE kind = ?1"
+	                 " ORDER BY last_ms DESC LIMIT ?2", "reading throttling counts" },
+	[S_THR_PRUNE_AGE] = { "DELETE FROM throttle WHERE kind = ?1 AND last_ms < ?2",
+	                      "forgetting old throttling counts" },
+	[S_THR_PRUNE_COUNT] = { "DELETE FROM throttle WHERE kind = ?1 AND key NOT IN"
+	                        " (SELECT key FROM throttle WHERE kind = ?1 ORDER BY last_ms DESC LIMIT ?2)",
+	                        "bounding the throttling counts" },
+	[S_SECRET_ADD] = { "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
+	                   "creating a secret" },
+	[S_SECRET_GET] = { "SELECT value FROM secrets WHERE name = ?1", "reading a secret" },
 };
 
 struct chat_store {
@@ -1604,4 +1634,133 @@ int chat_store_archive_count(struct chat_store *s, const char *a, const char *b,
 out:
 	done(s, id);
 	return rc < 0 ? rc : CHAT_OK;
+}
+
+/* ---- throttling counts kept across restarts */
+
+#define THROTTLE_KEY_MAX 255
+
+static int bad_throttle(int kind, const char *key)
+{
+	return (kind != CHAT_STORE_THROTTLE_ACCOUNT && kind != CHAT_STORE_THROTTLE_REGISTER) || !key ||
+	       strlen(key) > THROTTLE_KEY_MAX;
+}
+
+int chat_store_throttle_put(struct chat_store *s, int kind, const char *key, unsigned failures,
+                            int64_t last_ms)
+{
+	const int id = S_THR_PUT;
+	int rc;
+
+	if (!s || bad_throttle(kind, key))
+		return CHAT_ERR_INVALID;
+	if (!failures)
+		return chat_store_throttle_del(s, kind, key);
+	if ((rc = usable(s)) || (rc = bind_i64(s, id, 1, kind)) || (rc = bind_text(s, id, 2, key)) ||
+	    (rc = bind_i64(s, id, 3, failures)) || (rc = bind_i64(s, id, 4, last_ms))) {
+		done(s, id);
+		return rc;
+	}
+	return run(s, id);
+}
+
+int chat_store_throttle_del(struct chat_store *s, int kind, const char *key)
+{
+	const int id = S_THR_DEL;
+	int rc;
+
+	if (!s || bad_throttle(kind, key))
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_i64(s, id, 1, kind)) || (rc = bind_text(s, id, 2, key))) {
+		done(s, id);
+		return rc;
+	}
+	return run(s, id);
+}
+
+int chat_store_throttle_each(struct chat_store *s, int kind, size_t limit, chat_store_throttle_cb cb,
+                             void *arg)
+{
+	const int id = S_THR_LIST;
+	int rc;
+
+	if (!s || bad_throttle(kind, "") || !cb)
+		return CHAT_ERR_INVALID;
+	if (sqlite3_stmt_busy(s->st[id])) {
+		errf(s, "%s: chat_store_throttle_each called from its own callback", s->path);
+		return CHAT_ERR_STATE;
+	}
+	if ((rc = usable(s)) || (rc = bind_i64(s, id, 1, kind)) ||
+	    (rc = bind_i64(s, id, 2, limit == 0 || limit > (uint64_t)INT64_MAX ? -1 : (int64_t)limit)))
+		goto out;
+	while ((rc = step(s, id)) == 1) {
+		sqlite3_stmt *st = s->st[id];
+		int64_t f = sqlite3_column_int64(st, 1);
+		if (f <= 0 || f > UINT_MAX)
+			continue; /* not a count this program wrote: ignored */
+		if (cb(arg, col_str(st, 0), (unsigned)f, sqlite3_column_int64(st, 2)) != 0)
+			break;
+	}
+out:
+	done(s, id);
+	return rc < 0 ? rc : CHAT_OK;
+}
+
+int chat_store_throttle_prune(struct chat_store *s, int kind, int64_t older_than_ms, size_t keep)
+{
+	int rc;
+
+	if (!s || bad_throttle(kind, ""))
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_i64(s, S_THR_PRUNE_AGE, 1, kind)) ||
+	    (rc = bind_i64(s, S_THR_PRUNE_AGE, 2, older_than_ms))) {
+		done(s, S_THR_PRUNE_AGE);
+		return rc;
+	}
+	if ((rc = run(s, S_THR_PRUNE_AGE)))
+		return rc;
+	if ((rc = bind_i64(s, S_THR_PRUNE_COUNT, 1, kind)) ||
+	    (rc = bind_i64(s, S_THR_PRUNE_COUNT, 2, keep > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)keep))) {
+		done(s, S_THR_PRUNE_COUNT);
+		return rc;
+	}
+	return run(s, S_THR_PRUNE_COUNT);
+}
+
+/* ---- the relay's own secrets */
+
+int chat_store_secret(struct chat_store *s, const char *name, size_t len, const uint8_t *fresh,
+                      uint8_t *out)
+{
+	int rc, sp;
+
+	if (!s || !name || !*name || strlen(name) > THROTTLE_KEY_MAX || !len || len > CHAT_STORE_SECRET_MAX ||
+	    !fresh || !out)
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = tx_enter(s, &sp)))
+		return rc;
+	if ((rc = bind_text(s, S_SECRET_ADD, 1, name)) || (rc = bind_blob(s, S_SECRET_ADD, 2, len, fresh)))
+		done(s, S_SECRET_ADD);
+	else
+		rc = run(s, S_SECRET_ADD);
+	if (rc == CHAT_OK && (rc = bind_text(s, S_SECRET_GET, 1, name)) == CHAT_OK) {
+		rc = step(s, S_SECRET_GET);
+		if (rc == 1) {
+			sqlite3_stmt *st = s->st[S_SECRET_GET];
+			const void *p = sqlite3_column_blob(st, 0);
+			if ((size_t)sqlite3_column_bytes(st, 0) != len || !p) {
+				errf(s, "%s: the stored secret %s is not %zu bytes long (damaged row)", s->path,
+				     name, len);
+				rc = CHAT_ERR_IO;
+			} else {
+				memcpy(out, p, len);
+				rc = CHAT_OK;
+			}
+		} else if (rc == 0) {
+			errf(s, "%s: the secret %s vanished while it was written", s->path, name);
+			rc = CHAT_ERR_IO;
+		}
+	}
+	done(s, S_SECRET_GET);
+	return tx_leave(s, sp, rc);
 }

@@ -2,7 +2,8 @@
  * accounts (SCRAM verifiers, never passwords), friendships, accepted
  * conversations, mail (relay messages waiting for a registered user:
  * end-to-end ciphertext, offers, answers, receipts — opaque bytes here) and
- * the optional ciphertext archive.
+ * the optional ciphertext archive; and what keeps the relay from telling
+ * which names exist across restarts: throttling counts and its own secrets.
  *
  * Every function is one statement or one transaction.  Between
  * chat_store_begin() and chat_store_commit() writes are grouped into one
@@ -24,7 +25,7 @@
 #include "proto.h" /* enum chat_group */
 #include "scram.h"
 
-#define CHAT_STORE_SCHEMA_VERSION 1
+#define CHAT_STORE_SCHEMA_VERSION 2
 
 struct chat_account {
 	char name[33];
@@ -162,5 +163,31 @@ int chat_store_archive_add(struct chat_store *s, const char *from, const char *t
                            int64_t stored_ms, size_t len, const uint8_t *data);
 int chat_store_archive_prune(struct chat_store *s, int64_t older_than_ms, size_t *removed);
 int chat_store_archive_count(struct chat_store *s, const char *a, const char *b, size_t *count);
+
+/* ---- throttling counts kept across restarts (schema version 2).  Keys
+ * are account names or client addresses (at most 255 bytes). */
+enum chat_store_throttle_kind {
+	CHAT_STORE_THROTTLE_ACCOUNT = 1,   /* failed logins of an account, every address together */
+	CHAT_STORE_THROTTLE_REGISTER = 2,  /* registrations from an address */
+};
+/* Failures in a row and the time of the last one (failures 0: delete). */
+int chat_store_throttle_put(struct chat_store *s, int kind, const char *key, unsigned failures,
+                            int64_t last_ms);
+int chat_store_throttle_del(struct chat_store *s, int kind, const char *key); /* none: CHAT_OK */
+/* The counts of a kind, most recent first, at most limit (0: all); cb
+ * returns non-zero to stop. */
+typedef int (*chat_store_throttle_cb)(void *arg, const char *key, unsigned failures, int64_t last_ms);
+int chat_store_throttle_each(struct chat_store *s, int kind, size_t limit, chat_store_throttle_cb cb,
+                             void *arg);
+/* Forget counts of a kind whose last failure is before older_than_ms, and
+ * all but the `keep` most recent. */
+int chat_store_throttle_prune(struct chat_store *s, int kind, int64_t older_than_ms, size_t keep);
+
+/* ---- the relay's own secrets (schema version 2) */
+#define CHAT_STORE_SECRET_MAX 64
+/* The secret called name, len bytes, into out: the stored one, or, the
+ * first time, `fresh` (stored now, so every later start gets the same). */
+int chat_store_secret(struct chat_store *s, const char *name, size_t len, const uint8_t *fresh,
+                      uint8_t *out);
 
 #endif

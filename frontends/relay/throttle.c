@@ -1,4 +1,4 @@
-/* Login throttling table.
+/* Throttling tables, and the relay's policy for failed logins (chat_logins).
  *
  * Layout: a dense pool of max_entries entries (allocated at new), an
  * open-addressing index (linear probing, power-of-two size >= 2 * max_entries,
@@ -21,6 +21,7 @@
 #include "throttle.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,7 +249,7 @@ int chat_throttle_new(const struct chat_throttle_config *cfg, struct chat_thrott
 		return CHAT_ERR_INVALID;
 	*out = NULL;
 	if (!cfg || cfg->free_failures < 1 || cfg->base_ms < 1 || cfg->max_ms < cfg->base_ms ||
-	    cfg->max_entries < 1 || cfg->max_entries > ENTRIES_MAX)
+	    cfg->max_entries < 1 || cfg->max_entries > ENTRIES_MAX || cfg->forget_ms < 0)
 		return CHAT_ERR_INVALID;
 	while (size < 2 * cfg->max_entries)
 		size *= 2;
@@ -283,6 +284,29 @@ void chat_throttle_free(struct chat_throttle *t)
 	free(t);
 }
 
+/* The key was quiet for forget_ms: its failures no longer count. */
+static int forgotten(const struct chat_throttle *t, const struct entry *e, int64_t now_ms)
+{
+	if (!t->cfg.forget_ms || now_ms < e->last_fail_ms)
+		return 0;
+	return (uint64_t)now_ms - (uint64_t)e->last_fail_ms >= (uint64_t)t->cfg.forget_ms;
+}
+
+/* Set e's failures and last failure, and its place in the heap. */
+static int64_t set_state(struct chat_throttle *t, uint32_t i, unsigned failures, int64_t last_ms)
+{
+	struct entry *e = &t->pool[i];
+	int64_t wait = wait_for(t, failures);
+
+	e->failures = failures;
+	e->last_fail_ms = last_ms;
+	e->until_ms = last_ms > INT64_MAX - wait ? INT64_MAX : last_ms + wait;
+	/* until_ms may move either way (the caller's clock is not ours). */
+	heap_up(t, e->heap_pos);
+	heap_down(t, t->pool[i].heap_pos);
+	return wait;
+}
+
 int64_t chat_throttle_wait(struct chat_throttle *t, const char *key, int64_t now_ms)
 {
 	const struct entry *e;
@@ -293,7 +317,7 @@ int64_t chat_throttle_wait(struct chat_throttle *t, const char *key, int64_t now
 		return 0;
 	e = &t->pool[i];
 	full = wait_for(t, e->failures);
-	if (full == 0 || now_ms >= e->until_ms)
+	if (full == 0 || now_ms >= e->until_ms || forgotten(t, e, now_ms))
 		return 0;
 	/* A clock that stepped back never stretches a wait beyond the full one. */
 	if (now_ms < e->last_fail_ms)
@@ -307,7 +331,7 @@ int64_t chat_throttle_fail(struct chat_throttle *t, const char *key, int64_t now
 	struct tkey k;
 	uint64_t h;
 	uint32_t i;
-	int64_t wait;
+	unsigned failures;
 
 	if (!t)
 		return 0;
@@ -317,15 +341,33 @@ int64_t chat_throttle_fail(struct chat_throttle *t, const char *key, int64_t now
 	if (i == EMPTY)
 		i = insert(t, &k, h);
 	e = &t->pool[i];
-	if (e->failures < UINT_MAX)
-		e->failures++;
-	wait = wait_for(t, e->failures);
-	e->last_fail_ms = now_ms;
-	e->until_ms = now_ms > INT64_MAX - wait ? INT64_MAX : now_ms + wait;
-	/* until_ms may move either way (the caller's clock is not ours). */
-	heap_up(t, e->heap_pos);
-	heap_down(t, t->pool[i].heap_pos);
-	return wait;
+	failures = forgotten(t, e, now_ms) ? 0 : e->failures;
+	if (failures < UINT_MAX)
+		failures++;
+	return set_state(t, i, failures, now_ms);
+}
+
+int chat_throttle_restore(struct chat_throttle *t, const char *key, unsigned failures,
+                          int64_t last_fail_ms)
+{
+	struct tkey k;
+	uint64_t h;
+	uint32_t i;
+
+	if (!t)
+		return CHAT_ERR_INVALID;
+	key_make(key, &k);
+	h = key_hash(t, &k);
+	i = find(t, &k, h);
+	if (!failures) {
+		if (i != EMPTY)
+			remove_entry(t, i);
+		return CHAT_OK;
+	}
+	if (i == EMPTY)
+		i = insert(t, &k, h);
+	set_state(t, i, failures, last_fail_ms);
+	return CHAT_OK;
 }
 
 unsigned chat_throttle_failures(struct chat_throttle *t, const char *key)
@@ -348,4 +390,146 @@ void chat_throttle_success(struct chat_throttle *t, const char *key)
 size_t chat_throttle_entries(const struct chat_throttle *t)
 {
 	return t ? t->count : 0;
+}
+
+/* ---- failed logins (see throttle.h) */
+
+struct chat_logins {
+	struct chat_throttle *near;  /* "a:ADDRESS" and "p:ACCOUNT@ADDRESS" (a name has no '@') */
+	struct chat_throttle *guard; /* ACCOUNT */
+};
+
+int chat_logins_new(const struct chat_logins_config *cfg, struct chat_logins **out)
+{
+	struct chat_logins *l;
+	int rc;
+
+	if (!out)
+		return CHAT_ERR_INVALID;
+	*out = NULL;
+	if (!cfg || cfg->guard_after < cfg->after)
+		return CHAT_ERR_INVALID;
+	struct chat_throttle_config near = { cfg->after, cfg->base_ms, cfg->max_ms, cfg->max_entries, 0 };
+	struct chat_throttle_config guard = { cfg->guard_after, cfg->base_ms, cfg->max_ms, cfg->max_entries, 0 };
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return CHAT_ERR_NOMEM;
+	if ((rc = chat_throttle_new(&near, &l->near)) != CHAT_OK ||
+	    (rc = chat_throttle_new(&guard, &l->guard)) != CHAT_OK) {
+		chat_logins_free(l);
+		return rc;
+	}
+	*out = l;
+	return CHAT_OK;
+}
+
+void chat_logins_free(struct chat_logins *l)
+{
+	if (!l)
+		return;
+	chat_throttle_free(l->near);
+	chat_throttle_free(l->guard);
+	free(l);
+}
+
+/* "a:ADDRESS" and "p:ACCOUNT@ADDRESS" (long ones are hashed by the table). */
+static void near_keys(const char *account, const char *address, size_t cap, char *akey, char *pkey)
+{
+	snprintf(akey, cap, "a:%s", address ? address : "");
+	snprintf(pkey, cap, "p:%s@%s", account ? account : "", address ? address : "");
+}
+
+#define LOGIN_KEY_MAX 512
+
+int64_t chat_logins_wait(struct chat_logins *l, const char *account, const char *address,
+                         int64_t now_ms, int *which)
+{
+	char akey[LOGIN_KEY_MAX], pkey[LOGIN_KEY_MAX];
+	int64_t wa, wp, wg, wait = 0;
+	int why = CHAT_LOGINS_FREE;
+
+	if (l) {
+		near_keys(account, address, sizeof(akey), akey, pkey);
+		wa = chat_throttle_wait(l->near, akey, now_ms);
+		wp = chat_throttle_wait(l->near, pkey, now_ms);
+		wg = chat_throttle_wait(l->guard, account ? account : "", now_ms);
+		if (wa > wait)
+			wait = wa, why = CHAT_LOGINS_ADDRESS;
+		if (wp > wait)
+			wait = wp, why = CHAT_LOGINS_PAIR;
+		if (wg > wait)
+			wait = wg, why = CHAT_LOGINS_ACCOUNT;
+	}
+	if (which)
+		*which = why;
+	return wait;
+}
+
+void chat_logins_fail(struct chat_logins *l, const char *account, const char *address,
+                      int64_t now_ms, struct chat_logins_result *res)
+{
+	char akey[LOGIN_KEY_MAX], pkey[LOGIN_KEY_MAX];
+	struct chat_logins_result r = { 0 };
+
+	if (l) {
+		near_keys(account, address, sizeof(akey), akey, pkey);
+		int64_t wa = chat_throttle_fail(l->near, akey, now_ms);
+		int64_t wp = chat_throttle_fail(l->near, pkey, now_ms);
+		int64_t wg = chat_throttle_fail(l->guard, account ? account : "", now_ms);
+		if (wa > r.wait)
+			r.wait = wa, r.which = CHAT_LOGINS_ADDRESS;
+		if (wp > r.wait)
+			r.wait = wp, r.which = CHAT_LOGINS_PAIR;
+		if (wg > r.wait)
+			r.wait = wg, r.which = CHAT_LOGINS_ACCOUNT;
+		r.address_failures = chat_throttle_failures(l->near, akey);
+		r.pair_failures = chat_throttle_failures(l->near, pkey);
+		r.account_failures = chat_throttle_failures(l->guard, account ? account : "");
+	}
+	if (res)
+		*res = r;
+}
+
+void chat_logins_success(struct chat_logins *l, const char *account, const char *address)
+{
+	char akey[LOGIN_KEY_MAX], pkey[LOGIN_KEY_MAX];
+
+	if (!l)
+		return;
+	near_keys(account, address, sizeof(akey), akey, pkey);
+	chat_throttle_success(l->near, akey);
+	chat_throttle_success(l->near, pkey);
+	chat_throttle_success(l->guard, account ? account : "");
+}
+
+int64_t chat_logins_address_wait(struct chat_logins *l, const char *address, int64_t now_ms)
+{
+	char akey[LOGIN_KEY_MAX], pkey[LOGIN_KEY_MAX];
+
+	if (!l)
+		return 0;
+	near_keys("", address, sizeof(akey), akey, pkey);
+	return chat_throttle_wait(l->near, akey, now_ms);
+}
+
+int64_t chat_logins_address_fail(struct chat_logins *l, const char *address, int64_t now_ms)
+{
+	char akey[LOGIN_KEY_MAX], pkey[LOGIN_KEY_MAX];
+
+	if (!l)
+		return 0;
+	near_keys("", address, sizeof(akey), akey, pkey);
+	return chat_throttle_fail(l->near, akey, now_ms);
+}
+
+unsigned chat_logins_account_failures(struct chat_logins *l, const char *account)
+{
+	return l ? chat_throttle_failures(l->guard, account ? account : "") : 0;
+}
+
+int chat_logins_restore_account(struct chat_logins *l, const char *account, unsigned failures,
+                                int64_t last_fail_ms)
+{
+	return l ? chat_throttle_restore(l->guard, account ? account : "", failures, last_fail_ms)
+	         : CHAT_ERR_INVALID;
 }

@@ -1,6 +1,6 @@
 /* chat-tap: a recording TCP proxy for the end-to-end tests.
  *   chat-tap [--mail-replay N | --mail-reorder N | --mail-drop N | --mail-dup N]
- *            PORTFILE TARGET_PORT RECORDFILE
+ *            [--rewrite-suites LIST] PORTFILE TARGET_PORT RECORDFILE
  * Listens on 127.0.0.1:0 (the port goes to PORTFILE), forwards every
  * connection to 127.0.0.1:TARGET_PORT and appends every byte that passes, in
  * both directions, to RECORDFILE: exactly what the relay receives and sends.
@@ -20,7 +20,16 @@
  *   drop     never forwarded (the relay still thinks it is on its way);
  *   dup      forwarded twice.
  * Every such act is said on stderr ("chat-tap: dropped MAIL #3 (mail id
- * 17)").  The record still holds what the relay sent, not the rewrite.
+ * 17)").
+ *
+ * With --rewrite-suites LIST (comma-separated suite names) the tap is a relay
+ * that lies about suites, consistently: every suite list the relay sends a
+ * client -- WELCOME (what the relay carries), OFFERED and ANSWERED (what the
+ * peer allows), WHO_LIST and MEMBERS (what each user allows) -- is replaced
+ * by LIST, and everything else in those frames is kept.  Each rewritten
+ * frame is said on stderr once per type and connection.
+ *
+ * The record still holds what the relay sent, not the rewrite.
  * Loopback only; exits on SIGTERM or after 10 minutes. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,6 +47,12 @@
 #define MAXPAIRS 64
 #define MSG_MAIL 0x96
 #define MSG_DELIVER 0x86
+#define MSG_WELCOME 0x81
+#define MSG_WHO_LIST 0x83
+#define MSG_OFFERED 0x84
+#define MSG_ANSWERED 0x85
+#define MSG_MEMBERS 0x87
+#define MAX_SUITES 16
 #define MAIL_HEAD (1 + 8 + 8) /* type, mail id, stored-at */
 #define LATER_MS 2000         /* a replay or a held frame waits at most this for the next MAIL */
 #define REPLAY_RAISE 1000
@@ -61,6 +76,9 @@ enum mode { M_NONE, M_REPLAY, M_REORDER, M_DROP, M_DUP };
 static enum mode mode;
 static long target_n;  /* the Nth MAIL carrying a DELIVER */
 static long mails;     /* such MAILs seen so far, all connections */
+static int rewrite;    /* --rewrite-suites given */
+static uint8_t fake_suites[1 + MAX_SUITES * 256]; /* LIST as on the wire: u8 n, n x str8 */
+static size_t fake_len;
 
 /* A whole frame (length prefix included). */
 struct frame {
@@ -78,6 +96,7 @@ struct pair {
 	size_t len, cap;
 	struct frame later;
 	long long later_ms;
+	unsigned said;       /* frame types whose rewrite was said (bit per type - 0x80) */
 };
 
 static long long now_ms(void)
@@ -126,11 +145,130 @@ static void flush_later(struct pair *p, const char *what)
 	p->later.data = NULL;
 }
 
+/* A growing output frame for the rewrite. */
+struct out {
+	uint8_t buf[4 + 65536 + 65536];
+	size_t len;
+	int bad;
+};
+
+static void out_put(struct out *o, const uint8_t *p, size_t n)
+{
+	if (o->bad || o->len + n > sizeof(o->buf)) {
+		o->bad = 1;
+		return;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+/* Copy n bytes from *in to o; fails if fewer remain. */
+static void copy_bytes(struct out *o, const uint8_t **in, const uint8_t *end, size_t n)
+{
+	if (o->bad || (size_t)(end - *in) < n) {
+		o->bad = 1;
+		return;
+	}
+	out_put(o, *in, n);
+	*in += n;
+}
+
+static void copy_str8(struct out *o, const uint8_t **in, const uint8_t *end)
+{
+	if (*in >= end) {
+		o->bad = 1;
+		return;
+	}
+	copy_bytes(o, in, end, 1 + (size_t)**in);
+}
+
+/* Skip the suite list at *in and write LIST in its place. */
+static void swap_suites(struct out *o, const uint8_t **in, const uint8_t *end)
+{
+	if (*in >= end) {
+		o->bad = 1;
+		return;
+	}
+	size_t n = *(*in)++;
+	for (size_t i = 0; i < n && !o->bad; i++) {
+		if (*in >= end || (size_t)(end - *in) < 1 + (size_t)**in)
+			o->bad = 1;
+		else
+			*in += 1 + (size_t)**in;
+	}
+	out_put(o, fake_suites, fake_len);
+}
+
+/* The frame body with every suite list replaced by LIST, in o (length
+ * prefix included); 0 if the frame has no suite list or does not parse. */
+static int rewrite_suites(struct out *o, const uint8_t *body, size_t blen)
+{
+	const uint8_t *in = body + 1, *end = body + blen;
+	size_t count;
+
+	o->len = 4;
+	o->bad = 0;
+	out_put(o, body, 1);
+	switch (body[0]) {
+	case MSG_WELCOME: /* version, suites */
+		copy_bytes(o, &in, end, 1);
+		swap_suites(o, &in, end);
+		break;
+	case MSG_OFFERED: /* from, suites */
+		copy_str8(o, &in, end);
+		swap_suites(o, &in, end);
+		break;
+	case MSG_ANSWERED: /* from, flag, suite, suites, reason */
+		copy_str8(o, &in, end);
+		copy_bytes(o, &in, end, 1);
+		copy_str8(o, &in, end);
+		swap_suites(o, &in, end);
+		break;
+	case MSG_WHO_LIST: /* u16 count x (name, suites, flags) */
+	case MSG_MEMBERS:  /* room, u16 count x (name, suites) */
+		if (body[0] == MSG_MEMBERS)
+			copy_str8(o, &in, end);
+		if (o->bad || end - in < 2)
+			return 0;
+		count = (size_t)in[0] << 8 | in[1];
+		copy_bytes(o, &in, end, 2);
+		for (size_t i = 0; i < count && !o->bad; i++) {
+			copy_str8(o, &in, end);
+			swap_suites(o, &in, end);
+			if (body[0] == MSG_WHO_LIST)
+				copy_bytes(o, &in, end, 1);
+		}
+		break;
+	default:
+		return 0;
+	}
+	copy_bytes(o, &in, end, (size_t)(end - in)); /* the rest as it was */
+	if (o->bad)
+		return 0;
+	size_t n = o->len - 4;
+	o->buf[0] = (uint8_t)(n >> 24);
+	o->buf[1] = (uint8_t)(n >> 16);
+	o->buf[2] = (uint8_t)(n >> 8);
+	o->buf[3] = (uint8_t)n;
+	return 1;
+}
+
 /* One whole frame from the relay (f points at its length prefix). */
 static void relay_frame(struct pair *p, const uint8_t *f, size_t len)
 {
+	static struct out o;
 	const uint8_t *body = f + 4;
 	size_t blen = len - 4;
+
+	if (rewrite && blen >= 1 && rewrite_suites(&o, body, blen)) {
+		unsigned bit = 1u << (body[0] & 0x1f);
+		if (!(p->said & bit)) {
+			fprintf(stderr, "chat-tap: rewrote the suite lists in frame type 0x%02x\n", body[0]);
+			p->said |= bit;
+		}
+		write_all(p->fd[0], o.buf, o.len);
+		return;
+	}
 
 	if (blen < MAIL_HEAD + 1 || body[0] != MSG_MAIL || body[MAIL_HEAD] != MSG_DELIVER) {
 		write_all(p->fd[0], f, len);
@@ -218,8 +356,30 @@ static void pair_close(struct pair *p)
 static int usage(void)
 {
 	fprintf(stderr, "usage: chat-tap [--mail-replay N | --mail-reorder N | --mail-drop N | "
-	        "--mail-dup N] PORTFILE TARGET_PORT RECORDFILE\n");
+	        "--mail-dup N] [--rewrite-suites LIST] PORTFILE TARGET_PORT RECORDFILE\n");
 	return 2;
+}
+
+/* LIST ("a,b,c") on the wire: u8 count, then each name as a str8. */
+static int set_fake_suites(const char *list)
+{
+	size_t n = 0;
+
+	fake_len = 1;
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ",");
+		if (len == 0 || len > 32 || n == MAX_SUITES)
+			return -1;
+		fake_suites[fake_len++] = (uint8_t)len;
+		memcpy(fake_suites + fake_len, p, len);
+		fake_len += len;
+		n++;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	fake_suites[0] = (uint8_t)n;
+	return n ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -233,13 +393,20 @@ int main(int argc, char **argv)
 	FILE *rec, *pf;
 	time_t deadline = time(NULL) + 600;
 
-	if (argc == 6) {
-		for (int m = M_REPLAY; m <= M_DUP; m++)
-			if (strcmp(argv[1], opts[m]) == 0)
-				mode = (enum mode)m;
-		target_n = strtol(argv[2], NULL, 10);
-		if (mode == M_NONE || target_n < 1)
-			return usage();
+	while (argc > 4 && strncmp(argv[1], "--", 2) == 0) {
+		if (strcmp(argv[1], "--rewrite-suites") == 0) {
+			if (set_fake_suites(argv[2]))
+				return usage();
+			rewrite = 1;
+		} else {
+			enum mode was = mode;
+			for (int m = M_REPLAY; m <= M_DUP; m++)
+				if (strcmp(argv[1], opts[m]) == 0)
+					mode = (enum mode)m;
+			target_n = strtol(argv[2], NULL, 10);
+			if (mode == was || target_n < 1)
+				return usage();
+		}
 		argv += 2;
 		argc -= 2;
 	}
@@ -309,7 +476,7 @@ int main(int argc, char **argv)
 				}
 				fwrite(buf, 1, (size_t)got, rec);
 				fflush(rec);
-				if (dir == 1 && mode != M_NONE) {
+				if (dir == 1 && (mode != M_NONE || rewrite)) {
 					if (relay_bytes(&pairs[i], buf, (size_t)got)) {
 						fprintf(stderr, "chat-tap: out of memory\n");
 						pair_close(&pairs[i]);

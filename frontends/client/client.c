@@ -95,11 +95,13 @@ int client_flush(struct chat_client *c)
 	return rc;
 }
 
+/* Our own configured list (client.suites), never the relay-narrowed one:
+ * the peer binds exactly this into the handshake (client_conv.c binding()). */
 void client_put_suites(struct chat_client *c)
 {
-	chat_put_u8(&c->wb, (unsigned)c->neff);
-	for (size_t i = 0; i < c->neff; i++)
-		chat_put_str8(&c->wb, c->eff[i]);
+	chat_put_u8(&c->wb, (unsigned)c->nsuites);
+	for (size_t i = 0; i < c->nsuites; i++)
+		chat_put_str8(&c->wb, c->suites[i]->desc->name);
 }
 
 int client_scratch(struct chat_client *c, size_t need)

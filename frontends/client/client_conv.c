@@ -89,16 +89,31 @@ void client_csv(size_t n, const char (*names)[CHAT_NAME_MAX + 1], size_t cap, ch
 }
 
 /* The negotiation transcript both ends must agree on (bound into
- * authenticating handshakes, mixed into fingerprints). */
+ * authenticating handshakes, mixed into fingerprints).  Each side puts in
+ * its *own configured* list (client.suites, as sent in HELLO) and the
+ * peer's list as the relay passed it on (OFFERED, ANSWERED, MEMBERS or a
+ * room INIT).  An honest relay passes lists on unchanged, so both ends
+ * compute the same text; a relay that narrows or rewrites a list to steer
+ * the choice makes the two texts differ, and the handshake of a suite that
+ * authenticates fails (an unauthenticated one gets different keys and
+ * fingerprints).  Version 1 used the relay-narrowed lists, which a relay
+ * could rewrite consistently on both sides. */
 static size_t binding(const struct chat_client *c, const struct conv *v, size_t cap, char *dst)
 {
 	char mine[600], theirs[600];
 	const char *ini = v->initiator ? c->name : v->peer, *res = v->initiator ? v->peer : c->name;
+	size_t used = 0;
 	int n;
 
-	client_csv(c->neff, (const char (*)[CHAT_NAME_MAX + 1])c->eff, sizeof(mine), mine);
+	mine[0] = '\0';
+	for (size_t i = 0; i < c->nsuites && used < sizeof(mine); i++) {
+		n = snprintf(mine + used, sizeof(mine) - used, "%s%s", i ? "," : "", c->suites[i]->desc->name);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
 	client_csv(v->ntheirs, (const char (*)[CHAT_NAME_MAX + 1])v->theirs, sizeof(theirs), theirs);
-	n = snprintf(dst, cap, "chat-binding-v1\ninitiator %s suites %s\nresponder %s suites %s\nsuite %s\n",
+	n = snprintf(dst, cap, "chat-binding-v2\ninitiator %s suites %s\nresponder %s suites %s\nsuite %s\n",
 	             ini, v->initiator ? mine : theirs, res, v->initiator ? theirs : mine,
 	             v->suite->desc->name);
 	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
@@ -420,7 +435,8 @@ void client_handshake_failed(struct chat_client *c, struct conv *v, int rc,
 	if (last && last->len)
 		client_send_payload(c, v, P_HS, last->len, last->data);
 	if (rc == CHAT_ERR_AUTH)
-		snprintf(why, sizeof(why), "authentication failed for %s (%s)", v->peer, v->suite->desc->name);
+		snprintf(why, sizeof(why), "authentication failed for %s (%s): a wrong password, "
+		         "or the relay changed the suite lists", v->peer, v->suite->desc->name);
 	else
 		snprintf(why, sizeof(why), "handshake with %s failed (%s): %s", v->peer,
 		         v->suite->desc->name, chat_strerror(rc));

@@ -122,6 +122,10 @@ void relay_suites_join(const struct chat_relay *r, const struct client *c, const
 
 void relay_put_suites(struct chat_relay *r, const struct client *c)
 {
+	if (c->announced) {
+		chat_put_bytes(&r->wb, c->announced_len, c->announced);
+		return;
+	}
 	chat_put_u8(&r->wb, c->nsuites);
 	for (size_t i = 0; i < c->nsuites; i++)
 		chat_put_str8(&r->wb, r->suite_names[c->suites[i]]);
@@ -448,6 +452,25 @@ static void on_hello(struct chat_relay *r, struct client *c, const struct chat_m
 		           "this relay carries only %s; you allow only %s", ours, theirs);
 		relay_bye(r, c, "no suite this relay carries");
 		return;
+	}
+	/* Kept as sent, for the peers' binding (relay_put_suites): at most
+	 * 1 + 16 x 33 bytes, names already checked by the parser. */
+	size_t len = 1;
+	for (size_t i = 0; i < m->nsuites; i++)
+		len += 1 + strlen(m->suites[i]);
+	free(c->announced);
+	if (!(c->announced = malloc(len))) {
+		relay_bye(r, c, "out of memory");
+		return;
+	}
+	c->announced_len = (uint16_t)len;
+	len = 0;
+	c->announced[len++] = (uint8_t)m->nsuites;
+	for (size_t i = 0; i < m->nsuites; i++) {
+		size_t n = strlen(m->suites[i]);
+		c->announced[len++] = (uint8_t)n;
+		memcpy(c->announced + len, m->suites[i], n);
+		len += n;
 	}
 	c->state = ST_HELLO;
 	relay_begin(r, CHAT_MSG_WELCOME);
@@ -1049,7 +1072,10 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 
 static void client_free(void *arg)
 {
-	free(arg);
+	struct client *c = arg;
+
+	free(c->announced);
+	free(c);
 }
 
 static void on_conn_close(struct chat_conn *conn, int err, const char *reason, void *arg)

@@ -52,7 +52,9 @@ struct account_state {
 	uint8_t want_fill;               /* push more mail after this round */
 };
 
-/* Per-client memory counts (bench: --idle-mem): 152 bytes, a 160-byte malloc chunk. */
+/* Per-client memory counts (bench: --idle-mem): 168 bytes (a 176-byte malloc
+ * chunk), plus the HELLO suite list as sent (announced: 32 bytes for a typical
+ * list, at most 529). */
 struct client {
 	struct chat_relay *r;
 	struct chat_conn *conn;
@@ -66,6 +68,12 @@ struct client {
 	uint8_t state, dead, bad, nsuites;
 	uint8_t waiting;             /* on r->waiting, counted in r->nwaiting and addr_slot */
 	uint8_t suites[CHAT_SUITES_MAX]; /* indices into the relay's suite table */
+	/* The suite list of its HELLO as it was sent (u8 n, n x str8; the wire
+	 * form), including suites this relay does not carry: forwarded unchanged
+	 * in OFFERED, ANSWERED, WHO_LIST, MEMBERS and USERS so that both clients
+	 * can bind each other's own list into their handshake (PROTOCOL.md 2). */
+	uint8_t *announced;
+	uint16_t announced_len;
 	char name[CHAT_NAME_MAX + 1];
 	uint32_t rx_sweep;           /* r->sweeps when the last frame arrived (fills padding) */
 	uint32_t born_sweep;         /* r->sweeps when it connected: relay.login_timeout */

@@ -229,7 +229,7 @@ static void establish(struct h *h, const char *suite)
 	run(h, 3);
 	chat_client_input(h->c, 13, "/accept alice");
 	run(h, 3);
-	snprintf(bind, sizeof(bind), "chat-binding-v1\ninitiator alice suites %s\nresponder bob suites %s\n"
+	snprintf(bind, sizeof(bind), "chat-binding-v2\ninitiator alice suites %s\nresponder bob suites %s\n"
 	         "suite %s\n", suite, suite, suite);
 	struct chat_cipher_params p = {
 		.size = sizeof(p), .role = CHAT_ROLE_INITIATOR, .local_id = "alice", .peer_id = "bob",

@@ -51,6 +51,9 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	{ "relay", "database", CHAT_CFG_PATH, "", 0, 0,
 	  "SQLite file for accounts, friends and stored messages, created on first start with DATABASE.marker next to it "
 	  "(a missing database whose marker exists is refused unless chat-relay --init-store; empty: guests only, nothing stored)" },
+	{ "relay", "state_dir", CHAT_CFG_PATH, "", 0, 0,
+	  "directory for the relay's own files kept by plugins, e.g. its TLS key (empty: the directory of relay.database; "
+	  "none without a database)" },
 	{ "relay", "guests", CHAT_CFG_BOOL, "yes", 0, 0,
 	  "allow logins without an account (names that are not registered; live routing only)" },
 	{ "relay", "open_registration", CHAT_CFG_BOOL, "yes", 0, 0,
@@ -135,6 +138,8 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	  "encrypted message log (empty: chat-peer-USER.log in the current directory)" },
 	{ "peer", "log_iterations", CHAT_CFG_INT, "200000", 1000, 10000000,
 	  "PBKDF2 iterations for the key of a new message log" },
+	{ "peer", "data_dir", CHAT_CFG_PATH, "", 0, 0,
+	  "directory for files kept by plugins, e.g. a TLS key or known peers (empty: none)" },
 
 	{ NULL, NULL, 0, NULL, 0, 0, NULL },
 };

@@ -6,6 +6,14 @@
 
 #include "log.h"
 
+/* An ABI 1.2 optional transport op: present only if the plugin's table is
+ * large enough to hold it and it is set. */
+#define TP_HAS(tp, op) \
+	((tp)->size >= offsetof(struct chat_transport_ops, op) + sizeof((tp)->op) && (tp)->op)
+
+_Static_assert(CHAT_TP_READ == CHAT_EV_READ && CHAT_TP_WRITE == CHAT_EV_WRITE,
+               "transport interest bits are the loop's event bits");
+
 struct chat_conn {
 	struct chat_loop *loop;
 	const struct chat_transport_ops *tp;
@@ -27,6 +35,7 @@ struct chat_conn {
 	unsigned closed : 1;
 	unsigned flush_then_close : 1;
 	unsigned dirty : 1;
+	unsigned layered : 1; /* the transport has interest(): drive reads and writes on any event */
 	char *close_reason;
 	/* No copy of the peer address: at thousands of idle connections every
 	 * byte counts; chat_conn_peer() asks the transport. */
@@ -83,8 +92,18 @@ void chat_conn_close(struct chat_conn *c, int err, const char *reason)
 		chat_err("cannot defer freeing a connection; leaking it");
 }
 
-static void set_events(struct chat_conn *c, unsigned events)
+/* The readiness to wait for so that what the connection wants can happen. */
+static unsigned interest(const struct chat_conn *c, unsigned want)
 {
+	if (!c->layered || !c->handle)
+		return want;
+	return c->tp->interest(c->handle, want) & (CHAT_EV_READ | CHAT_EV_WRITE);
+}
+
+static void set_events(struct chat_conn *c, unsigned want)
+{
+	unsigned events = interest(c, want);
+
 	if (c->closed || events == c->events)
 		return;
 	if (chat_loop_modify(c->loop, c->watch, events) == CHAT_OK)
@@ -103,9 +122,16 @@ static void update_events(struct chat_conn *c)
 		              (chat_outq_len(&c->outq) ? CHAT_EV_WRITE : 0));
 }
 
+/* The transport's own sentence on its last failure, if it has one. */
+static const char *tp_error(const struct chat_conn *c)
+{
+	return c->handle && TP_HAS(c->tp, last_error) ? c->tp->last_error(c->handle) : NULL;
+}
+
 static void close_io(struct chat_conn *c, int rc, const char *what)
 {
-	char reason[160];
+	char reason[400];
+	const char *why;
 
 	if (rc == CHAT_ERR_CLOSED) {
 		size_t have, need;
@@ -119,7 +145,8 @@ static void close_io(struct chat_conn *c, int rc, const char *what)
 		chat_conn_close(c, rc, "peer closed the connection");
 		return;
 	}
-	snprintf(reason, sizeof(reason), "%s failed: %s", what, chat_strerror(rc));
+	why = tp_error(c);
+	snprintf(reason, sizeof(reason), "%s failed: %s", what, why ? why : chat_strerror(rc));
 	chat_conn_close(c, rc, reason);
 }
 
@@ -248,6 +275,20 @@ static long long on_resume(struct chat_loop *loop, void *arg)
 	return again;
 }
 
+static void on_readable(struct chat_conn *c);
+
+/* Input the transport holds already (a decrypted record) does not make the
+ * fd readable: read it on the next loop round. */
+static long long on_pending(struct chat_loop *loop, void *arg)
+{
+	struct chat_conn *c = arg;
+
+	(void)loop;
+	c->resume = NULL;
+	on_readable(c);
+	return -1;
+}
+
 static void on_readable(struct chat_conn *c)
 {
 	unsigned budget = FRAMES_PER_TURN;
@@ -274,6 +315,10 @@ static void on_readable(struct chat_conn *c)
 		if (got < sizeof(read_buf) || !budget)
 			break;
 	}
+	if (!c->closed && !c->held && !c->flush_then_close && !c->resume && c->handle &&
+	    TP_HAS(c->tp, pending) && c->tp->pending(c->handle) > 0 &&
+	    chat_loop_timer_add(c->loop, 0, on_pending, c, &c->resume) != CHAT_OK)
+		chat_conn_close(c, CHAT_ERR_NOMEM, "out of memory");
 	if (--delivering == 0)
 		flush_dirty();
 }
@@ -286,11 +331,14 @@ static void on_event(struct chat_loop *loop, int fd, unsigned events, void *arg)
 	(void)fd;
 	if (c->connecting) {
 		int rc = c->tp->connect_finish(c->handle);
-		if (rc == CHAT_ERR_INPROGRESS)
+		if (rc == CHAT_ERR_INPROGRESS) {
+			set_events(c, CHAT_EV_WRITE); /* a layered transport may need to read */
 			return;
+		}
 		if (rc != CHAT_OK) {
-			char reason[160];
-			snprintf(reason, sizeof(reason), "connect failed: %s", chat_strerror(rc));
+			char reason[400];
+			const char *why = tp_error(c);
+			snprintf(reason, sizeof(reason), "connect failed: %s", why ? why : chat_strerror(rc));
 			chat_conn_close(c, rc, reason);
 			return;
 		}
@@ -301,9 +349,11 @@ static void on_event(struct chat_loop *loop, int fd, unsigned events, void *arg)
 			flush(c);
 		return;
 	}
-	if (events & (CHAT_EV_READ | CHAT_EV_HUP))
+	/* A layered transport may have been waiting on the other direction for
+	 * its own protocol: let it move both ways on any event. */
+	if (c->layered || (events & (CHAT_EV_READ | CHAT_EV_HUP)))
 		on_readable(c);
-	if (!c->closed && (events & CHAT_EV_WRITE))
+	if (!c->closed && (c->layered || (events & CHAT_EV_WRITE)))
 		flush(c);
 }
 
@@ -323,6 +373,8 @@ static int conn_alloc(struct chat_loop *loop, const struct chat_transport_ops *t
 	c->handle = handle;
 	c->cbs = cbs; /* callers pass static tables */
 	c->arg = arg;
+	c->layered = TP_HAS(tp, interest);
+	events = interest(c, events);
 	c->events = events;
 	chat_frame_decoder_init(&c->dec, lim->max_frame);
 	chat_outq_init(&c->outq, lim->out_limit);
@@ -414,6 +466,24 @@ const char *chat_conn_peer(const struct chat_conn *c)
 	if (!c->handle || c->tp->address(c->handle, 0, sizeof(peer), peer) != CHAT_OK)
 		snprintf(peer, sizeof(peer), "?");
 	return peer;
+}
+
+int chat_conn_channel_binding(const struct chat_conn *c, const char *type, size_t cap,
+                              uint8_t *dst, size_t *len)
+{
+	*len = 0;
+	if (c->closed || !c->handle || !TP_HAS(c->tp, channel_binding))
+		return CHAT_ERR_UNSUPPORTED;
+	return c->tp->channel_binding(c->handle, type, cap, dst, len);
+}
+
+int chat_conn_describe(const struct chat_conn *c, size_t cap, char *dst)
+{
+	if (cap)
+		dst[0] = '\0';
+	if (c->closed || !c->handle || !TP_HAS(c->tp, describe))
+		return CHAT_ERR_UNSUPPORTED;
+	return c->tp->describe(c->handle, cap, dst);
 }
 
 int chat_conn_is_open(const struct chat_conn *c)

@@ -60,6 +60,13 @@ void chat_conn_close(struct chat_conn *c, int err, const char *reason);
 /* The peer's address as text, for log lines: valid until the next call. */
 const char *chat_conn_peer(const struct chat_conn *c);
 int chat_conn_is_open(const struct chat_conn *c);
+/* The link's channel binding (transport op channel_binding, ABI 1.2):
+ * CHAT_ERR_UNSUPPORTED for a link without one (plain TCP). */
+int chat_conn_channel_binding(const struct chat_conn *c, const char *type, size_t cap,
+                              uint8_t *dst, size_t *len);
+/* One line on the link's protection ("TLS1.3 ..."); CHAT_ERR_UNSUPPORTED for
+ * a plain stream (dst is then ""). */
+int chat_conn_describe(const struct chat_conn *c, size_t cap, char *dst);
 size_t chat_conn_queued(const struct chat_conn *c);
 void chat_conn_set_arg(struct chat_conn *c, void *arg);
 /* Change the limits given at creation (a relay allows less before login).

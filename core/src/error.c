@@ -32,6 +32,8 @@ static const char *const texts[] = {
 	[-CHAT_ERR_ADDRESS] = "malformed address",
 	[-CHAT_ERR_UNREACHABLE] = "network or host unreachable",
 	[-CHAT_ERR_RESET] = "connection reset by peer",
+	[-CHAT_ERR_TLS] = "TLS handshake failed",
+	[-CHAT_ERR_CERT] = "the peer's certificate or key is not trusted",
 };
 
 const char *chat_strerror(int err)

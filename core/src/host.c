@@ -78,6 +78,13 @@ static const char *host_config_get(const struct chat_host *h, const char *key)
 	return NULL;
 }
 
+static const char *host_state_dir(const struct chat_host *h)
+{
+	const struct chat_host_ctx *ctx = h ? h->ctx : NULL;
+
+	return ctx && ctx->state_dir ? *ctx->state_dir : NULL;
+}
+
 int chat_memeq(const void *a, const void *b, size_t n)
 {
 	const volatile uint8_t *x = a, *y = b;
@@ -108,4 +115,5 @@ void chat_host_init(struct chat_host *h, struct chat_host_ctx *ctx)
 	h->config_get = host_config_get;
 	h->memeq = chat_memeq;
 	h->wipe = chat_wipe;
+	h->state_dir = host_state_dir;
 }

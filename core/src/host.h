@@ -11,6 +11,7 @@ struct chat_host_ctx {
 	const char *plugin_name;              /* log tag and config section */
 	const struct chat_config *cfg;        /* may be NULL: defaults only */
 	const struct chat_config_key *keys;   /* the plugin's declared keys */
+	const char *const *state_dir;         /* the registry's (may point to NULL) */
 };
 
 /* Fill h with the core's implementations; ctx may be NULL (no config, tag "plugin"). */

@@ -18,6 +18,7 @@
 
 struct chat_registry {
 	const struct chat_config *cfg;
+	char *state_dir; /* host->state_dir for every plugin (NULL: none) */
 	struct chat_loaded **items;
 	size_t count, cap;
 };
@@ -98,7 +99,19 @@ void chat_registry_free(struct chat_registry *reg)
 		free(reg->items[i]);
 	}
 	free(reg->items);
+	free(reg->state_dir);
 	free(reg);
+}
+
+int chat_registry_set_state_dir(struct chat_registry *reg, const char *dir)
+{
+	char *copy = NULL;
+
+	if (dir && !(copy = strdup(dir)))
+		return CHAT_ERR_NOMEM;
+	free(reg->state_dir);
+	reg->state_dir = copy;
+	return CHAT_OK;
 }
 
 size_t chat_registry_count(const struct chat_registry *reg)
@@ -519,6 +532,7 @@ int chat_registry_load_path(struct chat_registry *reg, const char *path, int kin
 	p->host_ctx.plugin_name = d->name;
 	p->host_ctx.cfg = reg->cfg;
 	p->host_ctx.keys = d->config_keys;
+	p->host_ctx.state_dir = (const char *const *)&reg->state_dir;
 	chat_host_init(&p->host, &p->host_ctx);
 	rc = registry_add(reg, p);
 	if (rc) {
@@ -596,6 +610,7 @@ int chat_registry_add_builtin(struct chat_registry *reg, const struct chat_plugi
 	p->host_ctx.plugin_name = d->name;
 	p->host_ctx.cfg = reg->cfg;
 	p->host_ctx.keys = d->config_keys;
+	p->host_ctx.state_dir = (const char *const *)&reg->state_dir;
 	chat_host_init(&p->host, &p->host_ctx);
 	rc = registry_add(reg, p);
 	if (rc) {

@@ -74,6 +74,10 @@ int chat_registry_scan(struct chat_registry *reg, const char *dir,
                        void (*on_error)(void *arg, const char *path, int err, const char *msg),
                        void *arg);
 
+/* The program's state directory, lent to every plugin as host->state_dir
+ * (copied; NULL: none). */
+int chat_registry_set_state_dir(struct chat_registry *reg, const char *dir);
+
 size_t chat_registry_count(const struct chat_registry *reg);
 const struct chat_loaded *chat_registry_get(const struct chat_registry *reg, size_t i);
 const struct chat_loaded *chat_registry_find(const struct chat_registry *reg, int kind,

@@ -434,6 +434,32 @@ int chat_prog_take_opts(const struct chat_prog *p, int *argc, char **argv)
 	return 0;
 }
 
+/* host->state_dir for the plugins: relay.state_dir (else the directory of
+ * relay.database), client.data_dir, peer.data_dir. */
+static int set_state_dir(struct chat_prog *p)
+{
+	const char *key = strcmp(p->section, "relay") == 0 ? "state_dir" : "data_dir";
+	const char *dir = chat_config_path(p->cfg, p->section, key);
+	char buf[4096];
+
+	if ((!dir || !*dir) && strcmp(p->section, "relay") == 0) {
+		const char *db = chat_config_path(p->cfg, "relay", "database");
+		const char *slash = db ? strrchr(db, '/') : NULL;
+		if (db && *db) {
+			if (!slash)
+				snprintf(buf, sizeof(buf), ".");
+			else
+				snprintf(buf, sizeof(buf), "%.*s", (int)(slash == db ? 1 : slash - db), db);
+			dir = buf;
+		}
+	}
+	if (chat_registry_set_state_dir(p->reg, dir && *dir ? dir : NULL) != CHAT_OK) {
+		chat_prog_error(p, "out of memory");
+		return 1;
+	}
+	return 0;
+}
+
 int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 {
 	struct option opts[64];
@@ -551,6 +577,10 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 
 	if (chat_registry_new(p->cfg, &p->reg) != CHAT_OK) {
 		chat_prog_error(p, "out of memory");
+		status = 1;
+		goto out;
+	}
+	if (set_state_dir(p)) {
 		status = 1;
 		goto out;
 	}

@@ -40,8 +40,10 @@ enum chat_err {
 	CHAT_ERR_ADDRESS = -28,     /* malformed address */
 	CHAT_ERR_UNREACHABLE = -29, /* network or host unreachable */
 	CHAT_ERR_RESET = -30,       /* connection reset by peer */
+	CHAT_ERR_TLS = -31,         /* TLS handshake failed (protocol, version, cipher, not TLS) */
+	CHAT_ERR_CERT = -32,        /* the peer's certificate or key is not trusted */
 };
-#define CHAT_ERR_LAST CHAT_ERR_RESET
+#define CHAT_ERR_LAST CHAT_ERR_CERT
 
 /* Static text for an error code; never NULL (unknown codes get a generic text). */
 const char *chat_strerror(int err);

@@ -49,6 +49,15 @@ struct chat_host {
 	int (*memeq)(const void *a, const void *b, size_t n);
 	/* Wipe memory in a way the compiler cannot elide. */
 	void (*wipe)(void *p, size_t n);
+
+	/* ABI 1.2 (check size covers it before use).  The running program's
+	 * own state directory, where a plugin may keep files of its own (a
+	 * relay's TLS key, a client's known relays): the directory of
+	 * relay.database for chat-relay, client.data_dir for chat-client,
+	 * peer.data_dir for chat-peer.  NULL when the program has none (then
+	 * a plugin needing one fails with a message naming the key to set).
+	 * The directory may not exist yet; a plugin creates it 0700. */
+	const char *(*state_dir)(const struct chat_host *h);
 };
 
 #ifdef __cplusplus

@@ -24,7 +24,9 @@ extern "C" {
 #endif
 
 #define CHAT_ABI_MAJOR 1
-#define CHAT_ABI_MINOR 1 /* 1.1: session_save, session_load, open_at in chat_cipher_ops */
+#define CHAT_ABI_MINOR 2 /* 1.1: session_save, session_load, open_at in chat_cipher_ops;
+                          * 1.2: host->state_dir; optional transport ops interest, pending,
+                          *      channel_binding, last_error, describe, local_fingerprint */
 
 #define CHAT_PLUGIN_ENTRY_SYMBOL "chat_plugin_entry"
 

@@ -148,7 +148,7 @@ static void test_auth_then_guest(struct relay *r)
 
 	CHECK(hello(fd));
 	memset(&sc, 0, sizeof(sc));
-	CHECK_EQ_INT(chat_scram_client_first(&sc, "alice", "0123456789abcdef", sizeof(first), first), CHAT_OK);
+	CHECK_EQ_INT(chat_scram_client_first(&sc, "alice", "0123456789abcdef", NULL, sizeof(first), first), CHAT_OK);
 	begin(CHAT_MSG_AUTH);
 	chat_put_u8(&wb, CHAT_AUTH_LOGIN);
 	chat_put_str16(&wb, first);
@@ -662,7 +662,7 @@ static int challenge_for(int fd, const char *name, char *salt, size_t cap, unsig
 	memset(&sc, 0, sizeof(sc));
 	salt[0] = '\0';
 	*iter = 0;
-	if (chat_scram_client_first(&sc, name, "0123456789abcdefnonce", sizeof(first), first) != CHAT_OK)
+	if (chat_scram_client_first(&sc, name, "0123456789abcdefnonce", NULL, sizeof(first), first) != CHAT_OK)
 		return 0;
 	begin(CHAT_MSG_AUTH);
 	chat_put_u8(&wb, CHAT_AUTH_LOGIN);

@@ -500,7 +500,7 @@ int scram(int fd, int op, const char *name, const char *pw, struct chat_msg *out
 	for (int i = 0; i < 12; i++)
 		snprintf(nonce + 2 * i, 3, "%02x", raw[i]);
 	memset(&sc, 0, sizeof(sc));
-	if (chat_scram_client_first(&sc, name, nonce, sizeof(first), first) != CHAT_OK)
+	if (chat_scram_client_first(&sc, name, nonce, NULL, sizeof(first), first) != CHAT_OK)
 		return 0;
 	begin(CHAT_MSG_AUTH);
 	chat_put_u8(&wb, (unsigned)op);

@@ -93,6 +93,7 @@ enum chat_proto_error {
 	CHAT_PERR_EXISTS = 19,     /* the account exists already */
 	CHAT_PERR_QUEUE_FULL = 20, /* the recipient's offline queue is full */
 	CHAT_PERR_STORAGE = 21,    /* the relay could not store: nothing was accepted */
+	CHAT_PERR_CHANNEL_BINDING = 22, /* the SCRAM channel binding does not fit this link (section 4) */
 };
 
 enum chat_auth_op {

@@ -166,8 +166,29 @@ static int unescape_user(const char *src, size_t cap, char *dst)
 	return o ? 0 : -1;
 }
 
+/* The GS2 header for a binding choice: "n,,", "y,,", "p=tls-exporter,,". */
+static const char *gs2_header(const struct chat_scram_cb *cb)
+{
+	return cb->flag == 'p' ? "p=" CHAT_SCRAM_CB_TYPE ",," : cb->flag == 'y' ? "y,," : "n,,";
+}
+
+/* c= of client-final: base64(GS2 header [+ binding data]). */
+static int cbind_b64(const struct chat_scram_cb *cb, size_t cap, char *dst)
+{
+	uint8_t raw[32 + CHAT_SCRAM_CB_MAX];
+	const char *h = gs2_header(cb);
+	size_t n = strlen(h);
+
+	memcpy(raw, h, n);
+	if (cb->flag == 'p') {
+		memcpy(raw + n, cb->data, cb->len);
+		n += cb->len;
+	}
+	return b64_encode(n, raw, cap, dst) ? 0 : -1;
+}
+
 int chat_scram_client_first(struct chat_scram_client *c, const char *user, const char *nonce,
-                            size_t cap, char *out)
+                            const struct chat_scram_cb *cb, size_t cap, char *out)
 {
 	char esc[256];
 
@@ -175,12 +196,20 @@ int chat_scram_client_first(struct chat_scram_client *c, const char *user, const
 	if (!printable_nonce(nonce) || strlen(nonce) >= sizeof(c->nonce) ||
 	    strlen(user) >= sizeof(c->user) || escape_user(user, sizeof(esc), esc))
 		return CHAT_ERR_INVALID;
+	if (cb && (cb->flag != 'n' && cb->flag != 'y' && cb->flag != 'p'))
+		return CHAT_ERR_INVALID;
+	if (cb && cb->flag == 'p' && (cb->len == 0 || cb->len > CHAT_SCRAM_CB_MAX))
+		return CHAT_ERR_INVALID;
+	if (cb)
+		c->cb = *cb;
+	else
+		c->cb.flag = 'n';
 	snprintf(c->user, sizeof(c->user), "%s", user);
 	snprintf(c->nonce, sizeof(c->nonce), "%s", nonce);
 	int n = snprintf(c->client_first_bare, sizeof(c->client_first_bare), "n=%s,r=%s", esc, nonce);
 	if (n < 0 || (size_t)n >= sizeof(c->client_first_bare))
 		return CHAT_ERR_TOO_BIG;
-	n = snprintf(out, cap, "n,,%s", c->client_first_bare);
+	n = snprintf(out, cap, "%s%s", gs2_header(&c->cb), c->client_first_bare);
 	if (n < 0 || (size_t)n >= cap)
 		return CHAT_ERR_NOSPACE;
 	c->state = ST_FIRST;
@@ -190,7 +219,8 @@ int chat_scram_client_first(struct chat_scram_client *c, const char *user, const
 int chat_scram_client_final(struct chat_scram_client *c, const char *server_first,
                             size_t pw_len, const char *password, size_t cap, char *out)
 {
-	char nonce[160], salt_b64[120], iter[16], without_proof[256], auth[3 * CHAT_SCRAM_MSG_MAX];
+	char nonce[160], salt_b64[120], iter[16], without_proof[300], auth[3 * CHAT_SCRAM_MSG_MAX];
+	char cbind[160];
 	uint8_t salt[64], salted[CHAT_SCRAM_KEY], client_key[CHAT_SCRAM_KEY], stored[CHAT_SCRAM_KEY];
 	uint8_t server_key[CHAT_SCRAM_KEY], sig[CHAT_SCRAM_KEY], proof[CHAT_SCRAM_KEY];
 	char proof_b64[64];
@@ -215,7 +245,9 @@ int chat_scram_client_final(struct chat_scram_client *c, const char *server_firs
 	if (salt_len <= 0)
 		return CHAT_ERR_MALFORMED;
 	snprintf(c->server_first, sizeof(c->server_first), "%s", server_first);
-	snprintf(without_proof, sizeof(without_proof), "c=biws,r=%s", nonce);
+	if (cbind_b64(&c->cb, sizeof(cbind), cbind))
+		return CHAT_ERR_INVALID;
+	snprintf(without_proof, sizeof(without_proof), "c=%s,r=%s", cbind, nonce);
 	int n = snprintf(auth, sizeof(auth), "%s,%s,%s", c->client_first_bare, server_first, without_proof);
 	if (n < 0 || (size_t)n >= sizeof(auth))
 		return CHAT_ERR_TOO_BIG;
@@ -259,21 +291,48 @@ int chat_scram_client_verify(struct chat_scram_client *c, const char *server_fin
 	return memeql_sec(sig, c->server_signature, CHAT_SCRAM_KEY) ? CHAT_OK : CHAT_ERR_AUTH;
 }
 
-int chat_scram_server_first_in(struct chat_scram_server *s, const char *client_first)
+int chat_scram_server_first_in(struct chat_scram_server *s, const char *client_first,
+                               size_t link_len, const uint8_t *link)
 {
 	char user[256], nonce[64];
 	const char *p;
+	static const char plus[] = "p=" CHAT_SCRAM_CB_TYPE ",,";
 
 	memset(s, 0, sizeof(*s));
-	/* Only "n,," : no channel binding, no authzid. */
-	if (strncmp(client_first, "n,,", 3) || strlen(client_first) >= sizeof(s->client_first_bare))
+	if (link_len > CHAT_SCRAM_CB_MAX || strlen(client_first) >= sizeof(s->client_first_bare))
 		return CHAT_ERR_MALFORMED;
-	p = client_first + 3;
+	/* GS2 header: a binding flag and no authzid. */
+	if (!strncmp(client_first, "n,,", 3) || !strncmp(client_first, "y,,", 3)) {
+		s->cb.flag = client_first[0];
+		p = client_first + 3;
+	} else if (!strncmp(client_first, plus, sizeof(plus) - 1)) {
+		s->cb.flag = 'p';
+		p = client_first + sizeof(plus) - 1;
+	} else if (!strncmp(client_first, "p=", 2)) {
+		s->why = "the client asked for a channel binding type other than " CHAT_SCRAM_CB_TYPE;
+		return CHAT_ERR_AUTH;
+	} else {
+		return CHAT_ERR_MALFORMED;
+	}
 	snprintf(s->client_first_bare, sizeof(s->client_first_bare), "%s", p);
 	if (attr(&p, 'n', sizeof(user), user) || attr(&p, 'r', sizeof(nonce), nonce) || *p ||
 	    !printable_nonce(nonce) || unescape_user(user, sizeof(s->user), s->user))
 		return CHAT_ERR_MALFORMED;
 	snprintf(s->nonce, sizeof(s->nonce), "%s", nonce);
+	if (s->cb.flag == 'p' && !link_len) {
+		s->why = "the client binds its login to a TLS channel (" CHAT_SCRAM_CB_TYPE
+		         "), but its link ends before the relay (plain TCP here: a TLS proxy in between?)";
+		return CHAT_ERR_AUTH;
+	}
+	if (s->cb.flag == 'y' && link_len) {
+		s->why = "the client can bind its login to the TLS channel and thinks this relay cannot, "
+		         "but it can: someone removed the binding on the way (downgrade)";
+		return CHAT_ERR_AUTH;
+	}
+	if (s->cb.flag == 'p') {
+		memcpy(s->cb.data, link, link_len);
+		s->cb.len = link_len;
+	}
 	s->state = ST_FIRST;
 	return CHAT_OK;
 }
@@ -306,7 +365,7 @@ int chat_scram_server_first(struct chat_scram_server *s, const struct chat_scram
 int chat_scram_server_final(struct chat_scram_server *s, const char *client_final, size_t cap,
                             char *out)
 {
-	char cb[16], nonce[160], proof_b64[64], auth[3 * CHAT_SCRAM_MSG_MAX], sig_b64[64];
+	char cb[160], want_cb[160], nonce[160], proof_b64[64], auth[3 * CHAT_SCRAM_MSG_MAX], sig_b64[64];
 	uint8_t proof[CHAT_SCRAM_KEY + 4], sig[CHAT_SCRAM_KEY], client_key[CHAT_SCRAM_KEY];
 	uint8_t stored[CHAT_SCRAM_KEY], server_sig[CHAT_SCRAM_KEY];
 	const char *p = client_final, *proof_at;
@@ -322,7 +381,15 @@ int chat_scram_server_final(struct chat_scram_server *s, const char *client_fina
 	if (attr(&p, 'p', sizeof(proof_b64), proof_b64) || *p ||
 	    b64_decode(proof_b64, sizeof(proof), proof) != CHAT_SCRAM_KEY)
 		return CHAT_ERR_MALFORMED;
-	if (strcmp(cb, "biws") || strcmp(nonce, s->nonce))
+	if (cbind_b64(&s->cb, sizeof(want_cb), want_cb))
+		return CHAT_ERR_MALFORMED;
+	if (strcmp(cb, want_cb)) {
+		if (s->cb.flag == 'p')
+			s->why = "the TLS channel the client bound its login to is not the relay's: "
+			         "someone in between terminates TLS (a TLS-intercepting proxy)";
+		return CHAT_ERR_AUTH;
+	}
+	if (strcmp(nonce, s->nonce))
 		return CHAT_ERR_AUTH;
 	/* AuthMessage uses client-final without ",p=...". */
 	int n = snprintf(auth, sizeof(auth), "%s,%s,%.*s", s->client_first_bare, s->server_first,

@@ -1,8 +1,11 @@
-/* SCRAM-SHA-256 (RFC 5802 / RFC 7677) message handling, no I/O: the standard
- * strings (client-first "n,,n=user,r=nonce", server-first "r=...,s=...,i=...",
- * client-final "c=biws,r=...,p=proof", server-final "v=signature") built and
- * checked here, carried verbatim by whatever protocol needs them.  Both roles;
- * the server side keeps only salt, iteration count, StoredKey and ServerKey. */
+/* SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802 / RFC 7677, channel binding
+ * tls-exporter of RFC 9266) message handling, no I/O: the standard strings
+ * (client-first "GS2,n=user,r=nonce" with GS2 "n,," / "y,," /
+ * "p=tls-exporter,,", server-first "r=...,s=...,i=...", client-final
+ * "c=base64(GS2 [+ binding]),r=...,p=proof", server-final "v=signature")
+ * built and checked here, carried verbatim by whatever protocol needs them.
+ * Both roles; the server side keeps only salt, iteration count, StoredKey and
+ * ServerKey. */
 #ifndef CHAT_SCRAM_H
 #define CHAT_SCRAM_H
 
@@ -27,8 +30,19 @@ void chat_scram_make_verifier(size_t pw_len, const char *password, size_t salt_l
                               const uint8_t *salt, unsigned iterations,
                               struct chat_scram_verifier *v);
 
+/* Channel binding (RFC 5802 section 6): the GS2 flag and, for 'p', the
+ * binding data of the link (tls-exporter: 32 bytes). */
+#define CHAT_SCRAM_CB_TYPE "tls-exporter"
+#define CHAT_SCRAM_CB_MAX 64
+struct chat_scram_cb {
+	char flag;  /* 'n': the client has no binding; 'y': it has, but thinks the server has none; 'p': used */
+	size_t len; /* for 'p' */
+	uint8_t data[CHAT_SCRAM_CB_MAX];
+};
+
 struct chat_scram_client {
 	char user[128];
+	struct chat_scram_cb cb;
 	char nonce[64];
 	char client_first_bare[CHAT_SCRAM_MSG_MAX];
 	char server_first[CHAT_SCRAM_MSG_MAX];
@@ -38,6 +52,8 @@ struct chat_scram_client {
 
 struct chat_scram_server {
 	char user[128];         /* from client-first, unescaped */
+	struct chat_scram_cb cb; /* what the client asked for, with the link's data for 'p' */
+	const char *why;        /* after CHAT_ERR_AUTH from a binding check: the reason (static text) */
 	char client_first_bare[CHAT_SCRAM_MSG_MAX];
 	char server_first[CHAT_SCRAM_MSG_MAX];
 	char nonce[160];        /* client nonce + server nonce */
@@ -45,9 +61,11 @@ struct chat_scram_server {
 	int state;
 };
 
-/* Client: client-first message with the given (printable, no ',') nonce. */
+/* Client: client-first message with the given (printable, no ',') nonce.
+ * cb: NULL or flag 'n' (no binding), 'y', or 'p' with the link's
+ * tls-exporter data. */
 int chat_scram_client_first(struct chat_scram_client *c, const char *user, const char *nonce,
-                            size_t cap, char *out);
+                            const struct chat_scram_cb *cb, size_t cap, char *out);
 /* Client: given server-first and the password, produce client-final. */
 int chat_scram_client_final(struct chat_scram_client *c, const char *server_first,
                             size_t pw_len, const char *password, size_t cap, char *out);
@@ -55,15 +73,22 @@ int chat_scram_client_final(struct chat_scram_client *c, const char *server_firs
  * CHAT_OK or CHAT_ERR_AUTH. */
 int chat_scram_client_verify(struct chat_scram_client *c, const char *server_final);
 
-/* Server: parse client-first; returns the username to look up (in s->user). */
-int chat_scram_server_first_in(struct chat_scram_server *s, const char *client_first);
+/* Server: parse client-first; returns the username to look up (in s->user).
+ * link/link_len: the tls-exporter data of the link the message came over
+ * (link_len 0: the link has no binding).  RFC 5802 rules: 'p' needs a link
+ * binding, and 'y' on a link that has one means a binding was removed on
+ * the way (a downgrade): both CHAT_ERR_AUTH with s->why set.  A bad message:
+ * CHAT_ERR_MALFORMED. */
+int chat_scram_server_first_in(struct chat_scram_server *s, const char *client_first,
+                               size_t link_len, const uint8_t *link);
 /* Server: with the user's verifier (or a fake one for unknown users, so the
  * answer does not reveal whether they exist) and a server nonce, produce
  * server-first. */
 int chat_scram_server_first(struct chat_scram_server *s, const struct chat_scram_verifier *v,
                             const char *server_nonce, size_t cap, char *out);
 /* Server: check client-final; on success produce server-final.  CHAT_ERR_AUTH
- * for a wrong proof, CHAT_ERR_MALFORMED for a bad message. */
+ * for a wrong proof, or for a channel binding (c=) that is not this link's
+ * (s->why set then), CHAT_ERR_MALFORMED for a bad message. */
 int chat_scram_server_final(struct chat_scram_server *s, const char *client_final, size_t cap,
                             char *out);
 

@@ -206,6 +206,7 @@ const char *client_perr_code(unsigned code)
 	case CHAT_PERR_EXISTS: return "exists";
 	case CHAT_PERR_QUEUE_FULL: return "queue-full";
 	case CHAT_PERR_STORAGE: return "storage";
+	case CHAT_PERR_CHANNEL_BINDING: return "channel-binding";
 	default: return "error";
 	}
 }

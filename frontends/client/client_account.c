@@ -78,7 +78,17 @@ static int send_auth(struct chat_client *c, int op)
 		client_fail(c, NULL, "random", "no random bytes for a login nonce");
 		return rc;
 	}
-	rc = chat_scram_client_first(&c->scram, user, nonce, sizeof(first), first);
+	/* SCRAM-SHA-256-PLUS over a link that has a channel binding (TLS): the
+	 * login is then bound to this very TLS channel, and a TLS-terminating
+	 * proxy in between cannot pass it on.  'y' only after the relay said its
+	 * link has none (a TLS proxy in front of it): a relay that can bind
+	 * refuses 'y' as a downgrade. */
+	struct chat_scram_cb cb = { .flag = 'n' };
+	if (chat_conn_channel_binding(c->conn, CHAT_SCRAM_CB_TYPE, sizeof(cb.data), cb.data, &cb.len) ==
+	    CHAT_OK)
+		cb.flag = c->cb_plain ? 'y' : 'p';
+	rc = chat_scram_client_first(&c->scram, user, nonce, &cb, sizeof(first), first);
+	chat_wipe(&cb, sizeof(cb));
 	chat_wipe(nonce, sizeof(nonce));
 	if (rc) {
 		client_fail(c, user, "auth", "cannot start a login for %s: %s", user, chat_strerror(rc));
@@ -170,6 +180,18 @@ int client_login_error(struct chat_client *c, const struct chat_msg *m)
 		end_scram(c);
 		client_finish(c, 1);
 		return 1;
+	}
+	/* Our 'p' at AUTH refused: the relay's end of the link has no binding
+	 * (TLS ends at a proxy in front of it).  Once, log in with 'y'. */
+	if (m->code == CHAT_PERR_CHANNEL_BINDING && m->ref == CHAT_MSG_AUTH && c->scram.cb.flag == 'p' &&
+	    !c->cb_plain && c->scram_op) {
+		int op = c->scram_op;
+		c->cb_plain = 1;
+		client_say(c, CHAT_EV_INFO, NULL, "the relay cannot bind the login to this TLS channel (%s); "
+		           "logging in without channel binding", m->text);
+		end_scram(c);
+		if (send_auth(c, op) == CHAT_OK)
+			return 1;
 	}
 	client_emit(c, CHAT_EV_ERROR, m->name[0] ? m->name : NULL, NULL, NULL, client_perr_code(m->code),
 	            strlen(m->text), m->text, 0);

@@ -247,6 +247,7 @@ struct chat_client {
 	size_t new_password_len;
 	struct chat_scram_client scram;
 	int scram_op;           /* 0, or the CHAT_AUTH_* exchange under way */
+	uint8_t cb_plain;            /* the relay's link has no channel binding: SCRAM 'y' (client_account.c) */
 	int just_registered;    /* the relay said DONE to our REGISTER; this login is the first */
 
 	/* offline delivery */

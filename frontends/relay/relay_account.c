@@ -209,7 +209,20 @@ void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg
 		relay_error(r, c, CHAT_PERR_LIMIT, m->type, NULL, "relay out of memory");
 		return;
 	}
-	if (chat_scram_server_first_in(c->acct->scram, m->text) != CHAT_OK) {
+	uint8_t link[CHAT_SCRAM_CB_MAX];
+	size_t link_len = 0;
+	if (chat_conn_channel_binding(c->conn, CHAT_SCRAM_CB_TYPE, sizeof(link), link, &link_len) != CHAT_OK)
+		link_len = 0;
+	rc = chat_scram_server_first_in(c->acct->scram, m->text, link_len, link);
+	explicit_bzero(link, sizeof(link));
+	if (rc == CHAT_ERR_AUTH) {
+		const char *why = c->acct->scram->why;
+		chat_warn("login from %s refused: %s", chat_conn_peer(c->conn), why);
+		scram_end(c);
+		relay_error(r, c, CHAT_PERR_CHANNEL_BINDING, m->type, NULL, "AUTH: channel binding: %s", why);
+		return;
+	}
+	if (rc != CHAT_OK) {
 		scram_end(c);
 		relay_error(r, c, CHAT_PERR_MALFORMED, m->type, NULL,
 		            "AUTH: not a SCRAM-SHA-256 client-first message (expected \"n,,n=USER,r=NONCE\")");
@@ -322,6 +335,7 @@ void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct ch
 		return;
 	}
 	rc = chat_scram_server_final(c->acct->scram, m->text, sizeof(out), out);
+	const char *cb_why = rc == CHAT_ERR_AUTH ? c->acct->scram->why : NULL; /* static text */
 	scram_end(c);
 	relay_peer_host(c, sizeof(host), host);
 	int64_t now = chat_unix_ms();
@@ -347,7 +361,11 @@ void relay_on_auth_final(struct chat_relay *r, struct client *c, const struct ch
 			          (long long)res.wait,
 			          res.which == CHAT_LOGINS_ADDRESS ? host : user);
 		explicit_bzero(&a, sizeof(a));
-		if (op == CHAT_AUTH_PASSWD)
+		if (cb_why) {
+			chat_warn("%s as %s from %s refused: %s", op == CHAT_AUTH_PASSWD ? "password check" : "login",
+			          user, chat_conn_peer(c->conn), cb_why);
+			relay_error(r, c, CHAT_PERR_CHANNEL_BINDING, m->type, NULL, "channel binding: %s", cb_why);
+		} else if (op == CHAT_AUTH_PASSWD)
 			relay_error(r, c, CHAT_PERR_AUTH, m->type, user, "password check failed: wrong password");
 		else
 			relay_error(r, c, CHAT_PERR_AUTH, m->type, NULL,

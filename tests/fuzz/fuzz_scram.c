@@ -86,7 +86,7 @@ static unsigned long iterations_of(const char *sf)
 	return i ? strtoul(i + 3, NULL, 10) : 0;
 }
 
-static void server_side(struct fuzz_in *in, int fixup)
+static void server_side(struct fuzz_in *in, int fixup, int tls)
 {
 	struct chat_scram_server s;
 	char cf[1024], cfin[1024], sf[CHAT_SCRAM_MSG_MAX], out[CHAT_SCRAM_MSG_MAX];
@@ -94,10 +94,19 @@ static void server_side(struct fuzz_in *in, int fixup)
 	uint8_t sig[CHAT_SCRAM_KEY], proof[CHAT_SCRAM_KEY];
 	char proof_b64[64];
 
+	/* The link the message came over: plain, or TLS with a binding. */
+	static const uint8_t link[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+	size_t link_len = tls ? sizeof(link) : 0;
 	text(in, sizeof(cf), cf);
 	text(in, sizeof(cfin) - 64, cfin);
-	if (chat_scram_server_first_in(&s, cf) != CHAT_OK)
+	int first = chat_scram_server_first_in(&s, cf, link_len, link);
+	if (first == CHAT_ERR_AUTH)
+		FUZZ_CHECK(s.why && (cf[0] == 'p' || (cf[0] == 'y' && link_len))); /* only binding rules */
+	if (first != CHAT_OK)
 		return;
+	FUZZ_CHECK(s.cb.flag == cf[0]);
+	FUZZ_CHECK(s.cb.flag != 'y' || !link_len);
+	FUZZ_CHECK(s.cb.flag != 'p' || link_len);
 	FUZZ_CHECK(s.user[0] && strlen(s.user) < sizeof(s.user));
 	if (chat_scram_server_first(&s, &ver, SNONCE, sizeof(sf), sf) != CHAT_OK)
 		return;
@@ -113,7 +122,7 @@ static void server_side(struct fuzz_in *in, int fixup)
 		strcat(cfin, proof_b64);
 	}
 	int rc = chat_scram_server_final(&s, cfin, sizeof(out), out);
-	if (fixup && strlen(cfin) < CHAT_SCRAM_MSG_MAX && !strncmp(cfin, "c=biws,r=", 9) &&
+	if (fixup && s.cb.flag == 'n' && strlen(cfin) < CHAT_SCRAM_MSG_MAX && !strncmp(cfin, "c=biws,r=", 9) &&
 	    !strncmp(cfin + 9, s.nonce, strlen(s.nonce)) && cfin[9 + strlen(s.nonce)] == ',' &&
 	    !strncmp(cfin + 9 + strlen(s.nonce), ",p=", 3)) {
 		/* exactly "c=biws,r=NONCE,p=PROOF": must be accepted */
@@ -137,7 +146,7 @@ static void client_side(struct fuzz_in *in, int fixup)
 	char out[CHAT_SCRAM_MSG_MAX], salt_b64[64];
 
 	text(in, sizeof(user), user);
-	if (chat_scram_client_first(&c, user[0] ? user : "alice", CNONCE, sizeof(first), first) != CHAT_OK)
+	if (chat_scram_client_first(&c, user[0] ? user : "alice", CNONCE, NULL, sizeof(first), first) != CHAT_OK)
 		return;
 	if (fixup) {
 		char suffix[200];
@@ -157,7 +166,7 @@ static void client_side(struct fuzz_in *in, int fixup)
 	FUZZ_CHECK(!strncmp(fin, "c=biws,r=", 9));
 	if (fixup) {
 		/* the relay's side, with the verifier of the same password, accepts it */
-		FUZZ_CHECK(chat_scram_server_first_in(&s, first) == CHAT_OK);
+		FUZZ_CHECK(chat_scram_server_first_in(&s, first, 0, NULL) == CHAT_OK);
 		const char *suffix = sf + 2 + strlen(CNONCE);
 		size_t slen = strcspn(suffix, ",");
 		char sn[200];
@@ -189,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mode & 1)
 		client_side(&in, (mode & 2) != 0);
 	else
-		server_side(&in, (mode & 2) != 0);
+		server_side(&in, (mode & 2) != 0, (mode & 4) != 0); /* bit 2: a TLS link with a binding */
 	return 0;
 }
 
@@ -216,6 +225,9 @@ void fuzz_seeds(const char *dir)
 	seed(dir, "server_plain", 0, "n,,n=alice,r=" CNONCE,
 	     "c=biws,r=" CNONCE SNONCE ",p=dGhpcyBpcyBub3QgYSB2YWxpZCBwcm9vZiBhdCBhbGwhISE=", NULL);
 	seed(dir, "server_fixup", 2, "n,,n=al=2Cice,r=" CNONCE, "c=biws,r=" CNONCE SNONCE, NULL);
+	seed(dir, "server_plus", 6, "p=tls-exporter,,n=alice,r=" CNONCE,
+	     "c=cD10bHMtZXhwb3J0ZXIsLAECAwQFBgcICQoLDA0ODxAAAAAAAAAAAAAAAAAAAAAA,r=" CNONCE SNONCE, NULL);
+	seed(dir, "server_y_downgrade", 4, "y,,n=alice,r=" CNONCE, "c=eSws,r=" CNONCE SNONCE, NULL);
 	seed(dir, "client_plain", 1, "alice", sf, "v=dGhpcyBpcyBub3QgYSB2YWxpZCBwcm9vZiBhdCBhbGwhISE=");
 	seed(dir, "client_fixup", 3, "bob=,x", SNONCE, "!");
 	seed(dir, "client_error", 3, "bob", SNONCE, "e=invalid-proof");

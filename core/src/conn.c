@@ -481,7 +481,7 @@ int chat_conn_describe(const struct chat_conn *c, size_t cap, char *dst)
 {
 	if (cap)
 		dst[0] = '\0';
-	if (c->closed || !c->handle || !TP_HAS(c->tp, describe))
+	if (!c->handle || !TP_HAS(c->tp, describe)) /* also inside on_close */
 		return CHAT_ERR_UNSUPPORTED;
 	return c->tp->describe(c->handle, cap, dst);
 }

@@ -65,7 +65,7 @@ int chat_conn_is_open(const struct chat_conn *c);
 int chat_conn_channel_binding(const struct chat_conn *c, const char *type, size_t cap,
                               uint8_t *dst, size_t *len);
 /* One line on the link's protection ("TLS1.3 ..."); CHAT_ERR_UNSUPPORTED for
- * a plain stream (dst is then ""). */
+ * a plain stream (dst is then "").  Also callable from on_close. */
 int chat_conn_describe(const struct chat_conn *c, size_t cap, char *dst);
 size_t chat_conn_queued(const struct chat_conn *c);
 void chat_conn_set_arg(struct chat_conn *c, void *arg);

@@ -268,6 +268,22 @@ void client_logged_in(struct chat_client *c, const struct chat_msg *m)
 	client_process_early_input(c);
 }
 
+/* What protects the link to the relay, said once per connection: a
+ * transport that describes itself (TLS) is named; a plain one is a warning,
+ * since everyone on the path sees and can change all but the sealed
+ * end-to-end payloads. */
+static void say_link(struct chat_client *c)
+{
+	char link[256];
+
+	if (chat_conn_describe(c->conn, sizeof(link), link) == CHAT_OK)
+		client_say(c, CHAT_EV_INFO, NULL, "link to the relay: %s", link);
+	else
+		client_say(c, CHAT_EV_WARNING, NULL, "the link to the relay is not encrypted: anyone on the path "
+		           "sees your account name, whom you talk to and when, and can change the relay's "
+		           "answers (end-to-end messages stay sealed); client.transport = tls encrypts it");
+}
+
 void client_dispatch(struct chat_client *c, const struct chat_msg *m)
 {
 	switch (m->type) {
@@ -276,6 +292,7 @@ void client_dispatch(struct chat_client *c, const struct chat_msg *m)
 		 * can be a stalled link or something that is not a relay. */
 		client_emit(c, CHAT_EV_CONNECTED, NULL, NULL, NULL, NULL, strlen(chat_conn_peer(c->conn)),
 		            chat_conn_peer(c->conn), 0);
+		say_link(c);
 		if (m->nsuites) { /* the relay's policy narrows what we may use */
 			size_t k = 0;
 			for (size_t i = 0; i < c->neff; i++)
@@ -508,7 +525,6 @@ static void on_close(struct chat_conn *conn, int err, const char *reason, void *
 {
 	struct chat_client *c = arg;
 
-	(void)conn;
 	c->conn = NULL;
 	live_stop(c);
 	if (c->quitting && err == CHAT_OK) {
@@ -518,7 +534,13 @@ static void on_close(struct chat_conn *conn, int err, const char *reason, void *
 	if (c->done)
 		return;
 	/* Not a word from the relay yet: connecting failed (no "connected" was said). */
-	if (c->state == CS_CONNECTING || !c->answered)
+	char plain[8];
+	if (c->state == CS_HELLO && !c->answered &&
+	    (err == CHAT_ERR_CLOSED || err == CHAT_ERR_RESET || err == CHAT_ERR_MALFORMED) && conn &&
+	    chat_conn_describe(conn, sizeof(plain), plain) == CHAT_ERR_UNSUPPORTED)
+		client_fail(c, NULL, "connect", "cannot connect to relay %s: %s before answering HELLO "
+		            "(does it expect TLS? then set client.transport = tls)", c->cfg.relay, reason);
+	else if (c->state == CS_CONNECTING || !c->answered)
 		client_fail(c, NULL, "connect", "cannot connect to relay %s: %s", c->cfg.relay, reason);
 	else
 		client_fail(c, NULL, "relay-lost", "lost the relay %s: %s", c->cfg.relay, reason);

@@ -17,6 +17,8 @@
 # nothing from before is shown again.  Totals per case on stdout.
 # The cases run side by side (separate users, one tap each); every wait is
 # bounded.  CHAT_ATTACK_SUITES / CHAT_ATTACK_MODES pick a subset.
+# transports: tcp (chat-tap reads and rewrites frames on the path: it stands for
+# the relay or a path that TLS would shut out)
 . "$(dirname "$0")/lib-e2e.sh"
 test_ini
 printf '\n[plugin.aescbc-hmac]\niterations = 10000\n' >>"$T/chat.ini"

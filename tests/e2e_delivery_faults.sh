@@ -17,6 +17,8 @@
 # Each case prints its totals ("queue-full rc4dh: sent 8, delivered 8,
 # shown 8, duplicated 0, lost 0").  The kills of e2e_delivery_kills.sh are
 # the other half.
+# transports: tcp (chat-tap reads and rewrites frames on the path: it stands for
+# the relay or a path that TLS would shut out)
 . "$(dirname "$0")/lib-e2e.sh"
 test_ini
 . "$(dirname "$0")/lib-delivery.sh"

@@ -5,6 +5,8 @@
 # would end up on insecure rc4dh with identical fingerprints.  With
 # client.min_security=auto (the default) both refuse: the client judges from
 # its own configuration that a secure suite was possible with this peer.
+# transports: tcp (chat-tap reads and rewrites frames on the path: it stands for
+# the relay or a path that TLS would shut out)
 . "$(dirname "$0")/lib-e2e.sh"
 test_ini
 start_relay relay || finish

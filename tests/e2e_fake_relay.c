@@ -56,7 +56,7 @@ static int run_client(int mode, char *out, size_t cap)
 		dup2(devnull, 0);
 		execl(CHAT_TEST_BIN_DIR "/chat-client", "chat-client", "--config",
 		      CHAT_TEST_SOURCE_DIR "/chat.ini", "--set", "core.plugin_dir=" CHAT_TEST_PLUGIN_DIR,
-		      "--set", "client.data_dir=", "--connect", addr, "-u", "alice", "--suites", "rc4dh",
+		      "--set", "client.data_dir=", "--set", "client.transport=tcp", "--connect", addr, "-u", "alice", "--suites", "rc4dh",
 		      "--password-file", pwfile, (char *)NULL);
 		_exit(127);
 	}

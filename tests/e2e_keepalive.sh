@@ -6,6 +6,8 @@
 # and the relay drops it as dead, so /who no longer lists it.  A relay that
 # accepts the connection and never answers: error connect, no "connected".
 # Small keepalive values keep it fast; the waits are generous (valgrind).
+# transports: tcp (chat-tap reads and rewrites frames on the path: it stands for
+# the relay or a path that TLS would shut out)
 . "$(dirname "$0")/lib-e2e.sh"
 test_ini
 

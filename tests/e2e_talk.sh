@@ -3,6 +3,8 @@
 # for every suite: consent, talk both ways, a 60 KiB message, fingerprints,
 # text typed before the session is up, and what the relay can see (a tap
 # records every byte the relay receives and forwards: no plaintext in it).
+# transports: tcp (chat-tap reads and rewrites frames on the path: it stands for
+# the relay or a path that TLS would shut out)
 . "$(dirname "$0")/lib-e2e.sh"
 test_ini
 # Fast key derivation for the tests (both ends must agree on it).

@@ -49,12 +49,22 @@ expect_file() { # expect_file FILE PHRASE WHAT
 	if grep -qF -- "$2" "$1"; then pass; else fail "$3: $1 lacks '$2': $(cat "$1")"; fi
 }
 
+# The link between clients and relay: ctest runs every e2e script once per
+# transport (tests/CMakeLists.txt: NAME with tcp, NAME_tls with tls), except
+# scripts that say "# transports: tcp" (their chat-tap reads the frames).
+CHAT_TEST_TRANSPORT=${CHAT_TEST_TRANSPORT:-tcp}
+
 # A chat.ini for tests: the repository default pointed at this build's plugins,
 test_ini() {
-	# ... with its database and the clients' data in this test's directory.
+	# ... with its database and the clients' data in this test's directory,
+	# and relay and client on $CHAT_TEST_TRANSPORT (over TLS the clients
+	# trust the relay on first use: $T/client/known_relays).
 	sed -e "s|^plugin_dir = .*|plugin_dir = $CHAT_PLUGIN_DIR|" \
 	    -e "s|^database = .*|database = $T/relay.db|" \
-	    -e "s|^data_dir = .*|data_dir = $T/client|" "$CHAT_SOURCE_DIR/chat.ini" >"$T/chat.ini"
+	    -e "s|^data_dir = .*|data_dir = $T/client|" \
+	    -e "/^\[relay\]/,/^\[/ s|^transport = .*|transport = $CHAT_TEST_TRANSPORT|" \
+	    -e "/^\[client\]/,/^\[/ s|^transport = .*|transport = $CHAT_TEST_TRANSPORT|" \
+	    "$CHAT_SOURCE_DIR/chat.ini" >"$T/chat.ini"
 }
 
 # start_relay NAME ARGS...: start chat-relay on 127.0.0.1:0; sets RELAY_PID, RELAY_ADDR, RELAY_PORT.

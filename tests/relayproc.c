@@ -94,6 +94,10 @@ int relay_start(struct relay *r, const char *listen, ...)
 	argv[n++] = "core.plugin_dir=" CHAT_TEST_PLUGIN_DIR;
 	argv[n++] = "--set";
 	argv[n++] = "relay.database="; /* tests never touch the repository's var/ */
+	/* These tests speak the relay protocol on raw sockets: plain TCP,
+	 * whatever chat.ini's default (the TLS link has tests of its own). */
+	argv[n++] = "--set";
+	argv[n++] = "relay.transport=tcp";
 	/* Raw test connections answer the relay's PINGs only while a test reads
 	 * from them, so one a test leaves aside (slow under valgrind) must not be
 	 * cut as dead; tests of the keepalive set relay.dead_after themselves. */

@@ -36,6 +36,7 @@ struct chat_conn {
 	unsigned flush_then_close : 1;
 	unsigned dirty : 1;
 	unsigned layered : 1; /* the transport has interest(): drive reads and writes on any event */
+	unsigned framed : 1;  /* a frame has been decoded: the peer speaks our framing */
 	char *close_reason;
 	/* No copy of the peer address: at thousands of idle connections every
 	 * byte counts; chat_conn_peer() asks the transport. */
@@ -128,9 +129,13 @@ static const char *tp_error(const struct chat_conn *c)
 	return c->handle && TP_HAS(c->tp, last_error) ? c->tp->last_error(c->handle) : NULL;
 }
 
+/* Room for a transport's sentence (a changed TLS key names a file, a line
+ * and two fingerprints) after "connect failed: ". */
+#define REASON_MAX 1024
+
 static void close_io(struct chat_conn *c, int rc, const char *what)
 {
-	char reason[400];
+	char reason[REASON_MAX];
 	const char *why;
 
 	if (rc == CHAT_ERR_CLOSED) {
@@ -172,6 +177,17 @@ static void flush(struct chat_conn *c)
 	update_events(c);
 }
 
+/* A frame length that is really the start of a TLS record (RFC 8446
+ * section 5.1: a content type 20..23, then version 3.x): a peer speaking
+ * TLS to a plain stream, such as a TLS relay's alert to a tcp client. */
+static int looks_like_tls(size_t declared)
+{
+	unsigned type = (unsigned)(declared >> 24) & 0xff, major = (unsigned)(declared >> 16) & 0xff,
+	         minor = (unsigned)(declared >> 8) & 0xff;
+
+	return type >= 20 && type <= 23 && major == 3 && minor <= 4;
+}
+
 /* Frame and deliver src while *budget lasts; returns the bytes used (all of
  * them unless the budget ran out first, or the connection closed). */
 static size_t deliver(struct chat_conn *c, size_t len, const uint8_t *src, unsigned *budget)
@@ -185,16 +201,24 @@ static size_t deliver(struct chat_conn *c, size_t len, const uint8_t *src, unsig
 		const uint8_t *frame = NULL;
 		int rc = chat_frame_decode(&c->dec, len, src, &used, &frame, &flen);
 		if (rc < 0) {
-			char reason[160];
-			snprintf(reason, sizeof(reason),
-			         "frame of %zu bytes exceeds the limit of %zu bytes",
-			         chat_frame_decoder_declared(&c->dec), (size_t)c->dec.max);
+			char reason[200];
+			size_t declared = chat_frame_decoder_declared(&c->dec);
+			if (!c->framed && !c->layered && looks_like_tls(declared)) {
+				snprintf(reason, sizeof(reason), "the peer sent a TLS record instead of a "
+				         "frame: it speaks TLS (transport tls) and this side does not");
+				rc = CHAT_ERR_TLS;
+			} else {
+				snprintf(reason, sizeof(reason),
+				         "frame of %zu bytes exceeds the limit of %zu bytes", declared,
+				         (size_t)c->dec.max);
+			}
 			chat_conn_close(c, rc, reason);
 			return total;
 		}
 		src += used;
 		len -= used;
 		if (rc == 1) {
+			c->framed = 1;
 			--*budget;
 			if (c->cbs->on_frame)
 				c->cbs->on_frame(c, flen, frame, c->arg);
@@ -336,7 +360,7 @@ static void on_event(struct chat_loop *loop, int fd, unsigned events, void *arg)
 			return;
 		}
 		if (rc != CHAT_OK) {
-			char reason[400];
+			char reason[REASON_MAX];
 			const char *why = tp_error(c);
 			snprintf(reason, sizeof(reason), "connect failed: %s", why ? why : chat_strerror(rc));
 			chat_conn_close(c, rc, reason);

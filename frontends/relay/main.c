@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct server {
 	struct chat_store *store;
 	const char *add_admin; /* --add-admin NAME */
 	int init_store;        /* --init-store */
+	int fingerprint;       /* --fingerprint */
 	size_t max_clients;
 	unsigned long long nofile; /* the open-file limit the relay runs with */
 	struct chat_log_limit lim_accept;
@@ -279,6 +281,31 @@ static int add_admin(struct server *s)
 	return 0;
 }
 
+/* chat-relay --fingerprint: what clients pin or find in their known_relays. */
+static int print_fingerprint(struct server *s)
+{
+	const struct chat_loaded *t = s->prog.transport;
+	const struct chat_transport_ops *tp = t->desc->ops.transport;
+	char fp[CHAT_ADDR_MAX];
+	int rc;
+
+	/* An ABI 1.2 op: only inside a table that long, and set. */
+	if (tp->size < offsetof(struct chat_transport_ops, local_fingerprint) +
+	               sizeof(tp->local_fingerprint) || !tp->local_fingerprint) {
+		chat_prog_error(&s->prog, "transport %s has no key: nothing to fingerprint",
+		                t->desc->name);
+		return 1;
+	}
+	rc = tp->local_fingerprint(&t->host, sizeof(fp), fp);
+	if (rc != CHAT_OK) {
+		chat_prog_error(&s->prog, "--fingerprint: transport %s: %s", t->desc->name,
+		                chat_strerror(rc));
+		return 1;
+	}
+	printf("%s\n", fp);
+	return 0;
+}
+
 static long long resume_accept(struct chat_loop *loop, void *arg)
 {
 	struct server *s = arg;
@@ -501,12 +528,18 @@ int main(int argc, char **argv)
 		  "create an empty store on purpose when relay.database\n"
 		  "is missing but its DATABASE.marker says one existed\n"
 		  "(refused when the database exists)" },
+		{ "fingerprint", NULL, 0, NULL, &s.fingerprint,
+		  "print the fingerprint (sha256:HEX) of the key the\n"
+		  "relay's transport presents (made if the transport makes\n"
+		  "its own, as transport tls does), then exit" },
 		{ NULL, NULL, 0, NULL, NULL, NULL },
 	};
 	int status;
 
 	s.prog.opts = opts;
 	status = chat_prog_start(&s.prog, argc, argv);
+	if (status < 0 && s.fingerprint)
+		status = print_fingerprint(&s);
 	if (status < 0)
 		status = serve(&s);
 	if (s.loop) {

@@ -17,704 +17,110 @@
  * - fd() returns a negative error code for a NULL handle.
  * - A host name resolving to several addresses: listen binds the first one
  *   that works; connect tries the next only when socket() or connect()
- *   fails at once (an asynchronous failure is reported, not retried). */
-#define _GNU_SOURCE /* accept4 */
+ *   fails at once (an asynchronous failure is reported, not retried).
+ *
+ * The socket code itself (parsing, resolving, listen, accept, connect) is
+ * plugins/common/tcp_sock.c, shared with transport-tls. */
+#define _GNU_SOURCE
 
 #include <chat/plugin.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <net/if.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define TCP_BACKLOG_DEFAULT 511
-#define TCP_HOST_MAX 256     /* a DNS name is at most 253 characters */
-#define TCP_ACCEPT_RETRIES 16
-#define TCP_FDLIMIT_LOG_MS 10000
+#include "tcp_sock.h"
 
-enum tcp_kind {
-	TCP_LISTENER = 1,
-	TCP_CONN = 2,
-};
-
+/* Listeners and connections share one handle type. */
 struct tcp_handle {
-	const struct chat_host *host;
-	int fd;
-	int kind;            /* enum tcp_kind */
-	bool nodelay;        /* listener: applied to accepted connections */
-	int finish;          /* connection: CHAT_ERR_INPROGRESS until connect_finish knows */
-	uint64_t fdlimit_ms; /* listener: when EMFILE was last logged */
-	/* The peer as text, kept for logs and address() after a reset.  64 bytes
-	 * hold any numeric "[v6%scope]:port"; the longer CHAT_ADDR_MAX would cost
-	 * every idle connection of a relay 64 bytes for nothing. */
-	char peer[64];
+	struct tcp_sock s;
 };
-
-/* host->log is variadic without a va_list twin, so format here first.  errno
- * is preserved because callers return CHAT_ERR_IO with errno still valid. */
-static void tcp_log(const struct chat_host *host, int level, const char *fmt, ...)
-	CHAT_PRINTF(3, 4);
-
-static void tcp_log(const struct chat_host *host, int level, const char *fmt, ...)
-{
-	char line[512];
-	int saved = errno;
-	va_list ap;
-
-	if (!host || !host->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	host->log(host, level, "%s", line);
-	errno = saved;
-}
-
-/* Addresses come from config files and command lines: keep control bytes
- * and runaway lengths out of the log. */
-static void tcp_quote(size_t cap, char *dst, const char *src)
-{
-	size_t i, n = strlen(src);
-
-	for (i = 0; i < n && i + 1 < cap; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = c < ' ' || c >= 0x7f ? '?' : (char)c;
-	}
-	dst[i] = '\0';
-	if (i < n && cap > 4)
-		memcpy(dst + cap - 4, "...", 4);
-}
-
-/* A host table from an older core may end before the members we use. */
-static bool tcp_host_ok(const struct chat_host *host)
-{
-	return host && host->size >= offsetof(struct chat_host, config_get) +
-	                             sizeof(host->config_get);
-}
-
-static const char *tcp_config(const struct chat_host *host, const char *key)
-{
-	if (!host->config_get)
-		return NULL;
-	return host->config_get(host, key);
-}
-
-/* The core already validated the values; fall back to the default anyway
- * rather than trust text blindly. */
-static int tcp_config_int(const struct chat_host *host, const char *key, int def,
-                          int min, int max)
-{
-	const char *s = tcp_config(host, key);
-	char *end;
-	long v;
-
-	if (!s || !*s)
-		return def;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return def;
-	return (int)v;
-}
-
-static bool tcp_config_bool(const struct chat_host *host, const char *key, bool def)
-{
-	static const char *const yes[] = { "true", "yes", "on", "1" };
-	static const char *const no[] = { "false", "no", "off", "0" };
-	const char *s = tcp_config(host, key);
-
-	if (!s)
-		return def;
-	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (!strcasecmp(s, yes[i]))
-			return true;
-		if (!strcasecmp(s, no[i]))
-			return false;
-	}
-	return def;
-}
-
-/* Split address into host and port.  On success host holds the name or
- * literal without brackets, port the decimal digits, *v6 whether the host
- * was bracketed. */
-static int tcp_parse(const struct chat_host *host, const char *address, const char *shown,
-                     char hostbuf[TCP_HOST_MAX], char portbuf[6], unsigned *port,
-                     bool *v6)
-{
-	const char *h, *hend, *p, *why;
-	size_t hlen, plen;
-	unsigned long v = 0;
-
-	hostbuf[0] = '\0';
-	portbuf[0] = '\0';
-	*port = 0;
-	*v6 = false;
-
-	if (address[0] == '[') {
-		h = address + 1;
-		hend = strchr(h, ']');
-		if (!hend) {
-			why = "unbalanced '['";
-			goto bad;
-		}
-		if (hend[1] != ':') {
-			why = "missing ':port' after ']'";
-			goto bad;
-		}
-		p = hend + 2;
-		*v6 = true;
-	} else {
-		h = address;
-		hend = strchr(h, ':');
-		if (!hend) {
-			why = "missing ':port'";
-			goto bad;
-		}
-		if (strchr(hend + 1, ':')) {
-			why = "too many ':' (write IPv6 addresses as [addr]:port)";
-			goto bad;
-		}
-		p = hend + 1;
-	}
-
-	hlen = (size_t)(hend - h);
-	if (hlen == 0) {
-		why = "empty host";
-		goto bad;
-	}
-	if (hlen >= TCP_HOST_MAX) {
-		why = "host too long";
-		goto bad;
-	}
-	for (size_t i = 0; i < hlen; i++) {
-		unsigned char c = (unsigned char)h[i];
-
-		if (c <= ' ' || c == 0x7f || c == '[' || c == ']') {
-			why = "invalid character in host";
-			goto bad;
-		}
-	}
-
-	plen = strlen(p);
-	if (plen == 0) {
-		why = "empty port";
-		goto bad;
-	}
-	if (plen > 5) {
-		why = "port out of range";
-		goto bad;
-	}
-	for (size_t i = 0; i < plen; i++) {
-		if (p[i] < '0' || p[i] > '9') {
-			why = "port is not a decimal number";
-			goto bad;
-		}
-		v = v * 10 + (unsigned long)(p[i] - '0');
-	}
-	if (v > 65535) {
-		why = "port out of range";
-		goto bad;
-	}
-
-	memcpy(hostbuf, h, hlen);
-	hostbuf[hlen] = '\0';
-
-	/* Brackets hold an IPv6 literal, never a name or an IPv4 address; the
-	 * %scope suffix is left for getaddrinfo to interpret. */
-	if (*v6) {
-		struct in6_addr a6;
-		char lit[TCP_HOST_MAX];
-		size_t n = strcspn(hostbuf, "%");
-
-		memcpy(lit, hostbuf, n);
-		lit[n] = '\0';
-		if (inet_pton(AF_INET6, lit, &a6) != 1) {
-			hostbuf[0] = '\0';
-			why = "not an IPv6 literal inside [ ]";
-			goto bad;
-		}
-	}
-
-	memcpy(portbuf, p, plen + 1);
-	*port = (unsigned)v;
-	return CHAT_OK;
-bad:
-	*v6 = false;
-	tcp_log(host, CHAT_LOG_ERROR, "bad address '%s': %s (expected host:port or [v6]:port)",
-	        shown, why);
-	return CHAT_ERR_ADDRESS;
-}
-
-/* shown: address made safe for the log. */
-static int tcp_resolve(const struct chat_host *host, const char *address, const char *shown,
-                       bool passive, struct addrinfo **res)
-{
-	char hostbuf[TCP_HOST_MAX], portbuf[6];
-	struct addrinfo hints;
-	unsigned port;
-	bool v6;
-	int rc, gai;
-
-	*res = NULL;
-	rc = tcp_parse(host, address, shown, hostbuf, portbuf, &port, &v6);
-	if (rc)
-		return rc;
-	if (port == 0 && !passive) {
-		tcp_log(host, CHAT_LOG_ERROR, "bad address '%s': cannot connect to port 0", shown);
-		return CHAT_ERR_ADDRESS;
-	}
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = v6 ? AF_INET6 : AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	/* No AI_ADDRCONFIG: glibc ignores loopback for it, so "localhost" would
-	 * stop resolving on a host whose only interface is lo. */
-	hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0) | (v6 ? AI_NUMERICHOST : 0);
-
-	gai = getaddrinfo(hostbuf, portbuf, &hints, res);
-	if (gai == 0 && !*res)
-		gai = EAI_NONAME;
-	switch (gai) {
-	case 0:
-		return CHAT_OK;
-	case EAI_MEMORY:
-		rc = CHAT_ERR_NOMEM;
-		break;
-	case EAI_SYSTEM:
-		rc = CHAT_ERR_IO;
-		tcp_log(host, CHAT_LOG_ERROR, "cannot resolve '%s': %s", shown, strerror(errno));
-		goto out;
-	default:
-		/* EAI_NONAME, EAI_AGAIN, EAI_FAIL, EAI_NODATA, EAI_ADDRFAMILY... */
-		rc = CHAT_ERR_RESOLVE;
-		break;
-	}
-	tcp_log(host, CHAT_LOG_ERROR, "cannot resolve '%s': %s", shown, gai_strerror(gai));
-out:
-	if (*res) {
-		freeaddrinfo(*res);
-		*res = NULL;
-	}
-	return rc;
-}
-
-/* "1.2.3.4:port" or "[v6%scope]:port"; CHAT_ERR_NOSPACE if it does not fit. */
-static int tcp_format(const struct sockaddr *sa, size_t cap, char *dst)
-{
-	char ip[INET6_ADDRSTRLEN], scope[IF_NAMESIZE + 1] = "";
-	unsigned port;
-	int n;
-
-	if (cap)
-		dst[0] = '\0';
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-
-		if (!inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip)))
-			return CHAT_ERR_IO;
-		port = ntohs(s4->sin_port);
-		n = snprintf(NULL, 0, "%s:%u", ip, port);
-		if (n < 0 || (size_t)n >= cap)
-			return CHAT_ERR_NOSPACE;
-		snprintf(dst, cap, "%s:%u", ip, port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-		char ifname[IF_NAMESIZE];
-
-		if (!inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip)))
-			return CHAT_ERR_IO;
-		if (s6->sin6_scope_id) {
-			if (if_indextoname(s6->sin6_scope_id, ifname))
-				snprintf(scope, sizeof(scope), "%%%s", ifname);
-			else
-				snprintf(scope, sizeof(scope), "%%%u", (unsigned)s6->sin6_scope_id);
-		}
-		port = ntohs(s6->sin6_port);
-		n = snprintf(NULL, 0, "[%s%s]:%u", ip, scope, port);
-		if (n < 0 || (size_t)n >= cap)
-			return CHAT_ERR_NOSPACE;
-		snprintf(dst, cap, "[%s%s]:%u", ip, scope, port);
-	} else {
-		errno = EAFNOSUPPORT;
-		return CHAT_ERR_IO;
-	}
-	return CHAT_OK;
-}
-
-/* Later stages of an attempt say more about why it failed than earlier ones
- * (a refused connect beats "no IPv6 here"), so keep the error of the attempt
- * that got furthest, the first one among equals. */
-static void tcp_keep_error(int *saved, int *saved_stage, int err, int stage)
-{
-	if (!*saved || stage > *saved_stage) {
-		*saved = err;
-		*saved_stage = stage;
-	}
-}
-
-static struct tcp_handle *tcp_handle_new(const struct chat_host *host, int fd, int kind)
-{
-	struct tcp_handle *t = calloc(1, sizeof(*t));
-
-	if (!t)
-		return NULL;
-	t->host = host;
-	t->fd = fd;
-	t->kind = kind;
-	t->nodelay = true;
-	t->finish = CHAT_ERR_INPROGRESS;
-	return t;
-}
-
-static void tcp_set_nodelay(const struct chat_host *host, int fd, bool on)
-{
-	int v = on;
-
-	/* Only latency suffers if this fails, so the connection goes ahead. */
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v)) < 0)
-		tcp_log(host, CHAT_LOG_DEBUG, "TCP_NODELAY: %s", strerror(errno));
-}
 
 static int tcp_listen(const struct chat_host *host, const char *address, void **listener)
 {
-	struct addrinfo *res = NULL, *ai;
-	struct tcp_handle *t = NULL;
-	int fd = -1, saved = 0, stage = 0, rc, one = 1, backlog, err;
-	char where[CHAT_ADDR_MAX], shown[CHAT_ADDR_MAX];
+	struct tcp_handle *t;
+	struct tcp_sock s;
+	int rc, backlog;
 
 	if (listener)
 		*listener = NULL;
 	if (!tcp_host_ok(host) || !address || !listener)
 		return CHAT_ERR_INVALID;
 
-	tcp_quote(sizeof(shown), shown, address);
-	rc = tcp_resolve(host, address, shown, true, &res);
-	if (rc)
-		goto out;
 	backlog = tcp_config_int(host, "backlog", TCP_BACKLOG_DEFAULT, 1, 65535);
-
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		            ai->ai_protocol);
-		if (fd < 0) {
-			tcp_keep_error(&saved, &stage, errno, 1);
-			continue;
-		}
-		/* Restart without waiting out TIME_WAIT; two listeners on one port
-		 * are still refused by the kernel. */
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-			goto next;
-		/* One address, one family: "[::]:p" must not also take IPv4's port. */
-		if (ai->ai_family == AF_INET6 &&
-		    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
-			goto next;
-		if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-			tcp_keep_error(&saved, &stage, errno, 2);
-			goto close_next;
-		}
-		if (listen(fd, backlog) < 0) {
-			tcp_keep_error(&saved, &stage, errno, 3);
-			goto close_next;
-		}
-		break;
-next:
-		tcp_keep_error(&saved, &stage, errno, 1);
-close_next:
-		err = errno;
-		if (ai->ai_next) {
-			if (tcp_format(ai->ai_addr, sizeof(where), where))
-				snprintf(where, sizeof(where), "?");
-			tcp_log(host, CHAT_LOG_DEBUG, "listen on %s: %s, trying the next address",
-			        where, strerror(err));
-		}
-		close(fd);
-		fd = -1;
-	}
-
-	if (fd < 0) {
-		errno = saved;
-		switch (saved) {
-		case EADDRINUSE:
-			rc = CHAT_ERR_ADDRINUSE;
-			break;
-		case EADDRNOTAVAIL:
-		case EAFNOSUPPORT:
-			rc = CHAT_ERR_ADDRESS;
-			break;
-		default:
-			rc = CHAT_ERR_IO;
-			break;
-		}
-		/* ADDRINUSE says it all; for the others the errno is the detail. */
-		tcp_log(host, rc == CHAT_ERR_ADDRINUSE ? CHAT_LOG_DEBUG : CHAT_LOG_ERROR,
-		        "cannot listen on '%s': %s", shown, strerror(saved));
-		goto out;
-	}
-
-	t = tcp_handle_new(host, fd, TCP_LISTENER);
+	rc = tcp_sock_listen(host, address, backlog, &s);
+	if (rc)
+		return rc;
+	t = calloc(1, sizeof(*t));
 	if (!t) {
-		rc = CHAT_ERR_NOMEM;
-		goto out;
+		close(s.fd);
+		return CHAT_ERR_NOMEM;
 	}
-	t->nodelay = tcp_config_bool(host, "nodelay", true);
-	fd = -1;
+	t->s = s;
+	t->s.nodelay = tcp_config_bool(host, "nodelay", true);
 	*listener = t;
-	rc = CHAT_OK;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (res)
-		freeaddrinfo(res);
-	return rc;
-}
-
-/* The resource errors of accept, named: what to raise is in the name. */
-static const char *tcp_accept_error(int e)
-{
-	switch (e) {
-	case EMFILE: return "too many open files (EMFILE)";
-	case ENFILE: return "too many open files in the system (ENFILE)";
-	case ENOBUFS: return "out of kernel memory (ENOBUFS)";
-	case ENOMEM: return "out of kernel memory (ENOMEM)";
-	default: return strerror(e);
-	}
+	return CHAT_OK;
 }
 
 static int tcp_accept(void *listener, void **conn)
 {
 	struct tcp_handle *l = listener, *t;
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int fd = -1, rc;
+	struct tcp_sock s;
+	int rc;
 
 	if (conn)
 		*conn = NULL;
-	if (!l || l->kind != TCP_LISTENER || !conn)
+	if (!l || l->s.kind != TCP_LISTENER || !conn)
 		return CHAT_ERR_INVALID;
 
-	/* Errors that belong to one aborted connection in the queue must not
-	 * stop us from taking the next; the bound keeps a storm finite. */
-	for (int tries = 0;; tries++) {
-		sl = sizeof(ss);
-		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0)
-			break;
-		switch (errno) {
-		case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-		case EWOULDBLOCK:
-#endif
-			return CHAT_ERR_AGAIN;
-		case EINTR:
-		case ECONNABORTED:
-		case EPROTO:
-		case ENETDOWN:
-		case ENOPROTOOPT:
-		case EHOSTDOWN:
-		case ENONET:
-		case EHOSTUNREACH:
-		case EOPNOTSUPP:
-		case ENETUNREACH:
-			tcp_log(l->host, CHAT_LOG_DEBUG, "accept: %s", strerror(errno));
-			if (tries >= TCP_ACCEPT_RETRIES)
-				return CHAT_ERR_AGAIN;
-			continue;
-		case EMFILE:
-		case ENFILE:
-		case ENOBUFS:
-		case ENOMEM: {
-			/* The connection stays queued and the listener stays readable,
-			 * so this repeats on every loop turn: log it now and then. */
-			uint64_t now = l->host->monotonic_ms ? l->host->monotonic_ms(l->host) : 0;
-
-			if (!l->fdlimit_ms || now - l->fdlimit_ms >= TCP_FDLIMIT_LOG_MS) {
-				tcp_log(l->host, CHAT_LOG_ERROR, "accept: %s; the connection waits in the "
-				        "backlog", tcp_accept_error(errno));
-				l->fdlimit_ms = now ? now : 1;
-			}
-			return CHAT_ERR_IO;
-		}
-		default:
-			tcp_log(l->host, CHAT_LOG_ERROR, "accept: %s", strerror(errno));
-			return CHAT_ERR_IO;
-		}
-	}
-
-	t = tcp_handle_new(l->host, fd, TCP_CONN);
+	rc = tcp_sock_accept(&l->s, &s);
+	if (rc)
+		return rc;
+	t = calloc(1, sizeof(*t));
 	if (!t) {
-		rc = CHAT_ERR_NOMEM;
-		goto out;
-	}
-	t->finish = CHAT_OK;
-	tcp_set_nodelay(l->host, fd, l->nodelay);
-	if (tcp_format((struct sockaddr *)&ss, sizeof(t->peer), t->peer))
-		snprintf(t->peer, sizeof(t->peer), "?");
-	tcp_log(l->host, CHAT_LOG_DEBUG, "accepted connection from %s", t->peer);
-	fd = -1;
-	*conn = t;
-	rc = CHAT_OK;
-out:
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
-static int tcp_map_connect_errno(int e)
-{
-	switch (e) {
-	case 0:
-		return CHAT_OK;
-	case EINPROGRESS:
-	case EALREADY:
-	case EINTR: /* a non-blocking connect carries on in the background */
-		return CHAT_ERR_INPROGRESS;
-	case ECONNREFUSED:
-		return CHAT_ERR_REFUSED;
-	case ENETUNREACH:
-	case EHOSTUNREACH:
-	case ENETDOWN:
-	case EHOSTDOWN:
-		return CHAT_ERR_UNREACHABLE;
-	case ETIMEDOUT:
-		return CHAT_ERR_TIMEOUT;
-	case EAFNOSUPPORT:
-		return CHAT_ERR_ADDRESS;
-	case ENOMEM:
+		close(s.fd);
 		return CHAT_ERR_NOMEM;
-	default:
-		return CHAT_ERR_IO;
 	}
+	t->s = s;
+	*conn = t;
+	return CHAT_OK;
 }
 
 static int tcp_connect(const struct chat_host *host, const char *address, void **conn)
 {
-	struct addrinfo *res = NULL, *ai;
-	struct tcp_handle *t = NULL;
-	int fd = -1, saved = 0, stage = 0, rc;
-	bool nodelay;
-	char where[CHAT_ADDR_MAX], shown[CHAT_ADDR_MAX];
+	struct tcp_handle *t;
+	struct tcp_sock s;
+	int rc;
 
 	if (conn)
 		*conn = NULL;
 	if (!tcp_host_ok(host) || !address || !conn)
 		return CHAT_ERR_INVALID;
 
-	tcp_quote(sizeof(shown), shown, address);
-	rc = tcp_resolve(host, address, shown, false, &res);
-	if (rc)
-		goto out;
-	nodelay = tcp_config_bool(host, "nodelay", true);
-
-	for (ai = res; ai; ai = ai->ai_next) {
-		if (tcp_format(ai->ai_addr, sizeof(where), where))
-			snprintf(where, sizeof(where), "?");
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		            ai->ai_protocol);
-		if (fd < 0) {
-			tcp_keep_error(&saved, &stage, errno, 1);
-			if (ai->ai_next)
-				tcp_log(host, CHAT_LOG_DEBUG,
-				        "connect to %s: socket: %s, trying the next address", where,
-				        strerror(errno));
-			continue;
-		}
-		tcp_set_nodelay(host, fd, nodelay);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-			rc = CHAT_OK;
-			break;
-		}
-		rc = tcp_map_connect_errno(errno);
-		if (rc == CHAT_ERR_INPROGRESS)
-			break;
-		tcp_keep_error(&saved, &stage, errno, 2);
-		if (ai->ai_next)
-			tcp_log(host, CHAT_LOG_DEBUG, "connect to %s: %s, trying the next address",
-			        where, strerror(errno));
-		close(fd);
-		fd = -1;
-	}
-
-	if (fd < 0) {
-		errno = saved;
-		rc = tcp_map_connect_errno(saved);
-		if (rc == CHAT_OK || rc == CHAT_ERR_INPROGRESS)
-			rc = CHAT_ERR_IO; /* cannot happen: only failures are saved */
-		tcp_log(host, rc == CHAT_ERR_IO ? CHAT_LOG_ERROR : CHAT_LOG_DEBUG,
-		        "cannot connect to '%s': %s", shown, strerror(saved));
-		goto out;
-	}
-
-	t = tcp_handle_new(host, fd, TCP_CONN);
+	rc = tcp_sock_connect(host, address, tcp_config_bool(host, "nodelay", true), &s);
+	if (rc != CHAT_OK && rc != CHAT_ERR_INPROGRESS)
+		return rc;
+	t = calloc(1, sizeof(*t));
 	if (!t) {
-		rc = CHAT_ERR_NOMEM;
-		goto out;
+		close(s.fd);
+		return CHAT_ERR_NOMEM;
 	}
-	t->finish = rc;
-	size_t wlen = strnlen(where, sizeof(t->peer) - 1); /* numeric: always fits */
-	memcpy(t->peer, where, wlen);
-	t->peer[wlen] = '\0';
-	fd = -1;
+	t->s = s;
 	*conn = t;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (res)
-		freeaddrinfo(res);
 	return rc;
 }
 
 static int tcp_connect_finish(void *conn)
 {
 	struct tcp_handle *t = conn;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int err = 0, rc;
-	socklen_t el = sizeof(err);
 
-	if (!t || t->kind != TCP_CONN)
+	if (!t || t->s.kind != TCP_CONN)
 		return CHAT_ERR_INVALID;
-	if (t->finish != CHAT_ERR_INPROGRESS)
-		return t->finish;
-
-	if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) {
-		tcp_log(t->host, CHAT_LOG_ERROR, "connect to %s: SO_ERROR: %s", t->peer,
-		        strerror(errno));
-		return CHAT_ERR_IO;
-	}
-	if (err == 0) {
-		/* SO_ERROR is also 0 while the handshake is still running. */
-		if (getpeername(t->fd, (struct sockaddr *)&ss, &sl) == 0) {
-			t->finish = CHAT_OK;
-			tcp_log(t->host, CHAT_LOG_DEBUG, "connected to %s", t->peer);
-			return CHAT_OK;
-		}
-		if (errno == ENOTCONN)
-			return CHAT_ERR_INPROGRESS;
-		err = errno;
-	}
-	rc = tcp_map_connect_errno(err);
-	if (rc == CHAT_ERR_INPROGRESS)
-		return rc;
-	if (rc == CHAT_OK || rc == CHAT_ERR_ADDRESS || rc == CHAT_ERR_NOMEM)
-		rc = CHAT_ERR_IO;
-	t->finish = rc;
-	tcp_log(t->host, rc == CHAT_ERR_IO ? CHAT_LOG_ERROR : CHAT_LOG_DEBUG,
-	        "connect to %s: %s", t->peer, strerror(err));
-	errno = err;
-	return rc;
+	return tcp_sock_connect_finish(&t->s);
 }
 
 static int tcp_read(void *conn, size_t len, uint8_t *dst, size_t *got)
@@ -724,11 +130,11 @@ static int tcp_read(void *conn, size_t len, uint8_t *dst, size_t *got)
 
 	if (got)
 		*got = 0;
-	if (!t || t->kind != TCP_CONN || !dst || !got || len == 0)
+	if (!t || t->s.kind != TCP_CONN || !dst || !got || len == 0)
 		return CHAT_ERR_INVALID;
 
 	do
-		n = recv(t->fd, dst, len, 0);
+		n = recv(t->s.fd, dst, len, 0);
 	while (n < 0 && errno == EINTR);
 
 	if (n > 0) {
@@ -736,7 +142,7 @@ static int tcp_read(void *conn, size_t len, uint8_t *dst, size_t *got)
 		return CHAT_OK;
 	}
 	if (n == 0) {
-		tcp_log(t->host, CHAT_LOG_DEBUG, "%s closed the connection", t->peer);
+		tcp_log(t->s.host, CHAT_LOG_DEBUG, "%s closed the connection", t->s.peer);
 		return CHAT_ERR_CLOSED;
 	}
 	switch (errno) {
@@ -746,10 +152,10 @@ static int tcp_read(void *conn, size_t len, uint8_t *dst, size_t *got)
 #endif
 		return CHAT_ERR_AGAIN;
 	case ECONNRESET:
-		tcp_log(t->host, CHAT_LOG_DEBUG, "%s reset the connection", t->peer);
+		tcp_log(t->s.host, CHAT_LOG_DEBUG, "%s reset the connection", t->s.peer);
 		return CHAT_ERR_RESET;
 	default:
-		tcp_log(t->host, CHAT_LOG_ERROR, "read from %s: %s", t->peer, strerror(errno));
+		tcp_log(t->s.host, CHAT_LOG_ERROR, "read from %s: %s", t->s.peer, strerror(errno));
 		return CHAT_ERR_IO;
 	}
 }
@@ -761,14 +167,14 @@ static int tcp_write(void *conn, size_t len, const uint8_t *src, size_t *sent)
 
 	if (sent)
 		*sent = 0;
-	if (!t || t->kind != TCP_CONN || !sent || (!src && len))
+	if (!t || t->s.kind != TCP_CONN || !sent || (!src && len))
 		return CHAT_ERR_INVALID;
 	/* Nothing to send is not an error for a caller flushing an empty queue. */
 	if (len == 0)
 		return CHAT_OK;
 
 	do
-		n = send(t->fd, src, len, MSG_NOSIGNAL);
+		n = send(t->s.fd, src, len, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 
 	if (n > 0) {
@@ -784,13 +190,13 @@ static int tcp_write(void *conn, size_t len, const uint8_t *src, size_t *sent)
 #endif
 		return CHAT_ERR_AGAIN;
 	case EPIPE:
-		tcp_log(t->host, CHAT_LOG_DEBUG, "write to %s: connection closed", t->peer);
+		tcp_log(t->s.host, CHAT_LOG_DEBUG, "write to %s: connection closed", t->s.peer);
 		return CHAT_ERR_CLOSED;
 	case ECONNRESET:
-		tcp_log(t->host, CHAT_LOG_DEBUG, "%s reset the connection", t->peer);
+		tcp_log(t->s.host, CHAT_LOG_DEBUG, "%s reset the connection", t->s.peer);
 		return CHAT_ERR_RESET;
 	default:
-		tcp_log(t->host, CHAT_LOG_ERROR, "write to %s: %s", t->peer, strerror(errno));
+		tcp_log(t->s.host, CHAT_LOG_ERROR, "write to %s: %s", t->s.peer, strerror(errno));
 		return CHAT_ERR_IO;
 	}
 }
@@ -801,36 +207,18 @@ static int tcp_fd(void *handle)
 
 	if (!t)
 		return CHAT_ERR_INVALID;
-	return t->fd;
+	return t->s.fd;
 }
 
 static int tcp_address(void *handle, int local, size_t cap, char *dst)
 {
 	struct tcp_handle *t = handle;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	size_t n;
 
 	if (dst && cap)
 		dst[0] = '\0';
 	if (!t || !dst)
 		return CHAT_ERR_INVALID;
-
-	if (!local) {
-		if (t->kind != TCP_CONN)
-			return CHAT_ERR_INVALID;
-		n = strlen(t->peer);
-		if (n >= cap)
-			return CHAT_ERR_NOSPACE;
-		memcpy(dst, t->peer, n + 1);
-		return CHAT_OK;
-	}
-
-	if (getsockname(t->fd, (struct sockaddr *)&ss, &sl) < 0) {
-		tcp_log(t->host, CHAT_LOG_ERROR, "getsockname: %s", strerror(errno));
-		return CHAT_ERR_IO;
-	}
-	return tcp_format((struct sockaddr *)&ss, cap, dst);
+	return tcp_sock_address(&t->s, local, cap, dst);
 }
 
 /* One handle type, so either close works on either kind. */
@@ -840,7 +228,7 @@ static void tcp_close(void *handle)
 
 	if (!t)
 		return;
-	close(t->fd);
+	close(t->s.fd);
 	free(t);
 }
 

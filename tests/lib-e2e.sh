@@ -65,6 +65,10 @@ test_ini() {
 	    -e "/^\[relay\]/,/^\[/ s|^transport = .*|transport = $CHAT_TEST_TRANSPORT|" \
 	    -e "/^\[client\]/,/^\[/ s|^transport = .*|transport = $CHAT_TEST_TRANSPORT|" \
 	    "$CHAT_SOURCE_DIR/chat.ini" >"$T/chat.ini"
+	# One known_relays file for every client of the test, also those run
+	# with client.data_dir empty.
+	[ "$CHAT_TEST_TRANSPORT" = tls ] && printf '\n[plugin.tls]\nknown_relays = %s\n' "$T/known_relays" >>"$T/chat.ini"
+	return 0
 }
 
 # start_relay NAME ARGS...: start chat-relay on 127.0.0.1:0; sets RELAY_PID, RELAY_ADDR, RELAY_PORT.

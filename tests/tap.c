@@ -30,9 +30,18 @@
  * frame is said on stderr once per type and connection.
  *
  * The record still holds what the relay sent, not the rewrite.
+ *
+ * With --tls-terminate CERT KEY the tap is a TLS-intercepting proxy that the
+ * client was made to trust: it ends the client's TLS with CERT/KEY (PEM;
+ * ALPN chat/1) and opens its own TLS connection to the relay (ALPN chat/1,
+ * the relay's key not checked); with --tls-terminate-plain CERT KEY it
+ * forwards in clear instead (a TLS front such as stunnel before a plain
+ * relay).  It then reads, records and can rewrite the plaintext frames like
+ * a tap on a plain link.  Handshakes block (a test tool, one at a time).
  * Loopback only; exits on SIGTERM or after 10 minutes. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,6 +52,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <gnutls/gnutls.h>
 
 #define MAXPAIRS 64
 #define MSG_MAIL 0x96
@@ -92,6 +103,7 @@ struct frame {
  * or right after the next MAIL. */
 struct pair {
 	int fd[2];
+	gnutls_session_t tls[2]; /* --tls-terminate: the client's side, the relay's (NULL: clear) */
 	uint8_t *buf;
 	size_t len, cap;
 	struct frame later;
@@ -118,6 +130,79 @@ static void write_all(int fd, const uint8_t *p, size_t len)
 	}
 }
 
+/* --tls-terminate */
+static int tls_mode;          /* 0 off, 1 TLS to the relay too, 2 clear to the relay */
+static gnutls_certificate_credentials_t tls_server_cred, tls_client_cred;
+
+static int tls_setup(const char *cert, const char *key)
+{
+	if (gnutls_certificate_allocate_credentials(&tls_server_cred) < 0 ||
+	    gnutls_certificate_set_x509_key_file(tls_server_cred, cert, key, GNUTLS_X509_FMT_PEM) < 0 ||
+	    gnutls_certificate_allocate_credentials(&tls_client_cred) < 0) {
+		fprintf(stderr, "chat-tap: cannot use certificate %s and key %s\n", cert, key);
+		return -1;
+	}
+	return 0;
+}
+
+/* A blocking TLS handshake on fd, as server (the client's side) or client. */
+static gnutls_session_t tls_open(int fd, int server)
+{
+	gnutls_session_t s;
+	gnutls_datum_t alpn = { (unsigned char *)"chat/1", 6 };
+	int rc;
+
+	if (gnutls_init(&s, server ? GNUTLS_SERVER : GNUTLS_CLIENT) < 0)
+		return NULL;
+	if (gnutls_set_default_priority(s) < 0 ||
+	    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, server ? tls_server_cred : tls_client_cred) < 0 ||
+	    gnutls_alpn_set_protocols(s, &alpn, 1, 0) < 0) {
+		gnutls_deinit(s);
+		return NULL;
+	}
+	gnutls_transport_set_int(s, fd);
+	gnutls_handshake_set_timeout(s, 10000);
+	do
+		rc = gnutls_handshake(s);
+	while (rc < 0 && !gnutls_error_is_fatal(rc));
+	if (rc < 0) {
+		fprintf(stderr, "chat-tap: TLS handshake with the %s failed: %s\n", server ? "client" : "relay",
+		        gnutls_strerror(rc));
+		gnutls_deinit(s);
+		return NULL;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	return s;
+}
+
+/* Read from side dir of a pair, through TLS if it has one. */
+static ssize_t pair_read(struct pair *p, int dir, uint8_t *buf, size_t cap)
+{
+	if (!p->tls[dir])
+		return read(p->fd[dir], buf, cap);
+	ssize_t n;
+	do /* non-blocking after the handshake: a record not yet whole, or only a ticket, is AGAIN */
+		n = gnutls_record_recv(p->tls[dir], buf, cap);
+	while (n == GNUTLS_E_INTERRUPTED);
+	return n == GNUTLS_E_AGAIN ? -2 : n < 0 ? -1 : n;
+}
+
+static void pair_write(struct pair *p, int dir, const uint8_t *buf, size_t len)
+{
+	if (!p->tls[dir]) {
+		write_all(p->fd[dir], buf, len);
+		return;
+	}
+	for (size_t off = 0; off < len;) {
+		ssize_t w = gnutls_record_send(p->tls[dir], buf + off, len - off);
+		if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED)
+			continue;
+		if (w < 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
 static uint64_t get_be64(const uint8_t *p)
 {
 	uint64_t v = 0;
@@ -138,7 +223,7 @@ static void flush_later(struct pair *p, const char *what)
 {
 	if (!p->later.data)
 		return;
-	write_all(p->fd[0], p->later.data, p->later.len);
+	pair_write(p, 0, p->later.data, p->later.len);
 	fprintf(stderr, "chat-tap: %s (mail id %llu)\n", what,
 	        (unsigned long long)get_be64(p->later.data + 5));
 	free(p->later.data);
@@ -266,18 +351,18 @@ static void relay_frame(struct pair *p, const uint8_t *f, size_t len)
 			fprintf(stderr, "chat-tap: rewrote the suite lists in frame type 0x%02x\n", body[0]);
 			p->said |= bit;
 		}
-		write_all(p->fd[0], o.buf, o.len);
+		pair_write(p, 0, o.buf, o.len);
 		return;
 	}
 
 	if (blen < MAIL_HEAD + 1 || body[0] != MSG_MAIL || body[MAIL_HEAD] != MSG_DELIVER) {
-		write_all(p->fd[0], f, len);
+		pair_write(p, 0, f, len);
 		return;
 	}
 	long n = ++mails;
 	unsigned long long id = (unsigned long long)get_be64(body + 1);
 	if (n != target_n) {
-		write_all(p->fd[0], f, len);
+		pair_write(p, 0, f, len);
 		if (mode == M_REORDER)
 			flush_later(p, "forwarded the held MAIL after the next one");
 		else
@@ -289,14 +374,14 @@ static void relay_frame(struct pair *p, const uint8_t *f, size_t len)
 		fprintf(stderr, "chat-tap: dropped MAIL #%ld (mail id %llu)\n", n, id);
 		return;
 	case M_DUP:
-		write_all(p->fd[0], f, len);
-		write_all(p->fd[0], f, len);
+		pair_write(p, 0, f, len);
+		pair_write(p, 0, f, len);
 		fprintf(stderr, "chat-tap: forwarded MAIL #%ld twice (mail id %llu)\n", n, id);
 		return;
 	case M_REORDER:
 	case M_REPLAY:
 		if (mode == M_REPLAY)
-			write_all(p->fd[0], f, len);
+			pair_write(p, 0, f, len);
 		p->later.data = malloc(len);
 		if (!p->later.data)
 			return;
@@ -311,7 +396,7 @@ static void relay_frame(struct pair *p, const uint8_t *f, size_t len)
 	case M_NONE:
 		break;
 	}
-	write_all(p->fd[0], f, len);
+	pair_write(p, 0, f, len);
 }
 
 /* Bytes from the relay: whole frames are judged, a partial one waits. */
@@ -345,6 +430,9 @@ static int relay_bytes(struct pair *p, const uint8_t *src, size_t n)
 
 static void pair_close(struct pair *p)
 {
+	for (int d = 0; d < 2; d++)
+		if (p->tls[d])
+			gnutls_deinit(p->tls[d]);
 	close(p->fd[0]);
 	close(p->fd[1]);
 	free(p->buf);
@@ -356,7 +444,8 @@ static void pair_close(struct pair *p)
 static int usage(void)
 {
 	fprintf(stderr, "usage: chat-tap [--mail-replay N | --mail-reorder N | --mail-drop N | "
-	        "--mail-dup N] [--rewrite-suites LIST] PORTFILE TARGET_PORT RECORDFILE\n");
+	        "--mail-dup N] [--rewrite-suites LIST] [--tls-terminate[-plain] CERT KEY] PORTFILE TARGET_PORT "
+	        "RECORDFILE\n");
 	return 2;
 }
 
@@ -394,7 +483,13 @@ int main(int argc, char **argv)
 	time_t deadline = time(NULL) + 600;
 
 	while (argc > 4 && strncmp(argv[1], "--", 2) == 0) {
-		if (strcmp(argv[1], "--rewrite-suites") == 0) {
+		if (strncmp(argv[1], "--tls-terminate", 15) == 0 && argc > 5) {
+			tls_mode = strcmp(argv[1], "--tls-terminate-plain") == 0 ? 2 : 1;
+			if ((tls_mode == 1 && strcmp(argv[1], "--tls-terminate")) || tls_setup(argv[2], argv[3]))
+				return usage();
+			argv++;
+			argc--;
+		} else if (strcmp(argv[1], "--rewrite-suites") == 0) {
 			if (set_fake_suites(argv[2]))
 				return usage();
 			rewrite = 1;
@@ -456,6 +551,11 @@ int main(int argc, char **argv)
 			inet_pton(AF_INET, "127.0.0.1", &t.sin_addr);
 			if (c >= 0 && s >= 0 && connect(s, (struct sockaddr *)&t, sizeof(t)) == 0) {
 				pairs[npairs] = (struct pair){ .fd = { c, s } };
+				if (tls_mode && (!(pairs[npairs].tls[0] = tls_open(c, 1)) ||
+				                 (tls_mode == 1 && !(pairs[npairs].tls[1] = tls_open(s, 0))))) {
+					pair_close(&pairs[npairs]);
+					continue;
+				}
 				npairs++;
 			} else {
 				if (c >= 0)
@@ -469,22 +569,30 @@ int main(int argc, char **argv)
 				if (!(p[1 + 2 * i + dir].revents & (POLLIN | POLLHUP | POLLERR)))
 					continue;
 				uint8_t buf[65536];
-				ssize_t got = read(pairs[i].fd[dir], buf, sizeof(buf));
-				if (got <= 0) {
-					pair_close(&pairs[i]);
-					break;
-				}
-				fwrite(buf, 1, (size_t)got, rec);
-				fflush(rec);
-				if (dir == 1 && (mode != M_NONE || rewrite)) {
-					if (relay_bytes(&pairs[i], buf, (size_t)got)) {
-						fprintf(stderr, "chat-tap: out of memory\n");
+				int more;
+				do { /* through TLS: also what is decrypted already (poll does not see it) */
+					ssize_t got = pair_read(&pairs[i], dir, buf, sizeof(buf));
+					if (got == -2)
+						break;
+					if (got <= 0) {
 						pair_close(&pairs[i]);
 						break;
 					}
-				} else {
-					write_all(pairs[i].fd[!dir], buf, (size_t)got);
-				}
+					fwrite(buf, 1, (size_t)got, rec);
+					fflush(rec);
+					if (dir == 1 && (mode != M_NONE || rewrite)) {
+						if (relay_bytes(&pairs[i], buf, (size_t)got)) {
+							fprintf(stderr, "chat-tap: out of memory\n");
+							pair_close(&pairs[i]);
+							break;
+						}
+					} else {
+						pair_write(&pairs[i], !dir, buf, (size_t)got);
+					}
+					more = pairs[i].tls[dir] && gnutls_record_check_pending(pairs[i].tls[dir]) > 0;
+				} while (more);
+				if (pairs[i].fd[0] < 0)
+					break;
 			}
 		}
 		for (int i = 0; i < npairs; i++) /* drop closed pairs */

@@ -425,8 +425,9 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 		snprintf(keypath, sizeof(keypath), "%s", keyfile);
 	} else if (!dir || !*dir) {
 		say(host, CHAT_LOG_ERROR, "no TLS certificate: set [plugin.tls] cert and key, or give "
-		    "the relay a state directory (relay.state_dir, or relay.database whose directory "
-		    "is used) where a self-signed key is made and kept");
+		    "the program a state directory where a self-signed key is made and kept "
+		    "(chat-relay: relay.state_dir, or relay.database whose directory is used; "
+		    "chat-peer: peer.data_dir)");
 		return CHAT_ERR_CONFIG;
 	} else if ((rc = self_signed(host, dir, keypath, certpath, sizeof(keypath), &created)) != CHAT_OK) {
 		return rc;

@@ -14,9 +14,10 @@
 #      errors; 50 non-TLS connections make one log line, not 50;
 #   6. chat-tap records every byte between a client and the relay: no account
 #      name, suite name or message text in it.
+# transports: its own (each case sets relay and client transports itself)
 . "$(dirname "$0")/lib-e2e.sh"
 for tool in gnutls-cli certtool openssl; do
-	command -v $tool >/dev/null || { echo "$tool not installed (Debian: gnutls-bin, openssl): skipped"; exit 77; }
+	command -v $tool >/dev/null || { echo "FAIL: $tool not installed (Debian: gnutls-bin, openssl; .ci/bootstrap installs them)" >&2; exit 1; }
 done
 test_ini
 printf '\n[plugin.aescbc-hmac]\niterations = 10000\n' >>"$T/chat.ini"

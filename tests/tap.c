@@ -1,5 +1,6 @@
 /* chat-tap: a recording TCP proxy for the end-to-end tests.
  *   chat-tap [--mail-replay N | --mail-reorder N | --mail-drop N | --mail-dup N]
+ *            [--tls-terminate[-plain] CERT KEY] [--inject FILE]
  *            [--rewrite-suites LIST] PORTFILE TARGET_PORT RECORDFILE
  * Listens on 127.0.0.1:0 (the port goes to PORTFILE), forwards every
  * connection to 127.0.0.1:TARGET_PORT and appends every byte that passes, in
@@ -38,6 +39,12 @@
  * forwards in clear instead (a TLS front such as stunnel before a plain
  * relay).  It then reads, records and can rewrite the plaintext frames like
  * a tap on a plain link.  Handshakes block (a test tool, one at a time).
+ *
+ * With --inject FILE, each SIGUSR2 writes FILE's bytes into the stream
+ * towards the relay of every connection, raw, between two reads from the
+ * client (an on-path attacker who injects a command: on a plain link it is
+ * a frame the relay obeys; inside TLS it is bytes that fail the record
+ * check).
  * Loopback only; exits on SIGTERM or after 10 minutes. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -68,12 +75,20 @@
 #define LATER_MS 2000         /* a replay or a held frame waits at most this for the next MAIL */
 #define REPLAY_RAISE 1000
 
-static volatile sig_atomic_t stop, stalled;
+static volatile sig_atomic_t stop, stalled, inject_now;
+static uint8_t inject_buf[4096];
+static size_t inject_len;
 
 static void on_term(int sig)
 {
 	(void)sig;
 	stop = 1;
+}
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	inject_now = 1;
 }
 
 static void on_usr1(int sig)
@@ -445,7 +460,7 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: chat-tap [--mail-replay N | --mail-reorder N | --mail-drop N | "
 	        "--mail-dup N] [--rewrite-suites LIST] [--tls-terminate[-plain] CERT KEY] PORTFILE TARGET_PORT "
-	        "RECORDFILE\n");
+	        "RECORDFILE\n       [--inject FILE: written towards the relay at each SIGUSR2]\n");
 	return 2;
 }
 
@@ -483,7 +498,14 @@ int main(int argc, char **argv)
 	time_t deadline = time(NULL) + 600;
 
 	while (argc > 4 && strncmp(argv[1], "--", 2) == 0) {
-		if (strncmp(argv[1], "--tls-terminate", 15) == 0 && argc > 5) {
+		if (strcmp(argv[1], "--inject") == 0) {
+			FILE *f = fopen(argv[2], "rb");
+			inject_len = f ? fread(inject_buf, 1, sizeof(inject_buf), f) : 0;
+			if (f)
+				fclose(f);
+			if (!inject_len)
+				return usage();
+		} else if (strncmp(argv[1], "--tls-terminate", 15) == 0 && argc > 5) {
 			tls_mode = strcmp(argv[1], "--tls-terminate-plain") == 0 ? 2 : 1;
 			if ((tls_mode == 1 && strcmp(argv[1], "--tls-terminate")) || tls_setup(argv[2], argv[3]))
 				return usage();
@@ -509,6 +531,7 @@ int main(int argc, char **argv)
 		return usage();
 	signal(SIGTERM, on_term);
 	signal(SIGUSR1, on_usr1); /* poll() is never restarted: a toggle acts at once */
+	signal(SIGUSR2, on_usr2);
 	signal(SIGPIPE, SIG_IGN);
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
 	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
@@ -537,6 +560,13 @@ int main(int argc, char **argv)
 			p[n++] = (struct pollfd){ .fd = stall ? -1 : pairs[i].fd[1], .events = POLLIN };
 		}
 		int ready = poll(p, (nfds_t)n, 200);
+		if (inject_now && inject_len) {
+			inject_now = 0;
+			for (int i = 0; i < npairs; i++)
+				write_all(pairs[i].fd[1], inject_buf, inject_len);
+			fprintf(stderr, "chat-tap: injected %zu bytes towards the relay on %d connection(s)\n",
+			        inject_len, npairs);
+		}
 		for (int i = 0; i < npairs && !stall; i++) /* a frame that waited long enough */
 			if (pairs[i].later.data && now_ms() >= pairs[i].later_ms)
 				flush_later(&pairs[i], mode == M_REORDER ? "forwarded the held MAIL late"

@@ -283,4 +283,16 @@ run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" --user bob --suit
 for _ in $(seq 1 40); do [ "$(grep -c "not TLS" "$T/relay2.err")" -ge 2 ] && break; sleep 0.05; done
 expect_file "$T/relay2.err" "sent bytes that are not TLS (a client whose transport is tcp?); closed it (and 50 more such connections since the last line, not logged one by one)" "the count of non-TLS clients not logged"
 
+# ---- A TLS handshake that never finishes is dropped: relay.login_timeout
+# bounds the time from connect to login, the TLS handshake included.
+start_relay relay3 --set relay.transport=tls --set "relay.state_dir=$T/state3" --set relay.login_timeout=1 || finish
+exec 9<>"/dev/tcp/127.0.0.1/$RELAY_PORT"
+printf '\x16\x03\x01' >&9 # the first bytes of a ClientHello, then nothing
+sleep 2.5
+if read -r -t 2 -u 9 _; then st=0; else st=$?; fi
+[ "$st" -eq 1 ] && pass || fail "a stalled TLS handshake was not closed by the relay (read status $st)"
+exec 9<&-
+expect_file "$T/relay3.err" "login_timeout" "the relay says why it closed the stalled handshake"
+kill "$RELAY_PID"
+
 finish

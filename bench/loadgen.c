@@ -644,13 +644,17 @@ static void relay_fingerprint(struct bench *b)
 	close(pfd[0]);
 	waitpid(pid, &status, 0);
 	/* A line of its own: sha256: and 64 hex digits. */
-	for (char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+	for (char *l = out; *l;) {
+		char *nl = strchr(l, '\n');
 		if (strncmp(l, "sha256:", 7) == 0 && strspn(l + 7, "0123456789abcdef") == 64 &&
 		    (l[71] == '\n' || l[71] == '\0')) {
 			memcpy(b->pin, l, 71);
 			b->pin[71] = '\0';
 			break;
 		}
+		if (!nl)
+			break;
+		l = nl + 1;
 	}
 	if (!b->pin[0] || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		fail("%s --fingerprint (state directory %s) did not print the relay's key; it said:\n%s",

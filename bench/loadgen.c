@@ -12,12 +12,24 @@
  *
  * Because both partners live in this process, a receipt frees a slot on the
  * sender directly: "W in flight" is exact, and every slot freed in one epoll
- * round is refilled with one write() per client after the round. */
+ * round is refilled with one write() per client after the round.
+ *
+ * relay-tls: the same with every client speaking TLS 1.3 (GnuTLS, ALPN
+ * chat/1) to a relay started with relay.transport=tls and a temporary
+ * relay.state_dir, where the relay makes its self-signed key.  Each client's
+ * handshake is driven from the same loop (non-blocking, the wait chosen by
+ * gnutls_record_get_direction), and the relay's key is pinned: every client
+ * checks that the key it is shown is the one `chat-relay --fingerprint`
+ * prints for that state directory. */
 #define _GNU_SOURCE /* accept4, pipe2, sched_setaffinity */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -33,6 +45,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +68,21 @@
 #define SETUP_FRAME_MAX 2048  /* largest non-data frame we expect */
 #define FD_SPARE 64           /* fds beyond one per client: epoll, pipes, timerfd, stdio */
 
+#define HS_WARMUP 16          /* --handshakes: done before the measured ones */
+#define HS_PARALLEL_MAX SETUP_WINDOW
+#define HS_CLOSING_ROOM 1024  /* --handshakes: relay.max_clients beyond P */
+
+/* relay-tls.  The priority string is the one plugins/transport-tls/tls.c
+ * uses with min_version 1.3, so the bench's clients negotiate what
+ * chat-client would (with this relay: ECDHE P-256, ECDSA, AES-256-GCM). */
+#define TLS_ALPN "chat/1"
+#define TLS_RECORD_MAX 16384 /* plaintext bytes in one TLS record */
+#define TLS_FP_SIZE 72       /* "sha256:" + 64 hex digits + NUL */
+#define TLS_PRIO "NONE:+VERS-TLS1.3:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:+AEAD:" \
+	"+SIGN-ALL:-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:+GROUP-EC-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"   \
+	"+CTYPE-X509:%SERVER_PRECEDENCE"
+#define TLS_STATE_FILES { "tls-key.pem", "tls-cert.pem" } /* what the relay makes there */
+
 #define TAG_TIMER (UINT64_MAX - 1)
 #define TAG_LOG (UINT64_MAX - 2)
 
@@ -65,9 +93,10 @@
 #define HIST_EXP_MAX 40u
 #define HIST_N (HIST_LINEAR + (HIST_EXP_MAX - 9u) * HIST_SUB)
 
-enum target_kind { TGT_RELAY, TGT_FORWARDER };
-enum phase { PH_SETUP, PH_TALK, PH_IDLE, PH_WARMUP, PH_MEASURE, PH_DRAIN };
-enum cstate { CS_CONNECTING, CS_LOGIN, CS_LOGGED, CS_READY, CS_DEAD };
+enum target_kind { TGT_RELAY, TGT_FORWARDER, TGT_RELAY_TLS };
+enum phase { PH_SETUP, PH_TALK, PH_IDLE, PH_HANDSHAKES, PH_WARMUP, PH_MEASURE, PH_DRAIN };
+/* CS_HANDSHAKE: relay-tls only, between the TCP connect and HELLO. */
+enum cstate { CS_CONNECTING, CS_HANDSHAKE, CS_LOGIN, CS_LOGGED, CS_READY, CS_DEAD };
 
 struct options {
 	enum target_kind target;
@@ -76,6 +105,8 @@ struct options {
 	double rate; /* messages/s over all clients; 0: saturation */
 	double warmup, duration, drain, setup_timeout;
 	const char *idle_list; /* --idle-mem N[,N...] */
+	unsigned handshakes;   /* --handshakes N: connect, (TLS,) HELLO/WELCOME, close, N times */
+	unsigned parallel;     /* --parallel P: that many at once */
 	int pin;
 };
 
@@ -105,6 +136,12 @@ struct client {
 	uint8_t *carry; /* a partial incoming frame */
 	size_t carry_len;
 	char name[12];
+	/* relay-tls */
+	gnutls_session_t tls;
+	uint8_t tls_wpend;   /* gnutls holds a record it could not send whole: flush it first */
+	uint8_t *raw;        /* TLS bytes read from the socket, not yet taken by gnutls (rare) */
+	size_t raw_off, raw_len;
+	uint64_t t_open;     /* --handshakes: when its connect() was made */
 };
 
 struct stats {
@@ -132,9 +169,82 @@ struct bench {
 	unsigned paced_rr;
 	char first_error[256];
 	struct stats s;
+	/* relay-tls */
+	gnutls_certificate_credentials_t tls_cred;
+	gnutls_priority_t tls_prio;
+	char pin[TLS_FP_SIZE];   /* the relay's key, from chat-relay --fingerprint */
+	uint8_t *pin_der;        /* the certificate once seen to carry that key */
+	size_t pin_der_len;
+	uint8_t *tls_in;         /* what one recv() read for the client being served */
+	size_t tls_in_off, tls_in_len;
+	int tls_may_recv;        /* that recv() is still allowed in this event */
+	/* --handshakes */
+	unsigned hs_started, hs_done, hs_total;
 };
 
+static int is_relay(const struct options *o)
+{
+	return o->target == TGT_RELAY || o->target == TGT_RELAY_TLS;
+}
+
+static const char *target_label(enum target_kind t)
+{
+	return t == TGT_RELAY ? "relay" : t == TGT_RELAY_TLS ? "relay-tls" : "forwarder";
+}
+
 static pid_t child_pid; /* killed by fail() */
+static char state_dir[PATH_MAX]; /* relay-tls: the relay's temporary relay.state_dir */
+
+/* Remove the temporary state directory: what the relay put there (its key
+ * and certificate, and anything else), then the directory. */
+static void state_dir_remove(void)
+{
+	DIR *d;
+	struct dirent *e;
+	char path[PATH_MAX + 256];
+
+	if (!state_dir[0])
+		return;
+	d = opendir(state_dir);
+	if (d) {
+		while ((e = readdir(d)) != NULL) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", state_dir, e->d_name);
+			if (unlink(path) != 0)
+				fprintf(stderr, "chat-bench: cannot remove %s: %s\n", path, strerror(errno));
+		}
+		closedir(d);
+	}
+	if (rmdir(state_dir) != 0)
+		fprintf(stderr, "chat-bench: cannot remove %s: %s\n", state_dir, strerror(errno));
+	state_dir[0] = '\0';
+}
+
+/* SIGINT/SIGTERM/SIGHUP: stop the target and remove the state directory
+ * with async-signal-safe calls only (the files the relay makes are known). */
+static void on_signal(int sig)
+{
+	static const char *const files[] = TLS_STATE_FILES;
+	char path[PATH_MAX + 32];
+	size_t dl = strlen(state_dir);
+
+	if (child_pid > 0)
+		kill(child_pid, SIGKILL);
+	if (dl) {
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+			size_t fl = strlen(files[i]);
+			if (dl + 1 + fl + 1 > sizeof(path))
+				continue;
+			memcpy(path, state_dir, dl);
+			path[dl] = '/';
+			memcpy(path + dl + 1, files[i], fl + 1);
+			unlink(path);
+		}
+		rmdir(state_dir);
+	}
+	_exit(128 + sig);
+}
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -151,6 +261,7 @@ static void fail(const char *fmt, ...)
 		kill(child_pid, SIGKILL);
 		waitpid(child_pid, NULL, 0);
 	}
+	state_dir_remove();
 	exit(1);
 }
 
@@ -455,29 +566,144 @@ static int pick_port(void)
 	return port;
 }
 
+/* The relay's arguments shared by its start and by --fingerprint; returns
+ * the count put in argv (at most 20). */
+static int relay_args(const struct bench *b, char *argv[], char *plugins, size_t plen, char *statedir,
+                      size_t slen)
+{
+	int i = 0;
+
+	snprintf(plugins, plen, "core.plugin_dir=%s", b->o.plugin_dir);
+	argv[i++] = (char *)b->o.relay;
+	argv[i++] = "--config";
+	argv[i++] = (char *)b->o.config;
+	argv[i++] = "--set";
+	argv[i++] = plugins;
+	argv[i++] = "--set";
+	argv[i++] = "core.log_level=warn";
+	/* guests only, as in the forwarder: no database (chat-bench-accounts measures that) */
+	argv[i++] = "--set";
+	argv[i++] = "relay.database=";
+	if (b->o.target == TGT_RELAY_TLS) {
+		snprintf(statedir, slen, "relay.state_dir=%s", state_dir);
+		argv[i++] = "--set";
+		argv[i++] = "relay.transport=tls";
+		argv[i++] = "--set";
+		argv[i++] = statedir;
+	}
+	return i;
+}
+
+/* relay-tls: the relay's key as `chat-relay --fingerprint` prints it for
+ * the state directory the running relay made its key in.  Every bench
+ * client pins it (tls_verify). */
+static void relay_fingerprint(struct bench *b)
+{
+	char plugins[PATH_MAX + 32], statedir[PATH_MAX + 32], out[4096];
+	char *argv[24];
+	int i = relay_args(b, argv, plugins, sizeof(plugins), statedir, sizeof(statedir)), pfd[2], status;
+	size_t len = 0;
+	uint64_t end = now_ns() + 10000000000u;
+	pid_t pid;
+
+	argv[i++] = "--fingerprint";
+	argv[i] = NULL;
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		fail("pipe: %s", strerror(errno));
+	pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDONLY);
+		dup2(devnull, 0);
+		dup2(pfd[1], 1);
+		dup2(pfd[1], 2);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	for (;;) {
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		uint64_t now = now_ns();
+		if (now >= end) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (poll(&p, 1, (int)((end - now) / 1000000u) + 1) <= 0)
+			continue;
+		ssize_t n = read(pfd[0], out + len, sizeof(out) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof(out) - 1)
+			break;
+	}
+	out[len] = '\0';
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	/* A line of its own: sha256: and 64 hex digits. */
+	for (char *l = out; *l;) {
+		char *nl = strchr(l, '\n');
+		if (strncmp(l, "sha256:", 7) == 0 && strspn(l + 7, "0123456789abcdef") == 64 &&
+		    (l[71] == '\n' || l[71] == '\0')) {
+			memcpy(b->pin, l, 71);
+			b->pin[71] = '\0';
+			break;
+		}
+		if (!nl)
+			break;
+		l = nl + 1;
+	}
+	if (!b->pin[0] || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("%s --fingerprint (state directory %s) did not print the relay's key; it said:\n%s",
+		     b->o.relay, state_dir, out);
+}
+
 static void start_target(struct bench *b)
 {
 	struct target *t = &b->t;
-	char listen[64], plugins[PATH_MAX + 32], maxc[64];
+	char listen[64], plugins[PATH_MAX + 32], statedir[PATH_MAX + 32], maxc[64];
 
 	memset(t, 0, sizeof(*t));
 	t->err_fd = -1;
-	if (b->o.target == TGT_RELAY) {
+	if (is_relay(&b->o)) {
+		char *argv[32];
+		int i;
 		t->name = "chat-relay";
+		if (b->o.target == TGT_RELAY_TLS) {
+			/* A fresh state directory: the relay makes its key there on
+			 * first start; removed at the end (state_dir_remove). */
+			const char *tmp = getenv("TMPDIR");
+			snprintf(state_dir, sizeof(state_dir), "%s/chat-bench-tls-XXXXXX",
+			         tmp && *tmp ? tmp : "/tmp");
+			if (!mkdtemp(state_dir)) {
+				state_dir[0] = '\0';
+				fail("cannot create a temporary state directory: %s", strerror(errno));
+			}
+		}
 		t->port = pick_port();
 		snprintf(listen, sizeof(listen), "127.0.0.1:%d", t->port);
-		snprintf(plugins, sizeof(plugins), "core.plugin_dir=%s", b->o.plugin_dir);
-		snprintf(maxc, sizeof(maxc), "relay.max_clients=%u", b->o.n + 16);
-		char *argv[] = {
-			(char *)b->o.relay, "--config", (char *)b->o.config,
-			"--set", plugins, "--set", "core.log_level=warn",
-			"--set", maxc, "--set", "relay.idle_timeout=0",
-			/* up to SETUP_WINDOW clients log in at once, all from 127.0.0.1 */
-			"--set", "relay.max_unauth_per_address=0",
-			/* guests only, as in the forwarder: no database (chat-bench-accounts measures that) */
-			"--set", "relay.database=",
-			"--listen", listen, NULL,
-		};
+		/* --handshakes: room for connections this side has closed and the
+		 * relay has not yet seen close, none of them logged in. */
+		snprintf(maxc, sizeof(maxc), "relay.max_clients=%u",
+		         b->o.n + 16 + (b->o.handshakes ? HS_CLOSING_ROOM : 0));
+		i = relay_args(b, argv, plugins, sizeof(plugins), statedir, sizeof(statedir));
+		argv[i++] = "--set";
+		argv[i++] = maxc;
+		if (b->o.handshakes) {
+			argv[i++] = "--set";
+			argv[i++] = "relay.reserved_slots=0";
+		}
+		argv[i++] = "--set";
+		argv[i++] = "relay.idle_timeout=0";
+		/* up to SETUP_WINDOW clients log in at once, all from 127.0.0.1 */
+		argv[i++] = "--set";
+		argv[i++] = "relay.max_unauth_per_address=0";
+		argv[i++] = "--listen";
+		argv[i++] = listen;
+		argv[i] = NULL;
 		target_spawn(t, argv, b->o.pin);
 	} else {
 		t->name = "chat-bench-forwarder";
@@ -486,6 +712,8 @@ static void start_target(struct bench *b)
 		target_spawn(t, argv, b->o.pin);
 	}
 	target_wait_listening(t, 10);
+	if (b->o.target == TGT_RELAY_TLS)
+		relay_fingerprint(b);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_LOG };
 	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, t->err_fd, &ev) < 0)
 		fail("epoll_ctl: %s", strerror(errno));
@@ -520,6 +748,7 @@ static void raise_nofile(unsigned n)
 		     strerror(errno));
 }
 
+static void record_error(struct bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* ---- clients: output */
 
 static void set_out_interest(struct bench *b, struct client *c, int on)
@@ -530,6 +759,203 @@ static void set_out_interest(struct bench *b, struct client *c, int on)
 		return;
 	if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 		c->want_out = (uint8_t)on;
+}
+
+/* ---- relay-tls: gnutls over the client's socket
+ *
+ * Reading: one recv() per read event, as in plain mode.  It reads into one
+ * shared buffer (b->tls_in) from which gnutls takes what it asks for, so a
+ * batch of records costs one system call rather than two per record (gnutls
+ * asks for a header, then a body).  Whatever gnutls has not taken when the
+ * client's turn ends is kept in c->raw (in practice never: a read event
+ * ends when gnutls wants more than there is). */
+
+static struct bench *tls_bench; /* the one bench of this process, for the transport callbacks */
+
+static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+	struct client *c = p;
+	struct bench *b = tls_bench;
+	size_t take;
+
+	if (c->raw_len > c->raw_off) {
+		take = c->raw_len - c->raw_off < len ? c->raw_len - c->raw_off : len;
+		memcpy(buf, c->raw + c->raw_off, take);
+		c->raw_off += take;
+		if (c->raw_off == c->raw_len)
+			c->raw_off = c->raw_len = 0;
+		return (ssize_t)take;
+	}
+	if (b->tls_in_off == b->tls_in_len) {
+		ssize_t n;
+		if (!b->tls_may_recv) {
+			gnutls_transport_set_errno(c->tls, EAGAIN);
+			return -1;
+		}
+		b->tls_may_recv = 0;
+		do
+			n = recv(c->fd, b->tls_in, RBUF_SIZE, 0);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			gnutls_transport_set_errno(c->tls, errno);
+		if (n <= 0)
+			return n;
+		b->tls_in_off = 0;
+		b->tls_in_len = (size_t)n;
+	}
+	take = b->tls_in_len - b->tls_in_off < len ? b->tls_in_len - b->tls_in_off : len;
+	memcpy(buf, b->tls_in + b->tls_in_off, take);
+	b->tls_in_off += take;
+	return (ssize_t)take;
+}
+
+static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
+{
+	struct client *c = p;
+	struct msghdr m;
+	ssize_t n;
+
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = (struct iovec *)(void *)iov; /* giovec_t is struct iovec's twin */
+	m.msg_iovlen = (size_t)iovcnt;
+	do
+		n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		gnutls_transport_set_errno(c->tls, errno);
+	return n;
+}
+
+/* Asked only in blocking use; never waits. */
+static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
+{
+	struct client *c = p;
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+
+	(void)ms;
+	if (c->raw_len > c->raw_off || tls_bench->tls_in_len > tls_bench->tls_in_off)
+		return 1;
+	return poll(&pfd, 1, 0);
+}
+
+/* The end of a client's turn: bytes gnutls did not take stay with it. */
+static void tls_stash(struct bench *b, struct client *c)
+{
+	size_t left = b->tls_in_len - b->tls_in_off, keep = c->raw_len - c->raw_off;
+
+	if (left && c->state != CS_DEAD) {
+		uint8_t *p = malloc(keep + left);
+		if (!p)
+			fail("out of memory");
+		if (keep)
+			memcpy(p, c->raw + c->raw_off, keep);
+		memcpy(p + keep, b->tls_in + b->tls_in_off, left);
+		free(c->raw);
+		c->raw = p;
+		c->raw_off = 0;
+		c->raw_len = keep + left;
+	}
+	b->tls_in_off = b->tls_in_len = 0;
+}
+
+/* "sha256:HEX" of the SubjectPublicKeyInfo of a DER certificate: what
+ * chat-relay --fingerprint prints and [plugin.tls] pin takes. */
+static int der_key_fingerprint(const gnutls_datum_t *der, char fp[TLS_FP_SIZE])
+{
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t spki = { NULL, 0 };
+	uint8_t h[32];
+	int rc = -1;
+
+	fp[0] = '\0';
+	if (gnutls_pubkey_init(&pub) < 0)
+		return -1;
+	if (gnutls_pubkey_import_x509_raw(pub, der, GNUTLS_X509_FMT_DER, 0) >= 0 &&
+	    gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) >= 0 &&
+	    gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, h) >= 0) {
+		memcpy(fp, "sha256:", 7);
+		for (size_t i = 0; i < sizeof(h); i++)
+			snprintf(fp + 7 + 2 * i, 3, "%02x", h[i]);
+		rc = 0;
+	}
+	gnutls_free(spki.data);
+	gnutls_pubkey_deinit(pub);
+	return rc;
+}
+
+/* Inside the handshake: the relay's key must be the pinned one.  The
+ * certificate that carried it is remembered, so later handshakes compare
+ * bytes instead of parsing it again (the same check, cheaper for the
+ * generator). */
+static int tls_verify(gnutls_session_t session)
+{
+	struct bench *b = gnutls_session_get_ptr(session);
+	unsigned n = 0;
+	const gnutls_datum_t *crt = gnutls_certificate_get_peers(session, &n);
+	char fp[TLS_FP_SIZE];
+
+	if (!crt || !n) {
+		record_error(b, "the relay presented no certificate");
+		return -1;
+	}
+	if (b->pin_der && crt[0].size == b->pin_der_len && memcmp(crt[0].data, b->pin_der, b->pin_der_len) == 0)
+		return 0;
+	if (der_key_fingerprint(&crt[0], fp) != 0 || strcmp(fp, b->pin) != 0) {
+		record_error(b, "the relay presented the key %s, not the one chat-relay --fingerprint "
+		             "printed (%s)", fp[0] ? fp : "(unreadable)", b->pin);
+		return -1;
+	}
+	free(b->pin_der);
+	b->pin_der = malloc(crt[0].size);
+	if (!b->pin_der)
+		fail("out of memory");
+	memcpy(b->pin_der, crt[0].data, crt[0].size);
+	b->pin_der_len = crt[0].size;
+	return 0;
+}
+
+static void tls_client_new(struct bench *b, struct client *c)
+{
+	gnutls_datum_t alpn = { (unsigned char *)TLS_ALPN, sizeof(TLS_ALPN) - 1 };
+	int g;
+
+	/* GNUTLS_NO_TICKETS as in transport-tls: no resumption either side. */
+	g = gnutls_init(&c->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS);
+	if (g < 0)
+		fail("gnutls_init: %s", gnutls_strerror(g));
+	if ((g = gnutls_priority_set(c->tls, b->tls_prio)) < 0 ||
+	    (g = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, b->tls_cred)) < 0 ||
+	    (g = gnutls_alpn_set_protocols(c->tls, &alpn, 1, 0)) < 0)
+		fail("cannot set up a TLS session: %s", gnutls_strerror(g));
+	gnutls_session_set_ptr(c->tls, b);
+	gnutls_transport_set_ptr(c->tls, c);
+	gnutls_transport_set_pull_function(c->tls, tls_pull);
+	gnutls_transport_set_pull_timeout_function(c->tls, tls_pull_timeout);
+	gnutls_transport_set_vec_push_function(c->tls, tls_push);
+	gnutls_session_set_verify_function(c->tls, tls_verify);
+	gnutls_handshake_set_timeout(c->tls, 0); /* bounded by --setup-timeout */
+	c->tls_wpend = 0;
+}
+
+/* Close a client's connection and free what it holds.  bye: send TLS
+ * close_notify first, if the socket takes it at once. */
+static void client_close(struct bench *b, struct client *c, int bye)
+{
+	if (c->tls) {
+		if (bye)
+			gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+		gnutls_deinit(c->tls);
+		c->tls = NULL;
+		/* The shared read buffer is only ever the current client's. */
+		b->tls_in_off = b->tls_in_len = 0;
+	}
+	free(c->raw);
+	c->raw = NULL;
+	c->raw_off = c->raw_len = 0;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->state = CS_DEAD;
 }
 
 static void client_kill(struct bench *b, struct client *c, const char *why)
@@ -546,13 +972,43 @@ static void client_kill(struct bench *b, struct client *c, const char *why)
 	if (!b->first_error[0])
 		snprintf(b->first_error, sizeof(b->first_error), "%s: %s", c->name, why);
 	epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	c->fd = -1;
-	c->state = CS_DEAD;
+	client_close(b, c, 0);
+}
+
+static void client_flush_tls(struct bench *b, struct client *c)
+{
+	/* Before the handshake is done, HELLO and LOGIN wait in c->out. */
+	if (c->state < CS_LOGIN)
+		return;
+	while (c->out_len > c->out_off && c->state != CS_DEAD) {
+		/* One record per call (16 KiB at most); after AGAIN gnutls holds
+		 * the record and is asked to flush it with NULL, 0. */
+		ssize_t n = c->tls_wpend ? gnutls_record_send(c->tls, NULL, 0)
+		                         : gnutls_record_send(c->tls, c->out + c->out_off, c->out_len - c->out_off);
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+			c->tls_wpend = 1;
+			set_out_interest(b, c, 1);
+			return;
+		}
+		if (n <= 0) {
+			client_kill(b, c, n == 0 ? "TLS send sent nothing" : gnutls_strerror((int)n));
+			return;
+		}
+		c->tls_wpend = 0;
+		c->out_off += (size_t)n;
+	}
+	if (c->state == CS_DEAD)
+		return;
+	c->out_off = c->out_len = 0;
+	set_out_interest(b, c, 0);
 }
 
 static void client_flush(struct bench *b, struct client *c)
 {
+	if (c->tls) {
+		client_flush_tls(b, c);
+		return;
+	}
 	while (c->out_len > c->out_off && c->state != CS_DEAD) {
 		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
@@ -663,8 +1119,6 @@ static void flush_sendq(struct bench *b)
 
 /* ---- clients: input */
 
-static void record_error(struct bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 static void record_error(struct bench *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -730,6 +1184,16 @@ static void on_control(struct bench *b, struct client *c, const uint8_t *f, size
 		fail("%s received a malformed frame: %s", c->name, err);
 	switch (m.type) {
 	case CHAT_MSG_WELCOME:
+		/* --handshakes: this connection is done (run_handshakes closes it). */
+		if (b->phase == PH_HANDSHAKES && c->state == CS_LOGIN) {
+			uint64_t now = now_ns(), us = (now - c->t_open) / 1000u;
+			c->state = CS_LOGGED;
+			if (b->hs_done >= HS_WARMUP) {
+				b->s.hist[hist_index(us)]++;
+				if (us > b->s.lat_max_us)
+					b->s.lat_max_us = us;
+			}
+		}
 		return;
 	case CHAT_MSG_PING: /* the relay's keepalive: answer, as a client must */
 		chat_wbuf_init(&w, 64);
@@ -808,7 +1272,7 @@ static void on_frame(struct bench *b, struct client *c, const uint8_t *f, size_t
 	/* Data: DELIVER{from: partner} from the relay, ROUTE{to: me} from the
 	 * forwarder (the bytes the partner sent). */
 	if (len >= 2 && f[0] == b->data_type && (size_t)f[1] + 2 <= len) {
-		const struct client *named = b->o.target == TGT_RELAY ? &b->c[c->idx ^ 1u] : c;
+		const struct client *named = is_relay(&b->o) ? &b->c[c->idx ^ 1u] : c;
 		const uint8_t *pl = f + 2 + f[1];
 		size_t plen = len - 2 - f[1];
 		if (f[1] != named->namelen || memcmp(f + 2, named->name, named->namelen) != 0) {
@@ -833,11 +1297,89 @@ static void on_frame(struct bench *b, struct client *c, const uint8_t *f, size_t
 	on_control(b, c, f, len);
 }
 
+/* Every whole frame in b->rbuf[0, len), in order; returns the bytes they
+ * took (a partial frame may follow). */
+static size_t parse_frames(struct bench *b, struct client *c, size_t len, uint64_t now)
+{
+	size_t off = 0;
+
+	while (len - off >= 4 && c->state != CS_DEAD) {
+		size_t flen = get_be32(b->rbuf + off);
+		if (flen + 4 > b->frame_max)
+			fail("%s received a frame of %zu bytes, more than expected", c->name, flen);
+		if (len - off < 4 + flen)
+			break;
+		on_frame(b, c, b->rbuf + off + 4, flen, now);
+		off += 4 + flen;
+	}
+	return off;
+}
+
+/* Keep the partial frame at b->rbuf[off, len) for the next read. */
+static void keep_carry(struct bench *b, struct client *c, size_t len, size_t off)
+{
+	if (c->state == CS_DEAD)
+		return;
+	c->carry_len = len - off;
+	if (c->carry_len) {
+		if (!c->carry && !(c->carry = malloc(b->frame_max)))
+			fail("out of memory");
+		memcpy(c->carry, b->rbuf + off, c->carry_len);
+	}
+}
+
+/* relay-tls: one recv() (in tls_pull), then every record gnutls can make of
+ * it, so nothing decrypted stays in gnutls (gnutls_record_check_pending is
+ * 0 when this returns: the fd would not wake us for it). */
+static void client_read_tls(struct bench *b, struct client *c)
+{
+	size_t len = c->carry_len, off;
+	uint64_t now;
+
+	if (len)
+		memcpy(b->rbuf, c->carry, len);
+	b->tls_may_recv = 1;
+	for (int tries = 0;;) {
+		ssize_t n;
+		if (RBUF_SIZE - len < TLS_RECORD_MAX) {
+			/* Room for the next record: deliver what is whole. */
+			off = parse_frames(b, c, len, now_ns());
+			if (c->state == CS_DEAD)
+				return;
+			memmove(b->rbuf, b->rbuf + off, len - off);
+			len -= off;
+		}
+		n = gnutls_record_recv(c->tls, b->rbuf + len, RBUF_SIZE - len);
+		if (n > 0) {
+			len += (size_t)n;
+			continue;
+		}
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+			/* Rare: gnutls must write to go on reading (a key update). */
+			if (gnutls_record_get_direction(c->tls) == 1)
+				set_out_interest(b, c, 1);
+			break;
+		}
+		if (n < 0 && !gnutls_error_is_fatal((int)n) && ++tries < 8)
+			continue; /* a warning alert */
+		client_kill(b, c, n == 0 ? "the relay closed the TLS connection" : gnutls_strerror((int)n));
+		return;
+	}
+	tls_stash(b, c);
+	now = now_ns();
+	off = parse_frames(b, c, len, now);
+	keep_carry(b, c, len, off);
+}
+
 static void client_read(struct bench *b, struct client *c)
 {
 	size_t have = c->carry_len;
 	ssize_t n;
 
+	if (c->tls) {
+		client_read_tls(b, c);
+		return;
+	}
 	/* The partial frame kept from the last read goes first. */
 	if (have)
 		memcpy(b->rbuf, c->carry, have);
@@ -851,24 +1393,44 @@ static void client_read(struct bench *b, struct client *c)
 		return;
 	}
 	uint64_t now = now_ns();
-	size_t len = have + (size_t)n, off = 0;
-	while (len - off >= 4 && c->state != CS_DEAD) {
-		size_t flen = get_be32(b->rbuf + off);
-		if (flen + 4 > b->frame_max)
-			fail("%s received a frame of %zu bytes, more than expected", c->name, flen);
-		if (len - off < 4 + flen)
+	size_t len = have + (size_t)n;
+	keep_carry(b, c, len, parse_frames(b, c, len, now));
+}
+
+/* relay-tls: a step of the handshake, on any readiness of its socket.
+ * When it is done, HELLO (and LOGIN) queued at connect time go out. */
+static void tls_handshake_step(struct bench *b, struct client *c)
+{
+	char why[512];
+	int g = 0;
+
+	b->tls_may_recv = 1;
+	for (int i = 0; i < 8; i++) {
+		g = gnutls_handshake(c->tls);
+		if (g == 0 || g == GNUTLS_E_AGAIN || g == GNUTLS_E_INTERRUPTED || gnutls_error_is_fatal(g))
 			break;
-		on_frame(b, c, b->rbuf + off + 4, flen, now);
-		off += 4 + flen;
 	}
-	if (c->state == CS_DEAD)
+	tls_stash(b, c);
+	if (g < 0 && !gnutls_error_is_fatal(g)) {
+		set_out_interest(b, c, gnutls_record_get_direction(c->tls) == 1);
 		return;
-	c->carry_len = len - off;
-	if (c->carry_len) {
-		if (!c->carry && !(c->carry = malloc(b->frame_max)))
-			fail("out of memory");
-		memcpy(c->carry, b->rbuf + off, c->carry_len);
 	}
+	if (g < 0) {
+		snprintf(why, sizeof(why), "TLS handshake failed: %s%s%s", gnutls_strerror(g),
+		         b->first_error[0] ? ": " : "", b->first_error);
+		client_kill(b, c, why);
+		return;
+	}
+	gnutls_datum_t p = { NULL, 0 };
+	if (gnutls_alpn_get_selected_protocol(c->tls, &p) < 0 || p.size != sizeof(TLS_ALPN) - 1 ||
+	    memcmp(p.data, TLS_ALPN, p.size) != 0) {
+		client_kill(b, c, "the relay did not agree to ALPN " TLS_ALPN);
+		return;
+	}
+	c->state = CS_LOGIN;
+	client_flush(b, c);
+	if (c->state != CS_DEAD && (c->raw_len > c->raw_off || gnutls_record_check_pending(c->tls)))
+		client_read(b, c);
 }
 
 /* ---- the loop */
@@ -919,6 +1481,25 @@ static void poll_once(struct bench *b, int timeout_ms)
 		struct client *c = &b->c[tag];
 		if (c->state == CS_DEAD)
 			continue;
+		if (c->tls && c->state <= CS_HANDSHAKE) {
+			if (c->state == CS_CONNECTING) {
+				int err = 0;
+				socklen_t el = sizeof(err);
+				if (!(evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+					continue;
+				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+				if (err) {
+					client_kill(b, c, strerror(err));
+					continue;
+				}
+				c->state = CS_HANDSHAKE;
+			}
+			tls_handshake_step(b, c);
+			continue;
+		}
+		/* relay-tls: EPOLLOUT with nothing to send means gnutls wanted to
+		 * write while reading; the read is tried again below. */
+		int tls_rw = c->tls && (evs[i].events & EPOLLOUT) && c->out_len == c->out_off;
 		if (evs[i].events & EPOLLOUT) {
 			if (c->state == CS_CONNECTING) {
 				int err = 0;
@@ -931,7 +1512,7 @@ static void poll_once(struct bench *b, int timeout_ms)
 			}
 			client_flush(b, c);
 		}
-		if (c->state != CS_DEAD && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		if (c->state != CS_DEAD && (tls_rw || (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))))
 			client_read(b, c);
 	}
 	flush_sendq(b);
@@ -976,35 +1557,59 @@ static struct sockaddr_in target_addr(const struct bench *b)
 	return a;
 }
 
-/* Relay: connect, HELLO and LOGIN pipelined, at most SETUP_WINDOW at once
- * so the relay's accept backlog never overflows. */
-static void relay_login(struct bench *b, unsigned upto)
+/* Open c's connection to the relay (non-blocking) and queue HELLO (one
+ * suite) and, with login, LOGIN u<i>: they leave once the socket is
+ * connected and, for relay-tls, the handshake is done. */
+static void client_open(struct bench *b, struct client *c, int login, struct chat_wbuf *w)
 {
 	struct sockaddr_in a = target_addr(b);
+	char suites[1][CHAT_NAME_MAX + 1];
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		fail("socket: %s (client %u)", strerror(errno), c->idx);
+	c->t_open = now_ns();
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS)
+		fail("connect to 127.0.0.1:%d: %s (client %u)", b->t.port, strerror(errno), c->idx);
+	c->fd = fd;
+	c->state = CS_CONNECTING;
+	c->out_off = c->out_len = 0;
+	c->carry_len = 0;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u64 = c->idx };
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		fail("epoll_ctl: %s", strerror(errno));
+	c->want_out = 1;
+	if (b->o.target == TGT_RELAY_TLS)
+		tls_client_new(b, c);
+	snprintf(suites[0], sizeof(suites[0]), "%s", b->o.suite);
+	chat_wbuf_reset(w);
+	chat_put_u8(w, CHAT_MSG_HELLO);
+	chat_put_u8(w, CHAT_PROTO_VERSION);
+	chat_put_suites(w, 1, (const char (*)[CHAT_NAME_MAX + 1])suites);
+	send_msg(b, c, w);
+	if (login) {
+		chat_wbuf_reset(w);
+		chat_put_u8(w, CHAT_MSG_LOGIN);
+		chat_put_str8(w, c->name);
+		send_msg(b, c, w);
+	}
+}
+
+/* Relay: connect, HELLO and LOGIN pipelined, at most SETUP_WINDOW at once
+ * so the relay's accept backlog never overflows (relay-tls: at most that
+ * many handshakes at once, too). */
+static void relay_login(struct bench *b, unsigned upto)
+{
 	uint64_t end = now_ns() + (uint64_t)(b->o.setup_timeout * 1e9);
 	struct chat_wbuf w;
 
 	chat_wbuf_init(&w, 4096);
 	while (b->nlogged < upto) {
 		while (b->nconnected < upto && b->setup_pending < SETUP_WINDOW) {
-			int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-			if (fd < 0)
-				fail("socket: %s (client %u)", strerror(errno), b->nconnected);
-			if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS)
-				fail("connect to 127.0.0.1:%d: %s (client %u)", b->t.port, strerror(errno),
-				     b->nconnected);
-			struct client *c = client_new(b, fd, CS_CONNECTING);
-			char suites[1][CHAT_NAME_MAX + 1];
-			snprintf(suites[0], sizeof(suites[0]), "%s", b->o.suite);
-			chat_wbuf_reset(&w);
-			chat_put_u8(&w, CHAT_MSG_HELLO);
-			chat_put_u8(&w, CHAT_PROTO_VERSION);
-			chat_put_suites(&w, 1, (const char (*)[CHAT_NAME_MAX + 1])suites);
-			send_msg(b, c, &w);
-			chat_wbuf_reset(&w);
-			chat_put_u8(&w, CHAT_MSG_LOGIN);
-			chat_put_str8(&w, c->name);
-			send_msg(b, c, &w);
+			client_open(b, &b->c[b->nconnected], 1, &w);
+			b->nconnected++;
 			b->setup_pending++;
 		}
 		if (now_ns() > end)
@@ -1149,9 +1754,7 @@ static void close_clients(struct bench *b)
 {
 	for (unsigned i = 0; i < b->nconnected; i++) {
 		struct client *c = &b->c[i];
-		if (c->state != CS_DEAD)
-			close(c->fd);
-		c->state = CS_DEAD;
+		client_close(b, c, 0);
 		free(c->out);
 		free(c->carry);
 		c->out = c->carry = NULL;
@@ -1184,10 +1787,24 @@ static void bench_init(struct bench *b, unsigned nclients)
 	for (size_t k = 0; k < 256; k++)
 		for (size_t i = 0; i < S; i++)
 			b->tmpl[k * S + i] = (uint8_t)(k * 31u + i * 7u + 1u);
-	b->data_type = b->o.target == TGT_RELAY ? CHAT_MSG_DELIVER : CHAT_MSG_ROUTE;
+	b->data_type = is_relay(&b->o) ? CHAT_MSG_DELIVER : CHAT_MSG_ROUTE;
 	b->frame_max = 4 + 2 + CHAT_NAME_MAX + S;
 	if (b->frame_max < SETUP_FRAME_MAX)
 		b->frame_max = SETUP_FRAME_MAX;
+	if (b->o.target == TGT_RELAY_TLS) {
+		const char *errpos = NULL;
+		int g;
+		tls_bench = b;
+		b->tls_in = malloc(RBUF_SIZE);
+		if (!b->tls_in)
+			fail("out of memory");
+		/* No trust store: the relay's key is pinned instead (tls_verify). */
+		if ((g = gnutls_certificate_allocate_credentials(&b->tls_cred)) < 0)
+			fail("gnutls: %s", gnutls_strerror(g));
+		if ((g = gnutls_priority_init2(&b->tls_prio, TLS_PRIO, &errpos, 0)) < 0)
+			fail("gnutls refuses the priority string at '%s': %s", errpos ? errpos : "?",
+			     gnutls_strerror(g));
+	}
 }
 
 static void bench_free(struct bench *b)
@@ -1198,6 +1815,13 @@ static void bench_free(struct bench *b)
 	free(b->rbuf);
 	free(b->tmpl);
 	close(b->epfd);
+	if (b->tls_cred)
+		gnutls_certificate_free_credentials(b->tls_cred);
+	if (b->tls_prio)
+		gnutls_priority_deinit(b->tls_prio);
+	free(b->tls_in);
+	free(b->pin_der);
+	tls_bench = NULL;
 }
 
 static void print_result(struct bench *b, const struct sample *s0, const struct sample *s1,
@@ -1219,7 +1843,7 @@ static void print_result(struct bench *b, const struct sample *s0, const struct 
 	if (other < 0 && other > -15)
 		other = 0;
 	uint64_t p50 = hist_pct(&b->s, 0.50), p99 = hist_pct(&b->s, 0.99);
-	const char *tname = b->o.target == TGT_RELAY ? "relay" : "forwarder";
+	const char *tname = target_label(b->o.target);
 
 	printf("RESULT target=%s mode=%s n=%u s=%u w=%u rate=%.0f secs=%.3f delivered=%" PRIu64
 	       " mps=%.0f lost=%" PRIu64 " dup=%" PRIu64 " misrouted=%" PRIu64 " errors=%" PRIu64
@@ -1252,7 +1876,7 @@ static int run_cell(struct options *o)
 
 	bench_init(&b, o->n);
 	start_target(&b);
-	if (o->target == TGT_RELAY) {
+	if (is_relay(o)) {
 		relay_login(&b, o->n);
 		relay_pair(&b);
 	} else {
@@ -1264,6 +1888,7 @@ static int run_cell(struct options *o)
 	/* Clients go first, so the relay has nobody to say goodbye to. */
 	close_clients(&b);
 	target_stop(&b.t);
+	state_dir_remove();
 	bench_free(&b);
 	return b.s.lost || b.s.dup || b.s.misrouted ? 3 : 0;
 }
@@ -1289,7 +1914,8 @@ static int run_idle(struct options *o)
 	if (!ncounts)
 		fail("--idle-mem wants counts like 1000,5000");
 	o->n = max;
-	o->target = TGT_RELAY;
+	if (!is_relay(o))
+		fail("--idle-mem measures the relay: -t relay or -t relay-tls");
 	raise_nofile(max);
 	memset(&b, 0, sizeof(b));
 	b.o = *o;
@@ -1297,7 +1923,7 @@ static int run_idle(struct options *o)
 	start_target(&b);
 	usleep(300000);
 	base = proc_status_kb(b.t.pid, "VmRSS");
-	printf("IDLEMEM n=0 rss_kb=%ld\n", base);
+	printf("IDLEMEM n=0 rss_kb=%ld target=%s\n", base, target_label(o->target));
 	unsigned prev_n = 0;
 	long prev_rss = base;
 	for (unsigned i = 0; i < ncounts; i++) {
@@ -1307,18 +1933,106 @@ static int run_idle(struct options *o)
 		long rss = proc_status_kb(b.t.pid, "VmRSS");
 		double per = (double)(rss - base) * 1024.0 / counts[i];
 		double marg = counts[i] > prev_n ? (double)(rss - prev_rss) * 1024.0 / (counts[i] - prev_n) : 0;
-		printf("IDLEMEM n=%u rss_kb=%ld base_kb=%ld per_client=%.0f marginal=%.0f\n", counts[i],
-		       rss, base, per, marg);
+		printf("IDLEMEM n=%u rss_kb=%ld base_kb=%ld per_client=%.0f marginal=%.0f target=%s\n",
+		       counts[i], rss, base, per, marg, target_label(o->target));
 		fprintf(stderr,
-		        "chat-bench: relay RSS %ld KiB with no client, %ld KiB with %u idle logged-in "
+		        "chat-bench: %s: relay RSS %ld KiB with no client, %ld KiB with %u idle logged-in "
 		        "clients: %.0f bytes per client (%.0f from %u to %u)\n",
-		        base, rss, counts[i], per, marg, prev_n, counts[i]);
+		        target_label(o->target), base, rss, counts[i], per, marg, prev_n, counts[i]);
 		prev_n = counts[i];
 		prev_rss = rss;
 	}
 	fflush(stdout);
 	close_clients(&b);
 	target_stop(&b.t);
+	state_dir_remove();
+	bench_free(&b);
+	return 0;
+}
+
+/* --handshakes N: P connections at a time, each one connect, (TLS
+ * handshake,) HELLO, WELCOME, close (TLS close_notify first); HS_WARMUP of
+ * them first, unmeasured.  Reports connections per second and the relay's
+ * CPU time per connection over the N measured ones. */
+static int run_handshakes(struct options *o)
+{
+	struct bench b;
+	struct sample s0 = { 0 }, s1 = { 0 };
+	struct chat_wbuf w;
+	unsigned P = o->parallel;
+	uint64_t end;
+
+	if (!is_relay(o))
+		fail("--handshakes measures the relay: -t relay-tls (or -t relay for plain TCP)");
+	o->n = P;
+	raise_nofile(P + HS_CLOSING_ROOM); /* the relay inherits it */
+	memset(&b, 0, sizeof(b));
+	b.o = *o;
+	bench_init(&b, P);
+	start_target(&b);
+	b.phase = PH_HANDSHAKES;
+	b.hs_total = HS_WARMUP + o->handshakes;
+	b.nconnected = P; /* every slot, for close_clients */
+	chat_wbuf_init(&w, 4096);
+	end = now_ns() + (uint64_t)(o->setup_timeout * 1e9);
+	while (b.hs_done < b.hs_total) {
+		for (unsigned i = 0; i < P; i++) {
+			struct client *c = &b.c[i];
+			if (c->state == CS_LOGGED) {
+				epoll_ctl(b.epfd, EPOLL_CTL_DEL, c->fd, NULL);
+				client_close(&b, c, 1);
+				if (++b.hs_done == HS_WARMUP)
+					take_sample(&b, &s0);
+				if (b.hs_done == b.hs_total)
+					take_sample(&b, &s1);
+			}
+			if (c->state == CS_DEAD && b.hs_started < b.hs_total) {
+				client_open(&b, c, 0, &w);
+				b.hs_started++;
+			}
+		}
+		if (b.hs_done == b.hs_total)
+			break;
+		if (now_ns() > end)
+			fail("--handshakes timed out: %u of %u connections done after %.0f s (--setup-timeout)%s%s",
+			     b.hs_done, b.hs_total, o->setup_timeout, b.t.log_len ? "; the relay said:\n" : "",
+			     b.t.log);
+		poll_once(&b, 50);
+		target_check(&b.t);
+	}
+	chat_wbuf_free(&w);
+
+	double secs = (double)(s1.t - s0.t) / 1e9;
+	long hz = sysconf(_SC_CLK_TCK);
+	double rcpu_s = (double)(s1.target_ticks - s0.target_ticks) / (double)hz;
+	double gcpu_s = s1.self_cpu - s0.self_cpu;
+	double other = 100.0 * (double)(s1.machine_ticks - s0.machine_ticks) / (double)hz / secs -
+	               100.0 * (rcpu_s + gcpu_s) / secs;
+	if (other < 0 && other > -15)
+		other = 0;
+	double per_s = secs > 0 ? o->handshakes / secs : 0;
+	uint64_t p50 = hist_pct(&b.s, 0.50), p99 = hist_pct(&b.s, 0.99);
+	printf("HANDSHAKES target=%s n=%u parallel=%u secs=%.3f per_s=%.0f relay_cpu_us=%.1f "
+	       "gen_cpu_us=%.1f relay_cpu=%.1f gen_cpu=%.1f other_cpu=%.1f p50_us=%" PRIu64
+	       " p99_us=%" PRIu64 " max_us=%" PRIu64 "\n",
+	       target_label(o->target), o->handshakes, P, secs, per_s, 1e6 * rcpu_s / o->handshakes,
+	       1e6 * gcpu_s / o->handshakes, 100.0 * rcpu_s / secs, 100.0 * gcpu_s / secs, other, p50,
+	       p99, b.s.lat_max_us);
+	fflush(stdout);
+	fprintf(stderr,
+	        "chat-bench: %s: %u connections (%s, HELLO/WELCOME, close), %u at a time: %.0f per "
+	        "second; relay CPU %.1f us each (%.1f%% of a core), generator %.1f us each; "
+	        "connect to WELCOME p50 %" PRIu64 " us, p99 %" PRIu64 " us\n",
+	        target_label(o->target), o->handshakes,
+	        o->target == TGT_RELAY_TLS ? "TCP + TLS 1.3 handshake" : "TCP only", P, per_s,
+	        1e6 * rcpu_s / o->handshakes, 100.0 * rcpu_s / secs, 1e6 * gcpu_s / o->handshakes, p50,
+	        p99);
+	if (b.t.log_bytes)
+		fprintf(stderr, "chat-bench: %s wrote %lu bytes to stderr; first of it:\n%s\n", b.t.name,
+		        b.t.log_bytes, b.t.log);
+	close_clients(&b);
+	target_stop(&b.t);
+	state_dir_remove();
 	bench_free(&b);
 	return 0;
 }
@@ -1331,7 +2045,8 @@ static void usage(FILE *f)
 	        "Usage: chat-bench [OPTION]...\n"
 	        "Load generator for chat-relay (and chat-bench-forwarder, the ceiling).  Starts the\n"
 	        "target itself on 127.0.0.1, runs one cell, prints one RESULT line on stdout.\n\n"
-	        "  -t, --target relay|forwarder   what to load (default relay)\n"
+	        "  -t, --target relay|relay-tls|forwarder   what to load (default relay); relay-tls:\n"
+	        "                         the relay with relay.transport=tls, clients speak TLS 1.3\n"
 	        "  -n, --clients N        client connections, even (default 100)\n"
 	        "  -s, --size S           payload bytes per message, >= %d (default 100)\n"
 	        "  -w, --window W         messages in flight per client (default 1); with --rate,\n"
@@ -1342,6 +2057,11 @@ static void usage(FILE *f)
 	        "      --drain SEC        most time to wait for messages in flight at the end (default 3)\n"
 	        "      --setup-timeout SEC  most time for connecting and pairing (default 60)\n"
 	        "      --idle-mem N[,N..] measure relay RSS with 0 and N idle logged-in clients\n"
+	        "                         (-t relay or relay-tls)\n"
+	        "      --handshakes N     connect, HELLO/WELCOME, close, N times (after %d unmeasured):\n"
+	        "                         connections/s and relay CPU per connection (-t relay-tls:\n"
+	        "                         with the TLS handshake; -t relay: plain TCP)\n"
+	        "      --parallel P       --handshakes: P connections at once (1..%d, default 1)\n"
 	        "      --relay PATH       chat-relay binary (default: next to chat-bench)\n"
 	        "      --forwarder PATH   chat-bench-forwarder binary (default: next to chat-bench)\n"
 	        "      --plugin-dir DIR   relay plugin directory (default: ../plugins from chat-bench)\n"
@@ -1349,7 +2069,7 @@ static void usage(FILE *f)
 	        "      --suite NAME       suite named in HELLO/ANSWER (default rc4dh)\n"
 	        "      --pin              run the generator on CPU 0 and the target on CPU 1\n"
 	        "  -h, --help\n",
-	        PAYLOAD_HDR);
+	        PAYLOAD_HDR, HS_WARMUP, HS_PARALLEL_MAX);
 }
 
 static double parse_secs(const char *s, const char *what)
@@ -1400,7 +2120,7 @@ static const char *beside_self(const char *rel, const char *fallback)
 int main(int argc, char **argv)
 {
 	enum { O_WARMUP = 1000, O_DURATION, O_DRAIN, O_SETUP, O_IDLE, O_RELAY, O_FWD, O_PLUGINS,
-	       O_CONFIG, O_SUITE, O_PIN };
+	       O_CONFIG, O_SUITE, O_PIN, O_HANDSHAKES, O_PARALLEL };
 	static const struct option lopts[] = {
 		{ "target", required_argument, NULL, 't' },
 		{ "clients", required_argument, NULL, 'n' },
@@ -1418,12 +2138,15 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "suite", required_argument, NULL, O_SUITE },
 		{ "pin", no_argument, NULL, O_PIN },
+		{ "handshakes", required_argument, NULL, O_HANDSHAKES },
+		{ "parallel", required_argument, NULL, O_PARALLEL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct options o = {
 		.target = TGT_RELAY, .n = 100, .size = 100, .window = 1, .rate = 0,
 		.warmup = 3, .duration = 5, .drain = 3, .setup_timeout = 60, .suite = "rc4dh",
+		.parallel = 1,
 		.config = CHAT_BENCH_SOURCE_DIR "/chat.ini",
 	};
 	int opt;
@@ -1436,10 +2159,12 @@ int main(int argc, char **argv)
 		case 't':
 			if (strcmp(optarg, "relay") == 0)
 				o.target = TGT_RELAY;
+			else if (strcmp(optarg, "relay-tls") == 0)
+				o.target = TGT_RELAY_TLS;
 			else if (strcmp(optarg, "forwarder") == 0)
 				o.target = TGT_FORWARDER;
 			else
-				fail("--target is relay or forwarder, not '%s'", optarg);
+				fail("--target is relay, relay-tls or forwarder, not '%s'", optarg);
 			break;
 		case 'n': o.n = parse_uint(optarg, "--clients", 2, 1000000); break;
 		case 's': o.size = parse_uint(optarg, "--size", PAYLOAD_HDR, 60000); break;
@@ -1456,6 +2181,8 @@ int main(int argc, char **argv)
 		case O_CONFIG: o.config = optarg; break;
 		case O_SUITE: o.suite = optarg; break;
 		case O_PIN: o.pin = 1; break;
+		case O_HANDSHAKES: o.handshakes = parse_uint(optarg, "--handshakes", 1, 100000); break;
+		case O_PARALLEL: o.parallel = parse_uint(optarg, "--parallel", 1, HS_PARALLEL_MAX); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1469,6 +2196,9 @@ int main(int argc, char **argv)
 	if (o.duration <= 0)
 		fail("--duration must be more than 0");
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGHUP, on_signal);
 	if (o.pin) {
 		cpu_set_t set;
 		CPU_ZERO(&set);
@@ -1476,8 +2206,12 @@ int main(int argc, char **argv)
 		if (sched_setaffinity(0, sizeof(set), &set) != 0)
 			fail("--pin: sched_setaffinity: %s", strerror(errno));
 	}
+	if (o.idle_list && o.handshakes)
+		fail("--idle-mem and --handshakes are separate runs");
 	if (o.idle_list)
 		return run_idle(&o);
+	if (o.handshakes)
+		return run_handshakes(&o);
 	raise_nofile(o.n);
 	return run_cell(&o);
 }

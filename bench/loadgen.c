@@ -590,6 +590,9 @@ static int relay_args(const struct bench *b, char *argv[], char *plugins, size_t
 		argv[i++] = "relay.transport=tls";
 		argv[i++] = "--set";
 		argv[i++] = statedir;
+	} else {
+		argv[i++] = "--set"; /* plain TCP, whatever chat.ini's default (tls) */
+		argv[i++] = "relay.transport=tcp";
 	}
 	return i;
 }

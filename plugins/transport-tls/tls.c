@@ -99,22 +99,62 @@ static const char *peer_name(const struct tls_conn *c)
 
 /* ---- the socket under gnutls: never SIGPIPE, remember the first bytes */
 
+/* One buffer for every connection's socket reads: the programs are
+ * single-threaded, and what gnutls does not take at once is copied out. */
+static uint8_t pull_buf[64 * 1024];
+
+static size_t rbuf_left(const struct tls_conn *c)
+{
+	return c->rbuf ? c->rlen - c->roff : 0;
+}
+
 static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
 {
 	struct tls_conn *c = p;
 	ssize_t n;
 
+	if (rbuf_left(c)) { /* the rest of an earlier recv first */
+		size_t k = rbuf_left(c) < len ? rbuf_left(c) : len;
+		memcpy(buf, c->rbuf + c->roff, k);
+		c->roff += (uint32_t)k;
+		if (c->roff == c->rlen) {
+			free(c->rbuf);
+			c->rbuf = NULL;
+			c->rlen = c->roff = 0;
+		}
+		return (ssize_t)k;
+	}
+	/* Before the handshake is done, exactly what gnutls asks for (the
+	 * first bytes tell a TLS peer from one that is not). */
+	uint8_t *into = c->state == TLS_OPEN && len < sizeof(pull_buf) ? pull_buf : buf;
+	size_t want = into == pull_buf ? sizeof(pull_buf) : len;
 	do
-		n = recv(c->s.fd, buf, len, 0);
+		n = recv(c->s.fd, into, want, 0);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		c->sys_errno = errno;
 		gnutls_transport_set_errno(c->session, errno);
-	} else if (n > 0 && c->nfirst < sizeof(c->first)) {
+		return n;
+	}
+	if (n > 0 && c->nfirst < sizeof(c->first)) {
 		size_t k = sizeof(c->first) - c->nfirst;
-		memcpy(c->first + c->nfirst, buf, (size_t)n < k ? (size_t)n : k);
+		memcpy(c->first + c->nfirst, into, (size_t)n < k ? (size_t)n : k);
 		c->nfirst = (uint8_t)(c->nfirst + ((size_t)n < k ? (size_t)n : k));
 	}
+	if (into == pull_buf && (size_t)n > len) {
+		c->rbuf = malloc((size_t)n - len);
+		if (!c->rbuf) {
+			c->sys_errno = ENOMEM;
+			gnutls_transport_set_errno(c->session, ENOMEM);
+			return -1;
+		}
+		memcpy(c->rbuf, pull_buf + len, (size_t)n - len);
+		c->rlen = (uint32_t)((size_t)n - len);
+		c->roff = 0;
+		n = (ssize_t)len;
+	}
+	if (into == pull_buf)
+		memcpy(buf, pull_buf, (size_t)n);
 	return n;
 }
 
@@ -144,6 +184,8 @@ static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 	struct pollfd pfd = { .fd = c->s.fd, .events = POLLIN };
 
 	(void)ms;
+	if (rbuf_left(c))
+		return 1;
 	return poll(&pfd, 1, 0);
 }
 
@@ -254,6 +296,9 @@ static void conn_free(struct tls_conn *c)
 	server_unref(c->srv);
 	if (c->s.fd >= 0)
 		close(c->s.fd);
+	if (c->rbuf) /* the peer's ciphertext: nothing secret, but wiped like the rest */
+		explicit_bzero(c->rbuf, c->rlen);
+	free(c->rbuf);
 	free(c->err);
 	free(c);
 }
@@ -646,11 +691,19 @@ static int tls_read(void *conn, size_t len, uint8_t *dst, size_t *got)
 		ssize_t n;
 
 		c->recv_wants_write = false;
-		n = gnutls_record_recv(c->session, dst, len);
+		n = gnutls_record_recv(c->session, dst + *got, len - *got);
 		if (n > 0) {
-			*got = (size_t)n;
+			*got += (size_t)n;
+			/* More records already read from the socket (one recv takes
+			 * many): decrypt them now, without another recv. */
+			if (*got < len && (rbuf_left(c) || gnutls_record_check_pending(c->session) > 0)) {
+				i = -1;
+				continue;
+			}
 			return CHAT_OK;
 		}
+		if (*got) /* what came before this call's AGAIN, error or close */
+			return CHAT_OK;
 		if (n == 0) {
 			tcp_log(c->s.host, CHAT_LOG_DEBUG, "%s closed the connection", peer_name(c));
 			return fail(c, CHAT_ERR_CLOSED);
@@ -764,7 +817,7 @@ static unsigned tls_interest(void *conn, unsigned want)
 			r |= CHAT_TP_WRITE;
 		/* Decrypted bytes do not make the fd readable: a writable socket
 		 * wakes the caller to read them. */
-		if ((want & CHAT_TP_READ) && gnutls_record_check_pending(c->session) > 0)
+		if ((want & CHAT_TP_READ) && (gnutls_record_check_pending(c->session) > 0 || rbuf_left(c)))
 			r |= CHAT_TP_WRITE;
 		return r;
 	default:
@@ -778,7 +831,7 @@ static size_t tls_pending(void *conn)
 
 	if (!c || c->state != TLS_OPEN)
 		return 0;
-	return gnutls_record_check_pending(c->session);
+	return gnutls_record_check_pending(c->session) + rbuf_left(c);
 }
 
 static int tls_channel_binding(void *conn, const char *type, size_t cap, uint8_t *dst, size_t *len)

@@ -79,6 +79,12 @@ struct tls_conn {
 	uint8_t first[5];       /* the first bytes the peer sent: is it TLS at all? */
 	uint8_t nfirst;
 	int sys_errno;          /* errno of the last failed recv/send */
+	/* Bytes one recv() took beyond what gnutls asked for (tls_pull): gnutls
+	 * reads a record as header, then body; one recv of up to 64 KiB into a
+	 * shared buffer serves many records, and only a remainder is kept here
+	 * (malloc'd, freed once used: an idle connection holds none). */
+	uint8_t *rbuf;
+	uint32_t rlen, roff;
 	char *err;              /* last_error(), malloc'd */
 };
 

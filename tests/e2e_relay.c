@@ -478,6 +478,35 @@ static void test_policy(void)
 	CHECK(m.nsuites == 1 && !strcmp(m.suites[0], "aescbc-hmac"));
 	close(a);
 	close(b);
+	/* What each client allows is passed on as it sent it, also the suites
+	 * this relay does not carry: both ends bind each other's own list into
+	 * the handshake (PROTOCOL.md "Suite negotiation").  The relay's choice
+	 * and its checks still use only what it carries. */
+	int c = dial(&r), d = dial(&r);
+	CHECK(login(c, "carol", "rc4dh,aescbc-hmac,my-suite"));
+	CHECK(login(d, "dave", "aescbc-hmac"));
+	begin(CHAT_MSG_TALK);
+	chat_put_str8(&wb, "dave");
+	CHECK(!send_msg(c) && !expect_type(d, CHAT_MSG_OFFERED, &m) && !strcmp(m.name, "carol"));
+	CHECK(m.nsuites == 3 && !strcmp(m.suites[0], "rc4dh") && !strcmp(m.suites[1], "aescbc-hmac") &&
+	      !strcmp(m.suites[2], "my-suite"));
+	put_answer("carol", 1, "aescbc-hmac", "");
+	CHECK(!send_msg(d) && !expect_type(c, CHAT_MSG_ANSWERED, &m));
+	CHECK(m.flag == 1 && m.nsuites == 1 && !strcmp(m.suites[0], "aescbc-hmac"));
+	begin(CHAT_MSG_WHO);
+	CHECK(!send_msg(d) && !expect_type(d, CHAT_MSG_WHO_LIST, &m));
+	size_t listed = 0;
+	{
+		char name[CHAT_NAME_MAX + 1], suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
+		size_t ns;
+		unsigned flags;
+		while (chat_iter_who_flags(&m.list, name, &ns, suites, &flags))
+			if (!strcmp(name, "carol"))
+				listed = ns;
+	}
+	CHECK_EQ_INT((int)listed, 3);
+	close(c);
+	close(d);
 	CHECK_EQ_INT(relay_stop(&r), 0);
 }
 

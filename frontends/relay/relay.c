@@ -122,8 +122,11 @@ void relay_suites_join(const struct chat_relay *r, const struct client *c, const
 
 void relay_put_suites(struct chat_relay *r, const struct client *c)
 {
-	if (c->announced) {
-		chat_put_bytes(&r->wb, c->announced_len, c->announced);
+	if (c->announced) { /* u8 n, n x str8 */
+		size_t len = 1;
+		for (unsigned i = 0; i < c->announced[0]; i++)
+			len += 1u + c->announced[len];
+		chat_put_bytes(&r->wb, len, c->announced);
 		return;
 	}
 	chat_put_u8(&r->wb, c->nsuites);
@@ -453,20 +456,22 @@ static void on_hello(struct chat_relay *r, struct client *c, const struct chat_m
 		relay_bye(r, c, "no suite this relay carries");
 		return;
 	}
-	/* Kept as sent, for the peers' binding (relay_put_suites): at most
-	 * 1 + 16 x 33 bytes, names already checked by the parser. */
+	/* Kept as sent, for the peers' binding (relay_put_suites), when it is
+	 * not suites[] itself (it names suites this relay does not carry): at
+	 * most 1 + 16 x 33 bytes, names already checked by the parser. */
 	size_t len = 1;
 	for (size_t i = 0; i < m->nsuites; i++)
 		len += 1 + strlen(m->suites[i]);
 	free(c->announced);
-	if (!(c->announced = malloc(len))) {
+	c->announced = NULL;
+	if (c->nsuites != m->nsuites && !(c->announced = malloc(len))) {
 		relay_bye(r, c, "out of memory");
 		return;
 	}
-	c->announced_len = (uint16_t)len;
 	len = 0;
-	c->announced[len++] = (uint8_t)m->nsuites;
-	for (size_t i = 0; i < m->nsuites; i++) {
+	if (c->announced)
+		c->announced[len++] = (uint8_t)m->nsuites;
+	for (size_t i = 0; c->announced && i < m->nsuites; i++) {
 		size_t n = strlen(m->suites[i]);
 		c->announced[len++] = (uint8_t)n;
 		memcpy(c->announced + len, m->suites[i], n);
@@ -953,7 +958,7 @@ static void handle_frame(struct chat_relay *r, struct client *c, size_t len, con
 	/* A keepalive is not activity: a client that only answers PINGs idles. */
 	int keepalive = len && (frame[0] == CHAT_MSG_PING || frame[0] == CHAT_MSG_PONG);
 	if (r->cfg.idle_timeout_ms > 0 && !keepalive) /* a clock read per frame only when it is used */
-		c->last_active = chat_loop_now_ms();
+		c->active_sweep = r->sweeps;
 	if (chat_msg_parse(len, frame, &m, sizeof(err), err) != CHAT_OK) {
 		c->bad++;
 		chat_log_limited(&r->lim_malformed, chat_loop_now_ms(), "client %s: malformed request: %s",
@@ -1167,7 +1172,9 @@ static void sweep_one(struct chat_relay *r, struct client *c, uint64_t now)
 		if (c->dead)
 			return;
 	}
-	if (r->cfg.idle_timeout_ms > 0 && now - c->last_active >= (uint64_t)r->cfg.idle_timeout_ms) {
+	/* Counted in sweeps like the silence (a sweep is at least 1 s). */
+	if (r->cfg.idle_timeout_ms > 0 &&
+	    (uint64_t)(r->sweeps - c->active_sweep) * 1000u > (uint64_t)r->cfg.idle_timeout_ms) {
 		relay_bye(r, c, "idle for too long (relay.idle_timeout)");
 		if (!c->dead)
 			chat_conn_close(c->conn, CHAT_ERR_TIMEOUT, "idle for too long (relay.idle_timeout)");
@@ -1350,10 +1357,10 @@ int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp,
 		return CHAT_ERR_NOMEM;
 	}
 	c->r = r;
-	c->last_active = now;
+	c->active_sweep = r->sweeps;
 	c->rx_sweep = r->sweeps;
 	c->born_sweep = r->sweeps;
-	c->since_ms = chat_unix_ms();
+	c->since_s = (uint32_t)(chat_unix_ms() / 1000);
 	rc = chat_conn_new(r->loop, tp, handle, &r->prelogin, &relay_cbs, c, &c->conn);
 	if (rc) {
 		chat_addrcount_release(r->addrs, slot);

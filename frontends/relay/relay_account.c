@@ -504,7 +504,7 @@ static void admin_users(struct chat_relay *r, struct client *c)
 		chat_put_u8(&r->wb, relay_is_registered(x) ? x->acct->group : CHAT_GROUP_GUEST);
 		chat_put_str8(&r->wb, chat_conn_peer(x->conn));
 		relay_put_suites(r, x);
-		chat_put_u64(&r->wb, (uint64_t)x->since_ms);
+		chat_put_u64(&r->wb, (uint64_t)x->since_s * 1000u);
 		if (!relay_list_fits(r, before))
 			break;
 		count++;

@@ -52,33 +52,33 @@ struct account_state {
 	uint8_t want_fill;               /* push more mail after this round */
 };
 
-/* Per-client memory counts (bench: --idle-mem): 168 bytes (a 176-byte malloc
- * chunk), plus the HELLO suite list as sent (announced: 32 bytes for a typical
- * list, at most 529). */
+/* Per-client memory counts (bench: --idle-mem): 152 bytes, a 160-byte malloc
+ * chunk (times are kept in 32 bits for that); a client whose HELLO listed
+ * suites this relay does not carry also keeps that list as sent. */
 struct client {
 	struct chat_relay *r;
 	struct chat_conn *conn;
 	struct client *prev, *next; /* r->waiting (not logged in) or r->clients */
 	struct client *hnext;       /* name hash chain (logged in only) */
-	uint64_t last_active;       /* last request (not PING/PONG), for relay.idle_timeout */
 	struct link *links;
 	struct room **rooms;
+	/* The suite list of its HELLO as it was sent (u8 n, n x str8: the wire
+	 * form), kept only when it holds suites this relay does not carry (else
+	 * it is suites[] itself): forwarded unchanged in OFFERED, ANSWERED,
+	 * WHO_LIST, MEMBERS and USERS so that both clients can bind each other's
+	 * own list into their handshake (PROTOCOL.md 2). */
+	uint8_t *announced;
 	uint16_t nlinks, caplinks;
 	uint8_t nrooms, caprooms;
 	uint8_t state, dead, bad, nsuites;
 	uint8_t waiting;             /* on r->waiting, counted in r->nwaiting and addr_slot */
 	uint8_t suites[CHAT_SUITES_MAX]; /* indices into the relay's suite table */
-	/* The suite list of its HELLO as it was sent (u8 n, n x str8; the wire
-	 * form), including suites this relay does not carry: forwarded unchanged
-	 * in OFFERED, ANSWERED, WHO_LIST, MEMBERS and USERS so that both clients
-	 * can bind each other's own list into their handshake (PROTOCOL.md 2). */
-	uint8_t *announced;
-	uint16_t announced_len;
 	char name[CHAT_NAME_MAX + 1];
-	uint32_t rx_sweep;           /* r->sweeps when the last frame arrived (fills padding) */
+	uint32_t rx_sweep;           /* r->sweeps when the last frame arrived */
 	uint32_t born_sweep;         /* r->sweeps when it connected: relay.login_timeout */
+	uint32_t active_sweep;       /* r->sweeps at its last request (not PING/PONG): relay.idle_timeout */
 	uint32_t addr_slot;          /* its address's count in r->addrs, while waiting */
-	int64_t since_ms;            /* connected since (Unix ms) */
+	uint32_t since_s;            /* connected since (Unix seconds; USERS says ms) */
 	struct account_state *acct;  /* NULL for guests that never tried AUTH */
 };
 

@@ -219,7 +219,7 @@ int chat_scram_client_first(struct chat_scram_client *c, const char *user, const
 int chat_scram_client_final(struct chat_scram_client *c, const char *server_first,
                             size_t pw_len, const char *password, size_t cap, char *out)
 {
-	char nonce[160], salt_b64[120], iter[16], without_proof[300], auth[3 * CHAT_SCRAM_MSG_MAX];
+	char nonce[160], salt_b64[120], iter[16], without_proof[336], auth[3 * CHAT_SCRAM_MSG_MAX];
 	char cbind[160];
 	uint8_t salt[64], salted[CHAT_SCRAM_KEY], client_key[CHAT_SCRAM_KEY], stored[CHAT_SCRAM_KEY];
 	uint8_t server_key[CHAT_SCRAM_KEY], sig[CHAT_SCRAM_KEY], proof[CHAT_SCRAM_KEY];

@@ -185,19 +185,6 @@ out:
 	return rc;
 }
 
-static void say(const struct chat_host *host, int level, const char *fmt, ...) CHAT_PRINTF(3, 4);
-
-static void say(const struct chat_host *host, int level, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	host->log(host, level, "%s", line);
-}
-
 static const char *cfg(const struct chat_host *host, const char *key)
 {
 	const char *v = host->config_get ? host->config_get(host, key) : NULL;
@@ -211,7 +198,7 @@ static void check_key_mode(const struct chat_host *host, const char *path, const
 	struct stat st;
 
 	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		say(host, CHAT_LOG_WARN, "%s %s can be read by other users (mode %04o): chmod 600 %s",
+		tcp_log(host, CHAT_LOG_WARN, "%s %s can be read by other users (mode %04o): chmod 600 %s",
 		    what, path, (unsigned)(st.st_mode & 07777), path);
 }
 
@@ -227,7 +214,7 @@ static int load_crts(const struct chat_host *host, const char *path, const char 
 	int rc;
 
 	if (tls_read_file(path, TLS_FILE_MAX, &buf, &len) != 0) {
-		say(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path, strerror(errno));
+		tcp_log(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path, strerror(errno));
 		return CHAT_ERR_CONFIG;
 	}
 	d.data = buf;
@@ -235,7 +222,7 @@ static int load_crts(const struct chat_host *host, const char *path, const char 
 	rc = gnutls_x509_crt_list_import2(&more, &m, &d, GNUTLS_X509_FMT_PEM, 0);
 	free(buf);
 	if (rc < 0 || m == 0) {
-		say(host, CHAT_LOG_ERROR, "%s %s holds no PEM certificate: %s", what, path,
+		tcp_log(host, CHAT_LOG_ERROR, "%s %s holds no PEM certificate: %s", what, path,
 		    rc < 0 ? gnutls_strerror(rc) : "none found");
 		return CHAT_ERR_CONFIG;
 	}
@@ -262,7 +249,7 @@ static int load_key(const struct chat_host *host, const char *path, const char *
 	int rc;
 
 	if (tls_read_file(path, TLS_FILE_MAX, &buf, &len) != 0) {
-		say(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path, strerror(errno));
+		tcp_log(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path, strerror(errno));
 		return CHAT_ERR_CONFIG;
 	}
 	d.data = buf;
@@ -278,7 +265,7 @@ static int load_key(const struct chat_host *host, const char *path, const char *
 	explicit_bzero(buf, len);
 	free(buf);
 	if (rc < 0) {
-		say(host, CHAT_LOG_ERROR, "%s %s is not a PEM private key gnutls can use (an "
+		tcp_log(host, CHAT_LOG_ERROR, "%s %s is not a PEM private key gnutls can use (an "
 		    "encrypted key is not supported): %s", what, path, gnutls_strerror(rc));
 		return CHAT_ERR_CONFIG;
 	}
@@ -312,7 +299,7 @@ static int make_cert(const struct chat_host *host, gnutls_x509_privkey_t key,
 	    (rc = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0)) < 0 ||
 	    (rc = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0)) < 0 ||
 	    (rc = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, pem)) < 0) {
-		say(host, CHAT_LOG_ERROR, "cannot make a self-signed certificate: %s",
+		tcp_log(host, CHAT_LOG_ERROR, "cannot make a self-signed certificate: %s",
 		    gnutls_strerror(rc));
 		gnutls_x509_crt_deinit(crt);
 		return CHAT_ERR_FAILED;
@@ -335,17 +322,17 @@ static int self_signed(const struct chat_host *host, const char *dir, char *keyp
 	*created = false;
 	if ((size_t)snprintf(keypath, cap, "%s/%s", dir, TLS_KEY_FILE) >= cap ||
 	    (size_t)snprintf(certpath, cap, "%s/%s", dir, TLS_CERT_FILE) >= cap) {
-		say(host, CHAT_LOG_ERROR, "state directory path too long: %s", dir);
+		tcp_log(host, CHAT_LOG_ERROR, "state directory path too long: %s", dir);
 		return CHAT_ERR_CONFIG;
 	}
 	if (stat(keypath, &st) == 0)
 		goto cert;
 	if (errno != ENOENT) {
-		say(host, CHAT_LOG_ERROR, "cannot use %s: %s", keypath, strerror(errno));
+		tcp_log(host, CHAT_LOG_ERROR, "cannot use %s: %s", keypath, strerror(errno));
 		return CHAT_ERR_IO;
 	}
 	if (tls_mkdirs(dir) != 0) {
-		say(host, CHAT_LOG_ERROR, "cannot create the state directory %s for the TLS key: %s",
+		tcp_log(host, CHAT_LOG_ERROR, "cannot create the state directory %s for the TLS key: %s",
 		    dir, strerror(errno));
 		return CHAT_ERR_IO;
 	}
@@ -354,19 +341,19 @@ static int self_signed(const struct chat_host *host, const char *dir, char *keyp
 	                                       GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0)) < 0 ||
 	    (rc = gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN,
 	                                            &pem)) < 0) {
-		say(host, CHAT_LOG_ERROR, "cannot make a TLS key: %s", gnutls_strerror(rc));
+		tcp_log(host, CHAT_LOG_ERROR, "cannot make a TLS key: %s", gnutls_strerror(rc));
 		rc = CHAT_ERR_FAILED;
 		goto out;
 	}
 	if (tls_write_atomic(keypath, pem.data, pem.size, 0600) != 0) {
-		say(host, CHAT_LOG_ERROR, "cannot write the TLS key %s: %s", keypath, strerror(errno));
+		tcp_log(host, CHAT_LOG_ERROR, "cannot write the TLS key %s: %s", keypath, strerror(errno));
 		rc = CHAT_ERR_IO;
 		goto out;
 	}
 	*created = true;
 	/* A certificate left from an older key belongs to nothing now. */
 	if (unlink(certpath) != 0 && errno != ENOENT) {
-		say(host, CHAT_LOG_ERROR, "cannot remove the old %s: %s", certpath, strerror(errno));
+		tcp_log(host, CHAT_LOG_ERROR, "cannot remove the old %s: %s", certpath, strerror(errno));
 		rc = CHAT_ERR_IO;
 		goto out;
 	}
@@ -386,7 +373,7 @@ cert:
 	if ((rc = make_cert(host, key, &pem)) != CHAT_OK)
 		goto out;
 	if (tls_write_atomic(certpath, pem.data, pem.size, 0644) != 0) {
-		say(host, CHAT_LOG_ERROR, "cannot write the TLS certificate %s: %s", certpath,
+		tcp_log(host, CHAT_LOG_ERROR, "cannot write the TLS certificate %s: %s", certpath,
 		    strerror(errno));
 		rc = CHAT_ERR_IO;
 		goto out;
@@ -415,7 +402,7 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 
 	fp[0] = '\0';
 	if (!*cert != !*keyfile) {
-		say(host, CHAT_LOG_ERROR, "[plugin.tls] %s is set but %s is not: set both (a "
+		tcp_log(host, CHAT_LOG_ERROR, "[plugin.tls] %s is set but %s is not: set both (a "
 		    "certificate and its key), or neither for a self-signed pair in the state "
 		    "directory", *cert ? "cert" : "key", *cert ? "key" : "cert");
 		return CHAT_ERR_CONFIG;
@@ -424,7 +411,7 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 		snprintf(certpath, sizeof(certpath), "%s", cert);
 		snprintf(keypath, sizeof(keypath), "%s", keyfile);
 	} else if (!dir || !*dir) {
-		say(host, CHAT_LOG_ERROR, "no TLS certificate: set [plugin.tls] cert and key, or give "
+		tcp_log(host, CHAT_LOG_ERROR, "no TLS certificate: set [plugin.tls] cert and key, or give "
 		    "the program a state directory where a self-signed key is made and kept "
 		    "(chat-relay: relay.state_dir, or relay.database whose directory is used; "
 		    "chat-peer: peer.data_dir)");
@@ -440,13 +427,13 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 	if (*ca && (rc = load_crts(host, ca, "[plugin.tls] ca", &crts, &n)) != CHAT_OK)
 		goto out;
 	if ((rc = tls_crt_fingerprint(crts[0], fp)) != CHAT_OK) {
-		say(host, CHAT_LOG_ERROR, "cannot read the public key of %s", certpath);
+		tcp_log(host, CHAT_LOG_ERROR, "cannot read the public key of %s", certpath);
 		goto out;
 	}
 	if (creds) {
 		int g = gnutls_certificate_set_x509_key(creds, crts, n, key);
 		if (g < 0) {
-			say(host, CHAT_LOG_ERROR, "cannot use %s with %s: %s%s", certpath, keypath,
+			tcp_log(host, CHAT_LOG_ERROR, "cannot use %s with %s: %s%s", certpath, keypath,
 			    gnutls_strerror(g), g == GNUTLS_E_CERTIFICATE_KEY_MISMATCH ?
 			    " (the certificate is not for this key)" : "");
 			rc = CHAT_ERR_CONFIG;
@@ -454,7 +441,7 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 		}
 	}
 	if (log_it)
-		say(host, CHAT_LOG_INFO, "TLS key %s (%s %s, certificate %s)", fp,
+		tcp_log(host, CHAT_LOG_INFO, "TLS key %s (%s %s, certificate %s)", fp,
 		    created ? "created in" : "loaded from", keypath, certpath);
 	rc = CHAT_OK;
 out:

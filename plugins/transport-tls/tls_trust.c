@@ -70,19 +70,6 @@ static int parse_fp(const char *s, char fp[TLS_FP_SIZE])
 	return 0;
 }
 
-static void log_line(const struct chat_host *host, int level, const char *fmt, ...) CHAT_PRINTF(3, 4);
-
-static void log_line(const struct chat_host *host, int level, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	host->log(host, level, "%s", line);
-}
-
 int tls_verify_new(const struct chat_host *host, const char *address, struct tls_verify **out)
 {
 	const char *ca = cfg(host, "ca"), *pin = cfg(host, "pin"), *known = cfg(host, "known_relays");
@@ -113,7 +100,7 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 		if (parse_fp(pin, fp) != 0) {
 			char q[100];
 			tcp_quote(sizeof(q), q, pin);
-			log_line(host, CHAT_LOG_ERROR, "[plugin.tls] pin: '%s' is not 'sha256:' followed by "
+			tcp_log(host, CHAT_LOG_ERROR, "[plugin.tls] pin: '%s' is not 'sha256:' followed by "
 			         "64 hex digits (the SHA-256 of the relay's SubjectPublicKeyInfo, as "
 			         "chat-relay --fingerprint prints it)", q);
 			rc = CHAT_ERR_CONFIG;
@@ -133,7 +120,7 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 		else if (dir && *dir)
 			snprintf(path, sizeof(path), "%s/%s", dir, TLS_KNOWN_FILE);
 		else {
-			log_line(host, CHAT_LOG_ERROR, "no way to check the key of %s: set [plugin.tls] "
+			tcp_log(host, CHAT_LOG_ERROR, "no way to check the key of %s: set [plugin.tls] "
 			         "ca (a CA file) or pin (the relay's key, from chat-relay --fingerprint), "
 			         "or give this program a data directory (client.data_dir, peer.data_dir) "
 			         "or [plugin.tls] known_relays to trust the key seen first and refuse "
@@ -153,7 +140,7 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 	if (v->ca) {
 		int n = gnutls_certificate_set_x509_trust_file(v->creds, v->ca, GNUTLS_X509_FMT_PEM);
 		if (n <= 0) {
-			log_line(host, CHAT_LOG_ERROR, "[plugin.tls] ca: no CA certificate in %s: %s", v->ca,
+			tcp_log(host, CHAT_LOG_ERROR, "[plugin.tls] ca: no CA certificate in %s: %s", v->ca,
 			         n < 0 ? gnutls_strerror(n) : "the file holds none");
 			rc = CHAT_ERR_CONFIG;
 			goto fail;
@@ -164,7 +151,7 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 	}
 	if (gnutls_priority_init2(&v->prio, prio_text, &errpos, 0) < 0) {
 		v->prio = NULL;
-		log_line(host, CHAT_LOG_ERROR, "gnutls refuses the priority string at '%s'",
+		tcp_log(host, CHAT_LOG_ERROR, "gnutls refuses the priority string at '%s'",
 		         errpos ? errpos : "?");
 		rc = CHAT_ERR_FAILED;
 		goto fail;
@@ -372,7 +359,7 @@ static int known_find(const struct chat_host *host, const char *file, char *text
 		if (!a || a[0] == '#') {
 			/* blank or comment */
 		} else if (!k || extra || parse_fp(k, canon) != 0) {
-			log_line(host, CHAT_LOG_WARN, "%s:%u: not 'HOST:PORT sha256:HEX'; line ignored",
+			tcp_log(host, CHAT_LOG_WARN, "%s:%u: not 'HOST:PORT sha256:HEX'; line ignored",
 			         file, no);
 		} else if (strcmp(a, address) == 0) {
 			if (strcmp(canon, fp) == 0) {
@@ -539,7 +526,7 @@ int tls_verify_done(struct tls_conn *c)
 		goto out;
 	}
 	v->known_line = line;
-	log_line(host, CHAT_LOG_WARN, "first connection to %s: its key %s is now trusted (recorded "
+	tcp_log(host, CHAT_LOG_WARN, "first connection to %s: its key %s is now trusted (recorded "
 	         "in %s line %u); compare it with chat-relay --fingerprint on the relay",
 	         v->address, v->peer_fp, v->known, line);
 	rc = CHAT_OK;

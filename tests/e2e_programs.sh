@@ -3,6 +3,8 @@
 # --check-config, configuration errors with file:line, every broken-plugin
 # case with its own message and a non-zero exit before any socket is opened.
 . "$(dirname "$0")/lib-e2e.sh"
+# The ABI minor the programs are built with (core/include/chat/plugin.h).
+MINOR=$(sed -n 's/^#define CHAT_ABI_MINOR \([0-9]*\).*/\1/p' "$CHAT_SOURCE_DIR/core/include/chat/plugin.h")
 test_ini
 B=${CHAT_TEST_PLUGIN_DIR:?}
 
@@ -13,7 +15,7 @@ for prog in chat-relay chat-client chat-peer; do
 	expect_out "--list-plugins" "$prog --help"
 	run $prog --version
 	expect_rc 0 "$prog --version"
-	expect_out "$prog 0.1.0 (plugin ABI 1.2)" "$prog --version"
+	expect_out "$prog 0.1.0 (plugin ABI 1.$MINOR)" "$prog --version"
 	run $prog --config "$T/chat.ini" --check-config
 	expect_rc 0 "$prog --check-config"
 	expect_out "configuration OK" "$prog --check-config"
@@ -115,8 +117,8 @@ check_broken not-elf.so "not a loadable shared object"
 check_broken undefined.so "undefined symbol"
 check_broken no-symbol.so "does not export the entry symbol 'chat_plugin_entry'"
 check_broken null-desc.so "returned no descriptor"
-check_broken abi-major.so "ABI mismatch: plugin built for ABI 2.0, this program supports 1.2"
-check_broken abi-minor.so "ABI mismatch: plugin built for ABI 1.3, this program supports 1.2"
+check_broken abi-major.so "ABI mismatch: plugin built for ABI 2.0, this program supports 1.$MINOR"
+check_broken abi-minor.so "ABI mismatch: plugin built for ABI 1.$((MINOR + 1)), this program supports 1.$MINOR (same major, minor up to $MINOR)"
 check_broken small-size.so "descriptor is 8 bytes"
 check_broken bad-kind.so "unknown plugin kind 7"
 check_broken no-ops.so "missing required field 'ops'"

@@ -232,6 +232,16 @@ static int check_ops(const char *path, const struct chat_plugin *d, size_t errle
 			            "(ABI 1.1: both or neither)", path,
 			            CHAT_CIPHER_HAS(c, session_save) ? "session_save" : "session_load",
 			            CHAT_CIPHER_HAS(c, session_save) ? "session_load" : "session_save");
+		/* ABI 1.3: identity keys come as a pair of ops and the flag that
+		 * tells the core to hand the suite its keys. */
+		int keygen = CHAT_CIPHER_HAS(c, identity_keygen), peer = CHAT_CIPHER_HAS(c, peer_identity);
+		int flag = (d->flags & CHAT_FLAG_IDENTITY) != 0;
+		if (keygen != peer || keygen != flag)
+			return fail(CHAT_ERR_PLUGIN, errlen, err,
+			            "plugin %s: identity_keygen, peer_identity and the flag CHAT_FLAG_IDENTITY "
+			            "go together (ABI 1.3: all or none); it has %s%s%s", path,
+			            keygen ? "identity_keygen " : "", peer ? "peer_identity " : "",
+			            flag ? "the flag" : keygen || peer ? "no flag" : "the ops missing");
 	}
 	return CHAT_OK;
 }

@@ -41,6 +41,22 @@ struct chat_cipher_params {
 	 * is detected; others may mix it into their fingerprint.  May be empty. */
 	const uint8_t *binding;
 	size_t binding_len;
+
+	/* ---- ABI 1.3: identity keys (read only if size covers them).  For a
+	 * suite with identity_keygen (CHAT_FLAG_IDENTITY): the local user's
+	 * long-term key pair for this suite, as identity_keygen made it (the
+	 * core keeps it in the user's encrypted keystore; the private part is
+	 * secret), and the peer's public key as the core pinned it, or NULL on
+	 * first contact — the suite then authenticates whatever key the peer
+	 * proves and reports it with peer_identity() for the core to pin.  With a
+	 * pinned key, a peer proving another key fails the handshake
+	 * (CHAT_ERR_AUTH).  All NULL/0 for suites without identities. */
+	const uint8_t *identity_private;
+	size_t identity_private_len;
+	const uint8_t *identity_public;
+	size_t identity_public_len;
+	const uint8_t *peer_identity;
+	size_t peer_identity_len;
 };
 
 /* Return values of handshake() besides the negative errors. */
@@ -117,6 +133,20 @@ struct chat_cipher_ops {
 	 * at_unix_ms as open_at does.  NULL: the core calls handshake(). */
 	int (*handshake_at)(void *session, uint64_t at_unix_ms, size_t src_len, struct chat_buf *dst,
 	                    const uint8_t *src);
+
+	/* ---- ABI 1.3: identity keys; optional, both or neither. */
+
+	/* Make a new long-term identity key pair for this suite (its own
+	 * algorithm and encoding, e.g. X25519 or RSA-3072), randomness from
+	 * host->random.  private_key is secret.  CHAT_ERR_NOSPACE (both len 0)
+	 * if a buffer is too small: 4096 bytes each always suffice. */
+	int (*identity_keygen)(const struct chat_host *host, struct chat_buf *private_key,
+	                       struct chat_buf *public_key);
+
+	/* After the handshake is established: the peer's identity public key
+	 * that the handshake proved (equal to params->peer_identity when one was
+	 * given).  CHAT_ERR_STATE before. */
+	int (*peer_identity)(void *session, struct chat_buf *dst);
 };
 
 /* Does ops provide field?  (Present in the plugin's struct and not NULL.) */

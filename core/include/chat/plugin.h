@@ -24,9 +24,11 @@ extern "C" {
 #endif
 
 #define CHAT_ABI_MAJOR 1
-#define CHAT_ABI_MINOR 2 /* 1.1: session_save, session_load, open_at in chat_cipher_ops;
+#define CHAT_ABI_MINOR 3 /* 1.1: session_save, session_load, open_at in chat_cipher_ops;
                           * 1.2: host->state_dir; optional transport ops interest, pending,
-                          *      channel_binding, last_error, describe, local_fingerprint */
+                          *      channel_binding, last_error, describe, local_fingerprint;
+                          * 1.3: identity keys: params identity_*, peer_identity; cipher ops
+                          *      identity_keygen, peer_identity; CHAT_FLAG_IDENTITY */
 
 #define CHAT_PLUGIN_ENTRY_SYMBOL "chat_plugin_entry"
 
@@ -43,6 +45,7 @@ enum chat_plugin_kind {
 #define CHAT_FLAG_INTEGRITY (1u << 3)     /* detects modified messages */
 #define CHAT_FLAG_REPLAY (1u << 4)        /* detects replayed messages */
 #define CHAT_FLAG_ENCRYPTED (1u << 5)     /* transport encrypts the stream */
+#define CHAT_FLAG_IDENTITY (1u << 6)      /* authenticates with long-term identity keys (ABI 1.3) */
 
 enum chat_config_type {
 	CHAT_CONFIG_STRING = 1,

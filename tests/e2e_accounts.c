@@ -757,6 +757,101 @@ static void test_restart_state(void)
 #undef CFG
 }
 
+/* Identity keys: a registered user publishes a public key per suite (at
+ * most 8 suites), anyone logged in reads them; a guest cannot publish; an
+ * unknown name has none; they survive a restart and go with the account. */
+static int keys_of(int fd, const char *name, const char *suite, size_t *len, uint8_t *key)
+{
+	struct chat_msg m;
+	char s[CHAT_NAME_MAX + 1];
+	const uint8_t *k;
+	size_t n;
+	int count = 0;
+
+	begin(CHAT_MSG_KEYS_GET);
+	chat_put_str8(&wb, name);
+	if (send_msg(fd) || expect_type(fd, CHAT_MSG_KEYS, &m) || strcmp(m.name, name))
+		return -1;
+	*len = 0;
+	while (chat_iter_key(&m.list, s, &n, &k)) {
+		count++;
+		if (!strcmp(s, suite)) {
+			memcpy(key, k, n);
+			*len = n;
+		}
+	}
+	return count;
+}
+
+static void put_key(const char *suite, size_t len, uint8_t fill)
+{
+	begin(CHAT_MSG_KEYS_PUT);
+	chat_put_str8(&wb, suite);
+	for (size_t i = 0; i < len; i++)
+		chat_put_u8(&wb, fill);
+}
+
+static void test_identity_keys(struct relay *r)
+{
+	uint8_t key[CHAT_KEY_MAX];
+	size_t len;
+	int alice = connect_as(r, "alice", "alicepw"), bob = connect_as(r, "bob", "bobpw2");
+
+	CHECK(alice >= 0 && bob >= 0);
+	CHECK_EQ_INT(keys_of(bob, "alice", "noise-xx", &len, key), 0);
+	put_key("noise-xx", 32, 0xa1);
+	CHECK(request_done(alice));
+	put_key("rsa", 400, 0xb2);
+	CHECK(request_done(alice));
+	CHECK_EQ_INT(keys_of(bob, "alice", "noise-xx", &len, key), 2);
+	CHECK(len == 32 && key[0] == 0xa1 && key[31] == 0xa1);
+	CHECK_EQ_INT(keys_of(bob, "alice", "rsa", &len, key), 2);
+	CHECK(len == 400 && key[399] == 0xb2);
+	/* a new key replaces the old one */
+	put_key("noise-xx", 32, 0xc3);
+	CHECK(request_done(alice));
+	CHECK_EQ_INT(keys_of(alice, "alice", "noise-xx", &len, key), 2);
+	CHECK(len == 32 && key[0] == 0xc3);
+	/* at most 8 suites */
+	char suite[16];
+	for (int i = 0; i < 6; i++) {
+		snprintf(suite, sizeof(suite), "suite-%d", i);
+		put_key(suite, 8, (uint8_t)i);
+		CHECK(request_done(alice));
+	}
+	put_key("one-too-many", 8, 9);
+	CHECK(!request_done(alice));
+	CHECK_EQ_INT(last_code, CHAT_PERR_LIMIT);
+	put_key("noise-xx", 32, 0xa1); /* replacing one of the 8 still works */
+	CHECK(request_done(alice));
+	/* too long a key, an empty one: malformed */
+	put_key("noise-xx", CHAT_KEY_MAX + 1, 1);
+	CHECK(!request_done(alice));
+	CHECK_EQ_INT(last_code, CHAT_PERR_MALFORMED);
+	/* an unknown name and a guest have none; a guest cannot publish */
+	CHECK_EQ_INT(keys_of(bob, "nobody", "noise-xx", &len, key), 0);
+	int guest = dial(r);
+	CHECK(guest >= 0 && login(guest, "gus", "rc4dh"));
+	put_key("noise-xx", 32, 1);
+	CHECK(!request_done(guest));
+	CHECK_EQ_INT(last_code, CHAT_PERR_FORBIDDEN);
+	CHECK_EQ_INT(keys_of(guest, "alice", "noise-xx", &len, key), 8);
+	close(guest);
+	close(alice);
+	close(bob);
+}
+
+static void test_identity_keys_kept(struct relay *r)
+{
+	uint8_t key[CHAT_KEY_MAX];
+	size_t len;
+	int bob = connect_as(r, "bob", "bobpw2");
+
+	CHECK_EQ_INT(keys_of(bob, "alice", "noise-xx", &len, key), 8); /* after a restart */
+	CHECK(len == 32 && key[0] == 0xa1);
+	close(bob);
+}
+
 /* kill -9 at random moments while alice sends; after each restart alice
  * resends what was not acknowledged; bob must get every acknowledged id
  * exactly once, in order. */
@@ -996,12 +1091,14 @@ int main(void)
 	test_passwd(&r);
 	test_friends(&r);
 	test_offline(&r);
+	test_identity_keys(&r);
 	CHECK_EQ_INT(relay_stop(&r), 0);
 	test_hidden_accounts();
 	test_other_address();
 	test_restart_state();
 	/* the same database after a restart, with a short expiry */
 	CHECK_EQ_INT(start(&r, "--set", "relay.queue_max_messages=5", "--set", "relay.queue_expiry=2", NULL), 0);
+	test_identity_keys_kept(&r);
 	test_limits_expiry(&r);
 	CHECK_EQ_INT(relay_stop(&r), 0);
 	test_crash();

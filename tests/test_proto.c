@@ -1213,14 +1213,14 @@ static void test_type_names(void)
 		CHAT_MSG_AUTH, CHAT_MSG_AUTH_FINAL, CHAT_MSG_REGISTER, CHAT_MSG_PASSWD, CHAT_MSG_ADMIN,
 		CHAT_MSG_FRIEND, CHAT_MSG_SEND, CHAT_MSG_ACK, CHAT_MSG_AUTH_CHALLENGE, CHAT_MSG_AUTH_OK,
 		CHAT_MSG_USERS, CHAT_MSG_DONE, CHAT_MSG_FRIENDS, CHAT_MSG_FRIEND_EVENT, CHAT_MSG_STORED,
-		CHAT_MSG_RECEIPT, CHAT_MSG_MAIL,
+		CHAT_MSG_RECEIPT, CHAT_MSG_MAIL, CHAT_MSG_KEYS_PUT, CHAT_MSG_KEYS_GET, CHAT_MSG_KEYS,
 	};
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
 		CHECK(strcmp(chat_msg_type_name(types[i]), "UNKNOWN") != 0);
 	CHECK(!strcmp(chat_msg_type_name(CHAT_MSG_AUTH_CHALLENGE), "AUTH_CHALLENGE"));
 	CHECK(!strcmp(chat_msg_type_name(CHAT_MSG_MAIL), "MAIL"));
-	CHECK(!strcmp(chat_msg_type_name(0x14), "UNKNOWN"));
-	CHECK(!strcmp(chat_msg_type_name(0x97), "UNKNOWN"));
+	CHECK(!strcmp(chat_msg_type_name(0x16), "UNKNOWN"));
+	CHECK(!strcmp(chat_msg_type_name(0x98), "UNKNOWN"));
 }
 
 /* Every truncation of a valid message is rejected, never read past its end. */

@@ -157,7 +157,7 @@ static void test_create(const char *path)
 	struct stat sb;
 
 	CHECK_EQ_INT(chat_store_schema_version(s), CHAT_STORE_SCHEMA_VERSION);
-	CHECK_EQ_INT(chat_store_schema_version(s), 2);
+	CHECK_EQ_INT(chat_store_schema_version(s), 3);
 	CHECK_EQ_INT(stat(path, &sb), 0);
 	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
 	CHECK(!chat_store_in_transaction(s));
@@ -652,7 +652,7 @@ static void test_persistence(const char *path)
 	size_t n;
 	uint64_t id;
 
-	CHECK_EQ_INT(chat_store_schema_version(s), 2);
+	CHECK_EQ_INT(chat_store_schema_version(s), 3);
 	check_account(s, "alice", CHAT_GROUP_REGULAR, 1);
 	check_account(s, "bob", CHAT_GROUP_ADMIN, 2);
 	check_account(s, "carol", CHAT_GROUP_ADMIN, 30);
@@ -982,8 +982,46 @@ static int add_name(void *arg, int argc, char **argv, char **cols)
 }
 
 /* A database of schema version 1 (what the relay wrote before throttling
- * counts and secrets were kept) is migrated to version 2 at open: its data
+ * counts and secrets were kept) is migrated to the current version at open (through 2 and 3): its data
  * stays, the new tables work. */
+static int count_key(void *arg, const char *suite, size_t len, const void *key)
+{
+	(void)suite;
+	(void)key;
+	*(size_t *)arg += len;
+	return 0;
+}
+
+/* Identity keys: stored per (name, suite), replaced, at most
+ * CHAT_STORE_KEYS_PER_USER suites, removed with the account. */
+static void test_identity_keys(void)
+{
+	char path[300], suite[16];
+	uint8_t key[64] = { 7 };
+	size_t total = 0;
+
+	snprintf(path, sizeof(path), "%s/keys.db", dir);
+	struct chat_store *s = open_ok(path);
+	add_account(s, "alice", CHAT_GROUP_REGULAR, 1);
+	CHECK_EQ_INT(chat_store_key_put(s, "alice", "noise-xx", 32, key, 1), CHAT_OK);
+	CHECK_EQ_INT(chat_store_key_put(s, "alice", "noise-xx", 64, key, 2), CHAT_OK); /* replaced */
+	CHECK_EQ_INT(chat_store_keys(s, "alice", count_key, &total), CHAT_OK);
+	CHECK_EQ_INT((int)total, 64);
+	for (int i = 1; i < CHAT_STORE_KEYS_PER_USER; i++) {
+		snprintf(suite, sizeof(suite), "s%d", i);
+		CHECK_EQ_INT(chat_store_key_put(s, "alice", suite, 1, key, 3), CHAT_OK);
+	}
+	CHECK_EQ_INT(chat_store_key_put(s, "alice", "one-more", 1, key, 4), CHAT_ERR_NOSPACE);
+	CHECK_EQ_INT(chat_store_key_put(s, "alice", "s1", 2, key, 4), CHAT_OK);
+	CHECK_EQ_INT(chat_store_key_put(s, "alice", "a-suite-name-longer-than-32-characters", 1, key, 4), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(chat_store_key_put(s, "alice", "s2", CHAT_STORE_KEY_MAX + 1, key, 4), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(chat_store_account_remove(s, "alice"), CHAT_OK);
+	total = 0;
+	CHECK_EQ_INT(chat_store_keys(s, "alice", count_key, &total), CHAT_OK);
+	CHECK_EQ_INT((int)total, 0);
+	chat_store_close(s);
+}
+
 static void test_migration_1_to_2(void)
 {
 	static const char v1_objects[] =
@@ -1003,7 +1041,8 @@ static void test_migration_1_to_2(void)
 	chat_store_close(s);
 	/* Make it version 1 exactly: drop what version 2 added. */
 	CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-	CHECK_EQ_INT(sqlite3_exec(db, "DROP TABLE throttle; DROP TABLE secrets; PRAGMA user_version = 1",
+	CHECK_EQ_INT(sqlite3_exec(db, "DROP TABLE throttle; DROP TABLE secrets; DROP TABLE identity_keys; "
+	                          "PRAGMA user_version = 1",
 	                          NULL, NULL, NULL), SQLITE_OK);
 	CHECK_EQ_INT(sqlite3_exec(db, "SELECT name FROM sqlite_master ORDER BY name", add_name, list, NULL),
 	             SQLITE_OK);
@@ -1013,7 +1052,7 @@ static void test_migration_1_to_2(void)
 	CHECK(strcmp(list, v1_objects) == 0);
 
 	s = open_ok(path);
-	CHECK_EQ_INT(chat_store_schema_version(s), 2);
+	CHECK_EQ_INT(chat_store_schema_version(s), CHAT_STORE_SCHEMA_VERSION); /* 1 -> 2 -> 3 */
 	check_account(s, "alice", CHAT_GROUP_REGULAR, 41);
 	struct mail_list l;
 	memset(&l, 0, sizeof(l));
@@ -1058,6 +1097,7 @@ int main(void)
 	test_throttle_counts(path);
 	test_secret(path);
 	test_migration_1_to_2();
+	test_identity_keys();
 	test_refusals();
 	test_corrupt();
 	test_gone();

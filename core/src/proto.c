@@ -364,6 +364,19 @@ static void rd_list(struct rd *r, struct chat_msg *m, int type)
 			rd_name(r, name, "room", 0);
 			rd_u16(r, "member count");
 			break;
+		case CHAT_MSG_KEYS: {
+			rd_suite(r, name, "suite", 0);
+			size_t len = rd_u16(r, "key length");
+			if (!r->failed && (len == 0 || len > CHAT_KEY_MAX))
+				rd_fail(r, "key for %s of %zu bytes (1..%d)", name, len, CHAT_KEY_MAX);
+			else if (!r->failed && len > r->left)
+				rd_fail(r, "key for %s of %zu bytes runs past the end", name, len);
+			if (!r->failed) {
+				r->p += len;
+				r->left -= len;
+			}
+			break;
+		}
 		case CHAT_MSG_ROOM_SEND: {
 			rd_name(r, name, "recipient", 0);
 			uint32_t len = rd_u32(r, "payload length");
@@ -422,6 +435,9 @@ const char *chat_msg_type_name(int type)
 	case CHAT_MSG_PASSWD: return "PASSWD";
 	case CHAT_MSG_ADMIN: return "ADMIN";
 	case CHAT_MSG_FRIEND: return "FRIEND";
+	case CHAT_MSG_KEYS_PUT: return "KEYS_PUT";
+	case CHAT_MSG_KEYS_GET: return "KEYS_GET";
+	case CHAT_MSG_KEYS: return "KEYS";
 	case CHAT_MSG_SEND: return "SEND";
 	case CHAT_MSG_ACK: return "ACK";
 	case CHAT_MSG_PING: return "PING";
@@ -587,6 +603,19 @@ int chat_msg_parse(size_t len, const uint8_t *src, struct chat_msg *m, size_t er
 		if (!r.failed && m->op == CHAT_FRIEND_OP_LIST && m->name[0])
 			rd_fail(&r, "name '%s' given for op 3 (list), which takes none", m->name);
 		break;
+	case CHAT_MSG_KEYS_PUT:
+		rd_suite(&r, m->suite, "suite", 0);
+		rd_payload(&r, m);
+		if (!r.failed && (!m->payload_len || m->payload_len > CHAT_KEY_MAX))
+			rd_fail(&r, "key of %zu bytes (1..%d)", m->payload_len, CHAT_KEY_MAX);
+		break;
+	case CHAT_MSG_KEYS_GET:
+		rd_name(&r, m->name, "name", 0);
+		break;
+	case CHAT_MSG_KEYS:
+		rd_name(&r, m->name, "name", 0);
+		rd_list(&r, m, m->type);
+		break;
 	case CHAT_MSG_SEND:
 		rd_name(&r, m->name, "name", 0);
 		m->id = rd_id(&r, "client id");
@@ -742,6 +771,20 @@ int chat_iter_friend(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], unsigne
 	it_str(it, name);
 	*state = it_u8(it);
 	*online = (int)it_u8(it);
+	return 1;
+}
+
+int chat_iter_key(struct chat_iter *it, char suite[CHAT_NAME_MAX + 1], size_t *len, const uint8_t **key)
+{
+	if (!it->count)
+		return 0;
+	it->count--;
+	it_str(it, suite);
+	*len = (size_t)it->p[0] << 8 | it->p[1];
+	it->p += 2;
+	*key = it->p;
+	it->p += *len;
+	it->left -= 2 + *len;
 	return 1;
 }
 

@@ -43,6 +43,8 @@ enum chat_msg_type {
 	CHAT_MSG_FRIEND = 0x11,    /* op (CHAT_FRIEND_OP_*), name */
 	CHAT_MSG_SEND = 0x12,      /* name, id (client id), payload: stored and forwarded */
 	CHAT_MSG_ACK = 0x13,       /* id (mail id), flag (0 processed, 1 unreadable), text */
+	CHAT_MSG_KEYS_PUT = 0x14,  /* suite, payload: publish our identity public key for suite */
+	CHAT_MSG_KEYS_GET = 0x15,  /* name: ask for name's identity public keys (reply KEYS) */
 	/* either direction, at any time (also before HELLO) */
 	CHAT_MSG_PING = 0x40,      /* id (token): answer PONG with the same token at once */
 	CHAT_MSG_PONG = 0x41,      /* id (token of the PING answered) */
@@ -69,6 +71,7 @@ enum chat_msg_type {
 	CHAT_MSG_STORED = 0x94,    /* name (to), id (client id), id2 (mail id), flag (CHAT_STORED_*) */
 	CHAT_MSG_RECEIPT = 0x95,   /* name (to), id (client id), flag (CHAT_RECEIPT_*), text */
 	CHAT_MSG_MAIL = 0x96,      /* id (mail id), time_ms (stored at), payload: an inner relay->client message */
+	CHAT_MSG_KEYS = 0x97,      /* name, list of (suite, key): name's published identity keys */
 };
 
 enum chat_proto_error {
@@ -155,6 +158,8 @@ struct chat_iter {
 	int type;      /* the message type the list belongs to */
 };
 
+#define CHAT_KEY_MAX 4096 /* bytes of one identity public key (KEYS_PUT, KEYS) */
+
 struct chat_msg {
 	int type;
 	unsigned version;
@@ -199,6 +204,8 @@ int chat_iter_user(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], unsigned 
 int chat_iter_friend(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], unsigned *state,
                      int *online);
 int chat_iter_name(struct chat_iter *it, char name[CHAT_NAME_MAX + 1]);
+/* KEYS entries: the suite and the key (pointing into the frame). */
+int chat_iter_key(struct chat_iter *it, char suite[CHAT_NAME_MAX + 1], size_t *len, const uint8_t **key);
 int chat_iter_room(struct chat_iter *it, char room[CHAT_NAME_MAX + 1], unsigned *members);
 int chat_iter_target(struct chat_iter *it, char name[CHAT_NAME_MAX + 1], const uint8_t **payload,
                      size_t *len);

@@ -1041,6 +1041,8 @@ static void handle_frame(struct chat_relay *r, struct client *c, size_t len, con
 	case CHAT_MSG_PASSWD: relay_on_passwd(r, c, &m); break;
 	case CHAT_MSG_ADMIN: relay_on_admin(r, c, &m); break;
 	case CHAT_MSG_FRIEND: relay_on_friend(r, c, &m); break;
+	case CHAT_MSG_KEYS_PUT: relay_on_keys_put(r, c, &m); break;
+	case CHAT_MSG_KEYS_GET: relay_on_keys_get(r, c, &m); break;
 	case CHAT_MSG_AUTH:
 		if (m.op == CHAT_AUTH_PASSWD) {
 			relay_on_auth(r, c, &m);

@@ -656,6 +656,71 @@ void relay_on_admin(struct chat_relay *r, struct client *c, const struct chat_ms
 	relay_done(r, c, m->type, m->op, m->name, text);
 }
 
+/* ---- identity keys */
+
+void relay_on_keys_put(struct chat_relay *r, struct client *c, const struct chat_msg *m)
+{
+	char text[96];
+	int rc;
+
+	if (!relay_is_registered(c)) {
+		relay_error(r, c, CHAT_PERR_FORBIDDEN, m->type, NULL,
+		            "guests have no identity keys to publish: register an account");
+		return;
+	}
+	if (relay_write_begin(r, c, m->type) != CHAT_OK)
+		return;
+	rc = chat_store_key_put(r->cfg.store, c->name, m->suite, m->payload_len, m->payload, chat_unix_ms());
+	if (rc == CHAT_ERR_NOSPACE) {
+		relay_error(r, c, CHAT_PERR_LIMIT, m->type, NULL,
+		            "you have identity keys for %d suites already: the most a user may publish",
+		            CHAT_STORE_KEYS_PER_USER);
+		return;
+	}
+	if (rc != CHAT_OK) {
+		relay_write_failed(r, c, m->type);
+		return;
+	}
+	chat_info("%s published an identity key for %s (%zu bytes)", c->name, m->suite, m->payload_len);
+	snprintf(text, sizeof(text), "your %s identity key is published", m->suite);
+	relay_done(r, c, m->type, 0, m->suite, text);
+}
+
+struct keys_reply {
+	struct chat_relay *r;
+	size_t count;
+};
+
+static int put_key(void *arg, const char *suite, size_t len, const void *key)
+{
+	struct keys_reply *k = arg;
+
+	chat_put_str8(&k->r->wb, suite);
+	chat_put_u16(&k->r->wb, (unsigned)len);
+	chat_put_bytes(&k->r->wb, len, key);
+	k->count++;
+	return 0;
+}
+
+/* KEYS for any name: none for a guest, an unknown name or a relay without
+ * accounts, the same answer for all three. */
+void relay_on_keys_get(struct chat_relay *r, struct client *c, const struct chat_msg *m)
+{
+	struct keys_reply k = { r, 0 };
+
+	relay_begin(r, CHAT_MSG_KEYS);
+	chat_put_str8(&r->wb, m->name);
+	size_t count_at = r->wb.len;
+	chat_put_u16(&r->wb, 0);
+	if (r->cfg.store && chat_store_keys(r->cfg.store, m->name, put_key, &k) != CHAT_OK) {
+		chat_err("%s", chat_store_error(r->cfg.store));
+		relay_error(r, c, CHAT_PERR_STORAGE, m->type, m->name, "the relay cannot read its database; try later");
+		return;
+	}
+	relay_list_end(r, count_at, k.count);
+	relay_flush_to(r, c);
+}
+
 /* ---- friends */
 
 int relay_friend_state(struct chat_relay *r, const char *a, const char *b)

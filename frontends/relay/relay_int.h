@@ -174,6 +174,10 @@ void relay_on_register(struct chat_relay *r, struct client *c, const struct chat
 void relay_on_passwd(struct chat_relay *r, struct client *c, const struct chat_msg *m);
 void relay_on_admin(struct chat_relay *r, struct client *c, const struct chat_msg *m);
 void relay_on_friend(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+/* Identity keys (PROTOCOL.md section 4): a registered user publishes its
+ * public key for a suite; anyone logged in asks for a user's keys. */
+void relay_on_keys_put(struct chat_relay *r, struct client *c, const struct chat_msg *m);
+void relay_on_keys_get(struct chat_relay *r, struct client *c, const struct chat_msg *m);
 /* Friend state of a and b (registered names), CHAT_FRIEND_NONE on errors. */
 int relay_friend_state(struct chat_relay *r, const char *a, const char *b);
 void relay_account_state_free(struct client *c);

@@ -134,6 +134,14 @@ static const char *const migrations[] = {
 	"CREATE TABLE secrets ("
 	" name TEXT PRIMARY KEY NOT NULL,"
 	" value BLOB NOT NULL) WITHOUT ROWID;",
+	/* 2 -> 3: users' public identity keys, one per suite (PROTOCOL.md
+	 * KEYS_PUT); never a private key. */
+	"CREATE TABLE identity_keys ("
+	" name TEXT NOT NULL,"
+	" suite TEXT NOT NULL,"
+	" key BLOB NOT NULL,"
+	" updated_ms INTEGER NOT NULL,"
+	" PRIMARY KEY (name, suite)) WITHOUT ROWID;",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == CHAT_STORE_SCHEMA_VERSION,
                "one migration per schema version");
@@ -141,7 +149,8 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == CHAT_STORE_SCHEMA_V
 enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO, S_VERSION,
 	S_ACC_GET, S_ACC_EXISTS, S_ACC_ADD, S_ACC_SET_VERIFIER, S_ACC_SET_GROUP, S_ACC_DEL, S_ACC_COUNT,
-	S_FRIEND_DEL_ALL, S_CONV_DEL_ALL, S_MAIL_DEL_TO, S_SENDER_DEL,
+	S_FRIEND_DEL_ALL, S_CONV_DEL_ALL, S_MAIL_DEL_TO, S_SENDER_DEL, S_KEY_DEL_ALL,
+	S_KEY_PUT, S_KEY_COUNT, S_KEY_LIST,
 	S_FRIEND_GET, S_FRIEND_PUT, S_FRIEND_DEL, S_FRIEND_LIST,
 	S_CONV_PUT, S_CONV_GET, S_CONV_DEL,
 	S_OFFER_PUT, S_OFFER_GET, S_OFFER_DEL, S_OFFER_DEL_ALL,
@@ -183,6 +192,13 @@ static const struct {
 	                     "removing an account's conversations" },
 	[S_MAIL_DEL_TO] = { "DELETE FROM mail WHERE recipient = ?1", "removing an account's mail" },
 	[S_SENDER_DEL] = { "DELETE FROM senders WHERE name = ?1", "removing a sender's client id" },
+	[S_KEY_DEL_ALL] = { "DELETE FROM identity_keys WHERE name = ?1", "removing an account's identity keys" },
+	[S_KEY_PUT] = { "INSERT OR REPLACE INTO identity_keys (name, suite, key, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+	                "storing an identity key" },
+	[S_KEY_COUNT] = { "SELECT count(*) FROM identity_keys WHERE name = ?1 AND suite <> ?2",
+	                  "counting identity keys" },
+	[S_KEY_LIST] = { "SELECT suite, key FROM identity_keys WHERE name = ?1 ORDER BY suite",
+	                 "reading identity keys" },
 	[S_FRIEND_GET] = { "SELECT state FROM friends WHERE a = ?1 AND b = ?2",
 	                   "reading a friendship" },
 	[S_FRIEND_PUT] = { "INSERT OR REPLACE INTO friends (a, b, state) VALUES (?1, ?2, ?3)",
@@ -1034,7 +1050,7 @@ int chat_store_account_set_group(struct chat_store *s, const char *name, int gro
 int chat_store_account_remove(struct chat_store *s, const char *name)
 {
 	static const int cascade[] = { S_FRIEND_DEL_ALL, S_CONV_DEL_ALL, S_OFFER_DEL_ALL, S_MAIL_DEL_TO,
-	                               S_SENDER_DEL };
+	                               S_SENDER_DEL, S_KEY_DEL_ALL };
 	int rc, sp;
 
 	if (!s || bad_name(name))
@@ -1165,6 +1181,61 @@ int chat_store_friends(struct chat_store *s, const char *name, chat_store_friend
 		goto out;
 	while ((rc = step(s, id)) == 1) {
 		if (cb(arg, col_str(s->st[id], 0), sqlite3_column_int(s->st[id], 1)) != 0)
+			break;
+	}
+out:
+	done(s, id);
+	return rc < 0 ? rc : CHAT_OK;
+}
+
+/* ---- identity keys */
+
+int chat_store_key_put(struct chat_store *s, const char *name, const char *suite, size_t len,
+                       const uint8_t *key, int64_t now_ms)
+{
+	int rc, n = 0;
+
+	if (!s || bad_name(name) || bad_name(suite) || !key || !len || len > CHAT_STORE_KEY_MAX)
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_text(s, S_KEY_COUNT, 1, name)) ||
+	    (rc = bind_text(s, S_KEY_COUNT, 2, suite))) {
+		done(s, S_KEY_COUNT);
+		return rc;
+	}
+	if ((rc = step(s, S_KEY_COUNT)) == 1)
+		n = sqlite3_column_int(s->st[S_KEY_COUNT], 0);
+	done(s, S_KEY_COUNT);
+	if (rc < 0)
+		return rc;
+	if (n >= CHAT_STORE_KEYS_PER_USER)
+		return CHAT_ERR_NOSPACE;
+	if ((rc = bind_text(s, S_KEY_PUT, 1, name)) || (rc = bind_text(s, S_KEY_PUT, 2, suite)) ||
+	    (rc = bind_blob(s, S_KEY_PUT, 3, len, key)) || (rc = bind_i64(s, S_KEY_PUT, 4, now_ms))) {
+		done(s, S_KEY_PUT);
+		return rc;
+	}
+	return run(s, S_KEY_PUT);
+}
+
+int chat_store_keys(struct chat_store *s, const char *name, chat_store_key_cb cb, void *arg)
+{
+	const int id = S_KEY_LIST;
+	int rc;
+
+	if (!s || bad_name(name) || !cb)
+		return CHAT_ERR_INVALID;
+	if ((rc = usable(s)) || (rc = bind_text(s, id, 1, name)))
+		goto out;
+	while ((rc = step(s, id)) == 1) {
+		const void *key = sqlite3_column_blob(s->st[id], 1);
+		int len = sqlite3_column_bytes(s->st[id], 1);
+		const char *suite = col_str(s->st[id], 0);
+		if (!key || len <= 0 || len > CHAT_STORE_KEY_MAX || bad_name(suite)) {
+			errf(s, "%s: an identity key of %s is damaged", s->path, name);
+			rc = CHAT_ERR_IO;
+			break;
+		}
+		if (cb(arg, suite, (size_t)len, key) != 0)
 			break;
 	}
 out:

@@ -25,7 +25,7 @@
 #include "proto.h" /* enum chat_group */
 #include "scram.h"
 
-#define CHAT_STORE_SCHEMA_VERSION 2
+#define CHAT_STORE_SCHEMA_VERSION 3
 
 struct chat_account {
 	char name[33];
@@ -101,6 +101,17 @@ int chat_store_account_set_group(struct chat_store *s, const char *name, int gro
 int chat_store_account_remove(struct chat_store *s, const char *name);
 /* Accounts in a group (CHAT_GROUP_GUEST: all accounts). */
 int chat_store_account_count(struct chat_store *s, int group, size_t *count);
+
+/* ---- identity keys: public keys users publish, one per suite (ABI 1.3) */
+#define CHAT_STORE_KEY_MAX 4096       /* bytes of one public key */
+#define CHAT_STORE_KEYS_PER_USER 8    /* suites one user may publish keys for */
+/* Store or replace name's key for suite.  CHAT_ERR_NOSPACE when name has
+ * CHAT_STORE_KEYS_PER_USER keys for other suites already. */
+int chat_store_key_put(struct chat_store *s, const char *name, const char *suite, size_t len,
+                       const uint8_t *key, int64_t now_ms);
+typedef int (*chat_store_key_cb)(void *arg, const char *suite, size_t len, const void *key);
+/* Every key of name, by suite; cb returns non-zero to stop. */
+int chat_store_keys(struct chat_store *s, const char *name, chat_store_key_cb cb, void *arg);
 
 /* ---- friends */
 int chat_store_friend_get(struct chat_store *s, const char *a, const char *b, int *state);

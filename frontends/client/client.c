@@ -757,6 +757,7 @@ void chat_client_free(struct chat_client *c)
 		free(k);
 	}
 	client_store_close(c);
+	client_identity_free(c);
 	if (c->scratch) {
 		chat_wipe(c->scratch, c->scratch_cap);
 		free(c->scratch);

@@ -332,6 +332,8 @@ static void on_done(struct chat_client *c, const struct chat_msg *m)
 		/* An offline registered user: the offer waits for them, and so does held text. */
 		client_emit(c, CHAT_EV_INFO, m->name, NULL, NULL, NULL, strlen(m->text), m->text, 0);
 		return;
+	case CHAT_MSG_KEYS_PUT:
+		return; /* our identity key, published at every login: nothing to say */
 	default:
 		break;
 	}

@@ -49,6 +49,8 @@ static void cmd_help(struct chat_client *c)
 		"/to USER | /to #ROOM   where plain lines go",
 		"/join ROOM  /leave ROOM  /rooms   rooms (messages are encrypted per member)",
 		"/fingerprint USER      a string to compare aloud with USER",
+		"/verify USER [yes]     the safety number of your and USER's identity keys; yes: mark verified",
+		"/trust USER            accept USER's new identity key (forget the pinned one)",
 		"/suite [USER]          the suites you allow, or the one used with USER",
 		"/close USER            end the conversation with USER",
 		"/friends               your friends and friend requests",
@@ -148,6 +150,10 @@ static void cmd_with_arg(struct chat_client *c, const char *cmd, const char *res
 		client_send_text(c, name, strlen(rest), rest);
 	else if (!strcmp(cmd, "fingerprint"))
 		cmd_fingerprint(c, name);
+	else if (!strcmp(cmd, "verify"))
+		client_verify(c, name, rest);
+	else if (!strcmp(cmd, "trust"))
+		client_trust(c, name);
 	else if (!strcmp(cmd, "close"))
 		client_close(c, name);
 }
@@ -156,6 +162,7 @@ static void command(struct chat_client *c, const char *line)
 {
 	static const char *const with_arg[] = {
 		"talk", "accept", "reject", "msg", "fingerprint", "close", "join", "leave", "to", "suite",
+		"verify", "trust",
 	};
 	static const char *const admin[] = {
 		"users", "adduser", "deluser", "resetpw", "promote", "demote",

@@ -406,6 +406,7 @@ void client_established(struct chat_client *c, struct conv *v)
 	int insecure = (v->suite->desc->flags & CHAT_FLAG_INSECURE) != 0;
 
 	v->state = C_ESTABLISHED;
+	client_identity_established(c, v);
 	if (!c->current[0] && v->relay_link) /* plain lines go here until /to says otherwise */
 		snprintf(c->current, sizeof(c->current), "%s", v->peer);
 	client_emit(c, CHAT_EV_ESTABLISHED, v->peer, NULL, v->suite->desc->name, NULL, 0, NULL, insecure);
@@ -434,7 +435,13 @@ void client_handshake_failed(struct chat_client *c, struct conv *v, int rc,
 
 	if (last && last->len)
 		client_send_payload(c, v, P_HS, last->len, last->data);
-	if (rc == CHAT_ERR_AUTH)
+	if (rc == CHAT_ERR_AUTH && client_identity_refused(c, v))
+		snprintf(why, sizeof(why), "authentication failed for %s (%s): not the identity key pinned "
+		         "for them", v->peer, v->suite->desc->name);
+	else if (rc == CHAT_ERR_AUTH && (v->suite->desc->flags & CHAT_FLAG_IDENTITY))
+		snprintf(why, sizeof(why), "authentication failed for %s (%s): the relay changed the suite "
+		         "lists, or someone is in the middle", v->peer, v->suite->desc->name);
+	else if (rc == CHAT_ERR_AUTH)
 		snprintf(why, sizeof(why), "authentication failed for %s (%s): a wrong password, "
 		         "or the relay changed the suite lists", v->peer, v->suite->desc->name);
 	else
@@ -493,7 +500,9 @@ int client_start_session(struct chat_client *c, struct conv *v)
 	p.binding = (const uint8_t *)bind;
 	p.binding_len = binding(c, v, sizeof(bind), bind);
 	client_drop_session(v);
-	int rc = v->suite->desc->ops.cipher->session_new(&v->suite->host, &p, &v->session);
+	int rc = client_identity_params(c, v, &p);
+	if (rc == CHAT_OK)
+		rc = v->suite->desc->ops.cipher->session_new(&v->suite->host, &p, &v->session);
 	if (rc) {
 		if (rc == CHAT_ERR_NOSECRET)
 			client_fail(c, v->peer, "no-secret", "suite %s needs a password for %s: add one to %s",

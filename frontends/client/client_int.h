@@ -205,6 +205,23 @@ struct ack {
 	char reason[200];
 };
 
+/* Identity keys (client_identity.c): ours per suite, and the peers' pins. */
+struct ident_own {
+	char suite[CHAT_NAME_MAX + 1];
+	uint8_t *priv, *pub; /* priv is secret: wiped when freed */
+	size_t priv_len, pub_len;
+};
+
+struct ident_pin {
+	char peer[CHAT_NAME_MAX + 1];
+	char suite[CHAT_NAME_MAX + 1];
+	uint8_t *key;
+	size_t len;
+	uint8_t verified; /* /verify NAME yes */
+};
+
+#define CLIENT_KEY_FP 72 /* "sha256:" + 64 hex + NUL */
+
 struct chat_client {
 	struct chat_loop *loop;
 	struct chat_client_config cfg;
@@ -247,6 +264,10 @@ struct chat_client {
 	size_t new_password_len;
 	struct chat_scram_client scram;
 	int scram_op;           /* 0, or the CHAT_AUTH_* exchange under way */
+	struct ident_own *own;  /* our identity key pairs (keystore) */
+	size_t nown;
+	struct ident_pin *pins; /* peers' identity keys pinned on first use (keystore) */
+	size_t npins;
 	uint8_t cb_plain;            /* the relay's link has no channel binding: SCRAM 'y' (client_account.c) */
 	int just_registered;    /* the relay said DONE to our REGISTER; this login is the first */
 
@@ -492,5 +513,27 @@ int client_store_rekey(struct chat_client *c, size_t len, const char *pw, size_t
 void client_history(struct chat_client *c, int direction, const char *peer, size_t len,
                     const char *text);
 void client_store_close(struct chat_client *c);
+
+/* client_identity.c: identity keys (plugin ABI 1.3) */
+int client_suite_has_identity(const struct chat_loaded *s);
+void client_key_fingerprint(size_t len, const uint8_t *key, char out[CLIENT_KEY_FP]);
+struct ident_pin *client_pin_find(struct chat_client *c, const char *peer, const char *suite);
+int client_own_add(struct chat_client *c, const char *suite, size_t priv_len, const uint8_t *priv,
+                   size_t pub_len, const uint8_t *pub);
+int client_pin_add(struct chat_client *c, const char *peer, const char *suite, size_t len,
+                   const uint8_t *key, int verified);
+void client_identity_free(struct chat_client *c);
+/* Fill the identity fields of p for v's suite (our pair, made if needed;
+ * the peer's pin, if any). */
+int client_identity_params(struct chat_client *c, const struct conv *v, struct chat_cipher_params *p);
+/* After the handshake: pin the key the peer proved, on first use. */
+void client_identity_established(struct chat_client *c, struct conv *v);
+/* A handshake failed with CHAT_ERR_AUTH: 1 (and said loudly) if it was
+ * against a pinned identity key. */
+int client_identity_refused(struct chat_client *c, const struct conv *v);
+/* KEYS_PUT of our public key for every identity suite (registered users, at login). */
+void client_identity_publish(struct chat_client *c);
+void client_trust(struct chat_client *c, const char *peer);
+void client_verify(struct chat_client *c, const char *peer, const char *rest);
 
 #endif

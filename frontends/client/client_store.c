@@ -4,8 +4,12 @@
  * (USER.log: every 1:1 message sent and received, the chat-peer log format).
  *
  * The keystore's contents are one binary blob (all integers big-endian):
- *   "CCS2" | str8 user | u64 next client id |
+ *   "CCS3" | str8 user | u64 next client id |
  *   u32 count + count x u64 (mail ids processed, oldest first) |
+ *   u8 count + count x (str8 suite | u32 + private key | u32 + public key)
+ *     (our identity keys) |
+ *   u32 count + count x (str8 peer | str8 suite | u32 + key | u8 verified)
+ *     (peers' identity keys, pinned) |
  *   u32 count | count x conversation | u32 count | count x outbox message
  * conversation: str8 peer | u8 kind (KIND_*) | u8 initiator | str8 suite |
  *   str8 chosen | u8 count + count x str8 (their suites) | u32 + binding |
@@ -16,7 +20,8 @@
  * outbox message: str8 peer | u8 kind (E_*) | u8 state (OM_*) | u64 number |
  *   u32 tries | u32 + text | u32 count + count x (u64 client id | u8 stored |
  *   u32 + sealed payload)
- * "CCS1" (before end-to-end receipts) is read too: its conversations are
+ * "CCS2" (before identity keys) is read too, with none; "CCS1" (before
+ * end-to-end receipts) as well: its conversations are
  * kept; its outbox held sealed payloads of the old format, which are dropped
  * with a warning.  Every buffer that held it is wiped. */
 #include "client_int.h"
@@ -34,7 +39,8 @@
 #include <unistd.h>
 
 
-#define BLOB_MAGIC "CCS2"
+#define BLOB_MAGIC "CCS3"
+#define BLOB_MAGIC_V2 "CCS2"
 #define BLOB_MAGIC_V1 "CCS1"
 #define SESSION_MAX (1u << 20)
 
@@ -372,6 +378,21 @@ int client_store_stage(struct chat_client *c)
 	sb_uint(&b, 4, c->nrecent);
 	for (size_t i = 0; i < c->nrecent; i++) /* oldest first */
 		sb_uint(&b, 8, c->recent[(c->recent_pos + CHAT_RECENT_MAIL - c->nrecent + i) % CHAT_RECENT_MAIL]);
+	/* Identity keys before the conversations: loading a saved session
+	 * needs them. */
+	sb_uint(&b, 1, c->nown);
+	for (size_t i = 0; i < c->nown; i++) {
+		sb_str8(&b, c->own[i].suite);
+		sb_blob(&b, c->own[i].priv_len, c->own[i].priv);
+		sb_blob(&b, c->own[i].pub_len, c->own[i].pub);
+	}
+	sb_uint(&b, 4, c->npins);
+	for (size_t i = 0; i < c->npins; i++) {
+		sb_str8(&b, c->pins[i].peer);
+		sb_str8(&b, c->pins[i].suite);
+		sb_blob(&b, c->pins[i].len, c->pins[i].key);
+		sb_uint(&b, 1, c->pins[i].verified);
+	}
 	for (struct conv *v = c->convs; v; v = v->next)
 		nconv += kept(c, v);
 	sb_uint(&b, 4, nconv);
@@ -468,6 +489,9 @@ static int load_session(struct chat_client *c, struct conv *v, size_t len, const
 	}
 	if (!CHAT_CIPHER_HAS(ops, session_load))
 		return CHAT_ERR_UNSUPPORTED;
+	int rc = client_identity_params(c, v, &p);
+	if (rc)
+		return rc;
 	return ops->session_load(&v->suite->host, &p, len, blob, &v->session);
 }
 
@@ -662,6 +686,34 @@ static int restore_outmsg(struct chat_client *c, struct sread *r, size_t errlen,
 	return CHAT_OK;
 }
 
+static int restore_identities(struct chat_client *c, struct sread *r)
+{
+	size_t n = (size_t)sr_uint(r, 1), priv_len, pub_len, len;
+	char suite[CHAT_NAME_MAX + 1], peer[CHAT_NAME_MAX + 1];
+	const uint8_t *priv, *pub, *key;
+	int rc = CHAT_OK;
+
+	for (size_t i = 0; i < n && !r->bad && rc == CHAT_OK; i++) {
+		sr_str8(r, sizeof(suite), suite);
+		priv = sr_blob(r, 4096, &priv_len);
+		pub = sr_blob(r, 4096, &pub_len);
+		if (!r->bad)
+			rc = client_own_add(c, suite, priv_len, priv, pub_len, pub);
+	}
+	n = (size_t)sr_uint(r, 4);
+	if (n > 100000)
+		r->bad = 1;
+	for (size_t i = 0; i < n && !r->bad && rc == CHAT_OK; i++) {
+		sr_str8(r, sizeof(peer), peer);
+		sr_str8(r, sizeof(suite), suite);
+		key = sr_blob(r, 4096, &len);
+		unsigned verified = (unsigned)sr_uint(r, 1);
+		if (!r->bad)
+			rc = client_pin_add(c, peer, suite, len, key, verified != 0);
+	}
+	return r->bad ? CHAT_ERR_MALFORMED : rc;
+}
+
 int client_store_restore(struct chat_client *c, size_t errlen, char *err)
 {
 	struct sread r = { .p = c->ks_blob, .left = c->ks_blob_len };
@@ -670,12 +722,14 @@ int client_store_restore(struct chat_client *c, size_t errlen, char *err)
 
 	if (!c->ks_blob)
 		return CHAT_OK;
-	if (r.left < 4 || (memcmp(r.p, BLOB_MAGIC, 4) && memcmp(r.p, BLOB_MAGIC_V1, 4))) {
+	if (r.left < 4 || (memcmp(r.p, BLOB_MAGIC, 4) && memcmp(r.p, BLOB_MAGIC_V2, 4) &&
+	                   memcmp(r.p, BLOB_MAGIC_V1, 4))) {
 		restore_fail(errlen, err, c->ks_path, "unknown format");
 		rc = CHAT_ERR_MALFORMED;
 		goto out;
 	}
 	v1 = !memcmp(r.p, BLOB_MAGIC_V1, 4);
+	int v3 = !memcmp(r.p, BLOB_MAGIC, 4);
 	r.p += 4;
 	r.left -= 4;
 	sr_str8(&r, sizeof(user), user);
@@ -696,6 +750,10 @@ int client_store_restore(struct chat_client *c, size_t errlen, char *err)
 	}
 	if (c->next_id == 0)
 		c->next_id = 1;
+	if (v3 && (rc = restore_identities(c, &r)) != CHAT_OK) {
+		restore_fail(errlen, err, c->ks_path, "its identity keys do not read back");
+		goto out;
+	}
 	size_t nconv = (size_t)sr_uint(&r, 4);
 	for (size_t i = 0; i < nconv && !r.bad && rc == CHAT_OK; i++)
 		rc = restore_conv(c, &r, v1, errlen, err);
@@ -761,6 +819,7 @@ void client_store_after_login(struct chat_client *c)
 	if (!c->ks)
 		return;
 	c->ks_trusted = 1;
+	client_identity_publish(c); /* our identity keys, kept in the keystore */
 	if (!c->log && open_log(c, sizeof(err), err) != CHAT_OK) {
 		client_fail(c, NULL, "history", "%s: no history is kept in this session", err);
 		c->log_failed = 1;

@@ -273,6 +273,16 @@ static void wipe_handshake(struct nxx_session *s)
 {
 	s->host->wipe(&s->hs, sizeof(s->hs));
 	s->host->wipe(s->s_priv, sizeof(s->s_priv));
+}
+
+static void free_payloads(struct nxx_session *s)
+{
+	if (s->payload_out) {
+		s->host->wipe(s->payload_out, s->payload_out_len);
+		free(s->payload_out);
+		s->payload_out = NULL;
+		s->payload_out_len = 0;
+	}
 	if (s->payload_in) {
 		s->host->wipe(s->payload_in, s->payload_in_len);
 		free(s->payload_in);
@@ -289,13 +299,10 @@ static void session_wipe_free(struct nxx_session *s)
 		return;
 	host = s->host;
 	wipe_handshake(s);
+	free_payloads(s);
 	if (s->binding) {
 		host->wipe(s->binding, s->binding_len);
 		free(s->binding);
-	}
-	if (s->payload_out) {
-		host->wipe(s->payload_out, s->payload_out_len);
-		free(s->payload_out);
 	}
 	host->wipe(s, sizeof(*s));
 	free(s);
@@ -306,6 +313,7 @@ static void session_fail(struct nxx_session *s)
 {
 	s->state = NXX_S_FAILED;
 	wipe_handshake(s);
+	free_payloads(s);
 	s->host->wipe(s->tx_key, sizeof(s->tx_key));
 	s->host->wipe(s->rx_key, sizeof(s->rx_key));
 	s->host->wipe(s->rx_prev, sizeof(s->rx_prev));

@@ -18,7 +18,15 @@
  *                  originals; saving too early, into too little room, and
  *                  loading under other params, truncated, extended or with
  *                  a damaged header are all refused; open_at (if present)
- *                  at the current time behaves as open.
+ *                  at the current time behaves as open;
+ *   IDENTITY       (ABI 1.3) identity_keygen makes a key pair for alice, bob
+ *                  and carol; every other check runs with both pairs in the
+ *                  params and the peer's public key pinned; then the
+ *                  handshake with nothing pinned (first contact) and pinned,
+ *                  each end's peer_identity() equal to the other's public
+ *                  key (CHAT_ERR_STATE before the handshake); a wrong key
+ *                  pinned at either end, and carol answering with her own
+ *                  key for bob, fail with CHAT_ERR_AUTH.
  *
  * One line per suite; the number tested must equal the number of cipher
  * plugins the registry loaded, and a plugin that fails to load fails the
@@ -45,11 +53,31 @@ static const char wrong_secret[] = "correct horse battery stapler";
 static const uint8_t binding[] = "offer=a,b,c;accept=b,c;choice=b";
 static uint8_t pool[2 * MSG_MAX];
 
+#define ID_CAP 4096 /* the ABI's room for either half of an identity key pair */
+
+/* An identity key pair made by the suite's identity_keygen. */
+struct idkey {
+	uint8_t priv[ID_CAP], pub[ID_CAP];
+	size_t priv_len, pub_len;
+};
+
+enum { ID_ALICE, ID_BOB, ID_CAROL, ID_COUNT };
+enum pin_mode {
+	PIN_NONE = 0,      /* first contact: peer_identity NULL */
+	PIN_RIGHT,         /* each end pins the other's real key */
+	PIN_WRONG_AT_I,    /* the initiator pins carol's key for bob */
+	PIN_WRONG_AT_R,    /* the responder pins carol's key for alice */
+	PIN_IMPOSTOR,      /* carol answers as bob with her own key; alice pinned bob's */
+};
+
 struct suite {
 	const struct chat_loaded *l;
 	const struct chat_cipher_ops *ops;
 	unsigned flags;
 	char notes[1024];
+	/* CHAT_FLAG_IDENTITY suites only. */
+	struct idkey *ids; /* ID_COUNT pairs */
+	int pin;           /* enum pin_mode */
 };
 
 static void note(struct suite *t, const char *text)
@@ -73,6 +101,26 @@ static struct chat_cipher_params params_for(const struct suite *t, int role, con
 		.binding_len = sizeof(binding) - 1,
 	};
 
+	if ((t->flags & CHAT_FLAG_IDENTITY) && t->ids) {
+		int me = role == CHAT_ROLE_INITIATOR ? ID_ALICE : ID_BOB;
+		int peer = role == CHAT_ROLE_INITIATOR ? ID_BOB : ID_ALICE;
+		const struct idkey *own, *pinned = &t->ids[peer];
+
+		if (t->pin == PIN_IMPOSTOR && role == CHAT_ROLE_RESPONDER)
+			me = ID_CAROL;
+		if ((t->pin == PIN_WRONG_AT_I && role == CHAT_ROLE_INITIATOR) ||
+		    (t->pin == PIN_WRONG_AT_R && role == CHAT_ROLE_RESPONDER))
+			pinned = &t->ids[ID_CAROL];
+		own = &t->ids[me];
+		params.identity_private = own->priv;
+		params.identity_private_len = own->priv_len;
+		params.identity_public = own->pub;
+		params.identity_public_len = own->pub_len;
+		if (t->pin != PIN_NONE) {
+			params.peer_identity = pinned->pub;
+			params.peer_identity_len = pinned->pub_len;
+		}
+	}
 	return params;
 }
 
@@ -896,6 +944,112 @@ out:
 	free(tmp);
 }
 
+/* ---- ABI 1.3: identity keys ---------------------------------------------- */
+
+static int make_ids(struct suite *t)
+{
+	for (int k = 0; k < ID_COUNT; k++) {
+		struct idkey *id = &t->ids[k];
+		struct chat_buf priv = { id->priv, ID_CAP, 0 }, pub = { id->pub, ID_CAP, 0 };
+		int rc = t->ops->identity_keygen(&t->l->host, &priv, &pub);
+
+		CHECK_EQ_INT(rc, CHAT_OK);
+		if (rc != CHAT_OK || !priv.len || !pub.len || priv.len > ID_CAP || pub.len > ID_CAP)
+			return 0;
+		id->priv_len = priv.len;
+		id->pub_len = pub.len;
+	}
+	/* Three draws, three different keys. */
+	CHECK(t->ids[0].pub_len != t->ids[1].pub_len ||
+	      memcmp(t->ids[0].pub, t->ids[1].pub, t->ids[0].pub_len));
+	CHECK(t->ids[1].pub_len != t->ids[2].pub_len ||
+	      memcmp(t->ids[1].pub, t->ids[2].pub, t->ids[1].pub_len));
+	return 1;
+}
+
+/* s proved the key of id to its peer. */
+static void check_peer_identity(const struct suite *t, void *s, const struct idkey *id)
+{
+	uint8_t *buf = malloc(ID_CAP);
+	struct chat_buf b = { buf, ID_CAP, 0 };
+
+	if (!buf)
+		abort();
+	CHECK_EQ_INT(t->ops->peer_identity(s, &b), CHAT_OK);
+	CHECK(b.len == id->pub_len && !memcmp(buf, id->pub, id->pub_len));
+	b = (struct chat_buf){ buf, b.len ? b.len - 1 : 0, 7 };
+	CHECK_EQ_INT(t->ops->peer_identity(s, &b), CHAT_ERR_NOSPACE);
+	CHECK_EQ_INT(b.len, 0);
+	free(buf);
+}
+
+/* A handshake that must fail with CHAT_ERR_AUTH; returns the failing end. */
+static const char *handshake_refused(struct suite *t)
+{
+	void *i = NULL, *r = NULL;
+	const char *who = "session_new";
+	int rc, steps;
+
+	rc = new_session(t, CHAT_ROLE_INITIATOR, NULL, &i);
+	if (rc == CHAT_OK)
+		rc = new_session(t, CHAT_ROLE_RESPONDER, NULL, &r);
+	if (rc == CHAT_OK)
+		rc = run_handshake(t, i, r, &steps, &who);
+	if (rc != CHAT_ERR_AUTH)
+		fprintf(stderr, "%s: pin mode %d: %s at the %s, expected %s\n", t->l->desc->name,
+		        t->pin, chat_strerror(rc), who, chat_strerror(CHAT_ERR_AUTH));
+	CHECK_EQ_INT(rc, CHAT_ERR_AUTH);
+	t->ops->session_free(i);
+	t->ops->session_free(r);
+	return who;
+}
+
+static void check_identity(struct suite *t)
+{
+	static const int modes[] = { PIN_NONE, PIN_RIGHT };
+	uint8_t small[1];
+	struct chat_buf a = { small, 0, 3 }, b = { small, 0, 3 };
+	char line[256];
+	void *i, *r;
+	int steps;
+
+	/* No room: NOSPACE, both lengths 0. */
+	CHECK_EQ_INT(t->ops->identity_keygen(&t->l->host, &a, &b), CHAT_ERR_NOSPACE);
+	CHECK(a.len == 0 && b.len == 0);
+	/* Nothing to report before the handshake. */
+	if (new_session(t, CHAT_ROLE_INITIATOR, NULL, &i) == CHAT_OK) {
+		uint8_t buf[64];
+		struct chat_buf d = { buf, sizeof(buf), 0 };
+
+		CHECK_EQ_INT(t->ops->peer_identity(i, &d), CHAT_ERR_STATE);
+		t->ops->session_free(i);
+	} else {
+		CHECK(0);
+	}
+	for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
+		t->pin = modes[k];
+		if (!pair_new(t, &i, &r, &steps))
+			continue;
+		check_peer_identity(t, i, &t->ids[ID_BOB]);
+		check_peer_identity(t, r, &t->ids[ID_ALICE]);
+		CHECK(xfer(t, i, r, 19, pool + 77));
+		CHECK(xfer(t, r, i, 23, pool + 88));
+		t->ops->session_free(i);
+		t->ops->session_free(r);
+	}
+	t->pin = PIN_WRONG_AT_I;
+	snprintf(line, sizeof(line), "identity keys: first contact and pinned, peer_identity "
+	         "right; a wrong pin refused at the %s", handshake_refused(t));
+	t->pin = PIN_WRONG_AT_R;
+	snprintf(line + strlen(line), sizeof(line) - strlen(line), " / %s",
+	         handshake_refused(t));
+	t->pin = PIN_IMPOSTOR;
+	snprintf(line + strlen(line), sizeof(line) - strlen(line), ", an impostor at the %s",
+	         handshake_refused(t));
+	t->pin = PIN_RIGHT;
+	note(t, line);
+}
+
 static void test_suite(struct suite *t)
 {
 	int before = test_failures, steps = 0;
@@ -904,6 +1058,20 @@ static void test_suite(struct suite *t)
 	char flags[128], line[160];
 
 	chat_plugin_flags_text(t->flags, sizeof(flags), flags);
+	if (t->flags & CHAT_FLAG_IDENTITY) {
+		CHECK(CHAT_CIPHER_HAS(t->ops, identity_keygen) && CHAT_CIPHER_HAS(t->ops, peer_identity));
+		t->ids = calloc(ID_COUNT, sizeof(*t->ids));
+		if (!t->ids)
+			abort();
+		if (!make_ids(t)) {
+			printf("suite %-12s [%s]: FAILED: identity_keygen\n", t->l->desc->name, flags);
+			free(t->ids);
+			return;
+		}
+		t->pin = PIN_RIGHT; /* every other check runs with the keys pinned */
+	} else {
+		CHECK(!CHAT_CIPHER_HAS(t->ops, identity_keygen) && !CHAT_CIPHER_HAS(t->ops, peer_identity));
+	}
 	if (pair_new(t, &i, &r, &steps)) {
 		snprintf(line, sizeof(line), "handshake in %d steps", steps);
 		note(t, line);
@@ -926,6 +1094,13 @@ static void test_suite(struct suite *t)
 	if (t->flags & CHAT_FLAG_NEEDS_SECRET)
 		check_secret(t);
 	check_saved(t);
+	if (t->flags & CHAT_FLAG_IDENTITY)
+		check_identity(t);
+	if (t->ids) {
+		memset(t->ids, 0, ID_COUNT * sizeof(*t->ids));
+		free(t->ids);
+		t->ids = NULL;
+	}
 	printf("suite %-12s [%s]: %s: %s\n", t->l->desc->name, flags,
 	       test_failures == before ? "ok" : "FAILED", t->notes);
 }

@@ -71,7 +71,8 @@ const char *fuzz_file(const char *name, size_t len, const void *data);
 const char *fuzz_tmpdir(void);
 
 /* The cipher suites, linked into the harness (no dlopen: the suites are
- * instrumented like the rest).  A registry holding all three builtins; the
+ * instrumented like the rest).  A registry holding the three password and demo
+ * builtins (noise-xx, an identity suite, only through fuzz_suite); the
  * suites' PBKDF2 iteration counts are the minimum allowed, so a handshake is
  * cheap. */
 struct chat_registry *fuzz_registry(void);
@@ -87,11 +88,25 @@ struct fuzz_host {
 };
 void fuzz_host_init(struct fuzz_host *h, const struct chat_plugin *plugin, uint64_t seed);
 
+/* ABI 1.3 identity suites (CHAT_FLAG_IDENTITY): the key pair of user, made
+ * once per process by the suite's identity_keygen from a host seeded by the
+ * name, so it is the same in every run and every build. */
+struct fuzz_identity {
+	uint8_t priv[4096], pub[4096];
+	size_t priv_len, pub_len;
+};
+const struct fuzz_identity *fuzz_identity(const struct chat_plugin *p, const char *user);
+/* For an identity suite, fill params' identity fields: the local user's pair
+ * and, if pin, the peer's public key (else NULL: first contact).  Nothing for
+ * other suites. */
+void fuzz_identity_params(const struct chat_plugin *p, struct chat_cipher_params *params, int pin);
+
 /* Two sessions of a suite, made with the given host tables and params
  * (role, ids and binding filled in here), run through the handshake against
  * each other: CHAT_OK with both established, or the error.  The messages
  * they exchanged are appended to transcript (each as u16 length + bytes,
- * initiator's first) when it is not NULL. */
+ * initiator's first) when it is not NULL.  Identity suites get both users'
+ * fuzz_identity pairs, each pinning the other's. */
 int fuzz_pair(const struct chat_plugin *p, const struct chat_host *hi, const struct chat_host *hr,
               const char *ini, const char *res, const char *secret, size_t bind_len,
               const char *bind, void **si, void **sr, struct fuzz_buf *transcript);

@@ -18,6 +18,7 @@
 const struct chat_plugin *chat_builtin_cipher_xor_demo(void);
 const struct chat_plugin *chat_builtin_cipher_rc4dh(void);
 const struct chat_plugin *chat_builtin_cipher_aescbc_hmac(void);
+const struct chat_plugin *chat_builtin_cipher_noise_xx(void);
 
 /* CHAT_FUZZ_WRITE_SEEDS=DIR: write the harness's seeds into DIR and exit
  * (tests/fuzz/run --seeds), in the libFuzzer build as in the replay one. */
@@ -253,6 +254,7 @@ const struct chat_plugin *fuzz_suite(const char *name)
 		chat_builtin_cipher_xor_demo(),
 		chat_builtin_cipher_rc4dh(),
 		chat_builtin_cipher_aescbc_hmac(),
+		chat_builtin_cipher_noise_xx(),
 	};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -322,6 +324,8 @@ static const char *fh_config(const struct chat_host *h, const char *key)
 
 	if (!strcmp(f->plugin->name, "aescbc-hmac") && !strcmp(key, "iterations"))
 		return "1000";
+	if (!strcmp(f->plugin->name, "noise-xx") && !strcmp(key, "rekey_every"))
+		return "64"; /* the minimum: rekeys within reach of an input */
 	for (const struct chat_config_key *k = f->plugin->config_keys; k && k->name; k++)
 		if (!strcmp(k->name, key))
 			return k->def;
@@ -340,6 +344,54 @@ void fuzz_host_init(struct fuzz_host *h, const struct chat_plugin *plugin, uint6
 	h->rng = seed;
 	h->now_ms = 1700000000000;
 	h->plugin = plugin;
+}
+
+/* ---- identity keys */
+
+const struct fuzz_identity *fuzz_identity(const struct chat_plugin *p, const char *user)
+{
+	static struct {
+		const struct chat_plugin *p;
+		char user[64];
+		struct fuzz_identity id;
+	} cache[8];
+	static size_t used;
+	struct fuzz_host h;
+	uint64_t seed = 1469598103934665603ull;
+
+	for (size_t i = 0; i < used; i++)
+		if (cache[i].p == p && !strcmp(cache[i].user, user))
+			return &cache[i].id;
+	if (used == sizeof(cache) / sizeof(cache[0]) || strlen(user) >= sizeof(cache[0].user) ||
+	    !(p->flags & CHAT_FLAG_IDENTITY) || !CHAT_CIPHER_HAS(p->ops.cipher, identity_keygen))
+		abort();
+	for (const char *c = user; *c; c++)
+		seed = (seed ^ (uint8_t)*c) * 1099511628211ull;
+	fuzz_host_init(&h, p, seed);
+	struct fuzz_identity *id = &cache[used].id;
+	struct chat_buf a = { id->priv, sizeof(id->priv), 0 }, b = { id->pub, sizeof(id->pub), 0 };
+	if (p->ops.cipher->identity_keygen(&h.host, &a, &b) != CHAT_OK)
+		abort();
+	id->priv_len = a.len;
+	id->pub_len = b.len;
+	cache[used].p = p;
+	strcpy(cache[used].user, user);
+	used++;
+	return id;
+}
+
+void fuzz_identity_params(const struct chat_plugin *p, struct chat_cipher_params *params, int pin)
+{
+	if (!(p->flags & CHAT_FLAG_IDENTITY))
+		return;
+	const struct fuzz_identity *me = fuzz_identity(p, params->local_id);
+	const struct fuzz_identity *peer = fuzz_identity(p, params->peer_id);
+	params->identity_private = me->priv;
+	params->identity_private_len = me->priv_len;
+	params->identity_public = me->pub;
+	params->identity_public_len = me->pub_len;
+	params->peer_identity = pin ? peer->pub : NULL;
+	params->peer_identity_len = pin ? peer->pub_len : 0;
 }
 
 /* ---- two sessions talking */
@@ -363,6 +415,8 @@ int fuzz_pair(const struct chat_plugin *p, const struct chat_host *hi, const str
 	pr.role = CHAT_ROLE_RESPONDER;
 	pr.local_id = res;
 	pr.peer_id = ini;
+	fuzz_identity_params(p, &pi, 1);
+	fuzz_identity_params(p, &pr, 1);
 	if ((rc = ops->session_new(hi, &pi, si)) || (rc = ops->session_new(hr, &pr, sr)))
 		goto fail;
 	for (int turn = 0; turn < 16 && !(done_i && done_r); turn++) {

@@ -11,7 +11,8 @@
  *       checksums and MAC with the sender's keys (aescbc-hmac), or just
  *       change its bytes (suites without).
  *
- * Input: u8 mode, u8 seed of the deterministic host, then by mode % 6:
+ * Input: u8 mode, u8 seed of the deterministic host (bit 7 set: identity
+ * suites run without pinned peer keys), then by mode % 6:
  *   0  responder: u16-length handshake messages from the "initiator";
  *   1  initiator: its first message is made, then messages as in 0;
  *   2  both sides honest, every handshake message changed by the input
@@ -50,6 +51,9 @@ static void suite_fix_sealed(void *sender, int sender_role, struct fuzz_in *in,
 static const struct chat_plugin *plugin;
 static const struct chat_cipher_ops *ops;
 static uint8_t out[1 << 17], plain[1 << 17];
+/* Identity suites: whether each end pins the other's key (fuzz_identity) or
+ * meets it for the first time; bit 7 of the input's seed byte. */
+static int pin_peer = 1;
 
 static struct chat_cipher_params params(int role)
 {
@@ -60,6 +64,7 @@ static struct chat_cipher_params params(int role)
 		.suite = SUITE_NAME, .secret = (const uint8_t *)SECRET, .secret_len = strlen(SECRET),
 		.binding = (const uint8_t *)BIND, .binding_len = strlen(BIND),
 	};
+	fuzz_identity_params(plugin, &p, pin_peer);
 	return p;
 }
 
@@ -366,6 +371,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ops = plugin->ops.cipher;
 	}
 	unsigned mode = fin_u8(&in), seed = fin_u8(&in);
+	pin_peer = !(seed & 0x80);
 	fuzz_host_init(&hi, plugin, 1 + 2 * seed);
 	fuzz_host_init(&hr, plugin, 2 + 2 * seed);
 	switch (mode % 6) {

@@ -923,7 +923,15 @@ void client_close(struct chat_client *c, const char *peer)
 	size_t dropped = 0;
 
 	if (!v) {
-		client_fail(c, peer, "no-conversation", "no conversation with %s", peer);
+		/* None here, but the relay may still hold one (a registered pair's
+		 * conversation outlives a lost keystore): let it end there too. */
+		if (c->state == CS_READY && c->conn) {
+			client_begin(c, CHAT_MSG_CLOSE);
+			chat_put_str8(&c->wb, peer);
+			client_flush(c);
+		}
+		client_fail(c, peer, "no-conversation", "no conversation with %s here (the relay is told to "
+		            "end any it keeps)", peer);
 		return;
 	}
 	if (v->relay_link) {

@@ -529,15 +529,29 @@ void client_deliver_unblocked(struct chat_client *c, const char *peer)
 	client_pump(c);
 }
 
-/* The relay says the peer could not use it (unreadable, expired): again now. */
+/* The relay says the peer could not use it (unreadable, expired): again
+ * now the first time; after that, waiting 1 s doubling to 30 s (a peer who
+ * lost the session answers every copy "unreadable": without the wait the
+ * two clients would trade copies as fast as the link goes). */
 void client_deliver_reseal(struct chat_client *c, struct outmsg *m)
 {
 	client_outmsg_drop_copy(m);
 	m->tries++;
-	m->state = OM_WAITING;
-	m->due = 0;
+	m->unreadable++;
 	client_store_mark(c);
-	client_pump(c);
+	if (m->unreadable <= 1) {
+		m->state = OM_WAITING;
+		m->due = 0;
+		client_pump(c);
+		return;
+	}
+	if (m->unreadable == 3)
+		client_say(c, CHAT_EV_WARNING, m->peer, "%s cannot open messages of this session (did they "
+		           "lose their keystore?): /close %s, then /talk %s, starts a new one", m->peer,
+		           m->peer, m->peer);
+	m->state = OM_STORED; /* no copy: the retry timer seals it again when due */
+	m->due = now_ms(c) + backoff(m->unreadable - 1, 1000, REFUSED_WAIT_MAX_MS);
+	client_retry_arm(c);
 }
 
 /* Stored for a peer who is online, or fetched: expect a receipt soon. */

@@ -225,11 +225,16 @@ int client_identity_refused(struct chat_client *c, const struct conv *v)
 	if (!has_identity(v->suite) || !(pin = client_pin_find(c, v->peer, v->suite->desc->name)))
 		return 0;
 	client_key_fingerprint(pin->len, pin->key, fp);
-	client_say(c, pin->verified ? CHAT_EV_ERROR : CHAT_EV_WARNING, v->peer,
-	           "%s%s did not prove the %s identity key pinned for them (%s): their key changed (a new "
-	           "registration, a new device) or someone is in the middle. Ask them; /trust %s accepts "
-	           "the key they use now", pin->verified ? "VERIFIED CONTACT: " : "", v->peer,
-	           v->suite->desc->name, fp, v->peer);
+	if (pin->verified)
+		client_fail(c, v->peer, "identity-changed", "VERIFIED CONTACT: %s did not prove the %s identity "
+		            "key pinned and verified for them (%s): their key changed (a new registration, a "
+		            "lost keystore) or someone is in the middle. Ask them in person; /trust %s accepts "
+		            "the key they use now", v->peer, v->suite->desc->name, fp, v->peer);
+	else
+		client_say(c, CHAT_EV_WARNING, v->peer, "%s did not prove the %s identity key pinned for them "
+		           "(%s): their key changed (a new registration, a lost keystore) or someone is in the "
+		           "middle. Ask them; /trust %s accepts the key they use now", v->peer,
+		           v->suite->desc->name, fp, v->peer);
 	return 1;
 }
 

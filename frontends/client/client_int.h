@@ -97,6 +97,7 @@ struct outmsg {
 	unsigned tries;               /* copies sealed or sent again so far */
 	uint64_t due;                 /* monotonic ms of the next try, 0: none */
 	int resent;                   /* OM_REFUSED: its copy went again, no answer yet */
+	int unreadable;               /* "unreadable" receipts in a row (client_deliver_reseal) */
 	struct outmail *chunks;       /* the current sealed copy */
 	size_t len;
 	uint8_t text[];

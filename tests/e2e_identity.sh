@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Identity keys end to end (plugin ABI 1.3) with the noise-xx suite and two
+# registered users: each client makes its key pair, keeps it in the keystore
+# and publishes it (KEYS_PUT); the first handshake pins the peer's key on
+# both sides; /verify shows the same safety number on both screens; a
+# restart resumes with the same keys; when bob loses his keystore (a new
+# key), alice's client refuses his handshake against the pinned, verified
+# key and says so as an error, until /trust bob.
+. "$(dirname "$0")/lib-e2e.sh"
+test_ini
+FAST=(--set client.kdf_iterations=1000)
+printf 'alice password\n' >"$T/alice.pw"
+printf 'bob password\n' >"$T/bob.pw"
+chmod 600 "$T"/*.pw
+start_relay relay --set "relay.database=$T/relay.db" || finish
+for u in alice bob; do
+	run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u $u --register \
+		--password-file "$T/$u.pw" --suites noise-xx "${FAST[@]}"
+	expect_out "logged-in $u registered" "register $u"
+done
+expect_file "$T/relay.err" "alice published an identity key for noise-xx (32 bytes)" "alice's key published"
+expect_file "$T/relay.err" "bob published an identity key for noise-xx (32 bytes)" "bob's key published"
+
+client a alice noise-xx --password-file "$T/alice.pw" "${FAST[@]}"
+client b bob noise-xx --password-file "$T/bob.pw" "${FAST[@]}"
+wait_for a "logged-in alice registered"
+wait_for b "logged-in bob registered"
+say a "/talk bob"
+wait_for b "offer alice noise-xx"
+say b "/accept alice"
+wait_for a "established bob noise-xx"
+wait_for b "established alice noise-xx"
+wait_for a "bob's noise-xx identity key sha256:"
+wait_for b "alice's noise-xx identity key sha256:"
+say a "/verify bob"
+say b "/verify alice"
+wait_for a "safety number with bob"
+wait_for b "safety number with alice"
+na=$(sed -n 's/.*safety number with bob (noise-xx): \([0-9 ]*\) — .*/\1/p' "$T/a.out")
+nb=$(sed -n 's/.*safety number with alice (noise-xx): \([0-9 ]*\) — .*/\1/p' "$T/b.out")
+[ -n "$na" ] && [ "$na" = "$nb" ] && pass || fail "safety numbers differ: '$na' vs '$nb'"
+[ "$(wc -w <<<"$na")" -eq 12 ] && pass || fail "the safety number is not 12 groups: '$na'"
+say a "/verify bob yes"
+wait_for a "bob is verified"
+say a "/msg bob the first secret"
+wait_for b "msg alice noise-xx the first secret"
+quit a
+quit b
+
+# A restart: the same keys, nothing new pinned, the conversation resumes.
+client a2 alice noise-xx --password-file "$T/alice.pw" "${FAST[@]}"
+client b2 bob noise-xx --password-file "$T/bob.pw" "${FAST[@]}"
+wait_for a2 "resumed bob noise-xx"
+wait_for b2 "resumed alice noise-xx"
+say a2 "/msg bob after the restart"
+wait_for b2 "msg alice noise-xx after the restart"
+say b2 "/verify alice"
+wait_for b2 "safety number with alice"
+nb2=$(sed -n 's/.*safety number with alice (noise-xx): \([0-9 ]*\) — .*/\1/p' "$T/b2.out")
+[ "$nb2" = "$nb" ] && pass || fail "the safety number changed over a restart: '$nb' vs '$nb2'"
+quit b2
+
+# bob loses his keystore: a new identity key.  What alice sends in the old
+# session he cannot open (said, and retried with growing waits, not in a
+# storm); he starts a new conversation, and alice's client refuses it
+# against the pinned, verified key.
+rm -f "$T/client/bob.keys"
+client b3 bob noise-xx --password-file "$T/bob.pw" "${FAST[@]}"
+wait_for b3 "logged-in bob registered"
+say a2 "/msg bob into the old session"
+wait_for a2 "bob cannot open messages of this session" 20
+n=$(grep -c "sealed and sent again" "$T/a2.out")
+[ "$n" -le 4 ] && pass || fail "alice re-sealed $n times within seconds (a resend storm)"
+say b3 "/close alice"
+say b3 "/talk alice"
+wait_for a2 "offer bob noise-xx"
+say a2 "/accept bob"
+wait_for a2 "error identity-changed bob VERIFIED CONTACT: bob did not prove the noise-xx identity key pinned" 20
+grep -q "^established bob" <(sed -n '/error identity-changed bob/,$p' "$T/a2.out") &&
+	fail "alice established a session with bob's new key" || pass
+# alice accepts the new key; bob offers again.
+say a2 "/trust bob"
+wait_for a2 "forgot 1 pinned identity key(s) of bob"
+say b3 "/close alice"
+say b3 "/talk alice"
+wait_for a2 "offer bob noise-xx" 20
+n=$(grep -c "offer bob noise-xx" "$T/a2.out")
+[ "$n" -ge 2 ] && pass || fail "bob's second offer did not arrive"
+say a2 "/accept bob"
+wait_for b3 "established alice noise-xx"
+for _ in $(seq 1 100); do [ "$(grep -c "bob's noise-xx identity key sha256:" "$T/a2.out")" -ge 1 ] && break; sleep 0.05; done
+expect_file "$T/a2.out" "bob's noise-xx identity key sha256:" "the new key is pinned after /trust"
+say a2 "/msg bob with the new key"
+wait_for b3 "msg alice noise-xx with the new key"
+quit a2
+quit b3
+kill "$RELAY_PID"
+wait_exit "$RELAY_PID" 10
+finish

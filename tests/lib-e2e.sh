@@ -50,7 +50,7 @@ expect_file() { # expect_file FILE PHRASE WHAT
 }
 
 # The link between clients and relay: ctest runs every e2e script once per
-# transport (tests/CMakeLists.txt: NAME with tcp, NAME_tls with tls), except
+# transport (tests/CMakeLists.txt: NAME with tcp, NAME_on_tls with tls), except
 # scripts that say "# transports: tcp" (their chat-tap reads the frames).
 CHAT_TEST_TRANSPORT=${CHAT_TEST_TRANSPORT:-tcp}
 

@@ -11,6 +11,7 @@
  *                  (and secret) give unrelated sessions: what one seals,
  *                  the other does not open to the same text;
  *   REPLAY         a sealed message opened twice is rejected the second time;
+ *                  two delivered out of order and then again open once each;
  *   NEEDS_SECRET   a wrong secret makes the handshake fail, a missing one is
  *                  CHAT_ERR_NOSECRET at session_new or at the first step;
  *   session_save   (ABI 1.1, when the plugin has it) both ends saved and
@@ -519,6 +520,45 @@ static void check_replay(struct suite *t, void *i, void *r)
 		note(t, line);
 	}
 	CHECK(xfer(t, i, r, 12, pool + 400));
+}
+
+/* Two messages delivered out of order, then both again: whether a suite
+ * takes the later one first (a window) or refuses it until the gap is filled
+ * (strict order), each must open exactly once in the four attempts. */
+static void check_reorder(struct suite *t, void *i, void *r)
+{
+	uint8_t *m1, *m2, *dst;
+	size_t l1, l2, n, ok1 = 0, ok2 = 0;
+	int first;
+
+	m1 = seal(t, i, 31, pool + 500, &l1);
+	m2 = seal(t, i, 32, pool + 600, &l2);
+	dst = malloc(l1 + l2 + 64);
+	if (!dst)
+		abort();
+	first = open_msg(t, r, l2, m2, l1 + l2 + 64, dst, &n);
+	if (first == CHAT_OK) {
+		ok2++;
+		CHECK(n == 32 && !memcmp(dst, pool + 600, 32));
+	}
+	if (open_msg(t, r, l1, m1, l1 + l2 + 64, dst, &n) == CHAT_OK) {
+		ok1++;
+		CHECK(n == 31 && !memcmp(dst, pool + 500, 31));
+	}
+	if (open_msg(t, r, l2, m2, l1 + l2 + 64, dst, &n) == CHAT_OK) {
+		ok2++;
+		CHECK(n == 32 && !memcmp(dst, pool + 600, 32));
+	}
+	if (open_msg(t, r, l1, m1, l1 + l2 + 64, dst, &n) == CHAT_OK)
+		ok1++;
+	CHECK_EQ_INT(ok1, 1);
+	CHECK_EQ_INT(ok2, 1);
+	note(t, first == CHAT_OK ? "reordered pair opened once each (window)" :
+	     "reordered pair refused until in order, then opened once each (strict order)");
+	free(m1);
+	free(m2);
+	free(dst);
+	CHECK(xfer(t, i, r, 13, pool + 700));
 }
 
 /* A wrong secret must make the handshake fail on at least one end; a
@@ -1085,8 +1125,10 @@ static void test_suite(struct suite *t)
 		check_fingerprints(t, i, r);
 		if (t->flags & CHAT_FLAG_INTEGRITY)
 			check_integrity(t, i, r);
-		if (t->flags & CHAT_FLAG_REPLAY)
+		if (t->flags & CHAT_FLAG_REPLAY) {
 			check_replay(t, i, r);
+			check_reorder(t, i, r);
+		}
 		t->ops->session_free(i);
 		t->ops->session_free(r);
 	}

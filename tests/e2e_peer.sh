@@ -14,6 +14,11 @@ test_ini
 printf '\n[plugin.aescbc-hmac]\niterations = 10000\n' >>"$T/chat.ini"
 printf 'log passphrase for the tests\n' >"$T/pass"
 chmod 600 "$T/pass"
+# A suite with identity keys: chat-peer does not keep them yet, and says so.
+run chat-peer --config "$T/chat.ini" -u zed --suite noise-xx --passphrase-file "$T/pass"
+expect_rc 1 "chat-peer with an identity suite"
+expect_err "suite noise-xx authenticates with identity keys, which chat-peer does not keep yet" \
+	"chat-peer with an identity suite says why"
 TIMEOUT=10000
 [ ${#VG[@]} -gt 0 ] && TIMEOUT=30000
 

@@ -328,6 +328,12 @@ static int run(struct app *a)
 		                chat_config_where(a->prog.cfg, "peer", "suite"));
 		return 1;
 	}
+	if (suite->desc->flags & CHAT_FLAG_IDENTITY) {
+		chat_prog_error(&a->prog, "suite %s authenticates with identity keys, which chat-peer does "
+		                "not keep yet: use a suite with a shared password (aescbc-hmac) (peer.suite, %s)",
+		                suite->desc->name, chat_config_where(a->prog.cfg, "peer", "suite"));
+		return 1;
+	}
 	if ((rc = open_log(a)))
 		return rc;
 

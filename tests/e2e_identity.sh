@@ -25,6 +25,11 @@ client a alice noise-xx --password-file "$T/alice.pw" "${FAST[@]}"
 client b bob noise-xx --password-file "$T/bob.pw" "${FAST[@]}"
 wait_for a "logged-in alice registered"
 wait_for b "logged-in bob registered"
+# The relay lies about bob's key (its database says another one; bob's
+# client published the real one at login, just now).
+sleep 0.5
+sqlite3 "$T/relay.db" "UPDATE identity_keys SET key = zeroblob(32) WHERE name = 'bob'" ||
+	fail "cannot change bob's key in the relay's database"
 say a "/talk bob"
 wait_for b "offer alice noise-xx"
 say b "/accept alice"
@@ -32,6 +37,11 @@ wait_for a "established bob noise-xx"
 wait_for b "established alice noise-xx"
 wait_for a "bob's noise-xx identity key sha256:"
 wait_for b "alice's noise-xx identity key sha256:"
+# alice pinned what bob's handshake proved, not what the relay says, and
+# notices the difference; bob, whose view of alice is honest, does not.
+wait_for a "the relay publishes sha256:66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925 as bob's noise-xx identity key, not the pinned"
+sleep 0.3
+grep -q "the relay publishes" "$T/b.out" && fail "bob warned about an honest key" || pass
 say a "/verify bob"
 say b "/verify alice"
 wait_for a "safety number with bob"
@@ -78,6 +88,7 @@ say a2 "/accept bob"
 wait_for a2 "error identity-changed bob VERIFIED CONTACT: bob did not prove the noise-xx identity key pinned" 20
 grep -q "^established bob" <(sed -n '/error identity-changed bob/,$p' "$T/a2.out") &&
 	fail "alice established a session with bob's new key" || pass
+wait_for a2 "the relay publishes sha256:" # bob's new key, as his client published it
 # alice accepts the new key; bob offers again.
 say a2 "/trust bob"
 wait_for a2 "forgot 1 pinned identity key(s) of bob"

@@ -409,6 +409,9 @@ int client_account_msg(struct chat_client *c, const struct chat_msg *m)
 	case CHAT_MSG_FRIEND_EVENT:
 		on_friend_event(c, m);
 		return 1;
+	case CHAT_MSG_KEYS:
+		client_identity_keys(c, m);
+		return 1;
 	case CHAT_MSG_ERROR:
 		/* A password change that failed (the error line is out already). */
 		if (m->ref == CHAT_MSG_PASSWD || m->ref == CHAT_MSG_AUTH || m->ref == CHAT_MSG_AUTH_FINAL) {

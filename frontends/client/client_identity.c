@@ -44,6 +44,8 @@ void client_key_fingerprint(size_t len, const uint8_t *key, char out[CLIENT_KEY_
 		snprintf(out + 7 + 2 * i, 3, "%02x", d[i]);
 }
 
+static void ask_keys(struct chat_client *c, const char *peer);
+
 static struct ident_own *own_find(struct chat_client *c, const char *suite)
 {
 	for (size_t i = 0; i < c->nown; i++)
@@ -215,6 +217,8 @@ void client_identity_established(struct chat_client *c, struct conv *v)
 	client_say(c, CHAT_EV_INFO, v->peer, "%s's %s identity key %s is pinned (first use); compare "
 	           "safety numbers with /verify %s", v->peer, v->suite->desc->name, fp, v->peer);
 	client_store_mark(c);
+	if (v->relay_link)
+		ask_keys(c, v->peer); /* does the relay publish the same? */
 }
 
 int client_identity_refused(struct chat_client *c, const struct conv *v)
@@ -225,6 +229,8 @@ int client_identity_refused(struct chat_client *c, const struct conv *v)
 	if (!has_identity(v->suite) || !(pin = client_pin_find(c, v->peer, v->suite->desc->name)))
 		return 0;
 	client_key_fingerprint(pin->len, pin->key, fp);
+	if (v->relay_link)
+		ask_keys(c, v->peer); /* what the relay publishes for them now */
 	if (pin->verified)
 		client_fail(c, v->peer, "identity-changed", "VERIFIED CONTACT: %s did not prove the %s identity "
 		            "key pinned and verified for them (%s): their key changed (a new registration, a "
@@ -236,6 +242,36 @@ int client_identity_refused(struct chat_client *c, const struct conv *v)
 		           "middle. Ask them; /trust %s accepts the key they use now", v->peer,
 		           v->suite->desc->name, fp, v->peer);
 	return 1;
+}
+
+/* ---- the relay's directory: what it says of a peer's keys, compared */
+
+static void ask_keys(struct chat_client *c, const char *peer)
+{
+	if (c->state != CS_READY || !c->conn)
+		return;
+	client_begin(c, CHAT_MSG_KEYS_GET);
+	chat_put_str8(&c->wb, peer);
+	client_flush(c);
+}
+
+void client_identity_keys(struct chat_client *c, const struct chat_msg *m)
+{
+	struct chat_iter it = m->list;
+	char suite[CHAT_NAME_MAX + 1], fp[CLIENT_KEY_FP], pinned[CLIENT_KEY_FP];
+	const uint8_t *key;
+	size_t len;
+
+	while (chat_iter_key(&it, suite, &len, &key)) {
+		const struct ident_pin *pin = client_pin_find(c, m->name, suite);
+		if (!pin || (pin->len == len && !memcmp(pin->key, key, len)))
+			continue;
+		client_key_fingerprint(len, key, fp);
+		client_key_fingerprint(pin->len, pin->key, pinned);
+		client_say(c, CHAT_EV_WARNING, m->name, "the relay publishes %s as %s's %s identity key, not the "
+		           "pinned %s: %s changed keys, or the relay (or someone on the way) is lying; ask %s "
+		           "and compare /verify %s", fp, m->name, suite, pinned, m->name, m->name, m->name);
+	}
 }
 
 /* ---- the relay's directory: publish ours at login */

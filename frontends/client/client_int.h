@@ -535,6 +535,9 @@ int client_identity_refused(struct chat_client *c, const struct conv *v);
 /* KEYS_PUT of our public key for every identity suite (registered users, at login). */
 void client_identity_publish(struct chat_client *c);
 void client_trust(struct chat_client *c, const char *peer);
+/* KEYS from the relay: what it publishes for a peer, compared with the pins
+ * (never pinned from: only a handshake proves a key). */
+void client_identity_keys(struct chat_client *c, const struct chat_msg *m);
 void client_verify(struct chat_client *c, const char *peer, const char *rest);
 
 #endif

@@ -618,6 +618,29 @@ static void test_handshakes(void)
 	CHECK_EQ_INT(who, 1);
 	pair_free(&p);
 
+	/* The relay hands alice's hello for "bob" to carol (who has bob's key
+	 * pair, say): the names are in the signed transcript, in their roles. */
+	{
+		static const struct who CAROL = { "carol", bob_priv, bob_pub, sizeof(bob_priv),
+		                                  sizeof(bob_pub) };
+		struct chat_cipher_params pr = params(CHAT_ROLE_RESPONDER, &CAROL, "alice", NULL, 0,
+		                                      BIND);
+		pair_new(&p, NULL, 0, NULL, 0, BIND, BIND);
+		ops->session_free(p.sr);
+		CHECK_EQ_INT(ops->session_new(&p.hr.h, &pr, &p.sr), CHAT_OK);
+		CHECK_EQ_INT(run_hs(&p, NULL, &who), CHAT_ERR_AUTH);
+		CHECK_EQ_INT(who, 0);
+		pair_free(&p);
+		/* and the roles: bob as the initiator's peer but speaking as initiator too */
+		pr = params(CHAT_ROLE_INITIATOR, &BOB, "alice", NULL, 0, BIND);
+		pair_new(&p, NULL, 0, NULL, 0, BIND, BIND);
+		ops->session_free(p.sr);
+		CHECK_EQ_INT(ops->session_new(&p.hr.h, &pr, &p.sr), CHAT_OK);
+		CHECK_EQ_INT(step(p.si, NULL, &p.m1), CHAT_HS_CONTINUE);
+		CHECK_EQ_INT(step(p.sr, &p.m1, &p.m2), CHAT_ERR_STATE);
+		pair_free(&p);
+	}
+
 	/* A different negotiation transcript (a downgrade) on one side. */
 	pair_new(&p, NULL, 0, NULL, 0, BIND, "offer:rsa;accept:rsa;choice:rsa");
 	CHECK_EQ_INT(run_hs(&p, NULL, &who), CHAT_ERR_AUTH);
@@ -984,6 +1007,52 @@ static int attack(const struct pair *p, const uint8_t r_r[RSA_BYTES], const uint
 	return opened;
 }
 
+/* The recorded signatures verify against the documented digests, with the
+ * keys read from the documented encoding. */
+static bool sig_ok(const uint8_t *pub, struct sha256_ctx *th, const char *label,
+                   const uint8_t *sig)
+{
+	struct sha256_ctx c = *th;
+	struct rsa_public_key k;
+	uint8_t d[32];
+	mpz_t x;
+	bool ok;
+
+	lp(&c, strlen(label), label);
+	sha256_digest(&c, 32, d);
+	rsa_public_key_init(&k);
+	doc_pub(pub, k.n, k.e);
+	CHECK(rsa_public_key_prepare(&k));
+	mpz_init(x);
+	mpz_import(x, RSA_BYTES, 1, 1, 0, 0, sig);
+	ok = rsa_pss_sha256_verify_digest(&k, 32, d, x);
+	mpz_clear(x);
+	rsa_public_key_clear(&k);
+	return ok;
+}
+
+static void check_recorded_signatures(const struct pair *p)
+{
+	struct sha256_ctx c;
+	const uint8_t *sig_r = p->m2.b + p->m2.len - RSA_BYTES, *sig_i = p->m3.b + 1 + RSA_BYTES;
+
+	sha256_init(&c);
+	lp(&c, 11, "chat-rsa-v1");
+	lp(&c, 3, "rsa");
+	lp(&c, strlen(BIND), BIND);
+	lp(&c, 5, "alice");
+	lp(&c, 3, "bob");
+	lp(&c, p->m1.len, p->m1.b);
+	lp(&c, p->m2.len - RSA_BYTES, p->m2.b);
+	CHECK(sig_ok(bob_pub, &c, "responder signature", sig_r));
+	CHECK(!sig_ok(bob_pub, &c, "initiator signature", sig_r));
+	CHECK(!sig_ok(alice_pub, &c, "responder signature", sig_r));
+	lp(&c, RSA_BYTES, sig_r);
+	lp(&c, 1 + RSA_BYTES, p->m3.b);
+	CHECK(sig_ok(alice_pub, &c, "initiator signature", sig_i));
+	CHECK(!sig_ok(alice_pub, &c, "responder signature", sig_i));
+}
+
 static void test_no_forward_secrecy(void)
 {
 	static const char *const texts[] = { "meet at 9", "the code is 4711", "ok, bring it" };
@@ -1003,6 +1072,7 @@ static void test_no_forward_secrecy(void)
 		                      sizeof(got)), CHAT_OK);
 	}
 	pair_free(&p); /* the sessions are over and wiped */
+	check_recorded_signatures(&p);
 
 	/* Later, both private keys are stolen (both keystores): c_R is in the
 	 * reply, to Alice's key; c_I is in the finish, to Bob's. */

@@ -505,6 +505,20 @@ static void test_keygen(void)
 	CHECK_EQ_INT(rsa_priv_decode(a.len, priv, &k2, &pk, &pl, &pe), CHAT_OK);
 	CHECK_EQ_INT(pl, b.len);
 	CHECK_MEM(pe, pub, pl);
+	/* The new pair works: a handshake with it as alice's, pinned by bob. */
+	{
+		struct who me = { "alice", priv, pub, a.len, b.len };
+		struct chat_cipher_params pi = params(CHAT_ROLE_INITIATOR, &me, "bob", NULL, 0, BIND);
+		struct pair p;
+		int who;
+
+		pair_new(&p, pub, b.len, bob_pub, sizeof(bob_pub), BIND, BIND);
+		ops->session_free(p.si);
+		CHECK_EQ_INT(ops->session_new(&p.hi.h, &pi, &p.si), CHAT_OK);
+		CHECK_EQ_INT(run_hs(&p, NULL, &who), CHAT_HS_ESTABLISHED);
+		delivers(p.si, p.sr, "new key");
+		pair_free(&p);
+	}
 	/* A private key with a changed p is refused. */
 	priv[a.len - 200] ^= 1;
 	CHECK(rsa_priv_decode(a.len, priv, &k2, &pk, &pl, &pe) < 0);

@@ -14,8 +14,9 @@
  * - The private key is kept only until the handshake ends; it and every
  *   secret integer are wiped (limbs overwritten) before they are freed.
  * - open() drops a bad message (CHAT_ERR_MALFORMED, _INTEGRITY, _REPLAY)
- *   but keeps the session.  A sequence number below the next expected one is
- *   a replay or a reorder and refused; a gap (lost messages) is accepted.
+ *   but keeps the session.  Each sequence number opens at most once; one up
+ *   to 63 behind the newest opened still opens (a window, as in IPsec), an
+ *   older one is refused; gaps (lost messages) are accepted.
  * - No timestamps: open_at and handshake_at are open and handshake. */
 #include "rsa_suite.h"
 
@@ -987,17 +988,30 @@ static int rs_open(void *session, size_t src_len, struct chat_buf *dst, const ui
 		goto out;
 	}
 	seq = get_be64(src + 1);
-	if (seq < s->recv_next) {
-		rs_log(s->host, CHAT_LOG_WARN,
-		       "dropped a message from %s: seq %llu, expected %llu or more (replayed or "
-		       "reordered)", who, (unsigned long long)seq, (unsigned long long)s->recv_next);
-		rc = CHAT_ERR_REPLAY;
-		goto out;
+	if (seq < s->recv_top) {
+		uint64_t age = s->recv_top - 1 - seq;
+
+		if (age >= RSA_WINDOW || (s->recv_seen >> age & 1)) {
+			rs_log(s->host, CHAT_LOG_WARN,
+			       "dropped a message from %s: seq %llu %s (newest %llu)", who,
+			       (unsigned long long)seq,
+			       age >= RSA_WINDOW ? "is too old: below the replay window"
+			                         : "was opened before: a replay",
+			       (unsigned long long)(s->recv_top - 1));
+			rc = CHAT_ERR_REPLAY;
+			goto out;
+		}
+		s->recv_seen |= (uint64_t)1 << age;
+	} else {
+		uint64_t shift = seq + 1 - s->recv_top; /* seal never sends UINT64_MAX */
+
+		if (shift > 1)
+			rs_log(s->host, CHAT_LOG_DEBUG, "%llu message(s) from %s not (yet) seen before "
+			       "seq %llu", (unsigned long long)(shift - 1), who, (unsigned long long)seq);
+		s->recv_seen = shift >= RSA_WINDOW ? 0 : s->recv_seen << shift;
+		s->recv_seen |= 1;
+		s->recv_top = seq + 1;
 	}
-	if (seq > s->recv_next)
-		rs_log(s->host, CHAT_LOG_WARN, "%llu message(s) from %s missing before seq %llu",
-		       (unsigned long long)(seq - s->recv_next), who, (unsigned long long)seq);
-	s->recv_next = seq + 1; /* seal never sends UINT64_MAX */
 	if (pt_len)
 		memcpy(dst->data, plain, pt_len);
 	dst->len = pt_len;
@@ -1074,7 +1088,7 @@ static void params_digest(const struct rsa_session *s, size_t pub_len, const uin
 	sha256_digest(&c, RSA_HASH_LEN, dst);
 }
 
-#define SAVE_FIXED (4 + 1 + RSA_HASH_LEN + 2 * RSA_KEY_LEN + RSA_FP_BYTES + 2 + 8 + 8)
+#define SAVE_FIXED (4 + 1 + RSA_HASH_LEN + 2 * RSA_KEY_LEN + RSA_FP_BYTES + 2 + 8 + 8 + 8)
 
 static int rs_session_save(void *session, struct chat_buf *dst)
 {
@@ -1104,7 +1118,8 @@ static int rs_session_save(void *session, struct chat_buf *dst)
 	memcpy(p + 2, s->peer_enc, s->peer_enc_len);
 	p += 2 + s->peer_enc_len;
 	put_be64(p, s->send_seq);
-	put_be64(p + 8, s->recv_next);
+	put_be64(p + 8, s->recv_top);
+	put_be64(p + 16, s->recv_seen);
 	dst->len = SAVE_FIXED + s->peer_enc_len;
 	return CHAT_OK;
 }
@@ -1152,7 +1167,8 @@ static int rs_session_load(const struct chat_host *host, const struct chat_ciphe
 	s->peer_enc_len = klen;
 	s->have_peer = true;
 	s->send_seq = get_be64(p + 2 + klen);
-	s->recv_next = get_be64(p + 2 + klen + 8);
+	s->recv_top = get_be64(p + 2 + klen + 8);
+	s->recv_seen = get_be64(p + 2 + klen + 16);
 	if (pub_len <= sizeof(s->pub_enc)) {
 		memcpy(s->pub_enc, pub, pub_len);
 		s->pub_enc_len = pub_len;

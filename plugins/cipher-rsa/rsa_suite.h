@@ -31,6 +31,7 @@
 #define RSA_FP_TEXT 25           /* "xxxx xxxx xxxx xxxx xxxx" + NUL */
 #define RSA_USER_MAX 256
 #define RSA_MSG_MAX (1u << 20)
+#define RSA_WINDOW 64            /* a message up to 63 behind the newest still opens, once */
 
 /* Key encodings (docs/suites/rsa.md, "Identity keys"):
  *   public:  0x01 || u16 len || n || u16 len || e           (minimal big-endian)
@@ -62,7 +63,8 @@ enum rsa_state {
 };
 
 /* A saved session: "RSAS" || version || params digest || k_i2r || k_r2i ||
- * fingerprint || u16 len || peer public key || send seq || recv next. */
+ * fingerprint || u16 len || peer public key || send seq || recv top ||
+ * recv window. */
 #define RSA_SAVE_MAGIC "RSAS"
 #define RSA_SAVE_VERSION 1
 
@@ -108,7 +110,8 @@ struct rsa_session {
 	uint8_t k_i2r[RSA_KEY_LEN], k_r2i[RSA_KEY_LEN]; /* secret */
 	uint8_t fp[RSA_FP_BYTES];
 	uint64_t send_seq; /* next seq to send */
-	uint64_t recv_next; /* lowest seq still acceptable */
+	uint64_t recv_top;  /* 1 + the highest seq opened (0: none yet) */
+	uint64_t recv_seen; /* bit i: seq recv_top-1-i was opened (the window) */
 };
 
 /* Codec and key schedule, exposed for the tests. */

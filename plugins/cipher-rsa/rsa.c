@@ -219,8 +219,7 @@ int rsa_priv_decode(size_t len, const uint8_t *src, struct rsa_public_key *pub,
 	mpz_mul(t, priv->c, priv->q); /* c = q^-1 mod p */
 	mpz_mod(t, t, priv->p);
 	ok = ok && mpz_cmp_ui(t, 1) == 0;
-	mpz_sub_ui(t, priv->p, 1); /* a = d mod p-1, and e a = 1 mod p-1 */
-	mpz_mul(t, pub->e, priv->a);
+	mpz_mul(t, pub->e, priv->a); /* a = d mod p-1, so e a = 1 mod p-1 */
 	mpz_sub_ui(t, t, 1);
 	{
 		mpz_t pm1;
@@ -231,6 +230,7 @@ int rsa_priv_decode(size_t len, const uint8_t *src, struct rsa_public_key *pub,
 		mpz_mul(t, pub->e, priv->b);
 		mpz_sub_ui(t, t, 1);
 		ok = ok && mpz_divisible_p(t, pm1);
+		rsa_mpz_wipe(pm1); /* q-1 is as secret as q */
 		mpz_clear(pm1);
 	}
 	rsa_mpz_wipe(t);

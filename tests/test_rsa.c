@@ -708,6 +708,25 @@ static void test_tampering(void)
 		CHECK_EQ_INT(who, cases[i].who);
 		pair_free(&p);
 	}
+	/* A failed session holds no secret any more. */
+	{
+		static const uint8_t zero[RSA_BYTES];
+		struct rsa_session *r;
+
+		pair_new(&p, NULL, 0, NULL, 0, BIND, BIND);
+		tamper_at = 3;
+		tamper_byte = 1 + RSA_BYTES + 7;
+		CHECK_EQ_INT(run_hs(&p, tamper, &who), CHAT_ERR_AUTH);
+		r = p.sr;
+		CHECK_EQ_INT(r->state, RSA_S_FAILED);
+		CHECK(!r->have_priv);
+		CHECK_EQ_INT(mpz_size(r->priv.p) + mpz_size(r->priv.q) + mpz_size(r->priv.d), 0);
+		CHECK_MEM(r->r_r, zero, RSA_BYTES);
+		CHECK_MEM(r->r_i, zero, RSA_BYTES);
+		CHECK_MEM(r->k_i2r, zero, RSA_KEY_LEN);
+		CHECK_MEM(r->k_r2i, zero, RSA_KEY_LEN);
+		pair_free(&p);
+	}
 	/* pub_R changed with bob pinned: the pin catches it before the signature. */
 	pair_new(&p, NULL, 0, bob_pub, sizeof(bob_pub), BIND, BIND);
 	tamper_at = 2;

@@ -110,5 +110,10 @@ void fuzz_identity_params(const struct chat_plugin *p, struct chat_cipher_params
 int fuzz_pair(const struct chat_plugin *p, const struct chat_host *hi, const struct chat_host *hr,
               const char *ini, const char *res, const char *secret, size_t bind_len,
               const char *bind, void **si, void **sr, struct fuzz_buf *transcript);
+/* The same with whole params for each side (identity keys, pins). */
+int fuzz_pair_params(const struct chat_plugin *p, const struct chat_host *hi,
+                     const struct chat_host *hr, const struct chat_cipher_params *pi,
+                     const struct chat_cipher_params *pr, void **si, void **sr,
+                     struct fuzz_buf *transcript);
 
 #endif

@@ -19,6 +19,7 @@ const struct chat_plugin *chat_builtin_cipher_xor_demo(void);
 const struct chat_plugin *chat_builtin_cipher_rc4dh(void);
 const struct chat_plugin *chat_builtin_cipher_aescbc_hmac(void);
 const struct chat_plugin *chat_builtin_cipher_noise_xx(void);
+const struct chat_plugin *chat_builtin_cipher_rsa(void);
 
 /* CHAT_FUZZ_WRITE_SEEDS=DIR: write the harness's seeds into DIR and exit
  * (tests/fuzz/run --seeds), in the libFuzzer build as in the replay one. */
@@ -255,6 +256,7 @@ const struct chat_plugin *fuzz_suite(const char *name)
 		chat_builtin_cipher_rc4dh(),
 		chat_builtin_cipher_aescbc_hmac(),
 		chat_builtin_cipher_noise_xx(),
+		chat_builtin_cipher_rsa(),
 	};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
@@ -400,24 +402,33 @@ int fuzz_pair(const struct chat_plugin *p, const struct chat_host *hi, const str
               const char *ini, const char *res, const char *secret, size_t bind_len,
               const char *bind, void **si, void **sr, struct fuzz_buf *transcript)
 {
-	const struct chat_cipher_ops *ops = p->ops.cipher;
 	struct chat_cipher_params pi = {
 		.size = sizeof(pi), .role = CHAT_ROLE_INITIATOR, .local_id = ini, .peer_id = res,
 		.suite = p->name, .secret = (const uint8_t *)secret, .secret_len = secret ? strlen(secret) : 0,
 		.binding = (const uint8_t *)bind, .binding_len = bind_len,
 	};
 	struct chat_cipher_params pr = pi;
-	static uint8_t a[65536], b[65536];
-	size_t alen = 0;
-	int rc, done_i = 0, done_r = 0;
 
-	*si = *sr = NULL;
 	pr.role = CHAT_ROLE_RESPONDER;
 	pr.local_id = res;
 	pr.peer_id = ini;
 	fuzz_identity_params(p, &pi, 1);
 	fuzz_identity_params(p, &pr, 1);
-	if ((rc = ops->session_new(hi, &pi, si)) || (rc = ops->session_new(hr, &pr, sr)))
+	return fuzz_pair_params(p, hi, hr, &pi, &pr, si, sr, transcript);
+}
+
+int fuzz_pair_params(const struct chat_plugin *p, const struct chat_host *hi,
+                     const struct chat_host *hr, const struct chat_cipher_params *pi,
+                     const struct chat_cipher_params *pr, void **si, void **sr,
+                     struct fuzz_buf *transcript)
+{
+	const struct chat_cipher_ops *ops = p->ops.cipher;
+	static uint8_t a[65536], b[65536];
+	size_t alen = 0;
+	int rc, done_i = 0, done_r = 0;
+
+	*si = *sr = NULL;
+	if ((rc = ops->session_new(hi, pi, si)) || (rc = ops->session_new(hr, pr, sr)))
 		goto fail;
 	for (int turn = 0; turn < 16 && !(done_i && done_r); turn++) {
 		void *s = turn % 2 ? *sr : *si;

@@ -31,7 +31,12 @@
  *           xor) changes, session_load; unchanged, the loaded session
  *           replaces the responder and must go on working
  *        6  the other direction: seal by the responder, open by the initiator
- *        7  fingerprints: equal on both sides */
+ *        7  fingerprints: equal on both sides
+ *
+ * A suite with identity keys (CHAT_FLAG_IDENTITY) also defines SUITE_IDENTITY
+ * and  static void suite_identity(int role, struct chat_cipher_params *p);
+ * which fills in the identity fields of the params of alice (initiator) or
+ * bob (responder); every session of the harness is then made with them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +46,9 @@
 #include "fuzz.h"
 
 static int suite_fix_hs(struct fuzz_buf *msg);
+#ifdef SUITE_IDENTITY
+static void suite_identity(int role, struct chat_cipher_params *p);
+#endif
 static void suite_fix_sealed(void *sender, int sender_role, struct fuzz_in *in,
                              struct fuzz_buf *msg);
 
@@ -64,8 +72,26 @@ static struct chat_cipher_params params(int role)
 		.suite = SUITE_NAME, .secret = (const uint8_t *)SECRET, .secret_len = strlen(SECRET),
 		.binding = (const uint8_t *)BIND, .binding_len = strlen(BIND),
 	};
+#ifdef SUITE_IDENTITY
+	suite_identity(role, &p);
+#else
 	fuzz_identity_params(plugin, &p, pin_peer);
+#endif
 	return p;
+}
+
+/* fuzz_pair with the harness's params. */
+static int pair_up(const struct chat_host *hi, const struct chat_host *hr, void **si, void **sr,
+                   struct fuzz_buf *transcript)
+{
+#ifdef SUITE_IDENTITY
+	struct chat_cipher_params pi = params(CHAT_ROLE_INITIATOR), pr = params(CHAT_ROLE_RESPONDER);
+
+	return fuzz_pair_params(plugin, hi, hr, &pi, &pr, si, sr, transcript);
+#else
+	return fuzz_pair(plugin, hi, hr, "alice", "bob", SECRET, strlen(BIND), BIND, si, sr,
+	                 transcript);
+#endif
 }
 
 /* Apply u8 count x (u16 position, u8 xor) to msg; 1 if anything changed. */
@@ -231,15 +257,13 @@ static int make_pair(struct fuzz_host *hi, struct fuzz_host *hr, void **si, void
 	struct chat_cipher_params pi = params(CHAT_ROLE_INITIATOR), pr = params(CHAT_ROLE_RESPONDER);
 
 	if (!CHAT_CIPHER_HAS(ops, session_save))
-		return fuzz_pair(plugin, &hi->host, &hr->host, "alice", "bob", SECRET, strlen(BIND), BIND,
-		                 si, sr, NULL);
+		return pair_up(&hi->host, &hr->host, si, sr, NULL);
 	if (!saved[0]) {
 		struct fuzz_host ci, cr;
 		void *a, *b;
 		fuzz_host_init(&ci, plugin, 1);
 		fuzz_host_init(&cr, plugin, 2);
-		int rc = fuzz_pair(plugin, &ci.host, &cr.host, "alice", "bob", SECRET, strlen(BIND), BIND,
-		                   &a, &b, NULL);
+		int rc = pair_up(&ci.host, &cr.host, &a, &b, NULL);
 		if (rc != CHAT_OK)
 			return rc;
 		for (int i = 0; i < 2; i++) {
@@ -407,8 +431,7 @@ void fuzz_seeds(const char *dir)
 	ops = plugin->ops.cipher;
 	fuzz_host_init(&hi, plugin, 1);
 	fuzz_host_init(&hr, plugin, 2);
-	if (fuzz_pair(plugin, &hi.host, &hr.host, "alice", "bob", SECRET, strlen(BIND), BIND, &si, &sr,
-	              &t) != CHAT_OK)
+	if (pair_up(&hi.host, &hr.host, &si, &sr, &t) != CHAT_OK)
 		abort();
 	/* the transcript: messages as u16 length + bytes, the initiator's first */
 	fb_u8(&b, 0); fb_u8(&b, 0);

@@ -5,7 +5,8 @@
 # both sides; /verify shows the same safety number on both screens; a
 # restart resumes with the same keys; when bob loses his keystore (a new
 # key), alice's client refuses his handshake against the pinned, verified
-# key and says so as an error, until /trust bob.
+# key and says so as an error, until /trust bob.  Then the same first steps
+# with the rsa suite.
 . "$(dirname "$0")/lib-e2e.sh"
 test_ini
 FAST=(--set client.kdf_iterations=1000)
@@ -105,6 +106,39 @@ say a2 "/msg bob with the new key"
 wait_for b3 "msg alice noise-xx with the new key"
 quit a2
 quit b3
+
+# The same with the rsa suite (keys exchanged in the handshake, RSA-3072):
+# published, pinned on both sides, equal safety numbers, a message.
+printf 'carol password\n' >"$T/carol.pw"
+printf 'dave password\n' >"$T/dave.pw"
+chmod 600 "$T"/*.pw
+for u in carol dave; do
+	run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u $u --register \
+		--password-file "$T/$u.pw" --suites rsa "${FAST[@]}"
+	expect_out "logged-in $u registered" "register $u (rsa)"
+done
+expect_file "$T/relay.err" "carol published an identity key for rsa" "carol's rsa key published"
+client c carol rsa --password-file "$T/carol.pw" "${FAST[@]}"
+client d dave rsa --password-file "$T/dave.pw" "${FAST[@]}"
+wait_for c "logged-in carol registered"
+wait_for d "logged-in dave registered"
+say c "/talk dave"
+wait_for d "offer carol rsa"
+say d "/accept carol"
+wait_for c "established dave rsa" 60
+wait_for d "carol's rsa identity key sha256:"
+wait_for c "dave's rsa identity key sha256:"
+say c "/verify dave"
+say d "/verify carol"
+wait_for c "safety number with dave"
+wait_for d "safety number with carol"
+nc=$(sed -n 's/.*safety number with dave (rsa): \([0-9 ]*\) — .*/\1/p' "$T/c.out")
+nd=$(sed -n 's/.*safety number with carol (rsa): \([0-9 ]*\) — .*/\1/p' "$T/d.out")
+[ -n "$nc" ] && [ "$nc" = "$nd" ] && pass || fail "rsa safety numbers differ: '$nc' vs '$nd'"
+say c "/msg dave sealed with AES-256-GCM"
+wait_for d "msg carol rsa sealed with AES-256-GCM"
+quit c
+quit d
 kill "$RELAY_PID"
 wait_exit "$RELAY_PID" 10
 finish

@@ -12,6 +12,8 @@
 # Each case prints its totals.  Under valgrind (CHAT_VALGRIND=1) there are
 # fewer rounds, each slower.  The relay's and the path's failures are in
 # e2e_delivery_faults.sh.
+# transports: tcp (the kill loop takes a minute and does not depend on the link;
+# the clients' reconnecting over TLS is in e2e_offline_on_tls and e2e_identity_on_tls)
 . "$(dirname "$0")/lib-e2e.sh"
 test_ini
 . "$(dirname "$0")/lib-delivery.sh"

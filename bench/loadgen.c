@@ -52,6 +52,7 @@
 
 #include "frame.h"
 #include "proto.h"
+#include "tls_wire.h"
 
 #ifndef CHAT_BENCH_SOURCE_DIR
 #define CHAT_BENCH_SOURCE_DIR "."
@@ -72,16 +73,13 @@
 #define HS_PARALLEL_MAX SETUP_WINDOW
 #define HS_CLOSING_ROOM 1024  /* --handshakes: relay.max_clients beyond P */
 
-/* relay-tls.  The priority string is the one plugins/transport-tls/tls.c
- * uses with min_version 1.3, so the bench's clients negotiate what
- * chat-client would (with this relay: ECDHE P-256, ECDSA, AES-256-GCM). */
-#define TLS_ALPN "chat/1"
+/* relay-tls.  The priority string is the one plugins/transport-tls uses
+ * with min_version 1.3 (tls_wire.h, shared), so the bench's clients
+ * negotiate what chat-client would (with this relay: ECDHE P-256, ECDSA,
+ * AES-256-GCM). */
 #define TLS_RECORD_MAX 16384 /* plaintext bytes in one TLS record */
-#define TLS_FP_SIZE 72       /* "sha256:" + 64 hex digits + NUL */
-#define TLS_PRIO "NONE:+VERS-TLS1.3:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:+AEAD:" \
-	"+SIGN-ALL:-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:+GROUP-EC-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"   \
-	"+CTYPE-X509:%SERVER_PRECEDENCE"
-#define TLS_STATE_FILES { "tls-key.pem", "tls-cert.pem" } /* what the relay makes there */
+#define TLS_PRIO TLS_PRIO_13
+#define TLS_STATE_FILES { TLS_KEY_FILE, TLS_CERT_FILE } /* what the relay makes there */
 
 #define TAG_TIMER (UINT64_MAX - 1)
 #define TAG_LOG (UINT64_MAX - 2)

@@ -32,13 +32,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* TLS 1.3 only, or 1.3 and 1.2 with ECDHE and AEAD ciphers; no SHA-1
- * signatures.  %SERVER_PRECEDENCE: a relay's order wins. */
-#define TLS_PRIO_COMMON ":+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:+AEAD:+SIGN-ALL:" \
-	"-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:+GROUP-EC-ALL:+ECDHE-ECDSA:+ECDHE-RSA:+CTYPE-X509:" \
-	"%SERVER_PRECEDENCE"
-#define TLS_PRIO_13 "NONE:+VERS-TLS1.3" TLS_PRIO_COMMON
-#define TLS_PRIO_12 "NONE:+VERS-TLS1.3:+VERS-TLS1.2" TLS_PRIO_COMMON
 
 #define TLS_ERR_MAX 1024
 #define TLS_RETRIES 8 /* non-fatal gnutls returns (warning alerts) in a row */

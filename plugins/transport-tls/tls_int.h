@@ -13,10 +13,8 @@
 #include <stdint.h>
 
 #include "tcp_sock.h"
+#include "tls_wire.h"
 
-/* "sha256:" + 64 hex digits + NUL */
-#define TLS_FP_SIZE 72
-#define TLS_ALPN "chat/1"
 #define TLS_NONTLS_LOG_MS 10000 /* at most one line a 10 s about non-TLS clients */
 
 /* What a listener and every connection it accepted share (refcounted: a

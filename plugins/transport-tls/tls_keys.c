@@ -20,8 +20,6 @@
 #include <unistd.h>
 
 #define TLS_FILE_MAX (1u << 20) /* a PEM chain or a known_relays file */
-#define TLS_KEY_FILE "tls-key.pem"
-#define TLS_CERT_FILE "tls-cert.pem"
 
 int tls_read_file(const char *path, size_t max, uint8_t **data, size_t *len)
 {

@@ -27,7 +27,9 @@
  *                  each end's peer_identity() equal to the other's public
  *                  key (CHAT_ERR_STATE before the handshake); a wrong key
  *                  pinned at either end, and carol answering with her own
- *                  key for bob, fail with CHAT_ERR_AUTH.
+ *                  key for bob, fail with CHAT_ERR_AUTH, and the end that
+ *                  refused reports the key it was shown (peer_identity
+ *                  returns CHAT_ERR_AUTH with it).
  *
  * One line per suite; the number tested must equal the number of cipher
  * plugins the registry loaded, and a plugin that fails to load fails the
@@ -1039,6 +1041,22 @@ static const char *handshake_refused(struct suite *t)
 		fprintf(stderr, "%s: pin mode %d: %s at the %s, expected %s\n", t->l->desc->name,
 		        t->pin, chat_strerror(rc), who, chat_strerror(CHAT_ERR_AUTH));
 	CHECK_EQ_INT(rc, CHAT_ERR_AUTH);
+	/* The end that refused shows the key its peer presented instead of
+	 * the pinned one (peer_identity returns CHAT_ERR_AUTH with it), so
+	 * the user sees both fingerprints. */
+	if (rc == CHAT_ERR_AUTH && (!strcmp(who, "initiator") || !strcmp(who, "responder"))) {
+		int init = !strcmp(who, "initiator");
+		const struct idkey *seen = &t->ids[init ? (t->pin == PIN_IMPOSTOR ? ID_CAROL : ID_BOB)
+		                                        : ID_ALICE];
+		uint8_t *buf = malloc(ID_CAP);
+		struct chat_buf b = { buf, ID_CAP, 0 };
+
+		if (!buf)
+			abort();
+		CHECK_EQ_INT(t->ops->peer_identity(init ? i : r, &b), CHAT_ERR_AUTH);
+		CHECK(b.len == seen->pub_len && !memcmp(buf, seen->pub, seen->pub_len));
+		free(buf);
+	}
 	t->ops->session_free(i);
 	t->ops->session_free(r);
 	return who;

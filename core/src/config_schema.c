@@ -103,7 +103,7 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	  "seconds without a frame from the relay before the client sends PING (0: never); a warning after twice that" },
 	{ "client", "dead_after", CHAT_CFG_INT, "15", 0, 86400,
 	  "seconds without any frame from the relay (also while logging in) before the client gives the link up (0: never)" },
-	{ "client", "suites", CHAT_CFG_LIST, "aescbc-hmac, rc4dh", 0, 0,
+	{ "client", "suites", CHAT_CFG_LIST, "noise-xx, aescbc-hmac", 0, 0,
 	  "suites you allow, most preferred first, comma-separated" },
 	{ "client", "min_security", CHAT_CFG_CHOICE, "auto", 0, 0,
 	  "insecure suites (xor-demo, rc4dh): 'auto' refuses one when a secure suite is usable "

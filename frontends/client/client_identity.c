@@ -224,23 +224,34 @@ void client_identity_established(struct chat_client *c, struct conv *v)
 int client_identity_refused(struct chat_client *c, const struct conv *v)
 {
 	const struct ident_pin *pin;
-	char fp[CLIENT_KEY_FP];
+	uint8_t key[KEY_BUF];
+	struct chat_buf b = { .data = key, .cap = sizeof(key) };
+	char fp[CLIENT_KEY_FP], seen[CLIENT_KEY_FP + 32];
 
 	if (!has_identity(v->suite) || !(pin = client_pin_find(c, v->peer, v->suite->desc->name)))
 		return 0;
 	client_key_fingerprint(pin->len, pin->key, fp);
+	/* The key they presented instead (ABI 1.3: peer_identity after a pin
+	 * mismatch), shown next to the pinned one, never pinned from here. */
+	if (v->suite->desc->ops.cipher->peer_identity(v->session, &b) == CHAT_ERR_AUTH && b.len) {
+		char nfp[CLIENT_KEY_FP];
+		client_key_fingerprint(b.len, key, nfp);
+		snprintf(seen, sizeof(seen), "; they presented %s", nfp);
+	} else {
+		seen[0] = '\0';
+	}
 	if (v->relay_link)
 		ask_keys(c, v->peer); /* what the relay publishes for them now */
 	if (pin->verified)
 		client_fail(c, v->peer, "identity-changed", "VERIFIED CONTACT: %s did not prove the %s identity "
-		            "key pinned and verified for them (%s): their key changed (a new registration, a "
+		            "key pinned and verified for them (%s%s): their key changed (a new registration, a "
 		            "lost keystore) or someone is in the middle. Ask them in person; /trust %s accepts "
-		            "the key they use now", v->peer, v->suite->desc->name, fp, v->peer);
+		            "the key they use now", v->peer, v->suite->desc->name, fp, seen, v->peer);
 	else
 		client_say(c, CHAT_EV_WARNING, v->peer, "%s did not prove the %s identity key pinned for them "
-		           "(%s): their key changed (a new registration, a lost keystore) or someone is in the "
+		           "(%s%s): their key changed (a new registration, a lost keystore) or someone is in the "
 		           "middle. Ask them; /trust %s accepts the key they use now", v->peer,
-		           v->suite->desc->name, fp, v->peer);
+		           v->suite->desc->name, fp, seen, v->peer);
 	return 1;
 }
 

@@ -528,6 +528,7 @@ static int check_peer_static(struct nxx_session *s)
 		return CHAT_OK;
 	s->why = "authentication failed: the peer proved another identity key than the one "
 	         "pinned for it";
+	s->mismatch = true;
 	return CHAT_ERR_AUTH;
 }
 
@@ -991,13 +992,14 @@ static int nxx_peer_identity(void *session, struct chat_buf *dst)
 		dst->len = 0;
 	if (!s || !dst || (dst->cap && !dst->data))
 		return CHAT_ERR_INVALID;
-	if (s->state != NXX_S_ESTABLISHED)
+	if (s->state != NXX_S_ESTABLISHED && !(s->state == NXX_S_FAILED && s->mismatch))
 		return s->state == NXX_S_FAILED ? CHAT_ERR_FAILED : CHAT_ERR_STATE;
 	if (dst->cap < NXX_DH_LEN)
 		return CHAT_ERR_NOSPACE;
 	memcpy(dst->data, s->rs, NXX_DH_LEN);
 	dst->len = NXX_DH_LEN;
-	return CHAT_OK;
+	/* After a pin mismatch: the key the peer presented, for the user to see. */
+	return s->state == NXX_S_FAILED ? CHAT_ERR_AUTH : CHAT_OK;
 }
 
 /* --- Saved sessions --------------------------------------------------------- */

@@ -79,6 +79,7 @@ struct nxx_session {
 	uint8_t s_priv[NXX_DH_LEN], s_pub[NXX_DH_LEN]; /* ours; s_priv wiped once established */
 	uint8_t pin[NXX_DH_LEN];                       /* params->peer_identity */
 	bool pinned;
+	bool mismatch; /* failed: rs is a key other than the pinned one (peer_identity shows it) */
 	struct nxx_hs hs;
 	/* Handshake payloads: ours to send (tests only: nxx_test_set_payload)
 	 * and the last one received. */

@@ -521,9 +521,15 @@ static int take_peer_key(struct rsa_session *s, size_t len, const uint8_t *key)
 
 	quote(sizeof(who), who, s->peer_id);
 	if (s->pinned_len &&
-	    (len != s->pinned_len || !s->host->memeq(key, s->pinned, len)))
+	    (len != s->pinned_len || !s->host->memeq(key, s->pinned, len))) {
+		if (len <= sizeof(s->peer_enc)) { /* shown by peer_identity, never used */
+			memcpy(s->peer_enc, key, len);
+			s->peer_enc_len = len;
+			s->mismatch = true;
+		}
 		return auth_failed(s, "the peer presented another identity key than the one pinned "
 		                      "for it (a new device, or someone in the middle)");
+	}
 	rc = rsa_pub_decode(len, key, &s->peer);
 	if (rc < 0) {
 		rs_log(s->host, CHAT_LOG_ERROR,
@@ -1059,13 +1065,14 @@ static int rs_peer_identity(void *session, struct chat_buf *dst)
 		dst->len = 0;
 	if (!s || !dst || (dst->cap && !dst->data))
 		return CHAT_ERR_INVALID;
-	if (s->state != RSA_S_ESTABLISHED)
+	if (s->state != RSA_S_ESTABLISHED && !(s->state == RSA_S_FAILED && s->mismatch))
 		return s->state == RSA_S_FAILED ? CHAT_ERR_FAILED : CHAT_ERR_STATE;
 	if (dst->cap < s->peer_enc_len)
 		return CHAT_ERR_NOSPACE;
 	memcpy(dst->data, s->peer_enc, s->peer_enc_len);
 	dst->len = s->peer_enc_len;
-	return CHAT_OK;
+	/* After a pin mismatch: the key the peer presented, for the user to see. */
+	return s->state == RSA_S_FAILED ? CHAT_ERR_AUTH : CHAT_OK;
 }
 
 /* --- Saved sessions ------------------------------------------------------- */

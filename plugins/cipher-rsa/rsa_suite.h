@@ -100,6 +100,7 @@ struct rsa_session {
 	struct rsa_public_key peer;
 	uint8_t peer_enc[RSA_PUB_MAX];
 	size_t peer_enc_len;
+	bool mismatch; /* failed: peer_enc is a key other than the pinned one */
 
 	/* Handshake: the running transcript hash, both nonces, both KEM values. */
 	struct sha256_ctx th;

@@ -19,11 +19,13 @@
  * suite is not loaded alone too.
  *
  * Each cell runs for --duration seconds (at least one operation, at most
- * --count) after an unmeasured warm-up of a tenth of that.  Rates are per
- * second of this thread's CPU time, so other work on the machine slows a
- * cell without changing its figure much; cpu% (CPU time / wall time) says
- * how much the cell was preempted.  One RESULT line per cell on stdout,
- * then markdown tables. */
+ * --count) after an unmeasured warm-up of a tenth of that.  A suite and its
+ * primitive take turns, --rounds slices each, so that other work on this
+ * shared machine falls on both alike; the lowest and highest ratio of one
+ * round show how much it moved.  Rates are per second of this thread's CPU
+ * time; cpu% (CPU time / wall time) says how much a cell was preempted.
+ * One RESULT line per cell (and one per ratio) on stdout, then markdown
+ * tables. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
@@ -57,6 +59,7 @@
 #define PLAIN_CAP (MSG_MAX + 64)  /* raw CBC decrypts the padding too */
 #define MAX_SUITES 64
 #define COUNT_DEFAULT 10000000
+#define ROUNDS_DEFAULT 5
 
 static const size_t sizes[] = { 100, 1024, MSG_MAX };
 #define N_SIZES (sizeof(sizes) / sizeof(sizes[0]))
@@ -66,6 +69,7 @@ static const uint8_t binding[] = "offer=a,b;accept=a,b;choice=a";
 
 struct opts {
 	double duration;
+	int rounds;
 	uint64_t count;
 	const char *plugin_dir;
 	const char *only; /* one suite, or NULL */
@@ -335,6 +339,7 @@ struct suite {
 	int hs_msgs;
 	size_t hs_bytes;
 	struct cell seal[N_SIZES], raw_seal[N_SIZES];
+	double lo[N_SIZES], hi[N_SIZES]; /* suite/raw: the lowest and highest round */
 	const char *failed;         /* why the suite could not be measured */
 };
 
@@ -428,6 +433,13 @@ fail:
 	return rc;
 }
 
+static double ratio_at(const struct suite *t, size_t k)
+{
+	double a = rate(&t->seal[k]), b = rate(&t->raw_seal[k]);
+
+	return a > 0 && b > 0 ? a / b : 0;
+}
+
 static int make_ids(struct suite *t)
 {
 	double t0 = clock_s(CLOCK_MONOTONIC);
@@ -501,13 +513,14 @@ struct sealer {
 	void *i, *r;
 	const struct raw_prim *raw; /* ... or a raw primitive */
 	void *ctx;
+	size_t cap; /* room for one sealed message */
 };
 
-static int seal_open(const struct sealer *s, size_t len, const uint8_t *src, size_t cap,
-                     uint8_t *sealed, uint8_t *plain)
+static int seal_open(const struct sealer *s, size_t len, const uint8_t *src, uint8_t *sealed,
+                     uint8_t *plain)
 {
 	if (s->t) {
-		struct chat_buf b = { sealed, cap, 0 }, p = { plain, len, 0 };
+		struct chat_buf b = { sealed, s->cap, 0 }, p = { plain, len, 0 };
 		int rc = s->t->ops->seal(s->i, len, &b, src);
 
 		if (rc == CHAT_OK)
@@ -520,41 +533,89 @@ static int seal_open(const struct sealer *s, size_t len, const uint8_t *src, siz
 	}
 }
 
-/* The measured loop, the same for suites and raw primitives.  The clock is
- * read every CLOCK_EVERY messages so that reading it costs nothing at 100 B. */
-static int bench_seal(const struct sealer *s, size_t len, const uint8_t *src, size_t cap,
-                      uint8_t *sealed, uint8_t *plain, const struct opts *o, struct cell *c)
+/* Does one message open to what was sealed?  Before and after the loops:
+ * they measure something that works. */
+static int seal_check(const struct sealer *s, size_t len, const uint8_t *src, uint8_t *sealed,
+                      uint8_t *plain)
 {
-	double warm = o->duration / 10, w0, c0, now;
 	int rc;
 
-	/* The first message opens to what was sealed: the loop measures
-	 * something that works. */
 	memset(plain, 0, len);
-	rc = seal_open(s, len, src, cap, sealed, plain);
-	if (rc < 0 || memcmp(plain, src, len))
-		return rc < 0 ? rc : CHAT_ERR_FAILED;
-	w0 = clock_s(CLOCK_MONOTONIC);
-	do {
-		for (int k = 0; k < CLOCK_EVERY; k++)
-			if ((rc = seal_open(s, len, src, cap, sealed, plain)) < 0)
-				return rc;
-	} while (clock_s(CLOCK_MONOTONIC) - w0 < warm);
+	rc = seal_open(s, len, src, sealed, plain);
+	return rc < 0 ? rc : memcmp(plain, src, len) ? CHAT_ERR_FAILED : CHAT_OK;
+}
 
-	c->n = 0;
-	w0 = clock_s(CLOCK_MONOTONIC);
-	c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+/* The measured loop, the same for suites and raw primitives: secs of wall
+ * time or count messages, added to c.  The clock is read every CLOCK_EVERY
+ * messages so that reading it costs nothing at 100 B. */
+static int seal_slice(const struct sealer *s, size_t len, const uint8_t *src, uint8_t *sealed,
+                      uint8_t *plain, double secs, uint64_t count, struct cell *c)
+{
+	double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), now;
+	uint64_t n = 0;
+	int rc;
+
 	do {
 		for (int k = 0; k < CLOCK_EVERY; k++)
-			if ((rc = seal_open(s, len, src, cap, sealed, plain)) < 0)
+			if ((rc = seal_open(s, len, src, sealed, plain)) < 0)
 				return rc;
-		c->n += CLOCK_EVERY;
+		n += CLOCK_EVERY;
 		now = clock_s(CLOCK_MONOTONIC);
-	} while (now - w0 < o->duration && c->n < o->count);
-	c->cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
-	c->wall = now - w0;
+	} while (now - w0 < secs && n < count);
+	c->cpu += clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+	c->wall += now - w0;
+	c->n += n;
 	c->ran = 1;
-	return memcmp(plain, src, len) ? CHAT_ERR_FAILED : CHAT_OK;
+	return CHAT_OK;
+}
+
+/* A suite and its raw primitive (b, or NULL) at one size, in turns: o->rounds
+ * slices each, so that whatever else the machine does falls on both alike.
+ * lo and hi: the lowest and highest ratio a / b of one round. */
+static int seal_cells(const struct sealer *a, const struct sealer *b, size_t len,
+                      const uint8_t *src, uint8_t *sealed, uint8_t *plain, const struct opts *o,
+                      struct cell *ca, struct cell *cb, double *lo, double *hi)
+{
+	double slice = o->duration / o->rounds;
+	uint64_t count = o->count / o->rounds + 1;
+	struct cell warm = { 0 };
+	int rc;
+
+	*lo = *hi = 0;
+	if ((rc = seal_check(a, len, src, sealed, plain)) < 0 ||
+	    (b && (rc = seal_check(b, len, src, sealed, plain)) < 0))
+		return rc;
+	if ((rc = seal_slice(a, len, src, sealed, plain, o->duration / 10, count, &warm)) < 0 ||
+	    (b && (rc = seal_slice(b, len, src, sealed, plain, o->duration / 10, count, &warm)) < 0))
+		return rc;
+	for (int k = 0; k < o->rounds; k++) {
+		struct cell ra = { 0 }, rb = { 0 };
+		double q;
+
+		if ((rc = seal_slice(a, len, src, sealed, plain, slice, count, &ra)) < 0)
+			return rc;
+		ca->n += ra.n;
+		ca->cpu += ra.cpu;
+		ca->wall += ra.wall;
+		ca->ran = 1;
+		if (!b)
+			continue;
+		if ((rc = seal_slice(b, len, src, sealed, plain, slice, count, &rb)) < 0)
+			return rc;
+		cb->n += rb.n;
+		cb->cpu += rb.cpu;
+		cb->wall += rb.wall;
+		cb->ran = 1;
+		q = rate(&rb) > 0 ? rate(&ra) / rate(&rb) : 0;
+		if (k == 0 || q < *lo)
+			*lo = q;
+		if (k == 0 || q > *hi)
+			*hi = q;
+	}
+	if ((rc = seal_check(a, len, src, sealed, plain)) < 0 ||
+	    (b && (rc = seal_check(b, len, src, sealed, plain)) < 0))
+		return rc;
+	return CHAT_OK;
 }
 
 static void print_seal(const char *kind, const char *name, size_t len, const struct cell *c)
@@ -567,19 +628,35 @@ static void print_seal(const char *kind, const char *name, size_t len, const str
 	fflush(stdout);
 }
 
-/* The raw primitive of one size, on fresh keys. */
-static int bench_raw(const struct raw_prim *p, size_t len, const uint8_t *src, uint8_t *sealed,
-                     uint8_t *plain, const struct opts *o, struct cell *c)
+/* A raw primitive's sealer on fresh keys; free its ctx. */
+static int raw_sealer(const struct raw_prim *p, size_t len, struct sealer *s)
 {
-	struct sealer s = { .raw = p, .ctx = calloc(1, p->ctx_size) };
-	int rc;
-
-	if (!s.ctx)
+	*s = (struct sealer){ .raw = p, .ctx = calloc(1, p->ctx_size), .cap = len + p->overhead };
+	if (!s->ctx)
 		return CHAT_ERR_NOMEM;
-	p->init(s.ctx);
-	rc = bench_seal(&s, len, src, len + p->overhead, sealed, plain, o, c);
-	explicit_bzero(s.ctx, p->ctx_size);
-	free(s.ctx);
+	p->init(s->ctx);
+	return CHAT_OK;
+}
+
+static void raw_sealer_free(struct sealer *s)
+{
+	if (s->ctx)
+		explicit_bzero(s->ctx, s->raw->ctx_size);
+	free(s->ctx);
+	s->ctx = NULL;
+}
+
+/* A primitive whose suite is not loaded, alone. */
+static int bench_raw_alone(const struct raw_prim *p, size_t len, const uint8_t *src,
+                           uint8_t *sealed, uint8_t *plain, const struct opts *o, struct cell *c)
+{
+	struct sealer s;
+	double lo, hi;
+	int rc = raw_sealer(p, len, &s);
+
+	if (rc == CHAT_OK)
+		rc = seal_cells(&s, NULL, len, src, sealed, plain, o, c, NULL, &lo, &hi);
+	raw_sealer_free(&s);
 	if (rc == CHAT_OK)
 		print_seal("raw", p->name, len, c);
 	return rc;
@@ -619,19 +696,24 @@ static void bench_suite(struct suite *t, const uint8_t *src, uint8_t *sealed, ui
 	fflush(stdout);
 
 	for (size_t k = 0; k < N_SIZES; k++) {
-		size_t cap = 0;
+		struct sealer raw = { 0 };
 
 		/* A fresh pair per size, so each starts at message 0. */
 		rc = pair_new(t, buf, &s.i, &s.r, &msgs, &bytes);
+		if (rc == CHAT_OK && t->raw)
+			rc = raw_sealer(t->raw, sizes[k], &raw);
 		if (rc == CHAT_OK) {
-			cap = t->ops->sealed_size(s.i, sizes[k]);
-			if (cap == 0 || cap > SEALED_CAP)
+			s.cap = t->ops->sealed_size(s.i, sizes[k]);
+			if (s.cap == 0 || s.cap > SEALED_CAP)
 				rc = CHAT_ERR_TOO_BIG;
 			else
-				rc = bench_seal(&s, sizes[k], src, cap, sealed, plain, o, &t->seal[k]);
-			t->ops->session_free(s.i);
-			t->ops->session_free(s.r);
+				rc = seal_cells(&s, t->raw ? &raw : NULL, sizes[k], src, sealed, plain, o,
+				                &t->seal[k], &t->raw_seal[k], &t->lo[k], &t->hi[k]);
 		}
+		t->ops->session_free(s.i);
+		t->ops->session_free(s.r);
+		s.i = s.r = NULL;
+		raw_sealer_free(&raw);
 		if (rc < 0) {
 			fprintf(stderr, "%s: seal+open of %zu bytes: %s\n", t->name, sizes[k],
 			        chat_strerror(rc));
@@ -639,11 +721,12 @@ static void bench_suite(struct suite *t, const uint8_t *src, uint8_t *sealed, ui
 			goto out;
 		}
 		print_seal("suite", t->name, sizes[k], &t->seal[k]);
-		/* Its raw primitive right after, under the same conditions. */
-		if (t->raw && bench_raw(t->raw, sizes[k], src, sealed, plain, o, &t->raw_seal[k]) < 0) {
-			t->failed = "raw primitive failed";
-			goto out;
-		}
+		if (!t->raw)
+			continue;
+		print_seal("raw", t->raw->name, sizes[k], &t->raw_seal[k]);
+		printf("RESULT bench=ratio suite=%s raw=%s size=%zu ratio=%.3f round_lo=%.3f "
+		       "round_hi=%.3f\n", t->name, t->raw->name, sizes[k], ratio_at(t, k), t->lo[k],
+		       t->hi[k]);
 	}
 out:
 	if (t->ids) {
@@ -656,13 +739,6 @@ out:
 }
 
 /* --- Output ------------------------------------------------------------------- */
-
-static double ratio_at(const struct suite *t, size_t k)
-{
-	double a = rate(&t->seal[k]), b = rate(&t->raw_seal[k]);
-
-	return a > 0 && b > 0 ? a / b : 0;
-}
 
 static void print_tables(struct suite *st, size_t n, struct cell raw_alone[N_RAW][N_SIZES])
 {
@@ -688,7 +764,7 @@ static void print_tables(struct suite *st, size_t n, struct cell raw_alone[N_RAW
 
 	printf("\n### Cipher suites vs. their raw Nettle primitive: seal+open\n\n");
 	printf("| suite | size (B) | suite msgs/s | suite MB/s | suite us per msg | raw primitive | "
-	       "raw MB/s | raw us per msg | suite/raw | cpu %% suite / raw |\n");
+	       "raw MB/s | raw us per msg | suite/raw (rounds: lowest-highest) | cpu %% suite / raw |\n");
 	printf("|---|---:|---:|---:|---:|---|---:|---:|---:|---|\n");
 	for (size_t k = 0; k < n; k++) {
 		const struct suite *t = &st[k];
@@ -705,9 +781,9 @@ static void print_tables(struct suite *st, size_t n, struct cell raw_alone[N_RAW
 			printf("| %s | %zu | %.0f | %.1f | %.2f | ", t->name, sizes[j], r,
 			       r * (double)sizes[j] / 1e6, 1e6 / r);
 			if (rc->ran)
-				printf("%s | %.1f | %.2f | %.2f | %.0f / %.0f |\n", t->raw->name,
-				       rr * (double)sizes[j] / 1e6, 1e6 / rr, ratio_at(t, j), cpu_pct(c),
-				       cpu_pct(rc));
+				printf("%s | %.1f | %.2f | %.2f (%.2f-%.2f) | %.0f / %.0f |\n",
+				       t->raw->name, rr * (double)sizes[j] / 1e6, 1e6 / rr, ratio_at(t, j),
+				       t->lo[j], t->hi[j], cpu_pct(c), cpu_pct(rc));
 			else
 				printf("none | | | | %.0f / - |\n", cpu_pct(c));
 		}
@@ -736,7 +812,7 @@ static void print_tables(struct suite *st, size_t n, struct cell raw_alone[N_RAW
 		printf("- %s seal+open >= %.1fx %s at %zu B: ", tg->suite, tg->min_ratio,
 		       t && t->raw ? t->raw->name : "its raw primitive", tg->size);
 		if (!t || j == N_SIZES || ratio_at(t, j) == 0)
-			printf("**not measured**%s\n", t ? "" : " (suite not loaded)");
+			printf("**not measured**%s\n", t ? "" : " (the suite is not in this run)");
 		else
 			printf("%s (%.2fx)\n", ratio_at(t, j) >= tg->min_ratio ? "met" : "**missed**",
 			       ratio_at(t, j));
@@ -774,13 +850,14 @@ static void on_scan_error(void *arg, const char *path, int err, const char *msg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: chat-bench-suites [--duration SEC] [--count N] [--plugin-dir DIR] "
-	        "[--suite NAME]\n\n"
+	        "usage: chat-bench-suites [--duration SEC] [--rounds R] [--count N] "
+	        "[--plugin-dir DIR] [--suite NAME]\n\n"
 	        "Handshakes per second and seal+open throughput at 100 B, 1 KiB and 60 KiB for every\n"
 	        "cipher plugin in DIR (default: the build's), each next to the raw Nettle primitive\n"
 	        "it uses.  Each cell runs SEC seconds (default 1) or N operations (default %d),\n"
-	        "whichever ends first, after a warm-up of SEC / 10.  RESULT lines, then markdown.\n",
-	        COUNT_DEFAULT);
+	        "whichever ends first, after a warm-up of SEC / 10; a suite and its primitive take\n"
+	        "turns in R slices each (default %d).  RESULT lines, then markdown tables.\n",
+	        COUNT_DEFAULT, ROUNDS_DEFAULT);
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -788,6 +865,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	static const struct option longopts[] = {
 		{ "duration", required_argument, NULL, 'd' },
 		{ "count", required_argument, NULL, 'n' },
+		{ "rounds", required_argument, NULL, 'r' },
 		{ "plugin-dir", required_argument, NULL, 'p' },
 		{ "suite", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
@@ -796,8 +874,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	char *end;
 	int c;
 
-	*o = (struct opts){ 1.0, COUNT_DEFAULT, CHAT_BENCH_PLUGIN_DIR, NULL };
-	while ((c = getopt_long(argc, argv, "d:n:p:s:h", longopts, NULL)) != -1) {
+	*o = (struct opts){ 1.0, ROUNDS_DEFAULT, COUNT_DEFAULT, CHAT_BENCH_PLUGIN_DIR, NULL };
+	while ((c = getopt_long(argc, argv, "d:n:r:p:s:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			errno = 0;
@@ -812,6 +890,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->count = strtoull(optarg, &end, 10);
 			if (errno || *end || o->count == 0 || optarg[0] == '-') {
 				fprintf(stderr, "chat-bench-suites: --count: a positive integer\n");
+				return 2;
+			}
+			break;
+		case 'r':
+			o->rounds = atoi(optarg);
+			if (o->rounds < 1 || o->rounds > 100) {
+				fprintf(stderr, "chat-bench-suites: --rounds: 1 to 100\n");
 				return 2;
 			}
 			break;
@@ -902,8 +987,8 @@ int main(int argc, char **argv)
 		for (size_t k = 0; k < n; k++)
 			paired |= st[k].raw == &raw_prims[p];
 		for (size_t j = 0; j < N_SIZES && !paired; j++)
-			bad |= bench_raw(&raw_prims[p], sizes[j], src, sealed, plain, &o,
-			                 &raw_alone[p][j]) < 0;
+			bad |= bench_raw_alone(&raw_prims[p], sizes[j], src, sealed, plain, &o,
+			                       &raw_alone[p][j]) < 0;
 	}
 	print_tables(st, n, raw_alone);
 	chat_registry_free(reg);

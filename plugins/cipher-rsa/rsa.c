@@ -336,6 +336,18 @@ static void session_fail(struct rsa_session *s)
 	wipe_handshake(s);
 	s->host->wipe(s->k_i2r, sizeof(s->k_i2r));
 	s->host->wipe(s->k_r2i, sizeof(s->k_r2i));
+	s->host->wipe(&s->gcm_send, sizeof(s->gcm_send));
+	s->host->wipe(&s->gcm_recv, sizeof(s->gcm_recv));
+}
+
+/* Both directions' GCM contexts from k_i2r and k_r2i, once per session:
+ * setting a GCM key costs more than sealing 100 bytes. */
+static void keys_schedule(struct rsa_session *s)
+{
+	bool init = s->role == CHAT_ROLE_INITIATOR;
+
+	gcm_aes256_set_key(&s->gcm_send, init ? s->k_i2r : s->k_r2i);
+	gcm_aes256_set_key(&s->gcm_recv, init ? s->k_r2i : s->k_i2r);
 }
 
 static bool username_ok(const char *name)
@@ -679,6 +691,7 @@ static void establish(struct rsa_session *s)
 	sha256_digest(&c, RSA_HASH_LEN, fp);
 	memcpy(s->fp, fp, RSA_FP_BYTES);
 	wipe_handshake(s);
+	keys_schedule(s);
 	s->state = RSA_S_ESTABLISHED;
 }
 
@@ -909,14 +922,13 @@ static int usable(struct rsa_session *s)
 	return CHAT_OK;
 }
 
-/* nonce = 0^32 || seq (64-bit big-endian); AD = type || seq. */
-static void gcm_start(struct gcm_aes256_ctx *g, const uint8_t key[RSA_KEY_LEN],
-                      const uint8_t head[RSA_TEXT_HEAD])
+/* nonce = 0^32 || seq (64-bit big-endian); AD = type || seq.  The key was
+ * set when the session was established. */
+static void gcm_start(struct gcm_aes256_ctx *g, const uint8_t head[RSA_TEXT_HEAD])
 {
 	uint8_t iv[GCM_IV_SIZE] = { 0 };
 
 	memcpy(iv + 4, head + 1, 8);
-	gcm_aes256_set_key(g, key);
 	gcm_aes256_set_iv(g, sizeof(iv), iv);
 	gcm_aes256_update(g, RSA_TEXT_HEAD, head);
 }
@@ -924,7 +936,6 @@ static void gcm_start(struct gcm_aes256_ctx *g, const uint8_t key[RSA_KEY_LEN],
 static int rs_seal(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
 {
 	struct rsa_session *s = session;
-	struct gcm_aes256_ctx g;
 	uint8_t *p;
 	int rc;
 
@@ -943,10 +954,9 @@ static int rs_seal(void *session, size_t src_len, struct chat_buf *dst, const ui
 	p = dst->data;
 	p[0] = RSA_T_TEXT;
 	put_be64(p + 1, s->send_seq);
-	gcm_start(&g, s->role == CHAT_ROLE_INITIATOR ? s->k_i2r : s->k_r2i, p);
-	gcm_aes256_encrypt(&g, src_len, p + RSA_TEXT_HEAD, src);
-	gcm_aes256_digest(&g, RSA_TAG_LEN, p + RSA_TEXT_HEAD + src_len);
-	explicit_bzero(&g, sizeof(g));
+	gcm_start(&s->gcm_send, p);
+	gcm_aes256_encrypt(&s->gcm_send, src_len, p + RSA_TEXT_HEAD, src);
+	gcm_aes256_digest(&s->gcm_send, RSA_TAG_LEN, p + RSA_TEXT_HEAD + src_len);
 	dst->len = src_len + RSA_TEXT_OVERHEAD;
 	s->send_seq++;
 	return CHAT_OK;
@@ -955,7 +965,6 @@ static int rs_seal(void *session, size_t src_len, struct chat_buf *dst, const ui
 static int rs_open(void *session, size_t src_len, struct chat_buf *dst, const uint8_t *src)
 {
 	struct rsa_session *s = session;
-	struct gcm_aes256_ctx g;
 	uint8_t tag[RSA_TAG_LEN], *plain = NULL;
 	size_t pt_len;
 	uint64_t seq;
@@ -983,10 +992,9 @@ static int rs_open(void *session, size_t src_len, struct chat_buf *dst, const ui
 	plain = malloc(pt_len ? pt_len : 1);
 	if (!plain)
 		return CHAT_ERR_NOMEM;
-	gcm_start(&g, s->role == CHAT_ROLE_INITIATOR ? s->k_r2i : s->k_i2r, src);
-	gcm_aes256_decrypt(&g, pt_len, plain, src + RSA_TEXT_HEAD);
-	gcm_aes256_digest(&g, RSA_TAG_LEN, tag);
-	explicit_bzero(&g, sizeof(g));
+	gcm_start(&s->gcm_recv, src);
+	gcm_aes256_decrypt(&s->gcm_recv, pt_len, plain, src + RSA_TEXT_HEAD);
+	gcm_aes256_digest(&s->gcm_recv, RSA_TAG_LEN, tag);
 	if (!memeql_sec(tag, src + RSA_TEXT_HEAD + pt_len, RSA_TAG_LEN)) {
 		rs_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: authentication tag mismatch",
 		       who);
@@ -1184,6 +1192,7 @@ static int rs_session_load(const struct chat_host *host, const struct chat_ciphe
 	memcpy(s->k_i2r, p, RSA_KEY_LEN);
 	memcpy(s->k_r2i, p + RSA_KEY_LEN, RSA_KEY_LEN);
 	memcpy(s->fp, p + 2 * RSA_KEY_LEN, RSA_FP_BYTES);
+	keys_schedule(s);
 	s->state = RSA_S_ESTABLISHED;
 	*session = s;
 	s = NULL;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <nettle/gcm.h>
 #include <nettle/rsa.h>
 #include <nettle/sha2.h>
 
@@ -109,6 +110,9 @@ struct rsa_session {
 
 	/* Established. */
 	uint8_t k_i2r[RSA_KEY_LEN], k_r2i[RSA_KEY_LEN]; /* secret */
+	/* The same keys, scheduled once (AES rounds and GHASH's table): per
+	 * message only the IV is set.  Secret. */
+	struct gcm_aes256_ctx gcm_send, gcm_recv;
 	uint8_t fp[RSA_FP_BYTES];
 	uint64_t send_seq; /* next seq to send */
 	uint64_t recv_top;  /* 1 + the highest seq opened (0: none yet) */

@@ -51,16 +51,9 @@ void tls_set_error(struct tls_conn *c, const char *fmt, ...)
 	chat_pu_log(c->s.host, CHAT_LOG_DEBUG, "%s", text);
 }
 
-static const char *cfg(const struct chat_host *host, const char *key)
-{
-	const char *v = host->config_get ? host->config_get(host, key) : NULL;
-
-	return v ? v : "";
-}
-
 int tls_min_version(const struct chat_host *host, const char **prio_text)
 {
-	const char *v = cfg(host, "min_version");
+	const char *v = chat_pu_config(host, "min_version", "");
 
 	if (!*v || !strcmp(v, "1.3")) {
 		*prio_text = TLS_PRIO_13;
@@ -334,7 +327,7 @@ static void log_not_tls(struct tls_conn *c)
 
 static const char *my_min_version(const struct tls_conn *c)
 {
-	return !strcmp(cfg(c->s.host, "min_version"), "1.2") ? "1.2" : "1.3";
+	return !strcmp(chat_pu_config(c->s.host, "min_version", ""), "1.2") ? "1.2" : "1.3";
 }
 
 /* Why a handshake failed, as a code and a sentence. */

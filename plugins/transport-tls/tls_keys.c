@@ -183,13 +183,6 @@ out:
 	return rc;
 }
 
-static const char *cfg(const struct chat_host *host, const char *key)
-{
-	const char *v = host->config_get ? host->config_get(host, key) : NULL;
-
-	return v ? v : "";
-}
-
 /* A private key file others can read is worth a word, not a refusal. */
 static void check_key_mode(const struct chat_host *host, const char *path, const char *what)
 {
@@ -390,9 +383,10 @@ out:
 int tls_load_identity(const struct chat_host *host, bool log_it,
                       gnutls_certificate_credentials_t creds, char fp[TLS_FP_SIZE])
 {
-	const char *cert = cfg(host, "cert"), *keyfile = cfg(host, "key"), *ca = cfg(host, "ca");
-	const char *dir = host->size >= offsetof(struct chat_host, state_dir) + sizeof(host->state_dir) &&
-	                  host->state_dir ? host->state_dir(host) : NULL;
+	const char *cert = chat_pu_config(host, "cert", "");
+	const char *keyfile = chat_pu_config(host, "key", ""), *ca = chat_pu_config(host, "ca", "");
+	const char *dir = CHAT_PU_HOST_HAS(host, state_dir) && host->state_dir ?
+	                  host->state_dir(host) : NULL;
 	char keypath[PATH_MAX], certpath[PATH_MAX];
 	gnutls_x509_crt_t *crts = NULL;
 	gnutls_x509_privkey_t key = NULL;

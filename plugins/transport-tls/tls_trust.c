@@ -25,13 +25,6 @@
 #define TLS_KNOWN_FILE "known_relays"
 #define TLS_KNOWN_MAX (4u << 20)
 
-static const char *cfg(const struct chat_host *host, const char *key)
-{
-	const char *v = host->config_get ? host->config_get(host, key) : NULL;
-
-	return v ? v : "";
-}
-
 static char *dup_or_null(const char *s)
 {
 	return s && *s ? strdup(s) : NULL;
@@ -72,10 +65,11 @@ static int parse_fp(const char *s, char fp[TLS_FP_SIZE])
 
 int tls_verify_new(const struct chat_host *host, const char *address, struct tls_verify **out)
 {
-	const char *ca = cfg(host, "ca"), *pin = cfg(host, "pin"), *known = cfg(host, "known_relays");
-	const char *name = cfg(host, "server_name"), *prio_text, *errpos = NULL;
-	const char *dir = host->size >= offsetof(struct chat_host, state_dir) + sizeof(host->state_dir) &&
-	                  host->state_dir ? host->state_dir(host) : NULL;
+	const char *ca = chat_pu_config(host, "ca", ""), *pin = chat_pu_config(host, "pin", "");
+	const char *known = chat_pu_config(host, "known_relays", "");
+	const char *name = chat_pu_config(host, "server_name", ""), *prio_text, *errpos = NULL;
+	const char *dir = CHAT_PU_HOST_HAS(host, state_dir) && host->state_dir ?
+	                  host->state_dir(host) : NULL;
 	char hostbuf[TCP_HOST_MAX], portbuf[6], shown[CHAT_ADDR_MAX], path[PATH_MAX];
 	struct tls_verify *v;
 	unsigned port;

@@ -26,7 +26,6 @@
 #include "plugin_util.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -734,7 +733,6 @@ static int ach_open_at(void *session, uint64_t at_unix_ms, size_t src_len, struc
 static int ach_fingerprint(void *session, size_t cap, char *dst)
 {
 	const struct ach_session *s = session;
-	size_t o = 0;
 
 	if (!s || !dst)
 		return CHAT_ERR_INVALID;
@@ -742,15 +740,7 @@ static int ach_fingerprint(void *session, size_t cap, char *dst)
 		dst[0] = '\0';
 	if (s->state != ACH_S_ESTABLISHED)
 		return CHAT_ERR_STATE;
-	if (cap < ACH_FP_TEXT)
-		return CHAT_ERR_NOSPACE;
-	for (size_t i = 0; i < ACH_FP_BYTES; i += 2) {
-		if (i)
-			dst[o++] = ' ';
-		snprintf(dst + o, cap - o, "%02x%02x", s->fp[i], s->fp[i + 1]);
-		o += 4;
-	}
-	return CHAT_OK;
+	return chat_pu_fingerprint_text(cap, dst, ACH_FP_BYTES, s->fp);
 }
 
 /* --- Saved sessions ------------------------------------------------------- */

@@ -24,7 +24,6 @@
 #include "plugin_util.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -896,7 +895,6 @@ static int nxx_open_at(void *session, uint64_t at_unix_ms, size_t src_len, struc
 static int nxx_fingerprint(void *session, size_t cap, char *dst)
 {
 	const struct nxx_session *s = session;
-	size_t o = 0;
 
 	if (!s || !dst)
 		return CHAT_ERR_INVALID;
@@ -904,15 +902,7 @@ static int nxx_fingerprint(void *session, size_t cap, char *dst)
 		dst[0] = '\0';
 	if (s->state != NXX_S_ESTABLISHED)
 		return CHAT_ERR_STATE;
-	if (cap < NXX_FP_TEXT)
-		return CHAT_ERR_NOSPACE;
-	for (size_t i = 0; i < NXX_FP_BYTES; i += 2) {
-		if (i)
-			dst[o++] = ' ';
-		snprintf(dst + o, cap - o, "%02x%02x", s->h[i], s->h[i + 1]);
-		o += 4;
-	}
-	return CHAT_OK;
+	return chat_pu_fingerprint_text(cap, dst, NXX_FP_BYTES, s->h);
 }
 
 /* --- Identity keys (ABI 1.3) ------------------------------------------------ */

@@ -21,7 +21,6 @@
 #include "rsa_suite.h"
 #include "plugin_util.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1000,7 +999,6 @@ static int rs_open_at(void *session, uint64_t at_unix_ms, size_t src_len, struct
 static int rs_fingerprint(void *session, size_t cap, char *dst)
 {
 	const struct rsa_session *s = session;
-	size_t o = 0;
 
 	if (!s || !dst)
 		return CHAT_ERR_INVALID;
@@ -1008,15 +1006,7 @@ static int rs_fingerprint(void *session, size_t cap, char *dst)
 		dst[0] = '\0';
 	if (s->state != RSA_S_ESTABLISHED)
 		return CHAT_ERR_STATE;
-	if (cap < RSA_FP_TEXT)
-		return CHAT_ERR_NOSPACE;
-	for (size_t i = 0; i < RSA_FP_BYTES; i += 2) {
-		if (i)
-			dst[o++] = ' ';
-		snprintf(dst + o, cap - o, "%02x%02x", s->fp[i], s->fp[i + 1]);
-		o += 4;
-	}
-	return CHAT_OK;
+	return chat_pu_fingerprint_text(cap, dst, RSA_FP_BYTES, s->fp);
 }
 
 static int rs_peer_identity(void *session, struct chat_buf *dst)

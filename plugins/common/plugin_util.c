@@ -53,3 +53,18 @@ const char *chat_pu_config(const struct chat_host *host, const char *key, const 
 
 	return v ? v : def;
 }
+
+int chat_pu_fingerprint_text(size_t cap, char *dst, size_t len, const uint8_t *src)
+{
+	size_t o = 0;
+
+	if (cap < len / 2 * 5)
+		return CHAT_ERR_NOSPACE;
+	for (size_t i = 0; i + 1 < len; i += 2) {
+		if (i)
+			dst[o++] = ' ';
+		snprintf(dst + o, cap - o, "%02x%02x", src[i], src[i + 1]);
+		o += 4;
+	}
+	return CHAT_OK;
+}

@@ -1,7 +1,8 @@
 /* What every plugin needs around the host table and would otherwise copy:
  * formatting a log line for host->log, making untrusted text safe to log,
  * reading its own [plugin.NAME] keys, checking how much of the table an
- * older core filled in, and big-endian integers for wire and saved formats.
+ * older core filled in, a fingerprint as text, and big-endian integers for
+ * wire and saved formats.
  * Each plugin compiles plugin_util.c into itself (plugins/common/ is not a
  * plugin); the functions are hidden like the rest of a plugin, so two
  * plugins loaded into one program never see each other's copy. */
@@ -34,6 +35,11 @@ void chat_pu_quote_ascii(size_t cap, char *dst, const char *src);
  * no config_get or returns nothing.  The caller has checked that the table
  * reaches config_get (CHAT_PU_HOST_HAS). */
 const char *chat_pu_config(const struct chat_host *host, const char *key, const char *def);
+
+/* A fingerprint as the suites show it: len bytes (even, > 0) as hex in
+ * groups of two bytes, "xxxx xxxx ...", in len / 2 * 5 bytes with the NUL;
+ * CHAT_ERR_NOSPACE (nothing written) if cap is less. */
+int chat_pu_fingerprint_text(size_t cap, char *dst, size_t len, const uint8_t *src);
 
 /* Big-endian integers, on every message's path: inline. */
 static inline void chat_pu_put_be32(uint8_t *dst, uint32_t v)

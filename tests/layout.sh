@@ -3,8 +3,9 @@
 # public ABI (core/include) and their own folder; each program's folder sees
 # the core and itself, never another program; the core sees nothing of a
 # program or a plugin.  plugins/common/ is not a plugin: it holds sources
-# that several plugins compile into themselves (the TCP socket code of
-# transport-tcp and transport-tls), and every plugin may include it.  The build already enforces most of it through include
+# that several plugins compile into themselves (plugin_util.c in all of them,
+# the TCP socket code of transport-tcp and transport-tls), and every plugin
+# may include it.  The build already enforces most of it through include
 # paths; this also catches a relative path ("../../frontends/...").
 #   tests/layout.sh SOURCE_DIR
 set -u

@@ -23,53 +23,19 @@
  * - open_at is open with the freshness window measured from the time the
  *   relay stored the message instead of our clock. */
 #include "aescbc_hmac.h"
+#include "plugin_util.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 #include <nettle/memops.h>
 
-/* host->log is variadic without a va_list twin: format here first. */
-static void ach_log(const struct chat_host *host, int level, const char *fmt, ...)
-	CHAT_PRINTF(3, 4);
-
-static void ach_log(const struct chat_host *host, int level, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (!host || !host->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	host->log(host, level, "%s", line);
-}
-
-/* Usernames from the wire go into log lines: no control bytes, bounded. */
-static void quote(size_t cap, char *dst, const char *src)
-{
-	size_t i, n = strlen(src);
-
-	for (i = 0; i < n && i + 1 < cap; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = c < ' ' || c == 0x7f ? '?' : (char)c;
-	}
-	dst[i] = '\0';
-	if (i < n && cap > 4)
-		memcpy(dst + cap - 4, "...", 4);
-}
-
 /* A host table from an older core may end before the members we use. */
 static bool host_ok(const struct chat_host *host)
 {
-	return host && host->size >= offsetof(struct chat_host, wipe) + sizeof(host->wipe) &&
-	       host->random && host->unix_ms;
+	return CHAT_PU_HOST_HAS(host, wipe) && host->random && host->unix_ms;
 }
 
 /* The core validated the section already; check again rather than trust
@@ -77,7 +43,7 @@ static bool host_ok(const struct chat_host *host)
 static int config_int(const struct chat_host *host, const char *key, long def, long min,
                       long max, long *out)
 {
-	const char *s = host->config_get ? host->config_get(host, key) : NULL;
+	const char *s = chat_pu_config(host, key, NULL);
 	char *end;
 	long v;
 
@@ -88,7 +54,8 @@ static int config_int(const struct chat_host *host, const char *key, long def, l
 	errno = 0;
 	v = strtol(s, &end, 10);
 	if (errno || end == s || *end || v < min || v > max) {
-		ach_log(host, CHAT_LOG_ERROR, "invalid %s '%.40s' (allowed %ld..%ld)", key, s, min, max);
+		chat_pu_log(host, CHAT_LOG_ERROR, "invalid %s '%.40s' (allowed %ld..%ld)",
+		            key, s, min, max);
 		return CHAT_ERR_CONFIG;
 	}
 	*out = v;
@@ -153,7 +120,8 @@ static int params_ok(const struct chat_host *host, const struct chat_cipher_para
 	    !params->local_id || !params->peer_id || (params->binding_len && !params->binding))
 		return CHAT_ERR_INVALID;
 	if (!username_ok(params->local_id) || !username_ok(params->peer_id)) {
-		ach_log(host, CHAT_LOG_ERROR, "usernames must be 1..%d bytes of UTF-8", ACH_USER_MAX);
+		chat_pu_log(host, CHAT_LOG_ERROR, "usernames must be 1..%d bytes of UTF-8",
+		            ACH_USER_MAX);
 		return CHAT_ERR_INVALID;
 	}
 	if (params->suite && strlen(params->suite) >= sizeof(((struct ach_session *)0)->suite))
@@ -213,9 +181,10 @@ static int ach_session_new(const struct chat_host *host, const struct chat_ciphe
 	rc = params_ok(host, params);
 	if (rc < 0)
 		return rc;
-	quote(sizeof(who), who, params->peer_id);
+	chat_pu_quote(sizeof(who), who, params->peer_id);
 	if (!params->secret || params->secret_len == 0) {
-		ach_log(host, CHAT_LOG_ERROR, "no shared password for %s: this suite needs one", who);
+		chat_pu_log(host, CHAT_LOG_ERROR, "no shared password for %s: this suite needs one",
+		            who);
 		return CHAT_ERR_NOSECRET;
 	}
 	rc = session_alloc(host, params, &s);
@@ -284,8 +253,8 @@ static int auth_failed(struct ach_session *s, struct chat_buf *dst, const char *
 {
 	char who[64];
 
-	quote(sizeof(who), who, s->peer_id);
-	ach_log(s->host, CHAT_LOG_ERROR, "authentication failed for %s: %s", who, reason);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
+	chat_pu_log(s->host, CHAT_LOG_ERROR, "authentication failed for %s: %s", who, reason);
 	send_nack(s, dst);
 	return CHAT_ERR_AUTH;
 }
@@ -296,11 +265,11 @@ static int check_username(struct ach_session *s, const struct ach_pdu *pdu, stru
 
 	if (strcmp(pdu->username, s->peer_id) == 0)
 		return CHAT_OK;
-	quote(sizeof(said), said, pdu->username);
-	quote(sizeof(want), want, s->peer_id);
-	ach_log(s->host, CHAT_LOG_ERROR,
-	        "authentication failed for %s: the peer says it is '%s', expected '%s'",
-	        want, said, want);
+	chat_pu_quote(sizeof(said), said, pdu->username);
+	chat_pu_quote(sizeof(want), want, s->peer_id);
+	chat_pu_log(s->host, CHAT_LOG_ERROR,
+	            "authentication failed for %s: the peer says it is '%s', expected '%s'",
+	            want, said, want);
 	send_nack(s, dst);
 	return CHAT_ERR_AUTH;
 }
@@ -431,10 +400,11 @@ static int hs_step(struct ach_session *s, int64_t at, size_t src_len, const uint
 	uint64_t off;
 	int rc;
 
-	quote(sizeof(who), who, s->peer_id);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
 	if (s->state == ACH_S_INIT_START) {
 		if (src_len != 0) {
-			ach_log(s->host, CHAT_LOG_ERROR, "handshake with %s: the initiator speaks first", who);
+			chat_pu_log(s->host, CHAT_LOG_ERROR,
+			            "handshake with %s: the initiator speaks first", who);
 			return CHAT_ERR_STATE;
 		}
 		if (s->host->random(s->host, ACH_CHALLENGE_LEN, s->ch_i) < 0)
@@ -447,38 +417,40 @@ static int hs_step(struct ach_session *s, int64_t at, size_t src_len, const uint
 		return CHAT_HS_CONTINUE;
 	}
 	if (s->state == ACH_S_ESTABLISHED) {
-		ach_log(s->host, CHAT_LOG_ERROR, "handshake with %s: already established", who);
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "handshake with %s: already established", who);
 		return CHAT_ERR_STATE;
 	}
 
 	rc = ach_pdu_parse(ACH_HS_PDU_MAX, src_len, src, &pdu, &why);
 	if (rc < 0) {
-		ach_log(s->host, CHAT_LOG_ERROR, "handshake with %s: bad PDU: %s", who, why);
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "handshake with %s: bad PDU: %s", who, why);
 		return rc;
 	}
 	if (!type_expected(s->state, pdu.type)) {
-		ach_log(s->host, CHAT_LOG_ERROR, "handshake with %s: unexpected '%s' PDU", who,
-		        ach_type_name(pdu.type));
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "handshake with %s: unexpected '%s' PDU", who,
+		            ach_type_name(pdu.type));
 		rc = CHAT_ERR_STATE;
 		goto out;
 	}
 	if (!fresh(s, pdu.timestamp, at ? at : s->host->unix_ms(s->host), sign, &off)) {
-		ach_log(s->host, CHAT_LOG_ERROR,
-		        "handshake with %s: stale PDU, timestamp %s%llu ms from %s (window %lld s)",
-		        who, sign, (unsigned long long)off, at ? "when the relay stored it" : "our clock",
-		        (long long)(s->window_ms / 1000));
+		chat_pu_log(s->host, CHAT_LOG_ERROR,
+		            "handshake with %s: stale PDU, timestamp %s%llu ms from %s "
+		            "(window %lld s)",
+		            who, sign, (unsigned long long)off,
+		            at ? "when the relay stored it" : "our clock",
+		            (long long)(s->window_ms / 1000));
 		rc = CHAT_ERR_STALE;
 		goto out;
 	}
 	if (pdu.seq != s->hs_recv) {
-		ach_log(s->host, CHAT_LOG_ERROR, "handshake with %s: seq %llu, expected %llu", who,
-		        (unsigned long long)pdu.seq, (unsigned long long)s->hs_recv);
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "handshake with %s: seq %llu, expected %llu",
+		            who, (unsigned long long)pdu.seq, (unsigned long long)s->hs_recv);
 		rc = CHAT_ERR_REPLAY;
 		goto out;
 	}
 	if (pdu.type == ACH_T_NACK) {
-		ach_log(s->host, CHAT_LOG_ERROR,
-		        "authentication failed for %s: the peer rejected the handshake", who);
+		chat_pu_log(s->host, CHAT_LOG_ERROR,
+		            "authentication failed for %s: the peer rejected the handshake", who);
 		rc = CHAT_ERR_AUTH;
 		goto out;
 	}
@@ -529,8 +501,8 @@ static int handshake(struct ach_session *s, int64_t at, size_t src_len, struct c
 	if (rc == CHAT_HS_ESTABLISHED) {
 		char who[64];
 
-		quote(sizeof(who), who, s->peer_id);
-		ach_log(s->host, CHAT_LOG_INFO, "authenticated %s", who);
+		chat_pu_quote(sizeof(who), who, s->peer_id);
+		chat_pu_log(s->host, CHAT_LOG_INFO, "authenticated %s", who);
 	}
 	return rc;
 }
@@ -586,7 +558,7 @@ static int usable(struct ach_session *s)
 	if (s->state == ACH_S_FAILED)
 		return CHAT_ERR_FAILED;
 	if (s->state != ACH_S_ESTABLISHED) {
-		ach_log(s->host, CHAT_LOG_ERROR, "seal/open before the handshake completed");
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "seal/open before the handshake completed");
 		session_fail(s);
 		return CHAT_ERR_STATE;
 	}
@@ -659,30 +631,32 @@ static int open_msg(struct ach_session *s, bool stored, int64_t at, size_t src_l
 	rc = usable(s);
 	if (rc < 0)
 		return rc;
-	quote(sizeof(who), who, s->peer_id);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
 	rc = ach_pdu_parse(ach_sealed_size(s, ACH_MSG_MAX), src_len, src, &pdu, &why);
 	if (rc < 0) {
-		ach_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: %s", who, why);
+		chat_pu_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: %s", who, why);
 		return rc;
 	}
 	if (pdu.type != ACH_T_TEXT) {
 		/* Unauthenticated, so it must not end the session. */
-		ach_log(s->host, CHAT_LOG_WARN, "dropped a handshake PDU ('%s') from %s after the "
-		        "handshake", ach_type_name(pdu.type), who);
+		chat_pu_log(s->host, CHAT_LOG_WARN,
+		            "dropped a handshake PDU ('%s') from %s after the handshake",
+		            ach_type_name(pdu.type), who);
 		rc = CHAT_ERR_STATE;
 		goto out;
 	}
 	/* The MAC first: nothing of an unauthenticated message is acted on. */
 	ach_msg_mac(recv_key(s, 1), pdu.timestamp, pdu.seq, pdu.body_len, pdu.body, mac);
 	if (!memeql_sec(mac, pdu.mac, ACH_MAC_LEN)) {
-		ach_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: MAC mismatch", who);
+		chat_pu_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: MAC mismatch", who);
 		rc = CHAT_ERR_INTEGRITY;
 		goto out;
 	}
 	if (pdu.seq != s->recv_seq) {
-		ach_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: seq %llu, expected %llu (%s)",
-		        who, (unsigned long long)pdu.seq, (unsigned long long)s->recv_seq,
-		        pdu.seq < s->recv_seq ? "replayed" : "out of order or a gap");
+		chat_pu_log(s->host, CHAT_LOG_WARN,
+		            "dropped a message from %s: seq %llu, expected %llu (%s)",
+		            who, (unsigned long long)pdu.seq, (unsigned long long)s->recv_seq,
+		            pdu.seq < s->recv_seq ? "replayed" : "out of order or a gap");
 		rc = CHAT_ERR_REPLAY;
 		goto out;
 	}
@@ -690,11 +664,12 @@ static int open_msg(struct ach_session *s, bool stored, int64_t at, size_t src_l
 	 * even if it is dropped, so the next one is still accepted. */
 	s->recv_seq++;
 	if (!fresh(s, pdu.timestamp, stored ? at : s->host->unix_ms(s->host), sign, &off)) {
-		ach_log(s->host, CHAT_LOG_WARN,
-		        "dropped a message from %s: timestamp %s%llu ms from %s (window %lld s)",
-		        who, sign, (unsigned long long)off,
-		        stored ? "when the relay stored it" : "our clock",
-		        (long long)(s->window_ms / 1000));
+		chat_pu_log(s->host, CHAT_LOG_WARN,
+		            "dropped a message from %s: timestamp %s%llu ms from %s "
+		            "(window %lld s)",
+		            who, sign, (unsigned long long)off,
+		            stored ? "when the relay stored it" : "our clock",
+		            (long long)(s->window_ms / 1000));
 		rc = CHAT_ERR_STALE;
 		goto out;
 	}
@@ -708,8 +683,8 @@ static int open_msg(struct ach_session *s, bool stored, int64_t at, size_t src_l
 	ach_cbc_decrypt(recv_key(s, 0), pdu.body, ct_len, plain, pdu.body + ACH_BLOCK);
 	rc = ach_pkcs7_unpad(ct_len, plain, &pt_len);
 	if (rc < 0) {
-		ach_log(s->host, CHAT_LOG_WARN,
-		        "dropped a message from %s: bad padding under a valid MAC", who);
+		chat_pu_log(s->host, CHAT_LOG_WARN,
+		            "dropped a message from %s: bad padding under a valid MAC", who);
 		goto out;
 	}
 	if (pt_len > dst->cap) {
@@ -758,7 +733,6 @@ static int ach_open_at(void *session, uint64_t at_unix_ms, size_t src_len, struc
 static int ach_fingerprint(void *session, size_t cap, char *dst)
 {
 	const struct ach_session *s = session;
-	size_t o = 0;
 
 	if (!s || !dst)
 		return CHAT_ERR_INVALID;
@@ -766,35 +740,10 @@ static int ach_fingerprint(void *session, size_t cap, char *dst)
 		dst[0] = '\0';
 	if (s->state != ACH_S_ESTABLISHED)
 		return CHAT_ERR_STATE;
-	if (cap < ACH_FP_TEXT)
-		return CHAT_ERR_NOSPACE;
-	for (size_t i = 0; i < ACH_FP_BYTES; i += 2) {
-		if (i)
-			dst[o++] = ' ';
-		snprintf(dst + o, cap - o, "%02x%02x", s->fp[i], s->fp[i + 1]);
-		o += 4;
-	}
-	return CHAT_OK;
+	return chat_pu_fingerprint_text(cap, dst, ACH_FP_BYTES, s->fp);
 }
 
 /* --- Saved sessions ------------------------------------------------------- */
-
-static void put_be64(uint8_t *dst, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		dst[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *src)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | src[i];
-	return v;
-}
 
 /* What seal and open use after the handshake, and nothing of the handshake
  * itself: the master key and the challenges stay out. */
@@ -823,8 +772,8 @@ static int ach_session_save(void *session, struct chat_buf *dst)
 	p += sizeof(s->keys);
 	memcpy(p, s->fp, ACH_FP_BYTES);
 	p += ACH_FP_BYTES;
-	put_be64(p, s->send_seq);
-	put_be64(p + 8, s->recv_seq);
+	chat_pu_put_be64(p, s->send_seq);
+	chat_pu_put_be64(p + 8, s->recv_seq);
 	dst->len = ACH_SAVE_LEN;
 	return CHAT_OK;
 }
@@ -859,8 +808,8 @@ static int ach_session_load(const struct chat_host *host, const struct chat_ciph
 	if (!memeql_sec(digest, p, ACH_DIGEST_LEN))
 		goto out;
 	p += ACH_DIGEST_LEN + sizeof(s->keys) + ACH_FP_BYTES;
-	send_seq = get_be64(p);
-	recv_seq = get_be64(p + 8);
+	send_seq = chat_pu_get_be64(p);
+	recv_seq = chat_pu_get_be64(p + 8);
 	/* seal stops after seq ACH_SEQ_MAX; open accepts no seq beyond it. */
 	if (send_seq > (uint64_t)ACH_SEQ_MAX + 1 || recv_seq > (uint64_t)ACH_SEQ_MAX + 1)
 		goto out;
@@ -877,10 +826,11 @@ out:
 	if (rc < 0) {
 		char who[64];
 
-		quote(sizeof(who), who, params->peer_id);
-		ach_log(host, CHAT_LOG_WARN,
-		        "saved session with %s refused (%zu bytes): not an %s session saved with "
-		        "these usernames, role, suite and binding", who, src_len, ACH_SUITE);
+		chat_pu_quote(sizeof(who), who, params->peer_id);
+		chat_pu_log(host, CHAT_LOG_WARN,
+		            "saved session with %s refused (%zu bytes): not an %s session saved "
+		            "with these usernames, role, suite and binding",
+		            who, src_len, ACH_SUITE);
 	}
 	session_wipe_free(s);
 	return rc;

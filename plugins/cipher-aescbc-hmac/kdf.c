@@ -5,6 +5,7 @@
  * (lp(x) = 4-byte big-endian length || x) so that no two different inputs can
  * produce the same byte string ("ab" || "c" vs "a" || "bc"). */
 #include "aescbc_hmac.h"
+#include "plugin_util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -20,29 +21,13 @@
 #define LABEL_FINGERPRINT ACH_SUITE " fingerprint"
 #define LABEL_SAVED ACH_SUITE " saved session v1"
 
-static void put_be32(uint8_t dst[4], uint32_t v)
-{
-	dst[0] = (uint8_t)(v >> 24);
-	dst[1] = (uint8_t)(v >> 16);
-	dst[2] = (uint8_t)(v >> 8);
-	dst[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t dst[8], uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		dst[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
 /* Callers bound every field far below 4 GiB (usernames 256 bytes, suite
  * names 63, bindings come from the core), so the cast cannot truncate. */
 static void feed_lp(void *ctx, nettle_hash_update_func *update, size_t len, const void *data)
 {
 	uint8_t be[4];
 
-	put_be32(be, (uint32_t)len);
+	chat_pu_put_be32(be, (uint32_t)len);
 	update(ctx, sizeof(be), be);
 	if (len)
 		update(ctx, len, data);
@@ -183,7 +168,7 @@ int ach_session_keys(struct ach_session *s)
 	if (!info)
 		return CHAT_ERR_NOMEM;
 	for (int i = 0; i < 5; i++) {
-		put_be32(info + o, (uint32_t)lens[i]);
+		chat_pu_put_be32(info + o, (uint32_t)lens[i]);
 		o += 4;
 		if (lens[i])
 			memcpy(info + o, i < 4 ? (const void *)parts[i] : (const void *)s->binding, lens[i]);
@@ -240,8 +225,8 @@ void ach_msg_mac(const uint8_t key[ACH_KEY_LEN], int64_t timestamp, uint64_t seq
 	struct hmac_sha256_ctx ctx;
 	uint8_t be[16];
 
-	put_be64(be, seq);
-	put_be64(be + 8, (uint64_t)timestamp);
+	chat_pu_put_be64(be, seq);
+	chat_pu_put_be64(be + 8, (uint64_t)timestamp);
 	hmac_sha256_set_key(&ctx, ACH_KEY_LEN, key);
 	hmac_sha256_update(&ctx, 4, (const uint8_t *)"text");
 	hmac_sha256_update(&ctx, sizeof(be), be);

@@ -21,10 +21,9 @@
  * - Every key is wiped on free and when the session fails; the static
  *   private key and the handshake state are wiped once established. */
 #include "noise_xx.h"
+#include "plugin_util.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,41 +32,9 @@
 #include <nettle/hmac.h>
 #include <nettle/sha2.h>
 
-static void nxx_log(const struct chat_host *host, int level, const char *fmt, ...)
-	CHAT_PRINTF(3, 4);
-
-static void nxx_log(const struct chat_host *host, int level, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (!host || !host->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	host->log(host, level, "%s", line);
-}
-
-/* Usernames go into log lines: no control bytes, bounded. */
-static void quote(size_t cap, char *dst, const char *src)
-{
-	size_t i, n = strlen(src);
-
-	for (i = 0; i < n && i + 1 < cap; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = c < ' ' || c == 0x7f ? '?' : (char)c;
-	}
-	dst[i] = '\0';
-	if (i < n && cap > 4)
-		memcpy(dst + cap - 4, "...", 4);
-}
-
 static bool host_ok(const struct chat_host *host)
 {
-	return host && host->size >= offsetof(struct chat_host, wipe) + sizeof(host->wipe) &&
-	       host->random && host->memeq && host->wipe;
+	return CHAT_PU_HOST_HAS(host, wipe) && host->random && host->memeq && host->wipe;
 }
 
 static void put_le64(uint8_t *dst, uint64_t v)
@@ -83,23 +50,6 @@ static uint64_t get_le64(const uint8_t *src)
 	uint64_t v = 0;
 
 	for (int i = 7; i >= 0; i--)
-		v = v << 8 | src[i];
-	return v;
-}
-
-static void put_be64(uint8_t *dst, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		dst[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *src)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
 		v = v << 8 | src[i];
 	return v;
 }
@@ -322,7 +272,7 @@ static void session_fail(struct nxx_session *s)
 
 static int config_rekey(const struct chat_host *host, uint64_t *out)
 {
-	const char *v = host->config_get ? host->config_get(host, "rekey_every") : NULL;
+	const char *v = chat_pu_config(host, "rekey_every", NULL);
 	char *end;
 	long long n;
 
@@ -332,8 +282,8 @@ static int config_rekey(const struct chat_host *host, uint64_t *out)
 	errno = 0;
 	n = strtoll(v, &end, 10);
 	if (errno || end == v || *end || n < NXX_REKEY_MIN || n > NXX_REKEY_MAX) {
-		nxx_log(host, CHAT_LOG_ERROR, "invalid rekey_every '%.40s' (allowed %d..%lld)", v,
-		        NXX_REKEY_MIN, (long long)NXX_REKEY_MAX);
+		chat_pu_log(host, CHAT_LOG_ERROR, "invalid rekey_every '%.40s' (allowed %d..%lld)",
+		            v, NXX_REKEY_MIN, (long long)NXX_REKEY_MAX);
 		return CHAT_ERR_CONFIG;
 	}
 	*out = (uint64_t)n;
@@ -374,20 +324,23 @@ static int identity_ok(const struct chat_host *host, const struct chat_cipher_pa
 	                   sizeof(params->peer_identity_len) ||
 	    !params->identity_private || params->identity_private_len != NXX_DH_LEN ||
 	    !params->identity_public || params->identity_public_len != NXX_DH_LEN) {
-		nxx_log(host, CHAT_LOG_ERROR, "no X25519 identity key pair given (32 + 32 bytes): "
-		        "this suite needs one (identity_keygen makes it)");
+		chat_pu_log(host, CHAT_LOG_ERROR,
+		            "no X25519 identity key pair given (32 + 32 bytes): "
+		            "this suite needs one (identity_keygen makes it)");
 		return CHAT_ERR_INVALID;
 	}
 	if (params->peer_identity && params->peer_identity_len != NXX_DH_LEN) {
-		nxx_log(host, CHAT_LOG_ERROR, "the pinned peer key is %zu bytes, not an X25519 key",
-		        params->peer_identity_len);
+		chat_pu_log(host, CHAT_LOG_ERROR,
+		            "the pinned peer key is %zu bytes, not an X25519 key",
+		            params->peer_identity_len);
 		return CHAT_ERR_INVALID;
 	}
 	curve25519_mul_g(pub, params->identity_private);
 	same = host->memeq(pub, params->identity_public, NXX_DH_LEN);
 	explicit_bzero(pub, sizeof(pub));
 	if (!same) {
-		nxx_log(host, CHAT_LOG_ERROR, "the identity public key does not match its private key");
+		chat_pu_log(host, CHAT_LOG_ERROR,
+		            "the identity public key does not match its private key");
 		return CHAT_ERR_INVALID;
 	}
 	return CHAT_OK;
@@ -734,7 +687,7 @@ static int nxx_handshake(void *session, size_t src_len, struct chat_buf *dst, co
 		return CHAT_ERR_FAILED;
 	s->why = NULL;
 	rc = hs_step(s, src_len, src, dst);
-	quote(sizeof(who), who, s->peer_id);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
 	if (rc == CHAT_ERR_NOSPACE) {
 		dst->len = 0;
 	} else if (rc < 0) {
@@ -748,11 +701,11 @@ static int nxx_handshake(void *session, size_t src_len, struct chat_buf *dst, co
 			         rc == CHAT_ERR_AUTH ? "a handshake message did not decrypt (another "
 			                               "prologue: a changed suite negotiation; or forged)" :
 			         "out of memory";
-		nxx_log(s->host, CHAT_LOG_ERROR, "handshake with %s failed: %s", who, s->why);
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "handshake with %s failed: %s", who, s->why);
 		session_fail(s);
 	} else if (rc == CHAT_HS_ESTABLISHED) {
-		nxx_log(s->host, CHAT_LOG_INFO, "authenticated %s (%s identity key)", who,
-		        s->pinned ? "the pinned" : "a first-contact");
+		chat_pu_log(s->host, CHAT_LOG_INFO, "authenticated %s (%s identity key)", who,
+		            s->pinned ? "the pinned" : "a first-contact");
 	}
 	return rc;
 }
@@ -779,7 +732,7 @@ static int usable(struct nxx_session *s)
 	if (s->state == NXX_S_FAILED)
 		return CHAT_ERR_FAILED;
 	if (s->state != NXX_S_ESTABLISHED) {
-		nxx_log(s->host, CHAT_LOG_ERROR, "seal/open before the handshake completed");
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "seal/open before the handshake completed");
 		session_fail(s);
 		return CHAT_ERR_STATE;
 	}
@@ -828,16 +781,18 @@ static int open_msg(struct nxx_session *s, size_t src_len, struct chat_buf *dst,
 	rc = usable(s);
 	if (rc < 0)
 		return rc;
-	quote(sizeof(who), who, s->peer_id);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
 	if (src_len < NXX_NONCE_LEN + NXX_TAG_LEN ||
 	    src_len > NXX_NONCE_LEN + NXX_MSG_MAX) {
-		nxx_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: %zu bytes", who, src_len);
+		chat_pu_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: %zu bytes", who,
+		            src_len);
 		return CHAT_ERR_MALFORMED;
 	}
 	pt_len = src_len - NXX_NONCE_LEN - NXX_TAG_LEN;
 	n = get_le64(src);
 	if (n == UINT64_MAX) {
-		nxx_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: the reserved nonce", who);
+		chat_pu_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: the reserved nonce",
+		            who);
 		return CHAT_ERR_MALFORMED;
 	}
 	/* Replay window: older than the window, or seen in it. */
@@ -845,22 +800,25 @@ static int open_msg(struct nxx_session *s, size_t src_len, struct chat_buf *dst,
 		uint64_t off = s->rx_top - 1 - n;
 
 		if (off >= NXX_WINDOW || (s->rx_win >> off & 1)) {
-			nxx_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: nonce %llu %s", who,
-			        (unsigned long long)n, off >= NXX_WINDOW ? "is older than the window" :
-			        "was seen before (replayed)");
+			chat_pu_log(s->host, CHAT_LOG_WARN,
+			            "dropped a message from %s: nonce %llu %s", who,
+			            (unsigned long long)n,
+			            off >= NXX_WINDOW ? "is older than the window" :
+			            "was seen before (replayed)");
 			return CHAT_ERR_REPLAY;
 		}
 	}
 	e = n / s->rekey_every;
 	if (e + 1 < s->rx_epoch) { /* cannot happen within the window; refuse anyway */
-		nxx_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: nonce %llu too old", who,
-		        (unsigned long long)n);
+		chat_pu_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: nonce %llu too old",
+		            who, (unsigned long long)n);
 		return CHAT_ERR_REPLAY;
 	}
 	ahead = e > s->rx_epoch ? e - s->rx_epoch : 0;
 	if (ahead > NXX_AHEAD_EPOCHS) {
-		nxx_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: nonce %llu too far ahead",
-		        who, (unsigned long long)n);
+		chat_pu_log(s->host, CHAT_LOG_WARN,
+		            "dropped a message from %s: nonce %llu too far ahead",
+		            who, (unsigned long long)n);
 		return CHAT_ERR_REPLAY;
 	}
 	if (pt_len > dst->cap)
@@ -884,7 +842,8 @@ static int open_msg(struct nxx_session *s, size_t src_len, struct chat_buf *dst,
 	rc = aead_decrypt(s->host, key, n, 0, NULL, src_len - NXX_NONCE_LEN, src + NXX_NONCE_LEN,
 	                  plain);
 	if (rc < 0) {
-		nxx_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: not authentic", who);
+		chat_pu_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: not authentic",
+		            who);
 		goto out;
 	}
 	/* Authentic: commit the window and the keys. */
@@ -936,7 +895,6 @@ static int nxx_open_at(void *session, uint64_t at_unix_ms, size_t src_len, struc
 static int nxx_fingerprint(void *session, size_t cap, char *dst)
 {
 	const struct nxx_session *s = session;
-	size_t o = 0;
 
 	if (!s || !dst)
 		return CHAT_ERR_INVALID;
@@ -944,15 +902,7 @@ static int nxx_fingerprint(void *session, size_t cap, char *dst)
 		dst[0] = '\0';
 	if (s->state != NXX_S_ESTABLISHED)
 		return CHAT_ERR_STATE;
-	if (cap < NXX_FP_TEXT)
-		return CHAT_ERR_NOSPACE;
-	for (size_t i = 0; i < NXX_FP_BYTES; i += 2) {
-		if (i)
-			dst[o++] = ' ';
-		snprintf(dst + o, cap - o, "%02x%02x", s->h[i], s->h[i + 1]);
-		o += 4;
-	}
-	return CHAT_OK;
+	return chat_pu_fingerprint_text(cap, dst, NXX_FP_BYTES, s->h);
 }
 
 /* --- Identity keys (ABI 1.3) ------------------------------------------------ */
@@ -1006,9 +956,9 @@ static int nxx_peer_identity(void *session, struct chat_buf *dst)
 
 static void put_lp(struct sha256_ctx *ctx, size_t len, const void *src)
 {
-	uint8_t n[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-	                 (uint8_t)len };
+	uint8_t n[4];
 
+	chat_pu_put_be32(n, (uint32_t)len);
 	sha256_update(ctx, 4, n);
 	if (len)
 		sha256_update(ctx, len, src);
@@ -1053,7 +1003,7 @@ static int nxx_session_save(void *session, struct chat_buf *dst)
 	p += NXX_SAVE_HEAD;
 	params_digest(s, p);
 	p += NXX_HASH_LEN;
-	put_be64(p, s->rekey_every);
+	chat_pu_put_be64(p, s->rekey_every);
 	p += 8;
 	memcpy(p, s->h, NXX_HASH_LEN);
 	p += NXX_HASH_LEN;
@@ -1061,15 +1011,15 @@ static int nxx_session_save(void *session, struct chat_buf *dst)
 	p += NXX_DH_LEN;
 	memcpy(p, s->tx_key, NXX_KEY_LEN);
 	p += NXX_KEY_LEN;
-	put_be64(p, s->tx_epoch);
-	put_be64(p + 8, s->tx_n);
+	chat_pu_put_be64(p, s->tx_epoch);
+	chat_pu_put_be64(p + 8, s->tx_n);
 	p += 16;
 	memcpy(p, s->rx_key, NXX_KEY_LEN);
 	memcpy(p + NXX_KEY_LEN, s->rx_prev, NXX_KEY_LEN);
 	p += 2 * NXX_KEY_LEN;
-	put_be64(p, s->rx_epoch);
-	put_be64(p + 8, s->rx_top);
-	put_be64(p + 16, s->rx_win);
+	chat_pu_put_be64(p, s->rx_epoch);
+	chat_pu_put_be64(p + 8, s->rx_top);
+	chat_pu_put_be64(p + 16, s->rx_win);
 	dst->len = NXX_SAVE_LEN;
 	return CHAT_OK;
 }
@@ -1109,7 +1059,7 @@ static int nxx_session_load(const struct chat_host *host, const struct chat_ciph
 	if (!host->memeq(digest, p, NXX_HASH_LEN))
 		goto out;
 	p += NXX_HASH_LEN;
-	every = get_be64(p);
+	every = chat_pu_get_be64(p);
 	p += 8;
 	if (every < NXX_REKEY_MIN || every > (uint64_t)NXX_REKEY_MAX)
 		goto out;
@@ -1122,15 +1072,15 @@ static int nxx_session_load(const struct chat_host *host, const struct chat_ciph
 		goto out; /* saved with a peer key other than the one pinned now */
 	memcpy(s->tx_key, p, NXX_KEY_LEN);
 	p += NXX_KEY_LEN;
-	s->tx_epoch = get_be64(p);
-	s->tx_n = get_be64(p + 8);
+	s->tx_epoch = chat_pu_get_be64(p);
+	s->tx_n = chat_pu_get_be64(p + 8);
 	p += 16;
 	memcpy(s->rx_key, p, NXX_KEY_LEN);
 	memcpy(s->rx_prev, p + NXX_KEY_LEN, NXX_KEY_LEN);
 	p += 2 * NXX_KEY_LEN;
-	s->rx_epoch = get_be64(p);
-	s->rx_top = get_be64(p + 8);
-	s->rx_win = get_be64(p + 16);
+	s->rx_epoch = chat_pu_get_be64(p);
+	s->rx_top = chat_pu_get_be64(p + 8);
+	s->rx_win = chat_pu_get_be64(p + 16);
 	/* The counters must be ones seal and open can have left. */
 	if (s->tx_epoch != epoch_of_top(s->tx_n, every) ||
 	    s->rx_epoch != epoch_of_top(s->rx_top, every) ||
@@ -1145,10 +1095,11 @@ out:
 	if (rc < 0) {
 		char who[64];
 
-		quote(sizeof(who), who, params->peer_id);
-		nxx_log(host, CHAT_LOG_WARN,
-		        "saved session with %s refused (%zu bytes): not a %s session saved with "
-		        "these usernames, role, suite, binding and peer key", who, src_len, NXX_SUITE);
+		chat_pu_quote(sizeof(who), who, params->peer_id);
+		chat_pu_log(host, CHAT_LOG_WARN,
+		            "saved session with %s refused (%zu bytes): not a %s session saved "
+		            "with these usernames, role, suite, binding and peer key",
+		            who, src_len, NXX_SUITE);
 	}
 	session_wipe_free(s);
 	return rc;

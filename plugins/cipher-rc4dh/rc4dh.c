@@ -30,6 +30,7 @@
 
 #include <chat/plugin.h>
 
+#include "plugin_util.h"
 #include "rc4dh_internal.h"
 
 #define RC4DH_NAME "rc4dh"
@@ -99,41 +100,14 @@ struct rc4dh {
 /* Every member up to and including the last 1.0 one we call. */
 static int rc4dh_host_ok(const struct chat_host *host)
 {
-	return host && host->size >= offsetof(struct chat_host, config_get) +
-	                             sizeof(host->config_get) &&
-	       host->random && host->log;
-}
-
-static void put_be64(uint8_t *dst, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		dst[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *src)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | src[i];
-	return v;
-}
-
-static void put_be32(uint8_t *dst, uint32_t v)
-{
-	dst[0] = (uint8_t)(v >> 24);
-	dst[1] = (uint8_t)(v >> 16);
-	dst[2] = (uint8_t)(v >> 8);
-	dst[3] = (uint8_t)v;
+	return CHAT_PU_HOST_HAS(host, config_get) && host->random && host->log;
 }
 
 /* The core validated the value against the declared key; still refuse text
  * that does not parse rather than run with a drop nobody asked for. */
 static int rc4dh_config_drop(const struct chat_host *host, uint64_t *drop)
 {
-	const char *v = host->config_get ? host->config_get(host, "drop") : NULL;
+	const char *v = chat_pu_config(host, "drop", NULL);
 	char *end;
 	long long n;
 
@@ -155,7 +129,7 @@ static void rc4dh_hash_lp(struct sha256_ctx *h, size_t len, const void *src)
 {
 	uint8_t be[4];
 
-	put_be32(be, (uint32_t)len);
+	chat_pu_put_be32(be, (uint32_t)len);
 	sha256_update(h, sizeof(be), be);
 	sha256_update(h, len, src);
 }
@@ -460,7 +434,7 @@ static int rc4dh_seal(void *session, size_t src_len, struct chat_buf *dst, const
 	/* Before touching the keystream, so NOSPACE consumes nothing. */
 	if (dst->cap < src_len + RC4DH_OFFSET_LEN)
 		return CHAT_ERR_NOSPACE;
-	put_be64(dst->data, s->tx.pos);
+	chat_pu_put_be64(dst->data, s->tx.pos);
 	rc4dh_stream_crypt(&s->tx, src_len, dst->data + RC4DH_OFFSET_LEN, src);
 	dst->len = src_len + RC4DH_OFFSET_LEN;
 	return CHAT_OK;
@@ -505,7 +479,7 @@ static int rc4dh_open(void *session, size_t src_len, struct chat_buf *dst, const
 		s->rx_bytes = sat_add(s->rx_bytes, src_len);
 		return CHAT_ERR_MALFORMED;
 	}
-	off = get_be64(src);
+	off = chat_pu_get_be64(src);
 	n = src_len - RC4DH_OFFSET_LEN;
 	if (off < s->rx.pos) {
 		s->rx_bytes = sat_add(s->rx_bytes, src_len);
@@ -568,10 +542,10 @@ static int rc4dh_fingerprint(void *session, size_t cap, char *dst)
 
 	sha256_init(&h);
 	sha256_update(&h, sizeof(RC4DH_FP_TAG), (const uint8_t *)RC4DH_FP_TAG); /* with its NUL */
-	put_be32(len, sizeof(RC4DH_NAME) - 1);
+	chat_pu_put_be32(len, sizeof(RC4DH_NAME) - 1);
 	sha256_update(&h, sizeof(len), len);
 	sha256_update(&h, sizeof(RC4DH_NAME) - 1, (const uint8_t *)RC4DH_NAME);
-	put_be32(len, (uint32_t)s->binding_len);
+	chat_pu_put_be32(len, (uint32_t)s->binding_len);
 	sha256_update(&h, sizeof(len), len);
 	sha256_update(&h, s->binding_len, s->binding);
 	sha256_update(&h, RC4DH_DH_BYTES, s->pub_i);
@@ -603,7 +577,7 @@ static uint8_t *rc4dh_put_stream(uint8_t *dst, const struct rc4dh_stream *st)
 	memcpy(dst, st->rc4.S, sizeof(st->rc4.S));
 	dst[256] = st->rc4.i;
 	dst[257] = st->rc4.j;
-	put_be64(dst + 258, st->pos);
+	chat_pu_put_be64(dst + 258, st->pos);
 	return dst + RC4DH_SAVE_STREAM;
 }
 
@@ -619,7 +593,7 @@ static int rc4dh_get_stream(struct rc4dh_stream *st, const uint8_t *src)
 	memcpy(st->rc4.S, src, sizeof(st->rc4.S));
 	st->rc4.i = src[256];
 	st->rc4.j = src[257];
-	st->pos = get_be64(src + 258);
+	st->pos = chat_pu_get_be64(src + 258);
 	return 1;
 }
 
@@ -653,8 +627,8 @@ static int rc4dh_session_save(void *session, struct chat_buf *dst)
 	memcpy(p, s->pub_i, RC4DH_DH_BYTES);
 	memcpy(p + RC4DH_DH_BYTES, s->pub_r, RC4DH_DH_BYTES);
 	p += 2 * RC4DH_DH_BYTES;
-	put_be64(p, s->rx_bytes);
-	put_be64(p + 8, s->skipped);
+	chat_pu_put_be64(p, s->rx_bytes);
+	chat_pu_put_be64(p + 8, s->skipped);
 	dst->len = RC4DH_SAVE_LEN;
 	return CHAT_OK;
 }
@@ -695,8 +669,8 @@ static int rc4dh_session_load(const struct chat_host *host,
 	memcpy(s->pub_r, p + RC4DH_DH_BYTES, RC4DH_DH_BYTES);
 	p += 2 * RC4DH_DH_BYTES;
 	if (src_len == RC4DH_SAVE_LEN) {
-		s->rx_bytes = get_be64(p);
-		s->skipped = get_be64(p + 8);
+		s->rx_bytes = chat_pu_get_be64(p);
+		s->skipped = chat_pu_get_be64(p + 8);
 	}
 	s->state = RC4DH_ESTABLISHED;
 	rc4dh_warn(host);

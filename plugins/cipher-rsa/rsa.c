@@ -19,9 +19,8 @@
  *   older one is refused; gaps (lost messages) are accepted.
  * - No timestamps: open_at and handshake_at are open and handshake. */
 #include "rsa_suite.h"
+#include "plugin_util.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,41 +31,9 @@
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
 
-static void rs_log(const struct chat_host *host, int level, const char *fmt, ...)
-	CHAT_PRINTF(3, 4);
-
-static void rs_log(const struct chat_host *host, int level, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-
-	if (!host || !host->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	host->log(host, level, "%s", line);
-}
-
-/* Usernames go into log lines: no control bytes, bounded. */
-static void quote(size_t cap, char *dst, const char *src)
-{
-	size_t i, n = strlen(src);
-
-	for (i = 0; i < n && i + 1 < cap; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = c < ' ' || c == 0x7f ? '?' : (char)c;
-	}
-	dst[i] = '\0';
-	if (i < n && cap > 4)
-		memcpy(dst + cap - 4, "...", 4);
-}
-
 static bool host_ok(const struct chat_host *host)
 {
-	return host && host->size >= offsetof(struct chat_host, wipe) + sizeof(host->wipe) &&
-	       host->random && host->wipe && host->memeq;
+	return CHAT_PU_HOST_HAS(host, wipe) && host->random && host->wipe && host->memeq;
 }
 
 void rsa_rng_fn(void *ctx, size_t len, uint8_t *dst)
@@ -112,23 +79,6 @@ static void put_u16(uint8_t *p, size_t v)
 static size_t get_u16(const uint8_t *p)
 {
 	return (size_t)p[0] << 8 | p[1];
-}
-
-static void put_be64(uint8_t *dst, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		dst[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *src)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | src[i];
-	return v;
 }
 
 /* --- Key encodings -------------------------------------------------------- */
@@ -368,7 +318,7 @@ static int params_ok(const struct chat_host *host, const struct chat_cipher_para
 	    !params->local_id || !params->peer_id || (params->binding_len && !params->binding))
 		return CHAT_ERR_INVALID;
 	if (!username_ok(params->local_id) || !username_ok(params->peer_id)) {
-		rs_log(host, CHAT_LOG_ERROR, "usernames must be 1..%d bytes", RSA_USER_MAX);
+		chat_pu_log(host, CHAT_LOG_ERROR, "usernames must be 1..%d bytes", RSA_USER_MAX);
 		return CHAT_ERR_INVALID;
 	}
 	if (params->suite && strlen(params->suite) >= sizeof(((struct rsa_session *)0)->suite))
@@ -416,7 +366,8 @@ static int session_alloc(const struct chat_host *host, const struct chat_cipher_
 		rc = rsa_pub_decode(params->peer_identity_len, params->peer_identity, &t);
 		rsa_public_key_clear(&t);
 		if (rc < 0) {
-			rs_log(host, CHAT_LOG_ERROR, "the pinned key of the peer is not an rsa public key");
+			chat_pu_log(host, CHAT_LOG_ERROR,
+			            "the pinned key of the peer is not an rsa public key");
 			session_wipe_free(s);
 			return CHAT_ERR_INVALID;
 		}
@@ -439,8 +390,9 @@ static const char *responder_id(const struct rsa_session *s)
 
 static void lp(struct sha256_ctx *c, size_t n, const void *p)
 {
-	uint8_t be[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n };
+	uint8_t be[4];
 
+	chat_pu_put_be32(be, (uint32_t)n);
 	sha256_update(c, 4, be);
 	if (n)
 		sha256_update(c, n, p);
@@ -466,7 +418,7 @@ static int rs_session_new(const struct chat_host *host, const struct chat_cipher
 	if (rc < 0)
 		return rc;
 	if (!params_have_identity(params) || !params->identity_private || !params->identity_public) {
-		rs_log(host, CHAT_LOG_ERROR, "no identity key pair: this suite needs one");
+		chat_pu_log(host, CHAT_LOG_ERROR, "no identity key pair: this suite needs one");
 		return CHAT_ERR_NOTFOUND;
 	}
 	rc = session_alloc(host, params, &s);
@@ -477,7 +429,8 @@ static int rs_session_new(const struct chat_host *host, const struct chat_cipher
 	s->have_priv = true;
 	if (rc < 0 || pub_len != params->identity_public_len ||
 	    memcmp(pub_enc, params->identity_public, pub_len) != 0) {
-		rs_log(host, CHAT_LOG_ERROR, "our identity key pair is not a valid rsa key pair");
+		chat_pu_log(host, CHAT_LOG_ERROR,
+		            "our identity key pair is not a valid rsa key pair");
 		rc = CHAT_ERR_INVALID;
 		goto out;
 	}
@@ -520,8 +473,8 @@ static int auth_failed(struct rsa_session *s, const char *reason)
 {
 	char who[64];
 
-	quote(sizeof(who), who, s->peer_id);
-	rs_log(s->host, CHAT_LOG_ERROR, "authentication failed for %s: %s", who, reason);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
+	chat_pu_log(s->host, CHAT_LOG_ERROR, "authentication failed for %s: %s", who, reason);
 	return CHAT_ERR_AUTH;
 }
 
@@ -531,7 +484,7 @@ static int take_peer_key(struct rsa_session *s, size_t len, const uint8_t *key)
 	char who[64];
 	int rc;
 
-	quote(sizeof(who), who, s->peer_id);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
 	if (s->pinned_len &&
 	    (len != s->pinned_len || !s->host->memeq(key, s->pinned, len))) {
 		if (len <= sizeof(s->peer_enc)) { /* shown by peer_identity, never used */
@@ -544,8 +497,9 @@ static int take_peer_key(struct rsa_session *s, size_t len, const uint8_t *key)
 	}
 	rc = rsa_pub_decode(len, key, &s->peer);
 	if (rc < 0) {
-		rs_log(s->host, CHAT_LOG_ERROR,
-		       "handshake with %s: its identity key is not a %d-bit RSA key", who, RSA_BITS);
+		chat_pu_log(s->host, CHAT_LOG_ERROR,
+		            "handshake with %s: its identity key is not a %d-bit RSA key",
+		            who, RSA_BITS);
 		return rc;
 	}
 	memcpy(s->peer_enc, key, len);
@@ -590,7 +544,8 @@ int rsa_kem_decap(struct rsa_session *s, const uint8_t c[RSA_BYTES], uint8_t r[R
 	mpz_init(y);
 	nettle_mpz_set_str_256_u(y, RSA_BYTES, c);
 	if (mpz_sgn(y) <= 0 || mpz_cmp(y, s->pub.n) >= 0) {
-		rs_log(s->host, CHAT_LOG_ERROR, "handshake: the KEM ciphertext is not in 1..n-1");
+		chat_pu_log(s->host, CHAT_LOG_ERROR,
+		            "handshake: the KEM ciphertext is not in 1..n-1");
 		rc = CHAT_ERR_PEER_VALUE;
 		goto out;
 	}
@@ -833,21 +788,23 @@ static int hs_step(struct rsa_session *s, size_t len, const uint8_t *src, struct
 	};
 	char who[64];
 
-	quote(sizeof(who), who, s->peer_id);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
 	if (s->state == RSA_S_INIT_START) {
 		if (len) {
-			rs_log(s->host, CHAT_LOG_ERROR, "handshake with %s: the initiator speaks first", who);
+			chat_pu_log(s->host, CHAT_LOG_ERROR,
+			            "handshake with %s: the initiator speaks first", who);
 			return CHAT_ERR_STATE;
 		}
 		return send_hello(s, dst);
 	}
 	if (s->state == RSA_S_ESTABLISHED) {
-		rs_log(s->host, CHAT_LOG_ERROR, "handshake with %s: already established", who);
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "handshake with %s: already established", who);
 		return CHAT_ERR_STATE;
 	}
 	if (len == 0 || src[0] != want[s->state]) {
-		rs_log(s->host, CHAT_LOG_ERROR, "handshake with %s: unexpected message (type %d)", who,
-		       len ? src[0] : -1);
+		chat_pu_log(s->host, CHAT_LOG_ERROR,
+		            "handshake with %s: unexpected message (type %d)", who,
+		            len ? src[0] : -1);
 		return len ? CHAT_ERR_STATE : CHAT_ERR_MALFORMED;
 	}
 	switch (s->state) {
@@ -878,17 +835,19 @@ static int rs_handshake(void *session, size_t src_len, struct chat_buf *dst, con
 		if (rc == CHAT_ERR_MALFORMED) {
 			char who[64];
 
-			quote(sizeof(who), who, s->peer_id);
-			rs_log(s->host, CHAT_LOG_ERROR, "handshake with %s: malformed message (%zu bytes)",
-			       who, src_len);
+			chat_pu_quote(sizeof(who), who, s->peer_id);
+			chat_pu_log(s->host, CHAT_LOG_ERROR,
+			            "handshake with %s: malformed message (%zu bytes)",
+			            who, src_len);
 		}
 		session_fail(s);
 	} else if (rc == CHAT_HS_ESTABLISHED) {
 		char who[64];
 
-		quote(sizeof(who), who, s->peer_id);
-		rs_log(s->host, CHAT_LOG_INFO, "authenticated %s by its rsa identity key%s", who,
-		       s->pinned_len ? " (pinned)" : " (first contact: not verified yet)");
+		chat_pu_quote(sizeof(who), who, s->peer_id);
+		chat_pu_log(s->host, CHAT_LOG_INFO, "authenticated %s by its rsa identity key%s",
+		            who,
+		            s->pinned_len ? " (pinned)" : " (first contact: not verified yet)");
 	}
 	return rc;
 }
@@ -915,7 +874,7 @@ static int usable(struct rsa_session *s)
 	if (s->state == RSA_S_FAILED)
 		return CHAT_ERR_FAILED;
 	if (s->state != RSA_S_ESTABLISHED) {
-		rs_log(s->host, CHAT_LOG_ERROR, "seal/open before the handshake completed");
+		chat_pu_log(s->host, CHAT_LOG_ERROR, "seal/open before the handshake completed");
 		session_fail(s);
 		return CHAT_ERR_STATE;
 	}
@@ -953,7 +912,7 @@ static int rs_seal(void *session, size_t src_len, struct chat_buf *dst, const ui
 		return CHAT_ERR_NOSPACE;
 	p = dst->data;
 	p[0] = RSA_T_TEXT;
-	put_be64(p + 1, s->send_seq);
+	chat_pu_put_be64(p + 1, s->send_seq);
 	gcm_start(&s->gcm_send, p);
 	gcm_aes256_encrypt(&s->gcm_send, src_len, p + RSA_TEXT_HEAD, src);
 	gcm_aes256_digest(&s->gcm_send, RSA_TAG_LEN, p + RSA_TEXT_HEAD + src_len);
@@ -977,14 +936,15 @@ static int rs_open(void *session, size_t src_len, struct chat_buf *dst, const ui
 	rc = usable(s);
 	if (rc < 0)
 		return rc;
-	quote(sizeof(who), who, s->peer_id);
+	chat_pu_quote(sizeof(who), who, s->peer_id);
 	if (src_len < RSA_TEXT_OVERHEAD || src[0] != RSA_T_TEXT) {
-		rs_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: not a sealed message", who);
+		chat_pu_log(s->host, CHAT_LOG_WARN,
+		            "dropped a message from %s: not a sealed message", who);
 		return CHAT_ERR_MALFORMED;
 	}
 	pt_len = src_len - RSA_TEXT_OVERHEAD;
 	if (pt_len > RSA_MSG_MAX) {
-		rs_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: too big", who);
+		chat_pu_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: too big", who);
 		return CHAT_ERR_MALFORMED;
 	}
 	if (pt_len > dst->cap)
@@ -996,22 +956,22 @@ static int rs_open(void *session, size_t src_len, struct chat_buf *dst, const ui
 	gcm_aes256_decrypt(&s->gcm_recv, pt_len, plain, src + RSA_TEXT_HEAD);
 	gcm_aes256_digest(&s->gcm_recv, RSA_TAG_LEN, tag);
 	if (!memeql_sec(tag, src + RSA_TEXT_HEAD + pt_len, RSA_TAG_LEN)) {
-		rs_log(s->host, CHAT_LOG_WARN, "dropped a message from %s: authentication tag mismatch",
-		       who);
+		chat_pu_log(s->host, CHAT_LOG_WARN,
+		            "dropped a message from %s: authentication tag mismatch", who);
 		rc = CHAT_ERR_INTEGRITY;
 		goto out;
 	}
-	seq = get_be64(src + 1);
+	seq = chat_pu_get_be64(src + 1);
 	if (seq < s->recv_top) {
 		uint64_t age = s->recv_top - 1 - seq;
 
 		if (age >= RSA_WINDOW || (s->recv_seen >> age & 1)) {
-			rs_log(s->host, CHAT_LOG_WARN,
-			       "dropped a message from %s: seq %llu %s (newest %llu)", who,
-			       (unsigned long long)seq,
-			       age >= RSA_WINDOW ? "is too old: below the replay window"
-			                         : "was opened before: a replay",
-			       (unsigned long long)(s->recv_top - 1));
+			chat_pu_log(s->host, CHAT_LOG_WARN,
+			            "dropped a message from %s: seq %llu %s (newest %llu)", who,
+			            (unsigned long long)seq,
+			            age >= RSA_WINDOW ? "is too old: below the replay window"
+			                              : "was opened before: a replay",
+			            (unsigned long long)(s->recv_top - 1));
 			rc = CHAT_ERR_REPLAY;
 			goto out;
 		}
@@ -1020,8 +980,9 @@ static int rs_open(void *session, size_t src_len, struct chat_buf *dst, const ui
 		uint64_t shift = seq + 1 - s->recv_top; /* seal never sends UINT64_MAX */
 
 		if (shift > 1)
-			rs_log(s->host, CHAT_LOG_DEBUG, "%llu message(s) from %s not (yet) seen before "
-			       "seq %llu", (unsigned long long)(shift - 1), who, (unsigned long long)seq);
+			chat_pu_log(s->host, CHAT_LOG_DEBUG,
+			            "%llu message(s) from %s not (yet) seen before seq %llu",
+			            (unsigned long long)(shift - 1), who, (unsigned long long)seq);
 		s->recv_seen = shift >= RSA_WINDOW ? 0 : s->recv_seen << shift;
 		s->recv_seen |= 1;
 		s->recv_top = seq + 1;
@@ -1046,7 +1007,6 @@ static int rs_open_at(void *session, uint64_t at_unix_ms, size_t src_len, struct
 static int rs_fingerprint(void *session, size_t cap, char *dst)
 {
 	const struct rsa_session *s = session;
-	size_t o = 0;
 
 	if (!s || !dst)
 		return CHAT_ERR_INVALID;
@@ -1054,15 +1014,7 @@ static int rs_fingerprint(void *session, size_t cap, char *dst)
 		dst[0] = '\0';
 	if (s->state != RSA_S_ESTABLISHED)
 		return CHAT_ERR_STATE;
-	if (cap < RSA_FP_TEXT)
-		return CHAT_ERR_NOSPACE;
-	for (size_t i = 0; i < RSA_FP_BYTES; i += 2) {
-		if (i)
-			dst[o++] = ' ';
-		snprintf(dst + o, cap - o, "%02x%02x", s->fp[i], s->fp[i + 1]);
-		o += 4;
-	}
-	return CHAT_OK;
+	return chat_pu_fingerprint_text(cap, dst, RSA_FP_BYTES, s->fp);
 }
 
 static int rs_peer_identity(void *session, struct chat_buf *dst)
@@ -1132,9 +1084,9 @@ static int rs_session_save(void *session, struct chat_buf *dst)
 	put_u16(p, s->peer_enc_len);
 	memcpy(p + 2, s->peer_enc, s->peer_enc_len);
 	p += 2 + s->peer_enc_len;
-	put_be64(p, s->send_seq);
-	put_be64(p + 8, s->recv_top);
-	put_be64(p + 16, s->recv_seen);
+	chat_pu_put_be64(p, s->send_seq);
+	chat_pu_put_be64(p + 8, s->recv_top);
+	chat_pu_put_be64(p + 16, s->recv_seen);
 	dst->len = SAVE_FIXED + s->peer_enc_len;
 	return CHAT_OK;
 }
@@ -1181,9 +1133,9 @@ static int rs_session_load(const struct chat_host *host, const struct chat_ciphe
 	memcpy(s->peer_enc, p + 2, klen);
 	s->peer_enc_len = klen;
 	s->have_peer = true;
-	s->send_seq = get_be64(p + 2 + klen);
-	s->recv_top = get_be64(p + 2 + klen + 8);
-	s->recv_seen = get_be64(p + 2 + klen + 16);
+	s->send_seq = chat_pu_get_be64(p + 2 + klen);
+	s->recv_top = chat_pu_get_be64(p + 2 + klen + 8);
+	s->recv_seen = chat_pu_get_be64(p + 2 + klen + 16);
 	if (pub_len <= sizeof(s->pub_enc)) {
 		memcpy(s->pub_enc, pub, pub_len);
 		s->pub_enc_len = pub_len;
@@ -1201,10 +1153,11 @@ out:
 	if (rc < 0) {
 		char who[64];
 
-		quote(sizeof(who), who, params->peer_id);
-		rs_log(host, CHAT_LOG_WARN,
-		       "saved session with %s refused (%zu bytes): not an %s session saved with these "
-		       "usernames, role, suite, binding and keys", who, src_len, RSA_SUITE);
+		chat_pu_quote(sizeof(who), who, params->peer_id);
+		chat_pu_log(host, CHAT_LOG_WARN,
+		            "saved session with %s refused (%zu bytes): not an %s session saved "
+		            "with these usernames, role, suite, binding and keys",
+		            who, src_len, RSA_SUITE);
 	}
 	session_wipe_free(s);
 	return rc;

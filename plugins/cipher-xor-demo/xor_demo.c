@@ -19,6 +19,8 @@
 
 #include <chat/plugin.h>
 
+#include "plugin_util.h"
+
 #define XOR_NAME "xor-demo"
 #define XOR_MAGIC "XORD"
 #define XOR_MAGIC_LEN 4
@@ -48,28 +50,14 @@ struct xor_demo {
 
 static int xor_host_ok(const struct chat_host *host)
 {
-	return host && host->size >= offsetof(struct chat_host, log) + sizeof(host->log) &&
-	       host->random && host->log;
-}
-
-static void put_be32(uint8_t *dst, uint32_t v)
-{
-	dst[0] = (uint8_t)(v >> 24);
-	dst[1] = (uint8_t)(v >> 16);
-	dst[2] = (uint8_t)(v >> 8);
-	dst[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *src)
-{
-	return (uint32_t)src[0] << 24 | (uint32_t)src[1] << 16 | (uint32_t)src[2] << 8 | src[3];
+	return CHAT_PU_HOST_HAS(host, log) && host->random && host->log;
 }
 
 /* Append lp(src) at dst + *o when dst is not NULL; always advance *o. */
 static void xor_put_lp(uint8_t *dst, size_t *o, size_t len, const void *src)
 {
 	if (dst) {
-		put_be32(dst + *o, (uint32_t)len);
+		chat_pu_put_be32(dst + *o, (uint32_t)len);
 		if (len)
 			memcpy(dst + *o + 4, src, len);
 	}
@@ -346,7 +334,7 @@ static int xor_session_load(const struct chat_host *host, const struct chat_ciph
 	    src[XOR_MAGIC_LEN] != XOR_SAVE_VERSION ||
 	    src[XOR_MAGIC_LEN + 1] != sizeof(XOR_NAME) - 1 ||
 	    memcmp(src + XOR_MAGIC_LEN + 2, XOR_NAME, sizeof(XOR_NAME) - 1) != 0 ||
-	    get_be32(src + XOR_SAVE_HEAD) != s->record_len ||
+	    chat_pu_get_be32(src + XOR_SAVE_HEAD) != s->record_len ||
 	    memcmp(src + XOR_SAVE_HEAD + 4, s->record, s->record_len) != 0 ||
 	    src[src_len - 1] == 0) {
 		host->log(host, CHAT_LOG_WARN,

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* accept4 */
 
 #include "tcp_sock.h"
+#include "plugin_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,49 +22,10 @@
 #define TCP_ACCEPT_RETRIES 16
 #define TCP_FDLIMIT_LOG_MS 10000
 
-void tcp_log(const struct chat_host *host, int level, const char *fmt, ...)
-{
-	char line[512];
-	int saved = errno;
-	va_list ap;
-
-	if (!host || !host->log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	host->log(host, level, "%s", line);
-	errno = saved;
-}
-
-/* Addresses come from config files and command lines: keep control bytes
- * and runaway lengths out of the log. */
-void tcp_quote(size_t cap, char *dst, const char *src)
-{
-	size_t i, n = strlen(src);
-
-	for (i = 0; i < n && i + 1 < cap; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		dst[i] = c < ' ' || c >= 0x7f ? '?' : (char)c;
-	}
-	dst[i] = '\0';
-	if (i < n && cap > 4)
-		memcpy(dst + cap - 4, "...", 4);
-}
-
 /* A host table from an older core may end before the members we use. */
 bool tcp_host_ok(const struct chat_host *host)
 {
-	return host && host->size >= offsetof(struct chat_host, config_get) +
-	                             sizeof(host->config_get);
-}
-
-const char *tcp_config(const struct chat_host *host, const char *key)
-{
-	if (!host->config_get)
-		return NULL;
-	return host->config_get(host, key);
+	return CHAT_PU_HOST_HAS(host, config_get);
 }
 
 /* The core already validated the values; fall back to the default anyway
@@ -72,7 +33,7 @@ const char *tcp_config(const struct chat_host *host, const char *key)
 int tcp_config_int(const struct chat_host *host, const char *key, int def,
                           int min, int max)
 {
-	const char *s = tcp_config(host, key);
+	const char *s = chat_pu_config(host, key, NULL);
 	char *end;
 	long v;
 
@@ -89,7 +50,7 @@ bool tcp_config_bool(const struct chat_host *host, const char *key, bool def)
 {
 	static const char *const yes[] = { "true", "yes", "on", "1" };
 	static const char *const no[] = { "false", "no", "off", "0" };
-	const char *s = tcp_config(host, key);
+	const char *s = chat_pu_config(host, key, NULL);
 
 	if (!s)
 		return def;
@@ -208,8 +169,8 @@ int tcp_parse(const struct chat_host *host, const char *address, const char *sho
 	return CHAT_OK;
 bad:
 	*v6 = false;
-	tcp_log(host, CHAT_LOG_ERROR, "bad address '%s': %s (expected host:port or [v6]:port)",
-	        shown, why);
+	chat_pu_log(host, CHAT_LOG_ERROR, "bad address '%s': %s (expected host:port or [v6]:port)",
+	            shown, why);
 	return CHAT_ERR_ADDRESS;
 }
 
@@ -228,7 +189,8 @@ static int tcp_resolve(const struct chat_host *host, const char *address, const 
 	if (rc)
 		return rc;
 	if (port == 0 && !passive) {
-		tcp_log(host, CHAT_LOG_ERROR, "bad address '%s': cannot connect to port 0", shown);
+		chat_pu_log(host, CHAT_LOG_ERROR, "bad address '%s': cannot connect to port 0",
+		            shown);
 		return CHAT_ERR_ADDRESS;
 	}
 
@@ -251,14 +213,15 @@ static int tcp_resolve(const struct chat_host *host, const char *address, const 
 		break;
 	case EAI_SYSTEM:
 		rc = CHAT_ERR_IO;
-		tcp_log(host, CHAT_LOG_ERROR, "cannot resolve '%s': %s", shown, strerror(errno));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot resolve '%s': %s", shown,
+		            strerror(errno));
 		goto out;
 	default:
 		/* EAI_NONAME, EAI_AGAIN, EAI_FAIL, EAI_NODATA, EAI_ADDRFAMILY... */
 		rc = CHAT_ERR_RESOLVE;
 		break;
 	}
-	tcp_log(host, CHAT_LOG_ERROR, "cannot resolve '%s': %s", shown, gai_strerror(gai));
+	chat_pu_log(host, CHAT_LOG_ERROR, "cannot resolve '%s': %s", shown, gai_strerror(gai));
 out:
 	if (*res) {
 		freeaddrinfo(*res);
@@ -327,7 +290,7 @@ static void tcp_set_nodelay(const struct chat_host *host, int fd, bool on)
 
 	/* Only latency suffers if this fails, so the connection goes ahead. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v)) < 0)
-		tcp_log(host, CHAT_LOG_DEBUG, "TCP_NODELAY: %s", strerror(errno));
+		chat_pu_log(host, CHAT_LOG_DEBUG, "TCP_NODELAY: %s", strerror(errno));
 }
 
 static void tcp_sock_init(struct tcp_sock *t, const struct chat_host *host, int fd, int kind)
@@ -347,7 +310,7 @@ int tcp_sock_listen(const struct chat_host *host, const char *address, int backl
 	int fd = -1, saved = 0, stage = 0, rc, one = 1, err;
 	char where[CHAT_ADDR_MAX], shown[CHAT_ADDR_MAX];
 
-	tcp_quote(sizeof(shown), shown, address);
+	chat_pu_quote_ascii(sizeof(shown), shown, address);
 	rc = tcp_resolve(host, address, shown, true, &res);
 	if (rc)
 		goto out;
@@ -383,8 +346,9 @@ close_next:
 		if (ai->ai_next) {
 			if (tcp_format(ai->ai_addr, sizeof(where), where))
 				snprintf(where, sizeof(where), "?");
-			tcp_log(host, CHAT_LOG_DEBUG, "listen on %s: %s, trying the next address",
-			        where, strerror(err));
+			chat_pu_log(host, CHAT_LOG_DEBUG,
+			            "listen on %s: %s, trying the next address", where,
+			            strerror(err));
 		}
 		close(fd);
 		fd = -1;
@@ -405,8 +369,8 @@ close_next:
 			break;
 		}
 		/* ADDRINUSE says it all; for the others the errno is the detail. */
-		tcp_log(host, rc == CHAT_ERR_ADDRINUSE ? CHAT_LOG_DEBUG : CHAT_LOG_ERROR,
-		        "cannot listen on '%s': %s", shown, strerror(saved));
+		chat_pu_log(host, rc == CHAT_ERR_ADDRINUSE ? CHAT_LOG_DEBUG : CHAT_LOG_ERROR,
+		            "cannot listen on '%s': %s", shown, strerror(saved));
 		goto out;
 	}
 	tcp_sock_init(out, host, fd, TCP_LISTENER);
@@ -458,7 +422,7 @@ int tcp_sock_accept(struct tcp_sock *l, struct tcp_sock *out)
 		case EHOSTUNREACH:
 		case EOPNOTSUPP:
 		case ENETUNREACH:
-			tcp_log(l->host, CHAT_LOG_DEBUG, "accept: %s", strerror(errno));
+			chat_pu_log(l->host, CHAT_LOG_DEBUG, "accept: %s", strerror(errno));
 			if (tries >= TCP_ACCEPT_RETRIES)
 				return CHAT_ERR_AGAIN;
 			continue;
@@ -471,14 +435,14 @@ int tcp_sock_accept(struct tcp_sock *l, struct tcp_sock *out)
 			uint64_t now = l->host->monotonic_ms ? l->host->monotonic_ms(l->host) : 0;
 
 			if (!l->fdlimit_ms || now - l->fdlimit_ms >= TCP_FDLIMIT_LOG_MS) {
-				tcp_log(l->host, CHAT_LOG_ERROR, "accept: %s; the connection waits in the "
-				        "backlog", tcp_accept_error(errno));
+				chat_pu_log(l->host, CHAT_LOG_ERROR, "accept: %s; the connection waits in the "
+				            "backlog", tcp_accept_error(errno));
 				l->fdlimit_ms = now ? now : 1;
 			}
 			return CHAT_ERR_IO;
 		}
 		default:
-			tcp_log(l->host, CHAT_LOG_ERROR, "accept: %s", strerror(errno));
+			chat_pu_log(l->host, CHAT_LOG_ERROR, "accept: %s", strerror(errno));
 			return CHAT_ERR_IO;
 		}
 	}
@@ -488,7 +452,7 @@ int tcp_sock_accept(struct tcp_sock *l, struct tcp_sock *out)
 	tcp_set_nodelay(l->host, fd, l->nodelay);
 	if (tcp_format((struct sockaddr *)&ss, sizeof(out->peer), out->peer))
 		snprintf(out->peer, sizeof(out->peer), "?");
-	tcp_log(l->host, CHAT_LOG_DEBUG, "accepted connection from %s", out->peer);
+	chat_pu_log(l->host, CHAT_LOG_DEBUG, "accepted connection from %s", out->peer);
 	return CHAT_OK;
 }
 
@@ -526,7 +490,7 @@ int tcp_sock_connect(const struct chat_host *host, const char *address, bool nod
 	int fd = -1, saved = 0, stage = 0, rc;
 	char where[CHAT_ADDR_MAX], shown[CHAT_ADDR_MAX];
 
-	tcp_quote(sizeof(shown), shown, address);
+	chat_pu_quote_ascii(sizeof(shown), shown, address);
 	rc = tcp_resolve(host, address, shown, false, &res);
 	if (rc)
 		goto out;
@@ -539,9 +503,9 @@ int tcp_sock_connect(const struct chat_host *host, const char *address, bool nod
 		if (fd < 0) {
 			tcp_keep_error(&saved, &stage, errno, 1);
 			if (ai->ai_next)
-				tcp_log(host, CHAT_LOG_DEBUG,
-				        "connect to %s: socket: %s, trying the next address", where,
-				        strerror(errno));
+				chat_pu_log(host, CHAT_LOG_DEBUG,
+				            "connect to %s: socket: %s, trying the next address",
+				            where, strerror(errno));
 			continue;
 		}
 		tcp_set_nodelay(host, fd, nodelay);
@@ -554,8 +518,9 @@ int tcp_sock_connect(const struct chat_host *host, const char *address, bool nod
 			break;
 		tcp_keep_error(&saved, &stage, errno, 2);
 		if (ai->ai_next)
-			tcp_log(host, CHAT_LOG_DEBUG, "connect to %s: %s, trying the next address",
-			        where, strerror(errno));
+			chat_pu_log(host, CHAT_LOG_DEBUG,
+			            "connect to %s: %s, trying the next address", where,
+			            strerror(errno));
 		close(fd);
 		fd = -1;
 	}
@@ -565,8 +530,8 @@ int tcp_sock_connect(const struct chat_host *host, const char *address, bool nod
 		rc = tcp_map_connect_errno(saved);
 		if (rc == CHAT_OK || rc == CHAT_ERR_INPROGRESS)
 			rc = CHAT_ERR_IO; /* cannot happen: only failures are saved */
-		tcp_log(host, rc == CHAT_ERR_IO ? CHAT_LOG_ERROR : CHAT_LOG_DEBUG,
-		        "cannot connect to '%s': %s", shown, strerror(saved));
+		chat_pu_log(host, rc == CHAT_ERR_IO ? CHAT_LOG_ERROR : CHAT_LOG_DEBUG,
+		            "cannot connect to '%s': %s", shown, strerror(saved));
 		goto out;
 	}
 
@@ -592,15 +557,15 @@ int tcp_sock_connect_finish(struct tcp_sock *t)
 		return t->finish;
 
 	if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) {
-		tcp_log(t->host, CHAT_LOG_ERROR, "connect to %s: SO_ERROR: %s", t->peer,
-		        strerror(errno));
+		chat_pu_log(t->host, CHAT_LOG_ERROR, "connect to %s: SO_ERROR: %s", t->peer,
+		            strerror(errno));
 		return CHAT_ERR_IO;
 	}
 	if (err == 0) {
 		/* SO_ERROR is also 0 while the handshake is still running. */
 		if (getpeername(t->fd, (struct sockaddr *)&ss, &sl) == 0) {
 			t->finish = CHAT_OK;
-			tcp_log(t->host, CHAT_LOG_DEBUG, "connected to %s", t->peer);
+			chat_pu_log(t->host, CHAT_LOG_DEBUG, "connected to %s", t->peer);
 			return CHAT_OK;
 		}
 		if (errno == ENOTCONN)
@@ -613,8 +578,8 @@ int tcp_sock_connect_finish(struct tcp_sock *t)
 	if (rc == CHAT_OK || rc == CHAT_ERR_ADDRESS || rc == CHAT_ERR_NOMEM)
 		rc = CHAT_ERR_IO;
 	t->finish = rc;
-	tcp_log(t->host, rc == CHAT_ERR_IO ? CHAT_LOG_ERROR : CHAT_LOG_DEBUG,
-	        "connect to %s: %s", t->peer, strerror(err));
+	chat_pu_log(t->host, rc == CHAT_ERR_IO ? CHAT_LOG_ERROR : CHAT_LOG_DEBUG,
+	            "connect to %s: %s", t->peer, strerror(err));
 	errno = err;
 	return rc;
 }
@@ -636,7 +601,7 @@ int tcp_sock_address(const struct tcp_sock *t, int local, size_t cap, char *dst)
 	}
 
 	if (getsockname(t->fd, (struct sockaddr *)&ss, &sl) < 0) {
-		tcp_log(t->host, CHAT_LOG_ERROR, "getsockname: %s", strerror(errno));
+		chat_pu_log(t->host, CHAT_LOG_ERROR, "getsockname: %s", strerror(errno));
 		return CHAT_ERR_IO;
 	}
 	return tcp_format((struct sockaddr *)&ss, cap, dst);

@@ -43,19 +43,11 @@ struct tcp_sock {
 	char peer[64];
 };
 
-/* host->log, formatted here (it has no va_list twin); errno is preserved. */
-void tcp_log(const struct chat_host *host, int level, const char *fmt, ...) CHAT_PRINTF(3, 4);
-
-/* Text from config files and command lines made safe for a log line:
- * control bytes become '?', an overlong one ends in "...". */
-void tcp_quote(size_t cap, char *dst, const char *src);
-
 /* A host table from an older core may end before the members we use. */
 bool tcp_host_ok(const struct chat_host *host);
 
 /* The plugin's own [plugin.NAME] keys, with a fallback to def for text that
  * does not parse (the core validated it already). */
-const char *tcp_config(const struct chat_host *host, const char *key);
 int tcp_config_int(const struct chat_host *host, const char *key, int def, int min, int max);
 bool tcp_config_bool(const struct chat_host *host, const char *key, bool def);
 

@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "plugin_util.h"
 #include "tcp_sock.h"
 
 /* Listeners and connections share one handle type. */
@@ -142,7 +143,7 @@ static int tcp_read(void *conn, size_t len, uint8_t *dst, size_t *got)
 		return CHAT_OK;
 	}
 	if (n == 0) {
-		tcp_log(t->s.host, CHAT_LOG_DEBUG, "%s closed the connection", t->s.peer);
+		chat_pu_log(t->s.host, CHAT_LOG_DEBUG, "%s closed the connection", t->s.peer);
 		return CHAT_ERR_CLOSED;
 	}
 	switch (errno) {
@@ -152,10 +153,11 @@ static int tcp_read(void *conn, size_t len, uint8_t *dst, size_t *got)
 #endif
 		return CHAT_ERR_AGAIN;
 	case ECONNRESET:
-		tcp_log(t->s.host, CHAT_LOG_DEBUG, "%s reset the connection", t->s.peer);
+		chat_pu_log(t->s.host, CHAT_LOG_DEBUG, "%s reset the connection", t->s.peer);
 		return CHAT_ERR_RESET;
 	default:
-		tcp_log(t->s.host, CHAT_LOG_ERROR, "read from %s: %s", t->s.peer, strerror(errno));
+		chat_pu_log(t->s.host, CHAT_LOG_ERROR, "read from %s: %s", t->s.peer,
+		            strerror(errno));
 		return CHAT_ERR_IO;
 	}
 }
@@ -190,13 +192,14 @@ static int tcp_write(void *conn, size_t len, const uint8_t *src, size_t *sent)
 #endif
 		return CHAT_ERR_AGAIN;
 	case EPIPE:
-		tcp_log(t->s.host, CHAT_LOG_DEBUG, "write to %s: connection closed", t->s.peer);
+		chat_pu_log(t->s.host, CHAT_LOG_DEBUG, "write to %s: connection closed", t->s.peer);
 		return CHAT_ERR_CLOSED;
 	case ECONNRESET:
-		tcp_log(t->s.host, CHAT_LOG_DEBUG, "%s reset the connection", t->s.peer);
+		chat_pu_log(t->s.host, CHAT_LOG_DEBUG, "%s reset the connection", t->s.peer);
 		return CHAT_ERR_RESET;
 	default:
-		tcp_log(t->s.host, CHAT_LOG_ERROR, "write to %s: %s", t->s.peer, strerror(errno));
+		chat_pu_log(t->s.host, CHAT_LOG_ERROR, "write to %s: %s", t->s.peer,
+		            strerror(errno));
 		return CHAT_ERR_IO;
 	}
 }

@@ -48,19 +48,12 @@ void tls_set_error(struct tls_conn *c, const char *fmt, ...)
 	va_end(ap);
 	free(c->err);
 	c->err = strdup(text); /* NULL on no memory: then the code speaks alone */
-	tcp_log(c->s.host, CHAT_LOG_DEBUG, "%s", text);
-}
-
-static const char *cfg(const struct chat_host *host, const char *key)
-{
-	const char *v = host->config_get ? host->config_get(host, key) : NULL;
-
-	return v ? v : "";
+	chat_pu_log(c->s.host, CHAT_LOG_DEBUG, "%s", text);
 }
 
 int tls_min_version(const struct chat_host *host, const char **prio_text)
 {
-	const char *v = cfg(host, "min_version");
+	const char *v = chat_pu_config(host, "min_version", "");
 
 	if (!*v || !strcmp(v, "1.3")) {
 		*prio_text = TLS_PRIO_13;
@@ -71,8 +64,9 @@ int tls_min_version(const struct chat_host *host, const char **prio_text)
 		return CHAT_OK;
 	}
 	char q[64];
-	tcp_quote(sizeof(q), q, v);
-	tcp_log(host, CHAT_LOG_ERROR, "[plugin.tls] min_version: '%s' is neither 1.3 nor 1.2", q);
+	chat_pu_quote_ascii(sizeof(q), q, v);
+	chat_pu_log(host, CHAT_LOG_ERROR, "[plugin.tls] min_version: '%s' is neither 1.3 nor 1.2",
+	            q);
 	return CHAT_ERR_CONFIG;
 }
 
@@ -217,8 +211,8 @@ static int server_new(const struct chat_host *host, struct tls_server **out)
 		goto fail;
 	if (gnutls_priority_init2(&srv->prio, prio_text, &errpos, 0) < 0) {
 		srv->prio = NULL;
-		tcp_log(host, CHAT_LOG_ERROR, "gnutls refuses the priority string at '%s'",
-		        errpos ? errpos : "?");
+		chat_pu_log(host, CHAT_LOG_ERROR, "gnutls refuses the priority string at '%s'",
+		            errpos ? errpos : "?");
 		rc = CHAT_ERR_FAILED;
 		goto fail;
 	}
@@ -319,19 +313,21 @@ static void log_not_tls(struct tls_conn *c)
 		return;
 	}
 	if (srv->nontls_suppressed)
-		tcp_log(srv->host, CHAT_LOG_WARN, "%s sent bytes that are not TLS (a client whose "
-		        "transport is tcp?); closed it (and %lu more such connections since the last "
-		        "line, not logged one by one)", c->s.peer, srv->nontls_suppressed);
+		chat_pu_log(srv->host, CHAT_LOG_WARN,
+		            "%s sent bytes that are not TLS (a client whose transport is tcp?); "
+		            "closed it (and %lu more such connections since the last line, "
+		            "not logged one by one)", c->s.peer, srv->nontls_suppressed);
 	else
-		tcp_log(srv->host, CHAT_LOG_WARN, "%s sent bytes that are not TLS (a client whose "
-		        "transport is tcp?); closed it", c->s.peer);
+		chat_pu_log(srv->host, CHAT_LOG_WARN,
+		            "%s sent bytes that are not TLS (a client whose transport is tcp?); "
+		            "closed it", c->s.peer);
 	srv->nontls_ms = now ? now : 1;
 	srv->nontls_suppressed = 0;
 }
 
 static const char *my_min_version(const struct tls_conn *c)
 {
-	return !strcmp(cfg(c->s.host, "min_version"), "1.2") ? "1.2" : "1.3";
+	return !strcmp(chat_pu_config(c->s.host, "min_version", ""), "1.2") ? "1.2" : "1.3";
 }
 
 /* Why a handshake failed, as a code and a sentence. */
@@ -470,9 +466,9 @@ static int handshake_done(struct tls_conn *c)
 			return fail(c, rc);
 	}
 	c->state = TLS_OPEN;
-	tcp_log(c->s.host, CHAT_LOG_DEBUG, "%s with %s (%s)",
-	        gnutls_protocol_get_name(gnutls_protocol_get_version(c->session)), peer_name(c),
-	        gnutls_cipher_get_name(gnutls_cipher_get(c->session)));
+	chat_pu_log(c->s.host, CHAT_LOG_DEBUG, "%s with %s (%s)",
+	            gnutls_protocol_get_name(gnutls_protocol_get_version(c->session)), peer_name(c),
+	            gnutls_cipher_get_name(gnutls_cipher_get(c->session)));
 	return CHAT_OK;
 }
 
@@ -635,17 +631,17 @@ static int record_error(struct tls_conn *c, ssize_t g, const char *what)
 
 	switch (g) {
 	case GNUTLS_E_PREMATURE_TERMINATION:
-		tcp_log(c->s.host, CHAT_LOG_DEBUG, "%s closed the connection without a TLS close_notify",
-		        peer);
+		chat_pu_log(c->s.host, CHAT_LOG_DEBUG, "%s closed the connection without a TLS close_notify",
+		            peer);
 		return fail(c, CHAT_ERR_CLOSED);
 	case GNUTLS_E_PULL_ERROR:
 	case GNUTLS_E_PUSH_ERROR:
 		if (c->sys_errno == ECONNRESET) {
-			tcp_log(c->s.host, CHAT_LOG_DEBUG, "%s reset the connection", peer);
+			chat_pu_log(c->s.host, CHAT_LOG_DEBUG, "%s reset the connection", peer);
 			return fail(c, CHAT_ERR_RESET);
 		}
 		if (c->sys_errno == EPIPE) {
-			tcp_log(c->s.host, CHAT_LOG_DEBUG, "%s to %s: connection closed", what, peer);
+			chat_pu_log(c->s.host, CHAT_LOG_DEBUG, "%s to %s: connection closed", what, peer);
 			return fail(c, CHAT_ERR_CLOSED);
 		}
 		tls_set_error(c, "%s %s %s: %s", what, g == GNUTLS_E_PULL_ERROR ? "from" : "to", peer,
@@ -698,7 +694,7 @@ static int tls_read(void *conn, size_t len, uint8_t *dst, size_t *got)
 		if (*got) /* what came before this call's AGAIN, error or close */
 			return CHAT_OK;
 		if (n == 0) {
-			tcp_log(c->s.host, CHAT_LOG_DEBUG, "%s closed the connection", peer_name(c));
+			chat_pu_log(c->s.host, CHAT_LOG_DEBUG, "%s closed the connection", peer_name(c));
 			return fail(c, CHAT_ERR_CLOSED);
 		}
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "plugin_util.h"
 #include "tcp_sock.h"
 #include "tls_wire.h"
 

@@ -183,20 +183,13 @@ out:
 	return rc;
 }
 
-static const char *cfg(const struct chat_host *host, const char *key)
-{
-	const char *v = host->config_get ? host->config_get(host, key) : NULL;
-
-	return v ? v : "";
-}
-
 /* A private key file others can read is worth a word, not a refusal. */
 static void check_key_mode(const struct chat_host *host, const char *path, const char *what)
 {
 	struct stat st;
 
 	if (stat(path, &st) == 0 && (st.st_mode & 077))
-		tcp_log(host, CHAT_LOG_WARN, "%s %s can be read by other users (mode %04o): chmod 600 %s",
+		chat_pu_log(host, CHAT_LOG_WARN, "%s %s can be read by other users (mode %04o): chmod 600 %s",
 		    what, path, (unsigned)(st.st_mode & 07777), path);
 }
 
@@ -212,7 +205,8 @@ static int load_crts(const struct chat_host *host, const char *path, const char 
 	int rc;
 
 	if (tls_read_file(path, TLS_FILE_MAX, &buf, &len) != 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path, strerror(errno));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path,
+		    strerror(errno));
 		return CHAT_ERR_CONFIG;
 	}
 	d.data = buf;
@@ -220,7 +214,7 @@ static int load_crts(const struct chat_host *host, const char *path, const char 
 	rc = gnutls_x509_crt_list_import2(&more, &m, &d, GNUTLS_X509_FMT_PEM, 0);
 	free(buf);
 	if (rc < 0 || m == 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "%s %s holds no PEM certificate: %s", what, path,
+		chat_pu_log(host, CHAT_LOG_ERROR, "%s %s holds no PEM certificate: %s", what, path,
 		    rc < 0 ? gnutls_strerror(rc) : "none found");
 		return CHAT_ERR_CONFIG;
 	}
@@ -247,7 +241,8 @@ static int load_key(const struct chat_host *host, const char *path, const char *
 	int rc;
 
 	if (tls_read_file(path, TLS_FILE_MAX, &buf, &len) != 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path, strerror(errno));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot read %s %s: %s", what, path,
+		    strerror(errno));
 		return CHAT_ERR_CONFIG;
 	}
 	d.data = buf;
@@ -263,8 +258,8 @@ static int load_key(const struct chat_host *host, const char *path, const char *
 	explicit_bzero(buf, len);
 	free(buf);
 	if (rc < 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "%s %s is not a PEM private key gnutls can use (an "
-		    "encrypted key is not supported): %s", what, path, gnutls_strerror(rc));
+		chat_pu_log(host, CHAT_LOG_ERROR, "%s %s is not a PEM private key gnutls can use "
+		    "(an encrypted key is not supported): %s", what, path, gnutls_strerror(rc));
 		return CHAT_ERR_CONFIG;
 	}
 	check_key_mode(host, path, what);
@@ -297,7 +292,7 @@ static int make_cert(const struct chat_host *host, gnutls_x509_privkey_t key,
 	    (rc = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0)) < 0 ||
 	    (rc = gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0)) < 0 ||
 	    (rc = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, pem)) < 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot make a self-signed certificate: %s",
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot make a self-signed certificate: %s",
 		    gnutls_strerror(rc));
 		gnutls_x509_crt_deinit(crt);
 		return CHAT_ERR_FAILED;
@@ -320,17 +315,17 @@ static int self_signed(const struct chat_host *host, const char *dir, char *keyp
 	*created = false;
 	if ((size_t)snprintf(keypath, cap, "%s/%s", dir, TLS_KEY_FILE) >= cap ||
 	    (size_t)snprintf(certpath, cap, "%s/%s", dir, TLS_CERT_FILE) >= cap) {
-		tcp_log(host, CHAT_LOG_ERROR, "state directory path too long: %s", dir);
+		chat_pu_log(host, CHAT_LOG_ERROR, "state directory path too long: %s", dir);
 		return CHAT_ERR_CONFIG;
 	}
 	if (stat(keypath, &st) == 0)
 		goto cert;
 	if (errno != ENOENT) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot use %s: %s", keypath, strerror(errno));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot use %s: %s", keypath, strerror(errno));
 		return CHAT_ERR_IO;
 	}
 	if (tls_mkdirs(dir) != 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot create the state directory %s for the TLS key: %s",
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot create the state directory %s for the TLS key: %s",
 		    dir, strerror(errno));
 		return CHAT_ERR_IO;
 	}
@@ -339,19 +334,19 @@ static int self_signed(const struct chat_host *host, const char *dir, char *keyp
 	                                       GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0)) < 0 ||
 	    (rc = gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN,
 	                                            &pem)) < 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot make a TLS key: %s", gnutls_strerror(rc));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot make a TLS key: %s", gnutls_strerror(rc));
 		rc = CHAT_ERR_FAILED;
 		goto out;
 	}
 	if (tls_write_atomic(keypath, pem.data, pem.size, 0600) != 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot write the TLS key %s: %s", keypath, strerror(errno));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot write the TLS key %s: %s", keypath, strerror(errno));
 		rc = CHAT_ERR_IO;
 		goto out;
 	}
 	*created = true;
 	/* A certificate left from an older key belongs to nothing now. */
 	if (unlink(certpath) != 0 && errno != ENOENT) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot remove the old %s: %s", certpath, strerror(errno));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot remove the old %s: %s", certpath, strerror(errno));
 		rc = CHAT_ERR_IO;
 		goto out;
 	}
@@ -371,8 +366,8 @@ cert:
 	if ((rc = make_cert(host, key, &pem)) != CHAT_OK)
 		goto out;
 	if (tls_write_atomic(certpath, pem.data, pem.size, 0644) != 0) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot write the TLS certificate %s: %s", certpath,
-		    strerror(errno));
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot write the TLS certificate %s: %s",
+		    certpath, strerror(errno));
 		rc = CHAT_ERR_IO;
 		goto out;
 	}
@@ -388,9 +383,10 @@ out:
 int tls_load_identity(const struct chat_host *host, bool log_it,
                       gnutls_certificate_credentials_t creds, char fp[TLS_FP_SIZE])
 {
-	const char *cert = cfg(host, "cert"), *keyfile = cfg(host, "key"), *ca = cfg(host, "ca");
-	const char *dir = host->size >= offsetof(struct chat_host, state_dir) + sizeof(host->state_dir) &&
-	                  host->state_dir ? host->state_dir(host) : NULL;
+	const char *cert = chat_pu_config(host, "cert", "");
+	const char *keyfile = chat_pu_config(host, "key", ""), *ca = chat_pu_config(host, "ca", "");
+	const char *dir = CHAT_PU_HOST_HAS(host, state_dir) && host->state_dir ?
+	                  host->state_dir(host) : NULL;
 	char keypath[PATH_MAX], certpath[PATH_MAX];
 	gnutls_x509_crt_t *crts = NULL;
 	gnutls_x509_privkey_t key = NULL;
@@ -400,8 +396,8 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 
 	fp[0] = '\0';
 	if (!*cert != !*keyfile) {
-		tcp_log(host, CHAT_LOG_ERROR, "[plugin.tls] %s is set but %s is not: set both (a "
-		    "certificate and its key), or neither for a self-signed pair in the state "
+		chat_pu_log(host, CHAT_LOG_ERROR, "[plugin.tls] %s is set but %s is not: set both "
+		    "(a certificate and its key), or neither for a self-signed pair in the state "
 		    "directory", *cert ? "cert" : "key", *cert ? "key" : "cert");
 		return CHAT_ERR_CONFIG;
 	}
@@ -409,7 +405,7 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 		snprintf(certpath, sizeof(certpath), "%s", cert);
 		snprintf(keypath, sizeof(keypath), "%s", keyfile);
 	} else if (!dir || !*dir) {
-		tcp_log(host, CHAT_LOG_ERROR, "no TLS certificate: set [plugin.tls] cert and key, or give "
+		chat_pu_log(host, CHAT_LOG_ERROR, "no TLS certificate: set [plugin.tls] cert and key, or give "
 		    "the program a state directory where a self-signed key is made and kept "
 		    "(chat-relay: relay.state_dir, or relay.database whose directory is used; "
 		    "chat-peer: peer.data_dir)");
@@ -425,13 +421,13 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 	if (*ca && (rc = load_crts(host, ca, "[plugin.tls] ca", &crts, &n)) != CHAT_OK)
 		goto out;
 	if ((rc = tls_crt_fingerprint(crts[0], fp)) != CHAT_OK) {
-		tcp_log(host, CHAT_LOG_ERROR, "cannot read the public key of %s", certpath);
+		chat_pu_log(host, CHAT_LOG_ERROR, "cannot read the public key of %s", certpath);
 		goto out;
 	}
 	if (creds) {
 		int g = gnutls_certificate_set_x509_key(creds, crts, n, key);
 		if (g < 0) {
-			tcp_log(host, CHAT_LOG_ERROR, "cannot use %s with %s: %s%s", certpath, keypath,
+			chat_pu_log(host, CHAT_LOG_ERROR, "cannot use %s with %s: %s%s", certpath, keypath,
 			    gnutls_strerror(g), g == GNUTLS_E_CERTIFICATE_KEY_MISMATCH ?
 			    " (the certificate is not for this key)" : "");
 			rc = CHAT_ERR_CONFIG;
@@ -439,7 +435,7 @@ int tls_load_identity(const struct chat_host *host, bool log_it,
 		}
 	}
 	if (log_it)
-		tcp_log(host, CHAT_LOG_INFO, "TLS key %s (%s %s, certificate %s)", fp,
+		chat_pu_log(host, CHAT_LOG_INFO, "TLS key %s (%s %s, certificate %s)", fp,
 		    created ? "created in" : "loaded from", keypath, certpath);
 	rc = CHAT_OK;
 out:

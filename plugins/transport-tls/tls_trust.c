@@ -25,13 +25,6 @@
 #define TLS_KNOWN_FILE "known_relays"
 #define TLS_KNOWN_MAX (4u << 20)
 
-static const char *cfg(const struct chat_host *host, const char *key)
-{
-	const char *v = host->config_get ? host->config_get(host, key) : NULL;
-
-	return v ? v : "";
-}
-
 static char *dup_or_null(const char *s)
 {
 	return s && *s ? strdup(s) : NULL;
@@ -72,10 +65,11 @@ static int parse_fp(const char *s, char fp[TLS_FP_SIZE])
 
 int tls_verify_new(const struct chat_host *host, const char *address, struct tls_verify **out)
 {
-	const char *ca = cfg(host, "ca"), *pin = cfg(host, "pin"), *known = cfg(host, "known_relays");
-	const char *name = cfg(host, "server_name"), *prio_text, *errpos = NULL;
-	const char *dir = host->size >= offsetof(struct chat_host, state_dir) + sizeof(host->state_dir) &&
-	                  host->state_dir ? host->state_dir(host) : NULL;
+	const char *ca = chat_pu_config(host, "ca", ""), *pin = chat_pu_config(host, "pin", "");
+	const char *known = chat_pu_config(host, "known_relays", "");
+	const char *name = chat_pu_config(host, "server_name", ""), *prio_text, *errpos = NULL;
+	const char *dir = CHAT_PU_HOST_HAS(host, state_dir) && host->state_dir ?
+	                  host->state_dir(host) : NULL;
 	char hostbuf[TCP_HOST_MAX], portbuf[6], shown[CHAT_ADDR_MAX], path[PATH_MAX];
 	struct tls_verify *v;
 	unsigned port;
@@ -83,7 +77,7 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 	int rc;
 
 	*out = NULL;
-	tcp_quote(sizeof(shown), shown, address);
+	chat_pu_quote_ascii(sizeof(shown), shown, address);
 	rc = tcp_parse(host, address, shown, hostbuf, portbuf, &port, &v6);
 	if (rc)
 		return rc;
@@ -99,10 +93,10 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 		char fp[TLS_FP_SIZE];
 		if (parse_fp(pin, fp) != 0) {
 			char q[100];
-			tcp_quote(sizeof(q), q, pin);
-			tcp_log(host, CHAT_LOG_ERROR, "[plugin.tls] pin: '%s' is not 'sha256:' followed by "
-			         "64 hex digits (the SHA-256 of the relay's SubjectPublicKeyInfo, as "
-			         "chat-relay --fingerprint prints it)", q);
+			chat_pu_quote_ascii(sizeof(q), q, pin);
+			chat_pu_log(host, CHAT_LOG_ERROR, "[plugin.tls] pin: '%s' is not 'sha256:' followed by "
+			             "64 hex digits (the SHA-256 of the relay's SubjectPublicKeyInfo, as "
+			             "chat-relay --fingerprint prints it)", q);
 			rc = CHAT_ERR_CONFIG;
 			goto fail;
 		}
@@ -120,11 +114,11 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 		else if (dir && *dir)
 			snprintf(path, sizeof(path), "%s/%s", dir, TLS_KNOWN_FILE);
 		else {
-			tcp_log(host, CHAT_LOG_ERROR, "no way to check the key of %s: set [plugin.tls] "
-			         "ca (a CA file) or pin (the relay's key, from chat-relay --fingerprint), "
-			         "or give this program a data directory (client.data_dir, peer.data_dir) "
-			         "or [plugin.tls] known_relays to trust the key seen first and refuse "
-			         "any other later", shown);
+			chat_pu_log(host, CHAT_LOG_ERROR, "no way to check the key of %s: set [plugin.tls] "
+			             "ca (a CA file) or pin (the relay's key, from chat-relay --fingerprint), "
+			             "or give this program a data directory (client.data_dir, peer.data_dir) "
+			             "or [plugin.tls] known_relays to trust the key seen first and refuse "
+			             "any other later", shown);
 			rc = CHAT_ERR_CONFIG;
 			goto fail;
 		}
@@ -140,8 +134,8 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 	if (v->ca) {
 		int n = gnutls_certificate_set_x509_trust_file(v->creds, v->ca, GNUTLS_X509_FMT_PEM);
 		if (n <= 0) {
-			tcp_log(host, CHAT_LOG_ERROR, "[plugin.tls] ca: no CA certificate in %s: %s", v->ca,
-			         n < 0 ? gnutls_strerror(n) : "the file holds none");
+			chat_pu_log(host, CHAT_LOG_ERROR, "[plugin.tls] ca: no CA certificate in %s: %s", v->ca,
+			             n < 0 ? gnutls_strerror(n) : "the file holds none");
 			rc = CHAT_ERR_CONFIG;
 			goto fail;
 		}
@@ -151,8 +145,8 @@ int tls_verify_new(const struct chat_host *host, const char *address, struct tls
 	}
 	if (gnutls_priority_init2(&v->prio, prio_text, &errpos, 0) < 0) {
 		v->prio = NULL;
-		tcp_log(host, CHAT_LOG_ERROR, "gnutls refuses the priority string at '%s'",
-		         errpos ? errpos : "?");
+		chat_pu_log(host, CHAT_LOG_ERROR, "gnutls refuses the priority string at '%s'",
+		             errpos ? errpos : "?");
 		rc = CHAT_ERR_FAILED;
 		goto fail;
 	}
@@ -173,7 +167,7 @@ static void crt_dn(gnutls_x509_crt_t crt, bool issuer, size_t cap, char *dst)
 	if (rc < 0 || !d.data)
 		snprintf(dst, cap, "?");
 	else
-		tcp_quote(cap, dst, (const char *)d.data);
+		chat_pu_quote_ascii(cap, dst, (const char *)d.data);
 	gnutls_free(d.data);
 }
 
@@ -192,7 +186,7 @@ static void crt_names(gnutls_x509_crt_t crt, size_t cap, char *dst)
 			break;
 		if (type == GNUTLS_SAN_DNSNAME) {
 			buf[size < sizeof(buf) ? size : sizeof(buf) - 1] = '\0';
-			tcp_quote(sizeof(name), name, buf);
+			chat_pu_quote_ascii(sizeof(name), name, buf);
 		} else if (type == GNUTLS_SAN_IPADDRESS && (size == 4 || size == 16)) {
 			if (!inet_ntop(size == 4 ? AF_INET : AF_INET6, buf, name, sizeof(name)))
 				continue;
@@ -209,7 +203,7 @@ static void crt_names(gnutls_x509_crt_t crt, size_t cap, char *dst)
 		size_t size = sizeof(buf);
 		if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &size) == 0) {
 			char q[200];
-			tcp_quote(sizeof(q), q, buf);
+			chat_pu_quote_ascii(sizeof(q), q, buf);
 			snprintf(dst, cap, "CN=%s (no subjectAltName)", q);
 		} else {
 			snprintf(dst, cap, "no name at all");
@@ -276,7 +270,7 @@ static int check_name(struct tls_conn *c, gnutls_x509_crt_t crt)
 	if (ok)
 		return CHAT_OK;
 	crt_names(crt, sizeof(names), names);
-	tcp_quote(sizeof(q), q, c->v->name);
+	chat_pu_quote_ascii(sizeof(q), q, c->v->name);
 	tls_set_error(c, "the certificate of %s is for %s, not for %s: wrong host name (if the "
 	              "relay is known by another name, set [plugin.tls] server_name)",
 	              c->v->address, names, q);
@@ -325,7 +319,7 @@ static int check_ca(struct tls_conn *c, gnutls_x509_crt_t *chain, unsigned n)
 		gnutls_datum_t out = { NULL, 0 };
 		char q[400] = "?";
 		if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0)
-			tcp_quote(sizeof(q), q, (const char *)out.data);
+			chat_pu_quote_ascii(sizeof(q), q, (const char *)out.data);
 		gnutls_free(out.data);
 		tls_set_error(c, "the certificate of %s ('%s') is not valid: %s", c->v->address, dn, q);
 		return CHAT_ERR_CERT;
@@ -359,8 +353,8 @@ static int known_find(const struct chat_host *host, const char *file, char *text
 		if (!a || a[0] == '#') {
 			/* blank or comment */
 		} else if (!k || extra || parse_fp(k, canon) != 0) {
-			tcp_log(host, CHAT_LOG_WARN, "%s:%u: not 'HOST:PORT sha256:HEX'; line ignored",
-			         file, no);
+			chat_pu_log(host, CHAT_LOG_WARN, "%s:%u: not 'HOST:PORT sha256:HEX'; line ignored",
+			             file, no);
 		} else if (strcmp(a, address) == 0) {
 			if (strcmp(canon, fp) == 0) {
 				*line = no;
@@ -526,9 +520,10 @@ int tls_verify_done(struct tls_conn *c)
 		goto out;
 	}
 	v->known_line = line;
-	tcp_log(host, CHAT_LOG_WARN, "first connection to %s: its key %s is now trusted (recorded "
-	         "in %s line %u); compare it with chat-relay --fingerprint on the relay",
-	         v->address, v->peer_fp, v->known, line);
+	chat_pu_log(host, CHAT_LOG_WARN,
+	            "first connection to %s: its key %s is now trusted (recorded in %s line %u); "
+	            "compare it with chat-relay --fingerprint on the relay",
+	            v->address, v->peer_fp, v->known, line);
 	rc = CHAT_OK;
 out:
 	free(text);

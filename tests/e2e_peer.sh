@@ -19,6 +19,10 @@ run chat-peer --config "$T/chat.ini" -u zed --suite noise-xx --passphrase-file "
 expect_rc 1 "chat-peer with an identity suite"
 expect_err "suite noise-xx authenticates with identity keys, which chat-peer does not keep yet" \
 	"chat-peer with an identity suite says why"
+run chat-peer --config "$T/chat.ini" --suite rsa --check-config
+expect_rc 1 "chat-peer --check-config with an identity suite"
+expect_err "suite rsa authenticates with identity keys, which chat-peer does not keep yet" \
+	"chat-peer --check-config says why"
 TIMEOUT=10000
 [ ${#VG[@]} -gt 0 ] && TIMEOUT=30000
 

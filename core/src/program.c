@@ -183,10 +183,17 @@ static int load_suites(struct chat_prog *p)
 	size_t n = suite_names(p, names, &key);
 
 	for (size_t i = 0; i < n; i++) {
-		if (chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, names[i], NULL,
+		const struct chat_loaded *s;
+		if (chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, names[i], &s,
 		                       sizeof(err), err) != CHAT_OK) {
 			chat_prog_error(p, "%s (%s.%s, %s)", err, p->section, key,
 			                chat_config_where(p->cfg, p->section, key));
+			return 1;
+		}
+		if (s->desc->flags & p->refuse_flags) {
+			chat_prog_error(p, "suite %s %s (%s.%s, %s)", s->desc->name,
+			                p->refuse_why ? p->refuse_why : "cannot be used by this program",
+			                p->section, key, chat_config_where(p->cfg, p->section, key));
 			return 1;
 		}
 	}

@@ -40,6 +40,10 @@ struct chat_prog {
 	const char *usage_tail; /* extra --help text, or NULL */
 	const struct chat_prog_flag *flags; /* terminated by name == NULL; may be NULL */
 	const struct chat_prog_opt *opts;   /* terminated by name == NULL; may be NULL */
+	/* Suites with any of these flags are refused (also by --check-config),
+	 * with refuse_why after "suite NAME ": what this program cannot do. */
+	unsigned refuse_flags;
+	const char *refuse_why;
 
 	/* Filled in by chat_prog_start. */
 	struct chat_config *cfg;

@@ -332,8 +332,8 @@ int main(int argc, char **argv)
 			.summary = "Terminal client of the chat framework: end-to-end encrypted talk through a relay.",
 			.usage_tail =
 				"Commands: /who /talk /accept /reject /msg /to /join /leave /rooms /fingerprint\n"
-				"/suite /close /friends /friend /passwd /users /adduser /deluser /resetpw /promote\n"
-				"/demote /quit /help.  With stdin not a terminal, one event per line\n"
+				"/verify /trust /suite /close /friends /friend /passwd /users /adduser /deluser\n"
+				"/resetpw /promote /demote /quit /help.  With stdin not a terminal, one event per line\n"
 				"(docs/CLIENT.md).\n",
 			.flags = flags,
 		},

@@ -328,12 +328,6 @@ static int run(struct app *a)
 		                chat_config_where(a->prog.cfg, "peer", "suite"));
 		return 1;
 	}
-	if (suite->desc->flags & CHAT_FLAG_IDENTITY) {
-		chat_prog_error(&a->prog, "suite %s authenticates with identity keys, which chat-peer does "
-		                "not keep yet: use a suite with a shared password (aescbc-hmac) (peer.suite, %s)",
-		                suite->desc->name, chat_config_where(a->prog.cfg, "peer", "suite"));
-		return 1;
-	}
 	if ((rc = open_log(a)))
 		return rc;
 
@@ -405,6 +399,9 @@ int main(int argc, char **argv)
 				"line starting with '.' is written with one more '.'.  /contacts /help /quit.\n"
 				"With stdin not a terminal, one event per line (docs/PEER.md).\n",
 			.flags = flags,
+			.refuse_flags = CHAT_FLAG_IDENTITY,
+			.refuse_why = "authenticates with identity keys, which chat-peer does not keep yet: "
+			              "use a suite with a shared password (aescbc-hmac)",
 		},
 		.sig_fd = -1,
 	};

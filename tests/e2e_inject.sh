@@ -31,7 +31,7 @@ attack() { # TRANSPORT
 	for _ in $(seq 1 100); do [ -s "$T/tap-$tp.port" ] && break; sleep 0.05; done
 	local direct=$RELAY_ADDR
 	RELAY_ADDR="127.0.0.1:$(cat "$T/tap-$tp.port")"
-	client "root-$tp" root rc4dh --password-file "$T/root.pw" "${FAST[@]}"
+	client "root-$tp" root rc4dh --password-file "$T/root.pw" "${FAST[@]}" --no-reconnect
 	wait_for "root-$tp" "logged-in root admin"
 	kill -USR2 "$tap"
 	RELAY_ADDR=$direct

@@ -47,7 +47,7 @@ wait_log() {
 
 # alice goes through the tap, bob straight to the relay.
 client bob bob rc4dh "${KA[@]}"
-client alice alice rc4dh --connect "$TAP_ADDR" "${KA[@]}"
+client alice alice rc4dh --connect "$TAP_ADDR" "${KA[@]}" --no-reconnect
 wait_for alice "logged-in alice"
 wait_for bob "logged-in bob"
 expect_file "$T/alice.out" "connected 127.0.0.1:" "connected once the relay answered"
@@ -102,7 +102,7 @@ kill -USR1 "$TAP_PID"
 # relay.idle_timeout still drops a client that only answers keepalives.
 start_relay idle --set relay.keepalive=1 --set relay.idle_timeout=3 || finish
 IDLE_PID=$RELAY_PID
-client dave dave rc4dh "${KA[@]}"
+client dave dave rc4dh "${KA[@]}" --no-reconnect
 wait_for dave "logged-in dave"
 wait_for dave "bye idle for too long" 20
 wait_exit "${CPID[dave]}" 20

@@ -161,9 +161,10 @@ expect_err "username: " "username asked"
 expect_out "logged-in zoe" "username asked"
 expect_out "who zoe rc4dh" "username asked"
 
-# The relay dies mid-conversation: each client says so and exits 1.
-client k1 kim rc4dh
-client k2 lee rc4dh
+# The relay dies mid-conversation: each client says so and, with
+# --no-reconnect, exits 1 (e2e_reconnect.sh: without it, they connect again).
+client k1 kim rc4dh --no-reconnect
+client k2 lee rc4dh --no-reconnect
 wait_for k2 "logged-in lee"
 say k1 "/talk lee"
 wait_for k2 "offer kim"

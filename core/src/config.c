@@ -266,6 +266,52 @@ static size_t list_split(const char *value, size_t max, char (*names)[33], int *
 	return n;
 }
 
+/* Split "a:1, [::1]:2" at commas into trimmed items; *bad if one is empty
+ * or too long.  Returns how many items there were (stores at most max). */
+static size_t addr_split(const char *value, size_t max, char (*addrs)[CHAT_CFG_ADDR_LEN], int *bad)
+{
+	size_t n = 0;
+	const char *p = value;
+
+	*bad = 0;
+	for (;;) {
+		const char *start, *end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		size_t len = (size_t)(end - start);
+		if (len == 0 || len >= CHAT_CFG_ADDR_LEN)
+			*bad = 1;
+		else if (n < max) {
+			memcpy(addrs[n], start, len);
+			addrs[n][len] = '\0';
+		}
+		n++;
+		if (!*p)
+			break;
+		p++; /* the comma */
+	}
+	return n;
+}
+
+size_t chat_config_addresses(const struct chat_config *cfg, const char *section, const char *key,
+                             size_t max, char (*addrs)[CHAT_CFG_ADDR_LEN])
+{
+	const char *v = chat_config_get(cfg, section, key);
+	int bad;
+	size_t n;
+
+	if (!v)
+		return 0;
+	n = addr_split(v, max, addrs, &bad);
+	return bad ? 0 : (n < max ? n : max);
+}
+
 size_t chat_config_list(const struct chat_config *cfg, const char *section, const char *key,
                         size_t max, char (*names)[33])
 {
@@ -339,6 +385,34 @@ static int cfg_check(int type, long long min, long long max, const char *choices
 			return CHAT_ERR_CONFIG;
 		}
 		return 0;
+	case CHAT_CFG_ADDRESSES: {
+		char addrs[CHAT_CFG_ADDRS_MAX][CHAT_CFG_ADDR_LEN];
+		size_t n = addr_split(value, CHAT_CFG_ADDRS_MAX, addrs, &r);
+		if (r) {
+			cfg_err(errlen, err, "%s: %s.%s: '%s' is not a comma-separated list of addresses "
+			        "(host:port or [v6]:port)", loc, section, key, value);
+			return CHAT_ERR_CONFIG;
+		}
+		if (n > CHAT_CFG_ADDRS_MAX) {
+			cfg_err(errlen, err, "%s: %s.%s: more than %d addresses listed", loc, section, key,
+			        CHAT_CFG_ADDRS_MAX);
+			return CHAT_ERR_CONFIG;
+		}
+		for (size_t i = 0; i < n; i++) {
+			r = cfg_check_address(addrs[i], &port);
+			if (r == -1) {
+				cfg_err(errlen, err, "%s: %s.%s: '%s' is not an address of the form "
+				        "host:port or [v6]:port", loc, section, key, addrs[i]);
+				return CHAT_ERR_CONFIG;
+			}
+			if (r == -2) {
+				cfg_err(errlen, err, "%s: %s.%s: port %s is out of range 0..65535",
+				        loc, section, key, port);
+				return CHAT_ERR_CONFIG;
+			}
+		}
+		return 0;
+	}
 	case CHAT_CFG_ADDRESS:
 		r = cfg_check_address(value, &port);
 		if (r == -1) {

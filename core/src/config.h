@@ -19,6 +19,7 @@ enum chat_cfg_type {
 	CHAT_CFG_PATH,    /* relative paths resolve against the defining file's directory */
 	CHAT_CFG_LIST,    /* comma-separated suite names ([a-z0-9-]{1,32}), at most 16, may be empty */
 	CHAT_CFG_CHOICE,  /* one of the words in the key's choices ("a|b|c") */
+	CHAT_CFG_ADDRESSES, /* comma-separated CHAT_CFG_ADDRESS values, 1 to CHAT_CFG_ADDRS_MAX */
 };
 
 struct chat_cfg_key {
@@ -56,6 +57,12 @@ int chat_config_bool(const struct chat_config *cfg, const char *section, const c
  * returns the count (the value was validated at load). */
 size_t chat_config_list(const struct chat_config *cfg, const char *section, const char *key,
                         size_t max, char (*names)[33]);
+/* Split a CHAT_CFG_ADDRESSES value into at most max addresses; returns the
+ * count (the value was validated at load). */
+#define CHAT_CFG_ADDRS_MAX 8
+#define CHAT_CFG_ADDR_LEN 300
+size_t chat_config_addresses(const struct chat_config *cfg, const char *section, const char *key,
+                             size_t max, char (*addrs)[CHAT_CFG_ADDR_LEN]);
 /* Resolved path for a CHAT_CFG_PATH key; owned by cfg, valid until the key
  * is set again or cfg is freed. */
 const char *chat_config_path(const struct chat_config *cfg, const char *section, const char *key);

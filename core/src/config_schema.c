@@ -93,8 +93,11 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 
 	{ "client", "transport", CHAT_CFG_NAME, "tcp", 0, 0,
 	  "transport plugin used to reach the relay" },
-	{ "client", "connect", CHAT_CFG_ADDRESS, "127.0.0.1:7400", 0, 0,
-	  "address of the relay" },
+	{ "client", "connect", CHAT_CFG_ADDRESSES, "127.0.0.1:7400", 0, 0,
+	  "address of the relay, host:port or [v6]:port; several, comma-separated, are tried in turn" },
+	{ "client", "reconnect", CHAT_CFG_BOOL, "yes", 0, 0,
+	  "when the relay is lost, keep running and connect again (1 s doubling to 30 s, through "
+	  "every address of client.connect); no: exit (as --no-reconnect)" },
 	{ "client", "user", CHAT_CFG_STRING, "", 0, 0,
 	  "name shown to the other participants" },
 	{ "client", "connect_timeout", CHAT_CFG_INT, "5000", 1, 600000,

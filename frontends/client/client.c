@@ -215,6 +215,9 @@ static void on_relay_error(struct chat_client *c, const struct chat_msg *m)
 {
 	if (c->state != CS_READY && client_login_error(c, m))
 		return;
+	if (m->ref == CHAT_MSG_TALK && m->name[0] && client_find_conv(c, m->name) &&
+	    client_reoffer_refused(c, client_find_conv(c, m->name), m->code))
+		return; /* not back yet after the relay came back: asked again later */
 	client_emit(c, CHAT_EV_ERROR, m->name, NULL, NULL, client_perr_code(m->code), strlen(m->text),
 	            m->text, 0);
 	if (c->state != CS_READY && (m->ref == CHAT_MSG_LOGIN || m->ref == CHAT_MSG_HELLO)) {
@@ -245,6 +248,117 @@ static void on_relay_error(struct chat_client *c, const struct chat_msg *m)
 	}
 }
 
+/* ---- reconnecting (client.reconnect) */
+
+/* The relay is gone: keep what can be resumed, and make the rest ready to
+ * be offered again.  Conversations a registered user keeps in the keystore
+ * resume as after a restart (the relay kept them); the others (guests, or
+ * with a guest) are offered again after the login, with the text that was
+ * waiting; rooms are joined again, their member sessions start anew. */
+static int final_bye(const char *text);
+
+static void relay_lost(struct chat_client *c)
+{
+	int keep = client_registered(c) && c->ks;
+
+	free(c->rejoin);
+	c->rejoin = NULL;
+	c->nrejoin = 0;
+	size_t nrooms = 0;
+	for (struct croom *r = c->rooms; r; r = r->next)
+		nrooms++;
+	if (nrooms && (c->rejoin = calloc(nrooms, sizeof(*c->rejoin))) != NULL)
+		for (struct croom *r = c->rooms; r; r = r->next)
+			snprintf(c->rejoin[c->nrejoin++], sizeof(c->rejoin[0]), "%s", r->name);
+	client_free_rooms(c);
+	for (struct conv *v = c->convs, *next; v; v = next) {
+		next = v->next;
+		if (!v->relay_link) { /* a room member's session */
+			v->npending = 0;
+			client_end_conv(c, v, "the relay was lost");
+			continue;
+		}
+		if (keep && !v->peer_guest) {
+			v->restored = 1;
+			continue;
+		}
+		/* Both ends lost it: the smaller name offers again, the other
+		 * accepts that offer by itself (no glare of two offers). */
+		client_drop_session(v);
+		v->state = C_OFFER_OUT;
+		v->initiator = 0;
+		if (strcmp(c->name, v->peer) < 0)
+			v->reoffer = 1;
+		else
+			v->await_reoffer = 1;
+	}
+	client_store_save(c);
+}
+
+/* A guest peer may log in again a moment after us: an offer they are not
+ * there for yet is made again every REOFFER_MS, REOFFER_TRIES times. */
+#define REOFFER_MS 2000
+#define REOFFER_TRIES 15
+
+static void offer(struct chat_client *c, struct conv *v)
+{
+	client_begin(c, CHAT_MSG_TALK);
+	chat_put_str8(&c->wb, v->peer);
+	client_flush(c);
+}
+
+static long long reoffer_tick(struct chat_loop *loop, void *arg)
+{
+	struct chat_client *c = arg;
+
+	(void)loop;
+	c->reoffer_timer = NULL;
+	if (c->done || c->state != CS_READY)
+		return -1;
+	for (struct conv *v = c->convs; v; v = v->next)
+		if (v->reoffer_due && v->state == C_OFFER_OUT) {
+			v->reoffer_due = 0;
+			offer(c, v);
+		}
+	return -1;
+}
+
+/* ERROR for an offer made again after reconnecting: 1 if it is handled
+ * (the peer is not back yet: tried again later). */
+int client_reoffer_refused(struct chat_client *c, struct conv *v, unsigned code)
+{
+	if (v->state != C_OFFER_OUT || v->reoffer_left <= 0 || code != CHAT_PERR_NOT_CONNECTED)
+		return 0;
+	if (v->reoffer_left-- == REOFFER_TRIES)
+		client_say(c, CHAT_EV_INFO, v->peer, "%s is not back yet: offering again every %d s "
+		           "for %d s", v->peer, REOFFER_MS / 1000, REOFFER_MS * REOFFER_TRIES / 1000);
+	v->reoffer_due = 1;
+	if (!c->reoffer_timer &&
+	    chat_loop_timer_add(c->loop, REOFFER_MS, reoffer_tick, c, &c->reoffer_timer) != CHAT_OK)
+		return 0;
+	return 1;
+}
+
+static void after_reconnect(struct chat_client *c)
+{
+	c->reconnecting = 0;
+	for (struct conv *v = c->convs; v; v = v->next) {
+		if (!v->reoffer)
+			continue;
+		v->reoffer = 0;
+		v->reoffer_left = REOFFER_TRIES;
+		offer(c, v);
+		client_say(c, CHAT_EV_INFO, v->peer, "the conversation with %s ended with the relay "
+		           "link: offered again", v->peer);
+		client_emit(c, CHAT_EV_OFFERED, v->peer, NULL, NULL, NULL, 0, NULL, 0);
+	}
+	for (size_t i = 0; i < c->nrejoin; i++)
+		client_join(c, c->rejoin[i]);
+	free(c->rejoin);
+	c->rejoin = NULL;
+	c->nrejoin = 0;
+}
+
 void client_logged_in(struct chat_client *c, const struct chat_msg *m)
 {
 	static const char *const groups[] = { "guest", "registered", "admin" };
@@ -265,6 +379,11 @@ void client_logged_in(struct chat_client *c, const struct chat_msg *m)
 			c->next_id = m->id + 1;
 		client_store_after_login(c);
 	}
+	c->ever_ready = 1;
+	c->relink_tries = 0;
+	c->relink_ms = 0;
+	if (c->reconnecting)
+		after_reconnect(c);
 	client_process_early_input(c);
 }
 
@@ -347,6 +466,8 @@ void client_dispatch(struct chat_client *c, const struct chat_msg *m)
 		on_relay_error(c, m);
 		break;
 	case CHAT_MSG_BYE:
+		if (final_bye(m->text))
+			c->no_retry = 1;
 		client_emit(c, CHAT_EV_BYE, NULL, NULL, NULL, NULL, strlen(m->text), m->text, 0);
 		break;
 	case CHAT_MSG_STORED:
@@ -521,9 +642,70 @@ static void on_connect(struct chat_conn *conn, void *arg)
 	client_flush(c);
 }
 
+static int client_connect(struct chat_client *c, size_t errlen, char *err);
+
+/* BYE reasons after which connecting again would be wrong or useless
+ * (docs/PROTOCOL.md): the user is wanted elsewhere or not at all. */
+static int final_bye(const char *text)
+{
+	static const char *const final[] = {
+		"logged in from another connection", "your account was removed by an admin",
+		"unsupported protocol version", "no suite this relay carries",
+		"too many malformed requests",
+	};
+
+	for (size_t i = 0; i < sizeof(final) / sizeof(final[0]); i++)
+		if (!strcmp(text, final[i]))
+			return 1;
+	return 0;
+}
+
+static void schedule_retry(struct chat_client *c);
+
+static long long retry(struct chat_loop *loop, void *arg)
+{
+	struct chat_client *c = arg;
+	char err[512];
+
+	(void)loop;
+	c->relink_timer = NULL;
+	if (c->done || c->quitting)
+		return -1;
+	if (client_connect(c, sizeof(err), err) != CHAT_OK) {
+		client_fail(c, NULL, "connect", "%s", err);
+		schedule_retry(c);
+	}
+	return -1;
+}
+
+/* The next address, and when: at once to the next address of a round
+ * that has not found a relay yet, else after 1 s doubling to 30 s (with
+ * up to a quarter of jitter, so that a restarted relay is not met by all
+ * its clients in the same millisecond). */
+static void schedule_retry(struct chat_client *c)
+{
+	unsigned wait;
+	uint8_t r[2];
+
+	c->relay_idx = c->cfg.nrelays ? (c->relay_idx + 1) % c->cfg.nrelays : 0;
+	c->relink_tries++;
+	c->relink_ms = c->relink_ms ? (c->relink_ms >= 15000 ? 30000 : 2 * c->relink_ms) : 1000;
+	wait = c->relink_ms;
+	if (chat_os_random(sizeof(r), r) == CHAT_OK)
+		wait -= (unsigned)(((r[0] << 8) | r[1]) % (wait / 4 + 1));
+	client_say(c, CHAT_EV_WARNING, NULL, "reconnecting to %s in %u s (attempt %d; client.reconnect)",
+	           c->cfg.relays ? c->cfg.relays[c->relay_idx] : c->cfg.relay,
+	           (wait + 500) / 1000, c->relink_tries);
+	if (chat_loop_timer_add(c->loop, wait, retry, c, &c->relink_timer) != CHAT_OK) {
+		client_fail(c, NULL, "connect", "cannot start the reconnect timer");
+		client_finish(c, 1);
+	}
+}
+
 static void on_close(struct chat_conn *conn, int err, const char *reason, void *arg)
 {
 	struct chat_client *c = arg;
+	int was_ready = c->state == CS_READY;
 
 	c->conn = NULL;
 	live_stop(c);
@@ -540,10 +722,33 @@ static void on_close(struct chat_conn *conn, int err, const char *reason, void *
 	    chat_conn_describe(conn, sizeof(plain), plain) == CHAT_ERR_UNSUPPORTED)
 		client_fail(c, NULL, "connect", "cannot connect to relay %s: %s before answering HELLO "
 		            "(does it expect TLS? then set client.transport = tls)", c->cfg.relay, reason);
+	else if (c->reconnecting && (c->state == CS_CONNECTING || !c->answered))
+		client_say(c, CHAT_EV_WARNING, NULL, "cannot connect to relay %s: %s", c->cfg.relay, reason);
 	else if (c->state == CS_CONNECTING || !c->answered)
 		client_fail(c, NULL, "connect", "cannot connect to relay %s: %s", c->cfg.relay, reason);
 	else
 		client_fail(c, NULL, "relay-lost", "lost the relay %s: %s", c->cfg.relay, reason);
+	/* Connect again: after a login (client.reconnect), or to the next
+	 * address while the first round has not reached any relay. */
+	if (c->no_retry || c->quitting) {
+		client_finish(c, 1);
+		return;
+	}
+	if (c->cfg.reconnect && (c->ever_ready || c->reconnecting)) {
+		if (was_ready || !c->reconnecting)
+			relay_lost(c);
+		c->reconnecting = 1;
+		c->state = CS_CONNECTING;
+		schedule_retry(c);
+		return;
+	}
+	if (!c->ever_ready && !c->answered && c->relay_idx + 1 < c->cfg.nrelays) {
+		char e[512];
+		c->relay_idx++;
+		if (client_connect(c, sizeof(e), e) == CHAT_OK)
+			return;
+		client_fail(c, NULL, "connect", "%s", e);
+	}
 	client_finish(c, 1);
 }
 
@@ -585,6 +790,11 @@ void chat_client_input(struct chat_client *c, size_t len, const char *line)
 		return;
 	if (c->state == CS_NEED_PW) {
 		client_password_typed(c, len, line);
+		return;
+	}
+	/* Waiting for the relay to come back: /quit cannot wait for it. */
+	if (c->reconnecting && c->state != CS_READY && len == 5 && !memcmp(line, "/quit", 5)) {
+		chat_client_quit(c);
 		return;
 	}
 	if (c->state != CS_READY) {
@@ -692,9 +902,35 @@ fail:
 	return rc;
 }
 
-int chat_client_start(struct chat_client *c, size_t errlen, char *err)
+/* Connect to the current address (relay_idx of client.connect). */
+static int client_connect(struct chat_client *c, size_t errlen, char *err)
 {
 	struct chat_conn_limits lim = { .max_frame = c->cfg.max_frame, .out_limit = 64u << 20 };
+	int rc;
+
+	if (c->cfg.relays)
+		c->cfg.relay = c->cfg.relays[c->relay_idx];
+	c->state = CS_CONNECTING;
+	c->answered = 0;
+	c->neff = 0;
+	for (size_t i = 0; i < c->nsuites; i++) /* WELCOME narrows them again */
+		snprintf(c->eff[c->neff++], CHAT_NAME_MAX + 1, "%s", c->suites[i]->desc->name);
+	rc = chat_conn_connect(c->loop, c->cfg.tp, c->cfg.tp_host, c->cfg.relay, &lim, &client_cbs, c,
+	                       &c->conn);
+	if (rc) {
+		snprintf(err, errlen, "cannot connect to relay %s: %s", c->cfg.relay, chat_strerror(rc));
+		return rc;
+	}
+	if (c->timer)
+		chat_loop_timer_cancel(c->loop, c->timer);
+	c->timer = NULL;
+	chat_loop_timer_add(c->loop, (uint64_t)c->cfg.connect_timeout_ms, connect_timeout, c,
+	                    &c->timer);
+	return CHAT_OK;
+}
+
+int chat_client_start(struct chat_client *c, size_t errlen, char *err)
+{
 	int rc;
 
 	if (c->password && ((rc = client_store_open(c, errlen, err)) != CHAT_OK ||
@@ -704,15 +940,7 @@ int chat_client_start(struct chat_client *c, size_t errlen, char *err)
 		            rc == CHAT_ERR_STATE ? "keystore-in-use" : "keystore", "%s", err);
 		return rc;
 	}
-	rc = chat_conn_connect(c->loop, c->cfg.tp, c->cfg.tp_host, c->cfg.relay, &lim, &client_cbs, c,
-	                       &c->conn);
-	if (rc) {
-		snprintf(err, errlen, "cannot connect to relay %s: %s", c->cfg.relay, chat_strerror(rc));
-		return rc;
-	}
-	chat_loop_timer_add(c->loop, (uint64_t)c->cfg.connect_timeout_ms, connect_timeout, c,
-	                    &c->timer);
-	return CHAT_OK;
+	return client_connect(c, errlen, err);
 }
 
 static void wipe_free(char **p, size_t *len)
@@ -731,6 +959,11 @@ void chat_client_free(struct chat_client *c)
 		return;
 	if (c->timer)
 		chat_loop_timer_cancel(c->loop, c->timer);
+	if (c->relink_timer)
+		chat_loop_timer_cancel(c->loop, c->relink_timer);
+	if (c->reoffer_timer)
+		chat_loop_timer_cancel(c->loop, c->reoffer_timer);
+	free(c->rejoin);
 	live_stop(c);
 	if (c->conn) {
 		c->quitting = 1;

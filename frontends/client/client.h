@@ -89,7 +89,14 @@ enum chat_min_security {
 };
 
 struct chat_client_config {
-	const char *relay;             /* address */
+	const char *relay;             /* address (the first of relays, if those are given) */
+	/* Relay addresses tried in turn (client.connect); NULL: relay only. */
+	const char (*relays)[300];
+	size_t nrelays;
+	/* When the relay is lost after a login: keep running and connect again
+	 * (1 s doubling to 30 s, with jitter, through every address); input
+	 * typed meanwhile waits.  0: the client ends (--no-reconnect). */
+	int reconnect;
 	const char *user;
 	const struct chat_transport_ops *tp;
 	const struct chat_host *tp_host;

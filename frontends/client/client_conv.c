@@ -751,7 +751,12 @@ void client_on_offered(struct chat_client *c, const struct chat_msg *m)
 		client_end_conv(c, v, "replaced by a 1:1 conversation");
 		v = NULL;
 	}
-	if (v && v->state == C_OFFER_IN && v->relay_link) {
+	int again = v && v->await_reoffer;
+	if (again) {
+		/* Offered again after the relay was lost: what we hold stays held. */
+		v->await_reoffer = 0;
+		v->state = C_OFFER_IN;
+	} else if (v && v->state == C_OFFER_IN && v->relay_link) {
 		/* The same offer again (a stored one seen after a restart): keep it. */
 	} else if (v && client_registered(c) && v->relay_link && v->state != C_OFFER_OUT) {
 		/* They started over (lost their keys, or restarted mid-handshake):
@@ -802,6 +807,11 @@ void client_on_offered(struct chat_client *c, const struct chat_msg *m)
 	client_store_mark(c);
 	if (!c->in_mail)
 		client_store_save(c);
+	if (again) {
+		client_say(c, CHAT_EV_INFO, m->name, "%s offers again the conversation the relay link "
+		           "ended: accepted", m->name);
+		client_answer(c, m->name, 1, "");
+	}
 }
 
 void client_on_answered(struct chat_client *c, const struct chat_msg *m)

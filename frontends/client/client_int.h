@@ -150,6 +150,10 @@ struct conv {
 	int peer_guest;     /* the peer is a guest: live routing, nothing kept */
 	int hs_steps;       /* handshake messages made or taken (0: accepted, nothing exchanged) */
 	int restored;       /* from the keystore: announce or re-offer at login */
+	int reoffer;        /* the relay was lost: offer the conversation again after login */
+	int reoffer_left;   /* ... and again while the peer is not back yet (REOFFER_TRIES) */
+	int reoffer_due;    /* ... at the next tick of c->reoffer_timer */
+	int await_reoffer;  /* the relay was lost: the peer (the smaller name) offers again; accepted */
 	const struct chat_loaded *suite;
 	void *session;
 	char *bind;         /* the binding the session was made with (kept to reload it) */
@@ -255,6 +259,15 @@ struct chat_client {
 	uint64_t ping_token;
 	int warned;             /* "relay not answering" said for this silence */
 	int answered;           /* the relay has sent anything at all */
+	/* Reconnecting (client.reconnect): which address is used, whether a
+	 * login ever succeeded, the next wait, and the pending attempt. */
+	size_t relay_idx;
+	int ever_ready, no_retry, reconnecting, relink_tries;
+	unsigned relink_ms;
+	struct chat_timer *relink_timer;
+	char (*rejoin)[CHAT_NAME_MAX + 1]; /* rooms to join again after reconnecting */
+	size_t nrejoin;
+	struct chat_timer *reoffer_timer;
 
 	/* account */
 	int login_mode;         /* LM_* */
@@ -333,6 +346,7 @@ const char *client_perr_code(unsigned code);
 /* One relay->client message, live or unwrapped from MAIL. */
 void client_dispatch(struct chat_client *c, const struct chat_msg *m);
 void client_logged_in(struct chat_client *c, const struct chat_msg *m);
+int client_reoffer_refused(struct chat_client *c, struct conv *v, unsigned code);
 int client_registered(const struct chat_client *c);
 void client_process_early_input(struct chat_client *c);
 unsigned client_known_flags(const struct chat_client *c, const char *name, int *known);

@@ -36,6 +36,8 @@ struct app {
 	 * chat_client_free() (which saves the keystore) runs after it. */
 	char user[CHAT_NAME_MAX + 8];
 	char suites[16][33];
+	char relays[CHAT_CFG_ADDRS_MAX][CHAT_CFG_ADDR_LEN];
+	int no_reconnect;
 };
 
 /* At end of scripted input, replies may still be on their way: quit once the
@@ -250,8 +252,13 @@ static int run(struct app *a)
 	rc = get_password(a, user, data_dir, pw, sizeof(pw), &have_pw, &interactive);
 	if (rc)
 		goto out;
+	size_t nrelays = chat_config_addresses(a->prog.cfg, "client", "connect", CHAT_CFG_ADDRS_MAX,
+	                                       a->relays);
 	struct chat_client_config cc = {
-		.relay = chat_config_get(a->prog.cfg, "client", "connect"),
+		.relay = nrelays ? a->relays[0] : chat_config_get(a->prog.cfg, "client", "connect"),
+		.relays = nrelays ? (const char (*)[CHAT_CFG_ADDR_LEN])a->relays : NULL,
+		.nrelays = nrelays,
+		.reconnect = !a->no_reconnect && chat_config_bool(a->prog.cfg, "client", "reconnect"),
 		.user = user,
 		.tp = a->prog.transport->desc->ops.transport,
 		.tp_host = &a->prog.transport->host,
@@ -319,7 +326,7 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct chat_prog_flag flags[] = {
-		{ "connect", 'C', "client", "connect", "ADDR", "relay address, host:port or [v6]:port" },
+		{ "connect", 'C', "client", "connect", "ADDR", "relay address, host:port or [v6]:port;\nseveral, comma-separated, tried in turn" },
 		{ "user", 'u', "client", "user", "NAME", "your username (asked for when not given)" },
 		{ "suites", 'S', "client", "suites", "LIST", "suites you allow, most preferred first" },
 		{ "directory", 'd', "client", "directory", "FILE", "JSON contacts with shared passwords" },
@@ -347,6 +354,9 @@ int main(int argc, char **argv)
 		{ "register", NULL, 0, NULL, &a.register_account,
 		  "create the account first (open registration), then log in" },
 		{ "guest", NULL, 0, NULL, &a.guest, "log in as a guest, never ask for a password" },
+		{ "no-reconnect", NULL, 0, NULL, &a.no_reconnect,
+		  "end when the relay is lost instead of connecting again\n"
+		  "(client.reconnect = no)" },
 		{ "read-log", "FILE", CHAT_PROG_OPT_FILE, &a.read_log, NULL,
 		  "verify your history FILE (client.data_dir/USER.log)\n"
 		  "completely, then print it (nothing if anything fails)" },

@@ -194,6 +194,7 @@ expect_err "username 'Not Valid'" "bad username"
 run chat-client --config "$T/chat.ini" --user zed --suites nosuch
 expect_rc 1 "unknown suite"
 expect_err "cipher plugin 'nosuch': file not found" "unknown suite"
+expect_err "(installed in $CHAT_PLUGIN_DIR: aescbc-hmac, noise-xx, rc4dh, rsa, xor-demo)" "an unknown suite: the error lists the installed ones"
 printf '[ {"username": "x", "port": 99999, "password": "p"} ]' >"$T/bad-dir.json"
 run chat-client --config "$T/chat.ini" --user zed --directory "$T/bad-dir.json"
 expect_rc 1 "bad directory"

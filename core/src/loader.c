@@ -633,6 +633,36 @@ int chat_registry_add_builtin(struct chat_registry *reg, const struct chat_plugi
 	return CHAT_OK;
 }
 
+/* "a, b, c": the plugins of kind in dir, by file name (KIND-NAME.so), sorted. */
+static void installed(const char *dir, int kind, size_t cap, char *dst)
+{
+	char names[64][33];
+	const char *kname = chat_plugin_kind_name(kind);
+	size_t n = 0, klen = strlen(kname), used = 0;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	dst[0] = '\0';
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL && n < 64) {
+		size_t len = strlen(e->d_name);
+		if (len <= klen + 4 || strncmp(e->d_name, kname, klen) || e->d_name[klen] != '-' ||
+		    strcmp(e->d_name + len - 3, ".so") || len - klen - 4 > 32)
+			continue;
+		memcpy(names[n], e->d_name + klen + 1, len - klen - 4);
+		names[n++][len - klen - 4] = '\0';
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
+	for (size_t i = 0; i < n && used < cap; i++) {
+		int k = snprintf(dst + used, cap - used, "%s%s", i ? ", " : "", names[i]);
+		if (k < 0)
+			break;
+		used += (size_t)k;
+	}
+}
+
 int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, const char *ref,
                        const struct chat_loaded **out, size_t errlen, char *err)
 {
@@ -660,8 +690,11 @@ int chat_registry_load(struct chat_registry *reg, const char *dir, int kind, con
 			return fail(rc, errlen, err,
 			            "%s plugin '%s': plugin directory %s does not exist (set core.plugin_dir, "
 			            "or build the project first)", chat_plugin_kind_name(kind), ref, dir);
-		return fail(rc, errlen, err, "%s plugin '%s': file not found: %s",
-		            chat_plugin_kind_name(kind), ref, path);
+		char have_list[512];
+		installed(dir, kind, sizeof(have_list), have_list);
+		return fail(rc, errlen, err, "%s plugin '%s': file not found: %s (installed in %s: %s)",
+		            chat_plugin_kind_name(kind), ref, path, dir,
+		            have_list[0] ? have_list : "none");
 	}
 	if (rc == CHAT_OK && out && strcmp((*out)->desc->name, ref) != 0) {
 		/* The file is named after one plugin but holds another. */

@@ -60,7 +60,7 @@ for suite in xor-demo rc4dh aescbc-hmac; do
 	fi
 	if [ "$suite" != xor-demo ]; then
 		say "$a" "/fingerprint bob"
-		say "$b" "/fingerprint alice"
+		say "$b" "/fingerprint" # the current conversation
 		wait_for "$a" "fingerprint bob $suite"
 		wait_for "$b" "fingerprint alice $suite"
 		fa=$(grep "^fingerprint bob" "$T/$a.out" | awk '{print $4}')
@@ -73,8 +73,15 @@ for suite in xor-demo rc4dh aescbc-hmac; do
 	fi
 	say "$a" "/suite bob"
 	wait_for "$a" "suite bob $suite"
-	quit "$a"
+	# "/msg bob exit" sends the word; "exit" ends the conversation (the
+	# classic designs' way), the program goes on.
+	say "$a" "/msg bob exit"
+	wait_for "$b" "msg alice $suite exit"
+	say "$a" "exit"
 	wait_for "$b" "closed alice"
+	say "$a" "/who"
+	wait_for "$a" "who bob"
+	quit "$a"
 	quit "$b"
 done
 

@@ -48,11 +48,11 @@ static void cmd_help(struct chat_client *c)
 		"/msg USER TEXT         send TEXT to USER (offers a conversation if needed)",
 		"/to USER | /to #ROOM   where plain lines go",
 		"/join ROOM  /leave ROOM  /rooms   rooms (messages are encrypted per member)",
-		"/fingerprint USER      a string to compare aloud with USER",
+		"/fingerprint [USER]    a string to compare aloud with USER (default: the current one)",
 		"/verify USER [yes]     the safety number of your and USER's identity keys; yes: mark verified",
 		"/trust USER            accept USER's new identity key (forget the pinned one)",
 		"/suite [USER]          the suites you allow, or the one used with USER",
-		"/close USER            end the conversation with USER",
+		"/close [USER]          end the conversation with USER, or the current one (also: /exit, exit)",
 		"/friends               your friends and friend requests",
 		"/friend add USER       ask USER to be your friend (or accept their request)",
 		"/friend remove USER    end a friendship, withdraw or decline a request",
@@ -124,8 +124,20 @@ static void cmd_with_arg(struct chat_client *c, const char *cmd, const char *res
 		cmd_suite(c, arg);
 		return;
 	}
+	/* Without a name: the current conversation (the classic "exit"). */
+	if (!arg[0] && c->current[0] && (!strcmp(cmd, "fingerprint") || !strcmp(cmd, "close") ||
+	                                 !strcmp(cmd, "verify") || !strcmp(cmd, "trust"))) {
+		if (c->current[0] == '#' && !strcmp(cmd, "close")) {
+			client_leave(c, c->current + 1);
+			return;
+		}
+		if (c->current[0] != '#')
+			snprintf(arg, sizeof(arg), "%s", c->current);
+	}
 	if (!arg[0]) {
-		client_fail(c, NULL, "usage", "/%s needs an argument (see /help)", cmd);
+		client_fail(c, NULL, "usage", "/%s needs an argument (see /help)%s", cmd,
+		            !strcmp(cmd, "close") || !strcmp(cmd, "fingerprint") ?
+		            ": there is no current conversation" : "");
 		return;
 	}
 	if (!strcmp(cmd, "to")) {
@@ -184,6 +196,10 @@ static void command(struct chat_client *c, const char *line)
 		client_flush(c);
 		return;
 	}
+	if (!strcmp(cmd, "exit")) { /* the classic designs' "exit": end this conversation */
+		cmd_with_arg(c, "close", rest);
+		return;
+	}
 	if (!strcmp(cmd, "quit")) {
 		chat_client_quit(c);
 		return;
@@ -236,6 +252,10 @@ void client_process_line(struct chat_client *c, size_t len, const char *line)
 		buf[len] = '\0';
 		command(c, buf);
 		chat_wipe(buf, sizeof(buf)); /* it may have held a password */
+		return;
+	}
+	if (len == 4 && !memcmp(line, "exit", 4)) { /* "/msg USER exit" sends the word */
+		command(c, "/exit");
 		return;
 	}
 	if (len && line[0] == '/') { /* "//text" sends "/text" */

@@ -303,14 +303,19 @@ static int run(struct app *a)
 	}
 	if (a->tty && chat_tui_start(a->loop, &a->tui) == 0) {
 		chat_tui_attach(a->tui, a->client);
-	} else if (chat_lines_start(a->loop, STDIN_FILENO, cc.max_message + 256, &input_cbs, a,
-	                            &a->input) != CHAT_OK) {
-		chat_prog_error(&a->prog, "cannot read standard input");
-		rc = 1;
-		goto out;
+	} else {
+		if (a->tty) /* TERM unset, dumb or unknown: the line mode works anywhere */
+			fprintf(stderr, "chat-client: the terminal '%s' cannot show the screen: line mode "
+			        "(docs/CLIENT.md)\n", getenv("TERM") ? getenv("TERM") : "(TERM unset)");
+		if (chat_lines_start(a->loop, STDIN_FILENO, cc.max_message + 256, &input_cbs, a,
+		                     &a->input) != CHAT_OK) {
+			chat_prog_error(&a->prog, "cannot read standard input");
+			rc = 1;
+			goto out;
+		}
 	}
 	rc = chat_loop_run(a->loop);
-	chat_tui_stop(a->tui);
+	chat_tui_stop(a->tui, rc || (chat_client_done(a->client) && chat_client_status(a->client)));
 	a->tui = NULL;
 	if (rc) {
 		chat_prog_error(&a->prog, "event loop failed: %s", chat_strerror(rc));

@@ -48,7 +48,8 @@ static void usage(const struct chat_prog *p, FILE *f)
 {
 	fprintf(f, "Usage: %s [OPTION]...\n%s\n\nOptions:\n", p->name, p->summary);
 	fprintf(f, "  -c, --config FILE       configuration file (default: $CHAT_CONFIG, else the first\n"
-	           "                          of ./chat.ini%s and %s)\n"
+	           "                          of ./chat.ini%s\n"
+	           "                          and %s; docs/CONFIG.md)\n"
 	           "  -s, --set S.K=VALUE     override key K of section [S] (repeatable),\n"
 	           "                          e.g. --set core.log_level=debug, --set plugin.rc4dh.drop=4096\n",
 	        strcmp(p->section, "client") ? "" : ", ~/.config/chat/chat.ini",

@@ -12,6 +12,7 @@
 
 #include "host.h"
 #include "log.h"
+#include "installdirs.h"
 #include "seclog.h"
 #include "text.h"
 
@@ -46,9 +47,13 @@ void chat_prog_error(const struct chat_prog *p, const char *fmt, ...)
 static void usage(const struct chat_prog *p, FILE *f)
 {
 	fprintf(f, "Usage: %s [OPTION]...\n%s\n\nOptions:\n", p->name, p->summary);
-	fprintf(f, "  -c, --config FILE       configuration file (default: ./chat.ini)\n"
+	fprintf(f, "  -c, --config FILE       configuration file (default: $CHAT_CONFIG, else the first\n"
+	           "                          of ./chat.ini%s\n"
+	           "                          and %s; docs/CONFIG.md)\n"
 	           "  -s, --set S.K=VALUE     override key K of section [S] (repeatable),\n"
-	           "                          e.g. --set core.log_level=debug, --set plugin.rc4dh.drop=4096\n");
+	           "                          e.g. --set core.log_level=debug, --set plugin.rc4dh.drop=4096\n",
+	        strcmp(p->section, "client") ? "" : ", ~/.config/chat/chat.ini",
+	        "SYSCONFDIR/chat/chat.ini");
 	for (const struct chat_prog_flag *f2 = p->flags; f2 && f2->name; f2++) {
 		char left[64];
 		if (f2->letter)
@@ -441,6 +446,50 @@ int chat_prog_take_opts(const struct chat_prog *p, int *argc, char **argv)
 	return 0;
 }
 
+/* The configuration: the file given with --config, else the search path
+ * (core/src/installdirs.c).  A file named explicitly (--config, $CHAT_CONFIG)
+ * must exist; otherwise the first place that has one is used, and when none
+ * has, the message lists every place looked at. */
+static int load_config(struct chat_prog *p, const char *given, size_t errlen, char *err)
+{
+	struct chat_config_places pl;
+	int explicit_file;
+	size_t off;
+
+	if (given)
+		return chat_config_load(given, &p->cfg, errlen, err);
+	chat_paths_config_places(!strcmp(p->section, "client"), &pl, &explicit_file);
+	if (explicit_file) {
+		int rc = chat_config_load(pl.path[0], &p->cfg, errlen, err);
+		size_t n = strlen(err);
+		if (rc && n < errlen)
+			snprintf(err + n, errlen - n, " (from $CHAT_CONFIG)");
+		return rc;
+	}
+	for (size_t i = 0; i < pl.n; i++)
+		if (access(pl.path[i], F_OK) == 0)
+			return chat_config_load(pl.path[i], &p->cfg, errlen, err);
+	off = (size_t)snprintf(err, errlen, "no configuration file found; looked for:");
+	for (size_t i = 0; i < pl.n && off < errlen; i++)
+		off += (size_t)snprintf(err + off, errlen - off, "\n  %s (%s)", pl.path[i], pl.why[i]);
+	if (off < errlen)
+		snprintf(err + off, errlen - off, "\ngive one with --config FILE or $CHAT_CONFIG "
+		         "(docs/CONFIG.md, \"Where the file is found\")");
+	return CHAT_ERR_CONFIG;
+}
+
+/* core.plugin_dir when chat.ini does not set it: found next to the running
+ * program (core/src/installdirs.c), so an installed tree can be moved. */
+static int default_plugin_dir(struct chat_prog *p, size_t errlen, char *err)
+{
+	char dir[4096];
+
+	if (strcmp(chat_config_where(p->cfg, "core", "plugin_dir"), "default"))
+		return 0;
+	chat_paths_default_plugin_dir(sizeof(dir), dir);
+	return chat_config_override(p->cfg, "core", "plugin_dir", dir, "default", errlen, err);
+}
+
 /* host->state_dir for the plugins: relay.state_dir (else the directory of
  * relay.database), client.data_dir, peer.data_dir. */
 static int set_state_dir(struct chat_prog *p)
@@ -471,7 +520,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 {
 	struct option opts[64];
 	char shorts[64];
-	const char *config_path = "chat.ini";
+	const char *config_path = NULL;
 	struct override *ovr = calloc((size_t)argc + 1, sizeof(*ovr));
 	const char **extra = calloc((size_t)argc + 1, sizeof(*extra));
 	size_t n_ovr = 0, n_extra = 0;
@@ -562,7 +611,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		goto out;
 	}
 
-	if (chat_config_load(config_path, &p->cfg, sizeof(err), err) != CHAT_OK) {
+	if (load_config(p, config_path, sizeof(err), err) != CHAT_OK) {
 		chat_prog_error(p, "%s", err);
 		status = 1;
 		goto out;
@@ -577,6 +626,11 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 			status = 2;
 			goto out;
 		}
+	}
+	if (default_plugin_dir(p, sizeof(err), err)) {
+		chat_prog_error(p, "%s", err);
+		status = 1;
+		goto out;
 	}
 	chat_log_set_level(chat_log_parse_level(chat_config_get(p->cfg, "core", "log_level")));
 	p->plugin_dir = chat_config_path(p->cfg, "core", "plugin_dir");

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The talk-style screen of chat-client, driven in a real terminal (tmux) as a
 # person would: incoming text appears above without garbling the line being
-# typed, own messages are shown, resizing redraws, Ctrl-D quits.
+# typed, own messages are shown, resizing redraws, editing keys, input
+# history, Tab completion, scrollback, colours and NO_COLOR; the relay
+# killed and restarted (reconnecting, the half-typed line survives, messages
+# flow again); Ctrl-D quits; a fatal error (no relay) is on the terminal
+# after the screen closes; TERM=dumb falls back to line mode.
 . "$(dirname "$0")/lib-e2e.sh"
 command -v tmux >/dev/null || { echo "tmux not installed: skipped"; exit 77; }
 test_ini
@@ -11,7 +15,7 @@ wait_for bob "logged-in bob"
 
 sock="$T/tmux.sock"
 tm() { tmux -S "$sock" "$@"; }
-screen() { tm capture-pane -t chat -p; }
+screen() { tm capture-pane -t chat -p -J; } # wrapped lines joined
 # screen_has TEXT: the screen shows TEXT within 10 s
 screen_has() {
 	for _ in $(seq 1 200); do
@@ -32,7 +36,7 @@ screen_has "alice | to: bob"
 tm send-keys -t chat "half a sentence"
 say bob "interrupting you"
 screen_has "<bob> interrupting you"
-last=$(screen | grep -v '^$' | tail -1)
+last=$(screen | sed 's/ *$//' | grep -v '^$' | tail -1)
 [ "$last" = "> half a sentence" ] && pass || fail "typing line garbled: '$last'"
 tm send-keys -t chat " and the rest" Enter
 wait_for bob "msg alice rc4dh half a sentence and the rest"
@@ -44,11 +48,82 @@ tm resize-window -t chat -x 50 -y 12 2>/dev/null || true
 say bob "after resize"
 screen_has "<bob> after resize"
 screen_has "alice | to: bob"
+# Editing: ^W deletes a word, ^A/^E move, ^U and ^K cut, Up brings back.
+tm resize-window -t chat -x 100 -y 20 2>/dev/null || true
+tm send-keys -t chat "one two three" C-w
+screen_has "> one two"
+screen | grep -q "> one two three" && fail "^W did not delete a word" || pass
+tm send-keys -t chat C-a "X" C-e "Y"
+screen_has "> Xone two Y"
+tm send-keys -t chat C-a Right C-k
+screen_has "> X"
+tm send-keys -t chat C-u "/whatever-not-sent" C-u Up
+screen_has "> half a sentence and the rest"
+tm send-keys -t chat C-u
+# Tab: a command, then a user name seen.
+tm send-keys -t chat "/fing" Tab "b" Tab Enter
+screen_has "fingerprint bob rc4dh"
+# Colours: bob's lines in cyan (ESC[36m) unless NO_COLOR.
+tm capture-pane -t chat -p -e | grep -q $'\e\[36m' && pass || fail "no colour for bob's lines"
+# Scrollback: PgUp shows older lines, PgDn returns.
+for i in $(seq 1 30); do say bob "line $i of many"; done
+screen_has "<bob> line 30 of many"
+tm send-keys -t chat PPage
+screen_has "scrolled back: PgDn"
+screen | grep -qF "<bob> line 30 of many" && fail "PgUp did not scroll" || pass
+tm send-keys -t chat NPage
+screen_has "<bob> line 30 of many"
+# The relay dies and comes back on the same address: the screen client
+# says it is reconnecting, keeps the half-typed line, and talks again.
+tm send-keys -t chat "typed across the outage"
+{ kill -9 "$RELAY_PID"; wait "$RELAY_PID"; } 2>/dev/null
+screen_has "reconnecting to $RELAY_ADDR in"
+last=$(screen | sed 's/ *$//' | grep -v '^$' | tail -1)
+[ "$last" = "> typed across the outage" ] && pass || fail "the typed line was lost: '$last'"
+start_relay relay2 --listen "$RELAY_ADDR" || finish
+wait_for bob "logged-in bob" # again
+screen_has "the conversation with bob ended with the relay link: offered again"
+wait_for bob "established alice rc4dh"
+tm send-keys -t chat Enter
+wait_for bob "msg alice rc4dh typed across the outage"
 # Ctrl-D on an empty line quits cleanly.
 tm send-keys -t chat C-d
 for _ in $(seq 1 100); do [ -s "$T/tui.status" ] && break; sleep 0.1; done
 grep -q "exited 0" "$T/tui.status" 2>/dev/null && pass || fail "screen client did not exit 0: $(cat "$T/tui.status" 2>/dev/null)"
 wait_for bob "closed alice"
 tm kill-server 2>/dev/null
+sock="$T/tmux1.sock" # a fresh server: the old one may still be going
 quit bob
+
+# No relay: the error is on the normal terminal after the screen closes.
+tm new-session -d -s chat -x 100 -y 20 \
+	"${VG[*]} $CHAT_BIN/chat-client --config $T/chat.ini --connect 127.0.0.1:1 --user zed --suites rc4dh; echo exited \$? >$T/tui2.status; sleep 30"
+for _ in $(seq 1 100); do [ -s "$T/tui2.status" ] && break; sleep 0.1; done
+grep -q "exited 1" "$T/tui2.status" 2>/dev/null && pass || fail "no relay: not exit 1: $(cat "$T/tui2.status" 2>/dev/null)"
+screen_has "chat-client: error connect cannot connect to relay 127.0.0.1:1"
+tm kill-server 2>/dev/null
+sock="$T/tmux2.sock" # a fresh server: the old one may still be going
+# NO_COLOR: no colour codes; TERM=dumb: line mode, with a note.
+client bob2 bob rc4dh
+wait_for bob2 "logged-in bob"
+tm new-session -d -s chat -x 100 -y 20 \
+	"NO_COLOR=1 ${VG[*]} $CHAT_BIN/chat-client --config $T/chat.ini --connect $RELAY_ADDR --user amy --suites rc4dh; sleep 30"
+screen_has "amy | to: (nobody"
+tm send-keys -t chat "/talk bob" Enter
+wait_for bob2 "offer amy rc4dh"
+say bob2 "/accept amy"
+say bob2 "colourless"
+screen_has "<bob> colourless"
+tm capture-pane -t chat -p -e | grep -q $'\e\[3[1-6]m' && fail "colours despite NO_COLOR" || pass
+tm send-keys -t chat "/quit" Enter
+tm kill-server 2>/dev/null
+sock="$T/tmux3.sock" # a fresh server: the old one may still be going
+tm new-session -d -s chat -x 100 -y 20 \
+	"TERM=dumb ${VG[*]} $CHAT_BIN/chat-client --config $T/chat.ini --connect $RELAY_ADDR --user dee --suites rc4dh; sleep 30"
+screen_has "the terminal 'dumb' cannot show the screen: line mode"
+screen_has "logged-in dee guest"
+tm send-keys -t chat "/quit" Enter
+tm kill-server 2>/dev/null
+sock="$T/tmux4.sock" # a fresh server: the old one may still be going
+quit bob2
 finish

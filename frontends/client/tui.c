@@ -254,8 +254,11 @@ void chat_tui_event(void *ui, const struct chat_event *ev)
 			memmove(t->errors, t->errors + 1, (LAST_ERRORS - 1) * sizeof(t->errors[0]));
 			t->nerrors--;
 		}
-		if ((t->errors[t->nerrors] = strdup(line)) != NULL)
-			t->nerrors++;
+		char *plain = malloc(cap); /* printed as in line mode: "error CODE ..." */
+		if (plain) {
+			chat_ui_format(ev, cap, plain);
+			t->errors[t->nerrors++] = plain;
+		}
 	}
 	add_history(t, line, pair);
 	if (!t->scroll)

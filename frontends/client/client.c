@@ -929,6 +929,14 @@ static int client_connect(struct chat_client *c, size_t errlen, char *err)
 	return CHAT_OK;
 }
 
+int chat_client_set_password(struct chat_client *c, size_t len, const char *pw)
+{
+	if (client_keep_password(c, len, pw))
+		return CHAT_ERR_NOMEM;
+	c->login_mode = c->login_mode == LM_REGISTER ? LM_REGISTER : LM_PASSWORD;
+	return CHAT_OK;
+}
+
 int chat_client_start(struct chat_client *c, size_t errlen, char *err)
 {
 	int rc;

@@ -138,6 +138,9 @@ int chat_client_new(struct chat_loop *loop, const struct chat_client_config *cfg
  * then starts connecting.  err names the file at fault ("x/alice.keys: wrong
  * password or the keystore was modified"); CHAT_ERR_AUTH for a wrong password,
  * CHAT_ERR_STATE when another chat-client has the keystore open. */
+/* Another account password after chat_client_start failed with
+ * CHAT_ERR_AUTH (a mistyped one); then chat_client_start again. */
+int chat_client_set_password(struct chat_client *c, size_t len, const char *pw);
 int chat_client_start(struct chat_client *c, size_t errlen, char *err);
 void chat_client_free(struct chat_client *c);
 

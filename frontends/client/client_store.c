@@ -245,6 +245,9 @@ int client_store_open(struct chat_client *c, size_t errlen, char *err)
 		return CHAT_OK;
 	if ((rc = make_dirs(c->cfg.data_dir, errlen, err)) != CHAT_OK)
 		return rc;
+	free(c->ks_path); /* again after a mistyped password */
+	free(c->log_path);
+	c->ks_path = c->log_path = NULL;
 	if (!(c->ks_path = join(c->cfg.data_dir, c->cfg.user, ".keys")) ||
 	    !(c->log_path = join(c->cfg.data_dir, c->cfg.user, ".log"))) {
 		snprintf(err, errlen, "out of memory");

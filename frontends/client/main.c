@@ -38,12 +38,14 @@ struct app {
 	char suites[16][33];
 	char relays[CHAT_CFG_ADDRS_MAX][CHAT_CFG_ADDR_LEN];
 	int no_reconnect;
+	int pw_asked; /* the keystore's password was typed at the terminal: wrong, ask again */
 };
 
 /* At end of scripted input, replies may still be on their way: quit once the
  * relay has been quiet for a moment, or after a bound. */
 #define LINGER_QUIET_MS 500
 #define LINGER_MAX_MS 5000
+#define PASSWORD_TRIES 3
 
 static int min_security(const char *v)
 {
@@ -228,6 +230,7 @@ static int get_password(struct app *a, const char *user, const char *data_dir, c
 		if (get_secret(a, NULL, prompt, CHAT_SECRET_ALLOW_EMPTY, pw, cap))
 			return 1;
 		*have = pw[0] != '\0';
+		a->pw_asked = *have;
 		return 0;
 	}
 	*interactive = 1;
@@ -294,7 +297,20 @@ static int run(struct app *a)
 		goto out;
 	}
 	/* The keystore and history open here, before any network (PBKDF2 runs once). */
-	rc = chat_client_start(a->client, sizeof(err), err);
+	/* A mistyped password at the terminal: three tries, like ssh. */
+	for (int tries = 1;; tries++) {
+		rc = chat_client_start(a->client, sizeof(err), err);
+		if (rc != CHAT_ERR_AUTH || !a->pw_asked || tries >= PASSWORD_TRIES)
+			break;
+		char prompt[600];
+		snprintf(prompt, sizeof(prompt), "wrong password; password for %s (try %d of %d): ", user,
+		         tries + 1, PASSWORD_TRIES);
+		if (get_secret(a, NULL, prompt, 0, pw, sizeof(pw)) ||
+		    chat_client_set_password(a->client, strlen(pw), pw) != CHAT_OK) {
+			rc = 1;
+			goto out;
+		}
+	}
 	chat_wipe(pw, sizeof(pw));
 	if (rc) {
 		chat_prog_error(&a->prog, "%s", err);

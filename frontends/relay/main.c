@@ -591,9 +591,15 @@ static void reload(struct server *s)
 	relay_settings(cfg, s->prog.max_frame, &rc, names, ptrs);
 	log_target(cfg, sizeof(target), target);
 	if (strcmp(target, s->log_target)) {
-		/* Said where the log was, then where it goes on. */
-		chat_info("SIGHUP: relay.log: %s -> %s (%s): the log goes on there", s->log_target, target,
-		          chat_config_where(cfg, "relay", "log"));
+		/* Said in the old log (once the new one is known to open), then in
+		 * the new one. */
+		int fd = -1;
+		if (strcmp(target, "stderr") && strcmp(target, "syslog") &&
+		    (fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600)) >= 0)
+			close(fd);
+		if (fd >= 0 || !strcmp(target, "stderr") || !strcmp(target, "syslog"))
+			chat_info("SIGHUP: relay.log: %s -> %s (%s): the log goes on there", s->log_target,
+			          target, chat_config_where(cfg, "relay", "log"));
 		if (chat_log_open(target, sizeof(err), err) != CHAT_OK) {
 			chat_err("SIGHUP: %s (relay.log, %s): the configuration is refused; the relay goes on "
 			         "with its settings as they were", err, chat_config_where(cfg, "relay", "log"));

@@ -624,9 +624,11 @@ static void reload(struct server *s)
 	chat_info("SIGHUP: read %s again: %d setting(s) applied, %d need(s) a restart",
 	          chat_config_file(cfg) ? chat_config_file(cfg) : "(no file)", applied, restart);
 	chat_log_set_level(level);
-	s->max_clients = rc.max_clients;
 	s->lim_accept.interval_ms = rc.log_interval_s * 1000u;
-	warn_fd_limit(s);
+	if (rc.max_clients != s->max_clients) {
+		s->max_clients = rc.max_clients;
+		warn_fd_limit(s);
+	}
 	if (s->live != s->prog.cfg)
 		chat_config_free(s->live);
 	s->live = cfg;

@@ -235,7 +235,7 @@ const char *chat_log_destination(void)
 
 int chat_log_to_stderr(void)
 {
-	return dest == DEST_STDERR && !sink;
+	return dest == DEST_STDERR;
 }
 
 void chat_log(int level, const char *fmt, ...)

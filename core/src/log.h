@@ -37,7 +37,9 @@ int chat_log_reopen(size_t errlen, char *err);
 void chat_log_close(void);
 /* "stderr", "syslog" or the file's path as given to chat_log_open. */
 const char *chat_log_destination(void);
-/* Do lines go to stderr (so a message printed there is not also logged)? */
+/* Is the destination stderr (no file or syslog opened; a sink set with
+ * chat_log_set_sink may still take the lines)?  Then a message printed on
+ * stderr is not logged as well. */
 int chat_log_to_stderr(void);
 int chat_log_level(void);
 /* "error", "warn", "info", "debug" -> level, or -1. */

@@ -317,7 +317,7 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 61); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 62); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
 }
 

@@ -100,7 +100,8 @@ if [ $((SECONDS - start)) -le 25 ]; then pass; else fail "carol took $((SECONDS 
 kill -USR1 "$TAP_PID"
 
 # relay.idle_timeout still drops a client that only answers keepalives.
-start_relay idle --set relay.keepalive=1 --set relay.idle_timeout=3 || finish
+# Its own database: the first relay still runs on $T/relay.db (one relay per database).
+start_relay idle --set relay.keepalive=1 --set relay.idle_timeout=3 --set "relay.database=$T/idle.db" || finish
 IDLE_PID=$RELAY_PID
 client dave dave rc4dh "${KA[@]}" --no-reconnect
 wait_for dave "logged-in dave"

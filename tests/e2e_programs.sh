@@ -274,4 +274,43 @@ run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u carol --set "c
 if grep -q "other users" <<<"$ERR"; then fail "a private contact directory warned: $ERR"; else pass; fi
 kill "$RELAY_PID"; wait_exit "$RELAY_PID" 20
 
+# Every option that takes a value, given without one, is named in the form
+# it was given (long, short), exit status 2.  The options come from each
+# program's --help, which prints its option tables (core/src/program.c):
+# "  -C, --connect ADDR  ..." or "      --read-log FILE ...".
+declare -A want_opts=([chat-relay]=5 [chat-client]=9 [chat-peer]=9)
+for prog in chat-relay chat-client chat-peer; do
+	n=0
+	while IFS='|' read -r short long; do
+		[ -n "$long" ] || { fail "$prog --help: an option line without a name"; continue; }
+		n=$((n + 1))
+		run $prog "--$long"
+		expect_rc 2 "$prog --$long without a value"
+		expect_err "$prog: option --$long needs a value" "$prog --$long without a value"
+		if [ -n "$short" ]; then
+			run $prog "-$short"
+			expect_rc 2 "$prog -$short without a value"
+			expect_err "$prog: option -$short needs a value" "$prog -$short without a value"
+		fi
+		# After other options too.
+		run $prog --config "$T/chat.ini" "--$long"
+		expect_err "option --$long needs a value" "$prog --config F --$long"
+	done < <("$CHAT_BIN/$prog" --help |
+	         sed -nE 's/^ {2,}(-([A-Za-z]), )?--([a-z][a-z-]*) [A-Z].*/\2|\3/p')
+	if [ "$n" -ge "${want_opts[$prog]}" ]; then pass; else
+		fail "$prog --help lists $n options with a value, expected at least ${want_opts[$prog]}"; fi
+done
+run chat-client --conn
+expect_rc 2 "prefix without a value"
+expect_err "chat-client: option --connect needs a value" "prefix without a value"
+run chat-client --c x
+expect_rc 2 "ambiguous option"
+expect_err "option --c is ambiguous (--config, --check-config, --connect)" "ambiguous option"
+run chat-relay -x
+expect_rc 2 "unknown short option"
+expect_err "chat-relay: unknown option -x" "unknown short option"
+run chat-peer --help=yes
+expect_rc 2 "value to an option without one"
+expect_err "chat-peer: option --help takes no value" "value to an option without one"
+
 finish

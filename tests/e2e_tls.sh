@@ -285,7 +285,8 @@ expect_file "$T/relay2.err" "sent bytes that are not TLS (a client whose transpo
 
 # ---- A TLS handshake that never finishes is dropped: relay.login_timeout
 # bounds the time from connect to login, the TLS handshake included.
-start_relay relay3 --set relay.transport=tls --set "relay.state_dir=$T/state3" --set relay.login_timeout=1 || finish
+start_relay relay3 --set relay.transport=tls --set "relay.state_dir=$T/state3" --set relay.login_timeout=1 \
+	--set "relay.database=$T/relay3.db" || finish # another relay runs on $T/relay.db
 exec 9<>"/dev/tcp/127.0.0.1/$RELAY_PORT"
 printf '\x16\x03\x01' >&9 # the first bytes of a ClientHello, then nothing
 sleep 2.5

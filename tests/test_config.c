@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "paths.h"
 
 /* Kept short so every name built from it fits the PATH_MAX buffers below. */
 static char tmpdir[1024];
@@ -316,8 +317,53 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 61); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 62); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
+}
+
+/* The paragraph of text that starts with start, up to the next blank line. */
+static char *paragraph(const char *text, const char *start)
+{
+	const char *p = strstr(text, start), *end;
+
+	if (!p)
+		return NULL;
+	end = strstr(p, "\n\n");
+	return strndup(p, end ? (size_t)(end - p) : strlen(p));
+}
+
+/* docs/CONFIG.md has a row for every key, and docs/SERVICE.md lists every
+ * key of [core] and [relay] as applied at SIGHUP or needing a restart, as
+ * the schema's CHAT_CFG_LIVE says. */
+static void test_docs(void)
+{
+	size_t len;
+	char *config = (char *)test_load_file(CHAT_TEST_SOURCE_DIR "/docs/CONFIG.md", &len);
+	char *service = (char *)test_load_file(CHAT_TEST_SOURCE_DIR "/docs/SERVICE.md", &len);
+	char *live = paragraph(service, "**Applied at SIGHUP:**");
+	char *restart = paragraph(service, "**Need a restart:**");
+	char want[128];
+
+	CHECK(live && restart);
+	for (const struct chat_cfg_key *k = chat_cfg_schema; k->section && live && restart; k++) {
+		snprintf(want, sizeof(want), "\n| %s | %s | ", k->section, k->key);
+		if (!strstr(config, want))
+			fprintf(stderr, "docs/CONFIG.md has no row for %s.%s\n", k->section, k->key);
+		CHECK(strstr(config, want));
+		if (strcmp(k->section, "core") && strcmp(k->section, "relay"))
+			continue;
+		snprintf(want, sizeof(want), "`%s.%s`", k->section, k->key);
+		int is_live = (k->flags & CHAT_CFG_LIVE) != 0;
+		if (!strstr(is_live ? live : restart, want) || strstr(is_live ? restart : live, want))
+			fprintf(stderr, "docs/SERVICE.md: %s should be under \"%s\" only\n", want,
+			        is_live ? "Applied at SIGHUP" : "Need a restart");
+		CHECK(strstr(is_live ? live : restart, want));
+		CHECK(!strstr(is_live ? restart : live, want));
+	}
+	free(live);
+	free(restart);
+	free(config);
+	free(service);
 }
 
 static void test_lists(void)
@@ -348,7 +394,7 @@ static void test_value_errors(void)
 	                  "database, state_dir, guests, open_registration, friends_only, queue_max_messages, "
 	                  "queue_max_bytes, queue_expiry, archive, archive_days, login_throttle_after, "
 	                  "login_throttle_ms, login_throttle_max_ms, login_guard_after, register_throttle_after, "
-	                  "register_throttle_ms, register_throttle_max_ms, reveal_accounts, scram_iterations, log_interval)");
+	                  "register_throttle_ms, register_throttle_max_ms, reveal_accounts, scram_iterations, log, log_interval)");
 	EXPECT_LOAD_ERROR("[core]\n\n[rely]\n", 3, "unknown section [rely]");
 	EXPECT_LOAD_ERROR("[client]\nsuites = rc4dh, RC4\n", 2,
 	                  "client.suites: 'rc4dh, RC4' is not a comma-separated list of suite names");
@@ -957,6 +1003,7 @@ int main(void)
 	test_full_file();
 	test_defaults();
 	test_schema();
+	test_docs();
 	test_value_errors();
 	test_lists();
 	test_structure_errors();

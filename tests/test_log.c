@@ -1,5 +1,12 @@
 /* Logging: the limiter of repeated events (chat_log_limited), through the
- * sink so every line is seen. */
+ * sink so every line is seen; a log file (ISO 8601 timestamps with the UTC
+ * offset, reopened by name after a rename, one that cannot be opened). */
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chat/error.h>
+
 #include "log.h"
 #include "testutils.h"
 
@@ -71,10 +78,79 @@ static void test_limit(void)
 	CHECK_STR_CONTAINS(lines[11], "... and 1,234,567,890,123 more things in the last 1 s");
 }
 
+/* "2026-12-03T10:31:27.463+05:30 test-log info: " */
+static int iso_line(const char *l, const char *offset)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.ddd";
+
+	for (size_t i = 0; i < sizeof(shape) - 1; i++)
+		if (shape[i] == 'd' ? (l[i] < '0' || l[i] > '9') : l[i] != shape[i])
+			return 0;
+	return !strncmp(l + sizeof(shape) - 1, offset, strlen(offset));
+}
+
+static void test_file(void)
+{
+	char dir[] = "/tmp/test_log.XXXXXX", path[256], moved[256], bad[256], err[512];
+	uint8_t *text;
+	size_t len;
+
+	if (!mkdtemp(dir))
+		abort();
+	snprintf(path, sizeof(path), "%s/relay.log", dir);
+	snprintf(moved, sizeof(moved), "%s/relay.log.1", dir);
+	snprintf(bad, sizeof(bad), "%s/none/relay.log", dir);
+	setenv("TZ", "XYZ-05:30", 1); /* UTC+05:30 */
+	tzset();
+	chat_log_set_program("test-log");
+	CHECK_EQ_INT(chat_log_open(path, sizeof(err), err), CHAT_OK);
+	CHECK(!strcmp(chat_log_destination(), path));
+	CHECK(!chat_log_to_stderr());
+	chat_info("first %d", 1);
+	chat_warn("second");
+	text = test_load_file(path, &len);
+	CHECK(iso_line((char *)text, "+05:30 test-log info: first 1\n"));
+	char *second = strchr((char *)text, '\n') + 1;
+	CHECK(iso_line(second, "+05:30 test-log warn: second\n"));
+	free(text);
+	/* logrotate: renamed, then reopened by name. */
+	CHECK_EQ_INT(rename(path, moved), 0);
+	chat_info("still the old file");
+	CHECK_EQ_INT(chat_log_reopen(sizeof(err), err), CHAT_OK);
+	chat_info("the new file");
+	text = test_load_file(path, &len);
+	CHECK_STR_CONTAINS((char *)text, "info: the new file\n");
+	CHECK(!strstr((char *)text, "old file"));
+	free(text);
+	text = test_load_file(moved, &len);
+	CHECK_STR_CONTAINS((char *)text, "info: still the old file\n");
+	free(text);
+	/* Cannot be opened: said, the file in use kept. */
+	CHECK_EQ_INT(chat_log_open(bad, sizeof(err), err), CHAT_ERR_IO);
+	CHECK_STR_CONTAINS(err, "cannot open the log file ");
+	CHECK_STR_CONTAINS(err, bad);
+	CHECK(!strcmp(chat_log_destination(), path));
+	chat_info("kept");
+	text = test_load_file(path, &len);
+	CHECK_STR_CONTAINS((char *)text, "info: kept\n");
+	free(text);
+	CHECK_EQ_INT(chat_log_open(dir, sizeof(err), err), CHAT_ERR_IO); /* a directory */
+	CHECK_STR_CONTAINS(err, "Is a directory");
+	/* Back to stderr. */
+	CHECK_EQ_INT(chat_log_open("stderr", sizeof(err), err), CHAT_OK);
+	CHECK(chat_log_to_stderr());
+	CHECK(!strcmp(chat_log_destination(), "stderr"));
+	CHECK_EQ_INT(chat_log_reopen(sizeof(err), err), CHAT_OK); /* nothing to do */
+	unlink(path);
+	unlink(moved);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	chat_log_set_sink(sink, NULL);
 	test_limit();
 	chat_log_set_sink(NULL, NULL);
+	test_file();
 	return test_done("test_log");
 }

@@ -120,7 +120,7 @@ static void test_errors(void)
 	char rest[512];
 
 	CHECK_EQ_INT(take("--guest --read-log", rest, sizeof(rest)), 2);
-	CHECK_STR_CONTAINS(captured, "test-program: option --read-log needs an argument");
+	CHECK_STR_CONTAINS(captured, "test-program: option --read-log needs a value");
 	CHECK_STR_CONTAINS(captured, "Try 'test-program --help'.");
 
 	CHECK_EQ_INT(take("--read-log=", rest, sizeof(rest)), 2);
@@ -129,7 +129,7 @@ static void test_errors(void)
 	CHECK_STR_CONTAINS(captured, "option --password-file needs a file name");
 
 	CHECK_EQ_INT(take("--guest=yes", rest, sizeof(rest)), 2);
-	CHECK_STR_CONTAINS(captured, "option --guest takes no argument");
+	CHECK_STR_CONTAINS(captured, "option --guest takes no value");
 }
 
 static void test_double_dash(void)
@@ -188,6 +188,87 @@ static void test_unknown(void)
 	CHECK(read_log && !strcmp(read_log, "f"));
 	CHECK_EQ_INT(take("--bogus=1", rest, sizeof(rest)), 0);
 	CHECK(!strcmp(rest, "--bogus=1"));
+}
+
+/* chat_prog_start on words (split at spaces) with stderr captured. */
+static int start(const char *line)
+{
+	struct chat_prog p = prog;
+	char buf[512], *argv[32];
+	int argc = 0, rc;
+
+	read_log = password_file = NULL;
+	guest = 0;
+	snprintf(buf, sizeof(buf), "prog %s", line);
+	for (char *w = strtok(buf, " "); w && argc < 31; w = strtok(NULL, " "))
+		argv[argc++] = w;
+	argv[argc] = NULL;
+	capture_start(2);
+	rc = chat_prog_start(&p, argc, argv);
+	capture_end();
+	chat_prog_finish(&p);
+	return rc;
+}
+
+/* Every option that takes a value, given last without one, is named with
+ * "needs a value" (exit status 2), in its long and its short form; the
+ * table of common options is read from --help so that none is missed. */
+static void test_missing_value(void)
+{
+	char line[128], want[128];
+	size_t n = 0;
+
+	for (const struct chat_prog_flag *f = flags; f->name; f++, n++) {
+		snprintf(line, sizeof(line), "--guest --%s", f->name);
+		CHECK_EQ_INT(start(line), 2);
+		snprintf(want, sizeof(want), "test-program: option --%s needs a value\n", f->name);
+		CHECK_STR_CONTAINS(captured, want);
+		snprintf(line, sizeof(line), "-%c", f->letter);
+		CHECK_EQ_INT(start(line), 2);
+		snprintf(want, sizeof(want), "test-program: option -%c needs a value\n", f->letter);
+		CHECK_STR_CONTAINS(captured, want);
+		/* An unambiguous prefix is named in full. */
+		snprintf(line, sizeof(line), "--%.4s", f->name);
+		CHECK_EQ_INT(start(line), 2);
+		snprintf(want, sizeof(want), "option --%s needs a value", f->name);
+		CHECK_STR_CONTAINS(captured, want);
+	}
+	for (const struct chat_prog_opt *o = opts; o->name; o++) {
+		if (!o->arg_name)
+			continue;
+		snprintf(line, sizeof(line), "--%s", o->name);
+		CHECK_EQ_INT(start(line), 2);
+		snprintf(want, sizeof(want), "test-program: option --%s needs a value\n", o->name);
+		CHECK_STR_CONTAINS(captured, want);
+		n++;
+	}
+	static const char *const common[][2] = {
+		{ "--config", "option --config needs a value" }, { "-c", "option -c needs a value" },
+		{ "--set", "option --set needs a value" }, { "-s", "option -s needs a value" },
+		{ "--plugin", "option --plugin needs a value" }, { "--check-config -c", "option -c needs a value" },
+	};
+	for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++, n++) {
+		CHECK_EQ_INT(start(common[i][0]), 2);
+		CHECK_STR_CONTAINS(captured, common[i][1]);
+		CHECK_STR_CONTAINS(captured, "Try 'test-program --help'.");
+	}
+	CHECK(n >= 10);
+
+	/* The other usage errors, each in its words. */
+	CHECK_EQ_INT(start("--bogus"), 2);
+	CHECK_STR_CONTAINS(captured, "test-program: unknown option --bogus\n");
+	CHECK_EQ_INT(start("--bogus=1"), 2);
+	CHECK_STR_CONTAINS(captured, "test-program: unknown option --bogus\n");
+	CHECK_EQ_INT(start("-x"), 2);
+	CHECK_STR_CONTAINS(captured, "test-program: unknown option -x\n");
+	CHECK_EQ_INT(start("--list-plugins -xV"), 2);
+	CHECK_STR_CONTAINS(captured, "unknown option -x\n");
+	CHECK_EQ_INT(start("--c x"), 2);
+	CHECK_STR_CONTAINS(captured, "option --c is ambiguous (--config, --check-config, --connect)");
+	CHECK_EQ_INT(start("--help=1"), 2);
+	CHECK_STR_CONTAINS(captured, "option --help takes no value");
+	CHECK_EQ_INT(start("--check-config=yes"), 2);
+	CHECK_STR_CONTAINS(captured, "option --check-config takes no value");
 }
 
 /* chat_prog_start takes them itself, and again is the same as once. */
@@ -254,6 +335,7 @@ int main(void)
 	test_other_values();
 	test_unknown();
 	test_twice();
+	test_missing_value();
 	test_help();
 	return test_done("test_program");
 }

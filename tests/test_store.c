@@ -1070,6 +1070,73 @@ static void test_migration_1_to_2(void)
 	chat_store_close(s);
 }
 
+/* --check-config's look at a database: what it is, read-only, making no
+ * file (no -wal, no -shm, no database), beside a store open for writing
+ * too, and never migrating an old one. */
+static void test_probe(void)
+{
+	char path[300], side[320], err[512];
+	struct chat_store *s;
+	int version = -1, dir_missing = -1;
+	sqlite3 *db;
+
+	path_in(path, sizeof(path), "probe.db");
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(dir_missing, 0);
+	CHECK_STR_CONTAINS(err, path);
+	CHECK(!exists(path));
+	path_in(side, sizeof(side), "no-dir/probe.db");
+	CHECK_EQ_INT(chat_store_probe(side, &version, &dir_missing, sizeof(err), err), CHAT_ERR_NOTFOUND);
+	CHECK_EQ_INT(dir_missing, 1);
+	CHECK_STR_CONTAINS(err, "nor does its directory");
+
+	chat_store_close(open_ok(path));
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, CHAT_STORE_SCHEMA_VERSION);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	CHECK(!exists(side));
+	snprintf(side, sizeof(side), "%s-shm", path);
+	CHECK(!exists(side));
+	/* Beside a running relay's store. */
+	s = open_ok(path);
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, CHAT_STORE_SCHEMA_VERSION);
+	chat_store_close(s);
+
+	/* An old one is only looked at. */
+	CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, 2);
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, 2);
+	/* Newer, foreign, not a database. */
+	CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_ERR_IO);
+	CHECK_STR_CONTAINS(err, "schema version 99 is newer than this program knows");
+	CHECK_STR_CONTAINS(err, path);
+	path_in(path, sizeof(path), "probe-foreign.db");
+	CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_EQ_INT(sqlite3_exec(db, "CREATE TABLE t (x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_ERR_IO);
+	CHECK_STR_CONTAINS(err, "something else");
+	path_in(path, sizeof(path), "probe-garbage.db");
+	uint8_t junk[200];
+	memset(junk, 'x', sizeof(junk));
+	test_save_file(path, sizeof(junk), junk);
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_ERR_IO);
+	CHECK_STR_CONTAINS(err, "not an SQLite database");
+	/* A name URIs would read otherwise. */
+	path_in(path, sizeof(path), "odd ?#%name.db");
+	chat_store_close(open_ok(path));
+	CHECK_EQ_INT(chat_store_probe(path, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, CHAT_STORE_SCHEMA_VERSION);
+}
+
 int main(void)
 {
 	char path[300], cmd[300];
@@ -1101,6 +1168,7 @@ int main(void)
 	test_refusals();
 	test_corrupt();
 	test_gone();
+	test_probe();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", dir);

@@ -413,6 +413,43 @@ static void test_restore(void)
 	chat_throttle_free(t);
 }
 
+/* A new rule (SIGHUP): every key's wait counted again from its failures and
+ * last failure; the table, and which entry goes first, stay right. */
+static void test_configure(void)
+{
+	struct chat_throttle *t = make(3, 1000, 60000, 4);
+	struct chat_throttle_config lax = { 5, 100, 400, 999, 0 }, bad = { 0, 100, 400, 4, 0 };
+	int64_t t0 = 100000;
+
+	for (int i = 0; i < 5; i++)
+		chat_throttle_fail(t, "a", t0); /* 2 over: 2 s */
+	chat_throttle_fail(t, "b", t0);
+	CHECK_EQ_INT(chat_throttle_wait(t, "a", t0), 2000);
+	CHECK_EQ_INT(chat_throttle_configure(t, &bad), CHAT_ERR_INVALID);
+	CHECK_EQ_INT(chat_throttle_wait(t, "a", t0), 2000);
+	CHECK_EQ_INT(chat_throttle_configure(t, &lax), CHAT_OK);
+	CHECK_EQ_INT(chat_throttle_wait(t, "a", t0), 0); /* 5 failures are free now */
+	CHECK_EQ_INT(chat_throttle_failures(t, "a"), 5);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a", t0), 100);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a", t0), 200);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a", t0), 400);
+	CHECK_EQ_INT(chat_throttle_fail(t, "a", t0), 400); /* the new cap */
+	/* Stricter: b's one failure now waits at once. */
+	struct chat_throttle_config strict = { 1, 5000, 5000, 4, 0 };
+	chat_throttle_fail(t, "b", t0); /* 2 */
+	CHECK_EQ_INT(chat_throttle_configure(t, &strict), CHAT_OK);
+	CHECK_EQ_INT(chat_throttle_wait(t, "b", t0 + 1000), 4000);
+	CHECK_EQ_INT(chat_throttle_wait(t, "a", t0 + 1000), 4000);
+	/* Full table: the entry whose wait ended longest ago goes first. */
+	chat_throttle_fail(t, "c", t0 - 50000);
+	chat_throttle_fail(t, "d", t0 + 10);
+	chat_throttle_fail(t, "e", t0 + 20);
+	CHECK_EQ_INT(chat_throttle_entries(t), 4);
+	CHECK_EQ_INT(chat_throttle_failures(t, "c"), 0);
+	CHECK_EQ_INT(chat_throttle_configure(NULL, &lax), CHAT_ERR_INVALID);
+	chat_throttle_free(t);
+}
+
 static struct chat_logins *make_logins(unsigned after, unsigned guard_after)
 {
 	struct chat_logins_config cfg = { after, guard_after, 1000, 300000, 64 };
@@ -530,6 +567,7 @@ int main(void)
 	test_extremes();
 	test_forget();
 	test_restore();
+	test_configure();
 	test_logins_other_address();
 	test_logins_guard();
 	return test_done("test_throttle");

@@ -1072,6 +1072,13 @@ const char *chat_config_where(const struct chat_config *cfg, const char *section
 	return v ? v->where : "default";
 }
 
+const char *chat_config_key_at(const struct chat_config *cfg, const char *section, size_t i)
+{
+	const struct chat_cfg_section *sec = cfg && section ? cfg_section_find(cfg, section) : NULL;
+
+	return sec && i < sec->n ? sec->vals[i].key : NULL;
+}
+
 const char *chat_config_file(const struct chat_config *cfg)
 {
 	return cfg ? cfg->file : NULL;

@@ -29,7 +29,13 @@ struct chat_cfg_key {
 	long long min, max;
 	const char *help;
 	const char *choices; /* CHAT_CFG_CHOICE: the allowed words, "|"-separated */
+	unsigned flags;      /* CHAT_CFG_LIVE */
 };
+
+/* A running chat-relay applies a new value of the key when it reads its
+ * configuration again (SIGHUP); any other key of [core] and [relay] needs a
+ * restart (docs/SERVICE.md). */
+#define CHAT_CFG_LIVE 1u
 
 /* NULL-terminated schema of the core sections (config_schema.c). */
 extern const struct chat_cfg_key chat_cfg_schema[];
@@ -70,6 +76,10 @@ const char *chat_config_path(const struct chat_config *cfg, const char *section,
 const char *chat_config_where(const struct chat_config *cfg, const char *section, const char *key);
 /* The file the configuration was read from; NULL if loaded without one. */
 const char *chat_config_file(const struct chat_config *cfg);
+
+/* The i-th key set in [section] by the file or an override, in the order
+ * they were set; NULL past the last (or no such section). */
+const char *chat_config_key_at(const struct chat_config *cfg, const char *section, size_t i);
 
 /* Plugin sections. */
 size_t chat_config_plugin_sections(const struct chat_config *cfg);

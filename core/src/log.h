@@ -1,5 +1,15 @@
-/* Leveled logging to stderr for the core and (through the host table) the
- * plugins.  Never log plaintext, keys or passwords. */
+/* Leveled logging for the core and (through the host table) the plugins, to
+ * stderr, syslog or a file.  Never log plaintext, keys or passwords.
+ *
+ * One line per event, written whole (one write), in the form of where it goes:
+ *   stderr:   "10:31:27.463 chat-relay info: text" (local time of day)
+ *   stderr that is journald's stream (JOURNAL_STREAM names it): "<6>info: text"
+ *             (journald adds the time and the program; the "<N>" prefix gives
+ *             it the priority)
+ *   a file:   "2026-12-03T10:31:27.463+01:00 chat-relay info: text" (ISO 8601,
+ *             with the date and the offset from UTC)
+ *   syslog:   syslog(3) at LOG_ERR, LOG_WARNING, LOG_INFO or LOG_DEBUG,
+ *             facility LOG_DAEMON, ident the program's name, text "info: text" */
 #ifndef CHAT_LOG_H
 #define CHAT_LOG_H
 
@@ -13,6 +23,24 @@ void chat_log_set_program(const char *name);
  * NULL restores stderr.  line is the formatted line without a newline. */
 void chat_log_set_sink(void (*fn)(void *arg, int level, const char *line), void *arg);
 void chat_log_set_level(int level); /* enum chat_log_level */
+
+/* Where lines go from now on: "stderr" (also an empty dest: the default),
+ * "syslog", or else the path of a file, opened for appending (created 0600;
+ * a relative path is relative to the working directory).  0, or
+ * CHAT_ERR_IO with err saying why, the destination unchanged. */
+int chat_log_open(const char *dest, size_t errlen, char *err);
+/* The file opened again by its name, for logrotate: after a rename, lines
+ * go to a new file of that name.  0 (also for stderr and syslog, nothing to
+ * do), or CHAT_ERR_IO with err saying why, lines going on to the old file. */
+int chat_log_reopen(size_t errlen, char *err);
+/* Back to stderr, closing a file or syslog. */
+void chat_log_close(void);
+/* "stderr", "syslog" or the file's path as given to chat_log_open. */
+const char *chat_log_destination(void);
+/* Is the destination stderr (no file or syslog opened; a sink set with
+ * chat_log_set_sink may still take the lines)?  Then a message printed on
+ * stderr is not logged as well. */
+int chat_log_to_stderr(void);
 int chat_log_level(void);
 /* "error", "warn", "info", "debug" -> level, or -1. */
 int chat_log_parse_level(const char *text);

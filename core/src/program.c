@@ -27,7 +27,7 @@ enum {
 	OPT_PROGRAM_BASE = 2000,
 };
 
-struct override {
+struct chat_prog_override {
 	const char *section, *key; /* NULL section: a --set assignment in value */
 	const char *value;
 	char origin[48];
@@ -35,13 +35,16 @@ struct override {
 
 void chat_prog_error(const struct chat_prog *p, const char *fmt, ...)
 {
+	char msg[2048];
 	va_list ap;
 
-	fprintf(stderr, "%s: ", p->name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "%s: %s\n", p->name, msg);
+	/* A relay logging to a file or syslog: its reader looks there. */
+	if (!chat_log_to_stderr())
+		chat_log(CHAT_LOG_ERROR, "%s", msg);
 }
 
 static void usage(const struct chat_prog *p, FILE *f)
@@ -125,30 +128,32 @@ static int list_plugins(struct chat_prog *p)
 	return failures ? 1 : 0;
 }
 
-/* Every [plugin.NAME] section must belong to a plugin we can find. */
-static int check_plugin_sections(struct chat_prog *p)
+/* Every [plugin.NAME] section of cfg must belong to a plugin we can find
+ * (loaded now if it is not yet), and hold what that plugin declares (the
+ * loader checks the section of p->cfg; cfg may be a newer one).  0, or 1
+ * with err set. */
+static int check_plugin_sections(struct chat_prog *p, const struct chat_config *cfg, size_t errlen,
+                                 char *err)
 {
-	char err[1024];
-
-	for (size_t i = 0; i < chat_config_plugin_sections(p->cfg); i++) {
-		const char *name = chat_config_plugin_section(p->cfg, i);
-		if (chat_registry_find(p->reg, 0, name))
-			continue;
-		int rc = chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, name, NULL,
-		                            sizeof(err), err);
-		if (rc == CHAT_ERR_NOTFOUND)
-			rc = chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_TRANSPORT, name,
-			                        NULL, sizeof(err), err);
+	for (size_t i = 0; i < chat_config_plugin_sections(cfg); i++) {
+		const char *name = chat_config_plugin_section(cfg, i);
+		const struct chat_loaded *l = chat_registry_find(p->reg, 0, name);
+		int rc = CHAT_OK;
+		if (!l) {
+			rc = chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, name, &l,
+			                        errlen, err);
+			if (rc == CHAT_ERR_NOTFOUND)
+				rc = chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_TRANSPORT, name,
+				                        &l, errlen, err);
+		}
 		if (rc == CHAT_ERR_NOTFOUND) {
-			chat_prog_error(p, "%s: section [plugin.%s]: no plugin named '%s' in %s",
-			                chat_config_plugin_section_where(p->cfg, i), name, name,
-			                p->plugin_dir);
+			snprintf(err, errlen, "%s: section [plugin.%s]: no plugin named '%s' in %s",
+			         chat_config_plugin_section_where(cfg, i), name, name, p->plugin_dir);
 			return 1;
 		}
-		if (rc) {
-			chat_prog_error(p, "%s", err);
+		if (rc || (cfg != p->cfg &&
+		           chat_config_check_plugin(cfg, name, l->desc->config_keys, errlen, err)))
 			return 1;
-		}
 	}
 	return 0;
 }
@@ -158,7 +163,8 @@ static int check_plugin_sections(struct chat_prog *p)
  * before any connection, and by --check-config. */
 /* SECTION.suites (a list) or SECTION.suite (one name), if the program has
  * either: their names in names, *key which it was; the count. */
-static size_t suite_names(const struct chat_prog *p, char names[16][33], const char **key)
+static size_t suite_names(const struct chat_prog *p, const struct chat_config *cfg,
+                          char names[16][33], const char **key)
 {
 	size_t n = 0;
 
@@ -174,31 +180,32 @@ static size_t suite_names(const struct chat_prog *p, char names[16][33], const c
 	if (!*key)
 		return 0;
 	if (!strcmp(*key, "suites"))
-		return chat_config_list(p->cfg, p->section, *key, 16, names);
-	const char *one = chat_config_get(p->cfg, p->section, *key);
+		return chat_config_list(cfg, p->section, *key, 16, names);
+	const char *one = chat_config_get(cfg, p->section, *key);
 	if (one && *one)
 		snprintf(names[n++], sizeof(names[0]), "%s", one);
 	return n;
 }
 
-static int load_suites(struct chat_prog *p)
+static int load_suites(struct chat_prog *p, const struct chat_config *cfg, size_t errlen,
+                       char *err)
 {
-	char names[16][33], err[1024];
+	char names[16][33], why[1024];
 	const char *key;
-	size_t n = suite_names(p, names, &key);
+	size_t n = suite_names(p, cfg, names, &key);
 
 	for (size_t i = 0; i < n; i++) {
 		const struct chat_loaded *s;
 		if (chat_registry_load(p->reg, p->plugin_dir, CHAT_PLUGIN_CIPHER, names[i], &s,
-		                       sizeof(err), err) != CHAT_OK) {
-			chat_prog_error(p, "%s (%s.%s, %s)", err, p->section, key,
-			                chat_config_where(p->cfg, p->section, key));
+		                       sizeof(why), why) != CHAT_OK) {
+			snprintf(err, errlen, "%s (%s.%s, %s)", why, p->section, key,
+			         chat_config_where(cfg, p->section, key));
 			return 1;
 		}
 		if (s->desc->flags & p->refuse_flags) {
-			chat_prog_error(p, "suite %s %s (%s.%s, %s)", s->desc->name,
-			                p->refuse_why ? p->refuse_why : "cannot be used by this program",
-			                p->section, key, chat_config_where(p->cfg, p->section, key));
+			snprintf(err, errlen, "suite %s %s (%s.%s, %s)", s->desc->name,
+			         p->refuse_why ? p->refuse_why : "cannot be used by this program",
+			         p->section, key, chat_config_where(cfg, p->section, key));
 			return 1;
 		}
 	}
@@ -273,7 +280,7 @@ static int check_plugin_files(struct chat_prog *p, const char **extra, size_t n_
 			         chat_config_plugin_section_where(p->cfg, i));
 			trust_ref(tp, kind, name, origin);
 		}
-		size_t n = suite_names(p, names, &key);
+		size_t n = suite_names(p, p->cfg, names, &key);
 		for (size_t i = 0; i < n; i++) {
 			snprintf(origin, sizeof(origin), "%s.%s, %s", p->section, key,
 			         chat_config_where(p->cfg, p->section, key));
@@ -290,18 +297,19 @@ static int check_plugin_files(struct chat_prog *p, const char **extra, size_t n_
 
 /* SECTION.dead_after must leave room for SECTION.keepalive's PING to be
  * answered, else every quiet link would be cut before it is even asked. */
-static int check_keepalive(const struct chat_prog *p)
+static int check_keepalive(const struct chat_prog *p, const struct chat_config *cfg, size_t errlen,
+                           char *err)
 {
 	const char *sec = p->section;
-	long long ka = chat_config_int(p->cfg, sec, "keepalive");
-	long long dead = chat_config_int(p->cfg, sec, "dead_after");
+	long long ka = chat_config_int(cfg, sec, "keepalive");
+	long long dead = chat_config_int(cfg, sec, "dead_after");
 
-	if (!chat_config_get(p->cfg, sec, "keepalive") || !chat_config_get(p->cfg, sec, "dead_after"))
+	if (!chat_config_get(cfg, sec, "keepalive") || !chat_config_get(cfg, sec, "dead_after"))
 		return 0; /* a program without a keepalive */
 	if (ka > 0 && dead > 0 && dead <= ka) {
-		chat_prog_error(p, "%s.dead_after (%lld, %s) must be more than %s.keepalive (%lld, %s), "
-		                "or 0", sec, dead, chat_config_where(p->cfg, sec, "dead_after"), sec, ka,
-		                chat_config_where(p->cfg, sec, "keepalive"));
+		snprintf(err, errlen, "%s.dead_after (%lld, %s) must be more than %s.keepalive (%lld, "
+		         "%s), or 0", sec, dead, chat_config_where(cfg, sec, "dead_after"), sec, ka,
+		         chat_config_where(cfg, sec, "keepalive"));
 		return 1;
 	}
 	return 0;
@@ -309,23 +317,32 @@ static int check_keepalive(const struct chat_prog *p)
 
 /* relay.reserved_slots must leave connections that have not logged in some
  * room, or nobody could ever log in (-1: a tenth, always fine). */
-static int check_reserved(const struct chat_prog *p)
+static int check_reserved(const struct chat_prog *p, const struct chat_config *cfg, size_t errlen,
+                          char *err)
 {
 	const char *sec = p->section;
 
-	if (!chat_config_get(p->cfg, sec, "reserved_slots") || !chat_config_get(p->cfg, sec, "max_clients"))
+	if (!chat_config_get(cfg, sec, "reserved_slots") || !chat_config_get(cfg, sec, "max_clients"))
 		return 0;
-	long long res = chat_config_int(p->cfg, sec, "reserved_slots");
-	long long max = chat_config_int(p->cfg, sec, "max_clients");
+	long long res = chat_config_int(cfg, sec, "reserved_slots");
+	long long max = chat_config_int(cfg, sec, "max_clients");
 	if (res >= max) {
-		chat_prog_error(p, "%s.reserved_slots (%lld, %s) must be less than %s.max_clients (%lld, "
-		                "%s): connections that have not logged in yet would have no room at "
-		                "all; -1 reserves a tenth", sec, res,
-		                chat_config_where(p->cfg, sec, "reserved_slots"), sec, max,
-		                chat_config_where(p->cfg, sec, "max_clients"));
+		snprintf(err, errlen, "%s.reserved_slots (%lld, %s) must be less than %s.max_clients "
+		         "(%lld, %s): connections that have not logged in yet would have no room at "
+		         "all; -1 reserves a tenth", sec, res,
+		         chat_config_where(cfg, sec, "reserved_slots"), sec, max,
+		         chat_config_where(cfg, sec, "max_clients"));
 		return 1;
 	}
 	return 0;
+}
+
+/* What chat_prog_start and chat_prog_reload check once the plugins named
+ * are trusted and the transport is loaded.  0, or 1 with err set. */
+static int check_loaded(struct chat_prog *p, const struct chat_config *cfg, size_t errlen, char *err)
+{
+	return check_plugin_sections(p, cfg, errlen, err) || load_suites(p, cfg, errlen, err) ||
+	       check_keepalive(p, cfg, errlen, err) || check_reserved(p, cfg, errlen, err);
 }
 
 /* The common parser's tables: the common options, then p->flags.  shorts
@@ -334,7 +351,9 @@ static void parser_tables(const struct chat_prog *p, struct option opts[64], cha
 {
 	size_t n = 0;
 
-	snprintf(shorts, 64, "+c:s:hV");
+	/* '+': stop at the first argument that is not an option; ':': a
+	 * missing value is told apart from an unknown option. */
+	snprintf(shorts, 64, "+:c:s:hV");
 	opts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
 	opts[n++] = (struct option){ "set", required_argument, NULL, 's' };
 	opts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
@@ -356,6 +375,30 @@ static void parser_tables(const struct chat_prog *p, struct option opts[64], cha
 	opts[n] = (struct option){ NULL, 0, NULL, 0 };
 }
 
+/* The option a long argument ("--conf", "--config=x") names, as
+ * getopt_long reads it: its whole name, or a prefix of exactly one.  NULL
+ * if none (*matches 0) or several (*matches says how many). */
+static const struct option *long_option(const struct option *opts, const char *arg, int *matches)
+{
+	size_t len = strcspn(arg + 2, "=");
+	const struct option *hit = NULL;
+
+	*matches = 0;
+	if (!len)
+		return NULL;
+	for (const struct option *o = opts; o->name; o++) {
+		if (strncmp(o->name, arg + 2, len))
+			continue;
+		if (o->name[len] == '\0') {
+			*matches = 1;
+			return o;
+		}
+		hit = o;
+		++*matches;
+	}
+	return *matches == 1 ? hit : NULL;
+}
+
 /* Does arg, an argument the common parser will see, take the next one as
  * its value?  As getopt_long reads it: --NAME or an unambiguous prefix of
  * NAME, or a cluster of short options whose last one takes a value. */
@@ -364,23 +407,12 @@ static int takes_next(const struct option *opts, const char *shorts, const char 
 	if (arg[0] != '-' || !arg[1])
 		return 0;
 	if (arg[1] == '-') {
-		size_t len = strlen(arg + 2);
-		const struct option *hit = NULL;
-		int prefixes = 0;
-		if (!len || strchr(arg + 2, '='))
-			return 0;
-		for (const struct option *o = opts; o->name; o++) {
-			if (strncmp(o->name, arg + 2, len))
-				continue;
-			if (o->name[len] == '\0')
-				return o->has_arg == required_argument;
-			hit = o;
-			prefixes++;
-		}
-		return prefixes == 1 && hit->has_arg == required_argument;
+		int matches;
+		const struct option *o = long_option(opts, arg, &matches);
+		return o && !strchr(arg, '=') && o->has_arg == required_argument;
 	}
 	for (const char *c = arg + 1; *c; c++) {
-		const char *s = *c == ':' ? NULL : strchr(shorts + 1, *c);
+		const char *s = *c == ':' ? NULL : strchr(shorts + 2, *c);
 		if (!s)
 			return 0; /* unknown: the common parser says so */
 		if (s[1] == ':')
@@ -394,6 +426,46 @@ static int take_error(const struct chat_prog *p, const char *name, const char *w
 	chat_prog_error(p, "option --%s %s", name, what);
 	fprintf(stderr, "Try '%s --help'.\n", p->name);
 	return 2;
+}
+
+/* What getopt_long objected to, said in words: "option --connect needs a
+ * value", "option -C needs a value", "unknown option --bogus", "option --c
+ * is ambiguous (--config, --check-config, --connect)", "option --help takes
+ * no value".  c is what it returned ('?' or ':'), arg the argument it was
+ * at (argv[optind - 1]). */
+static void usage_error(const struct chat_prog *p, const struct option *opts, const char *shorts,
+                        int c, const char *arg)
+{
+	int matches;
+	/* Short options are reported by optopt: a cluster ("-Vx") may not have
+	 * moved optind past arg yet.  An unknown one is never in shorts. */
+	int is_short = c == ':' ? strncmp(arg, "--", 2) != 0
+	                        : optopt > 0 && optopt < 256 && !strchr(shorts + 2, optopt);
+
+	if (is_short) {
+		if (c == ':')
+			chat_prog_error(p, "option -%c needs a value", optopt);
+		else
+			chat_prog_error(p, "unknown option -%c", optopt);
+	} else {
+		const struct option *o = long_option(opts, arg, &matches);
+		int len = (int)strcspn(arg, "=");
+		if (o && c == ':')
+			chat_prog_error(p, "option --%s needs a value", o->name);
+		else if (o && strchr(arg, '='))
+			chat_prog_error(p, "option --%s takes no value", o->name);
+		else if (matches > 1) {
+			char list[512] = "";
+			size_t used = 0;
+			for (const struct option *x = opts; x->name && used < sizeof(list); x++)
+				if (!strncmp(x->name, arg + 2, (size_t)len - 2))
+					used += (size_t)snprintf(list + used, sizeof(list) - used, "%s--%s",
+					                         used ? ", " : "", x->name);
+			chat_prog_error(p, "option %.*s is ambiguous (%s)", len, arg, list);
+		} else
+			chat_prog_error(p, "unknown option %.*s", len, arg);
+	}
+	fprintf(stderr, "Try '%s --help'.\n", p->name);
 }
 
 int chat_prog_take_opts(const struct chat_prog *p, int *argc, char **argv)
@@ -423,14 +495,14 @@ int chat_prog_take_opts(const struct chat_prog *p, int *argc, char **argv)
 		}
 		if (!o->arg_name) {
 			if (eq)
-				return take_error(p, o->name, "takes no argument");
+				return take_error(p, o->name, "takes no value");
 			*o->set = 1;
 			continue;
 		}
 		const char *value = eq ? eq + 1 : NULL;
 		if (!value) {
 			if (i + 1 >= *argc)
-				return take_error(p, o->name, "needs an argument");
+				return take_error(p, o->name, "needs a value");
 			value = argv[++i];
 		}
 		if (!*value && (o->flags & CHAT_PROG_OPT_FILE))
@@ -480,14 +552,14 @@ static int load_config(struct chat_prog *p, const char *given, size_t errlen, ch
 
 /* core.plugin_dir when chat.ini does not set it: found next to the running
  * program (core/src/installdirs.c), so an installed tree can be moved. */
-static int default_plugin_dir(struct chat_prog *p, size_t errlen, char *err)
+static int default_plugin_dir(struct chat_config *cfg, size_t errlen, char *err)
 {
 	char dir[4096];
 
-	if (strcmp(chat_config_where(p->cfg, "core", "plugin_dir"), "default"))
+	if (strcmp(chat_config_where(cfg, "core", "plugin_dir"), "default"))
 		return 0;
 	chat_paths_default_plugin_dir(sizeof(dir), dir);
-	return chat_config_override(p->cfg, "core", "plugin_dir", dir, "default", errlen, err);
+	return chat_config_override(cfg, "core", "plugin_dir", dir, "default", errlen, err);
 }
 
 /* host->state_dir for the plugins: relay.state_dir (else the directory of
@@ -521,7 +593,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 	struct option opts[64];
 	char shorts[64];
 	const char *config_path = NULL;
-	struct override *ovr = calloc((size_t)argc + 1, sizeof(*ovr));
+	struct chat_prog_override *ovr = calloc((size_t)argc + 1, sizeof(*ovr));
 	const char **extra = calloc((size_t)argc + 1, sizeof(*extra));
 	size_t n_ovr = 0, n_extra = 0;
 	int list = 0, check = 0, status = -1;
@@ -530,6 +602,9 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 	p->cfg = NULL;
 	p->reg = NULL;
 	p->transport = NULL;
+	p->config_path = NULL;
+	p->overrides = ovr;
+	p->n_overrides = 0;
 	chat_log_set_program(p->name);
 	if (!ovr || !extra) {
 		chat_prog_error(p, "out of memory");
@@ -544,7 +619,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 
 	parser_tables(p, opts, shorts);
 	opterr = 0;
-	optind = 1;
+	optind = 0; /* 0, not 1: also forgets a cluster an earlier scan stopped in (glibc) */
 	for (;;) {
 		int c = getopt_long(argc, argv, shorts, opts, NULL);
 		if (c == -1)
@@ -578,12 +653,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 			break;
 		case '?':
 		case ':':
-			if (optopt && optopt < 256 && optopt != '?')
-				chat_prog_error(p, "option -%c %s", optopt,
-				                c == ':' ? "needs an argument" : "is unknown");
-			else
-				chat_prog_error(p, "unknown option or missing argument: %s", argv[optind - 1]);
-			fprintf(stderr, "Try '%s --help'.\n", p->name);
+			usage_error(p, opts, shorts, c, argv[optind - 1]);
 			status = 2;
 			goto out;
 		default: {
@@ -611,6 +681,7 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		goto out;
 	}
 
+	p->n_overrides = n_ovr;
 	if (load_config(p, config_path, sizeof(err), err) != CHAT_OK) {
 		chat_prog_error(p, "%s", err);
 		status = 1;
@@ -627,7 +698,10 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 			goto out;
 		}
 	}
-	if (default_plugin_dir(p, sizeof(err), err)) {
+	/* The file found (--config, $CHAT_CONFIG or the search path): read
+	 * again by chat_prog_reload. */
+	p->config_path = chat_config_file(p->cfg);
+	if (default_plugin_dir(p->cfg, sizeof(err), err)) {
 		chat_prog_error(p, "%s", err);
 		status = 1;
 		goto out;
@@ -669,11 +743,13 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	if (check_plugin_sections(p) || load_suites(p) || check_keepalive(p) ||
-	    check_reserved(p)) {
+	if (check_loaded(p, p->cfg, sizeof(err), err)) {
+		chat_prog_error(p, "%s", err);
 		status = 1;
 		goto out;
 	}
+	if (check && p->check_config && (status = p->check_config(p)) != 0)
+		goto out;
 	if (check) {
 		printf("%s: configuration OK: %s; transport '%s' %s from %s; %zu plugin(s) loaded\n",
 		       p->name, chat_config_file(p->cfg), p->transport->desc->name,
@@ -682,9 +758,37 @@ int chat_prog_start(struct chat_prog *p, int argc, char **argv)
 		goto out;
 	}
 out:
-	free(ovr);
 	free(extra);
 	return status;
+}
+
+int chat_prog_reload(struct chat_prog *p, struct chat_config **out, size_t errlen, char *err)
+{
+	struct chat_config *cfg = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = chat_config_load(p->config_path, &cfg, errlen, err)) != CHAT_OK)
+		return rc;
+	for (size_t i = 0; i < p->n_overrides; i++) {
+		const struct chat_prog_override *o = &p->overrides[i];
+		rc = o->section ? chat_config_override(cfg, o->section, o->key, o->value, o->origin,
+		                                       errlen, err)
+		                : chat_config_set(cfg, o->value, errlen, err);
+		if (rc)
+			goto out;
+	}
+	if ((rc = default_plugin_dir(cfg, errlen, err)) != CHAT_OK)
+		goto out;
+	if (check_loaded(p, cfg, errlen, err))
+		rc = CHAT_ERR_CONFIG;
+out:
+	if (rc) {
+		chat_config_free(cfg);
+		return rc;
+	}
+	*out = cfg;
+	return CHAT_OK;
 }
 
 static int print_record(void *arg, const struct chat_seclog_record *r)
@@ -731,6 +835,9 @@ void chat_prog_finish(struct chat_prog *p)
 {
 	chat_registry_free(p->reg);
 	chat_config_free(p->cfg);
+	free(p->overrides);
 	p->reg = NULL;
 	p->cfg = NULL;
+	p->overrides = NULL;
+	p->n_overrides = 0;
 }

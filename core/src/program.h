@@ -32,6 +32,8 @@ struct chat_prog_opt {
 /* The value names a file: an empty one is refused. */
 #define CHAT_PROG_OPT_FILE 1u
 
+struct chat_prog_override; /* a --set or a program flag, kept for chat_prog_reload */
+
 struct chat_prog {
 	/* Set by the program before chat_prog_start. */
 	const char *name;     /* "chat-relay" */
@@ -44,6 +46,11 @@ struct chat_prog {
 	 * with refuse_why after "suite NAME ": what this program cannot do. */
 	unsigned refuse_flags;
 	const char *refuse_why;
+	/* The program's own part of --check-config, or NULL: run once the
+	 * configuration and the plugins passed, before "configuration OK" (the
+	 * relay checks its database and log there).  Prints what it finds;
+	 * returns 0, or the exit status. */
+	int (*check_config)(struct chat_prog *p);
 
 	/* Filled in by chat_prog_start. */
 	struct chat_config *cfg;
@@ -51,6 +58,12 @@ struct chat_prog {
 	const struct chat_loaded *transport;
 	const char *plugin_dir;
 	size_t max_frame;
+	/* How the configuration was made, for chat_prog_reload: the file, then
+	 * the command line's overrides in their order (their values point into
+	 * argv). */
+	const char *config_path;
+	struct chat_prog_override *overrides;
+	size_t n_overrides;
 };
 
 /* Take the program options (p->opts) out of argv, as --NAME VALUE,
@@ -76,9 +89,17 @@ int chat_prog_show_log(const struct chat_prog *p, const char *path, size_t secre
  * a configuration or plugin error, 2 on a usage error); messages are
  * printed. */
 int chat_prog_start(struct chat_prog *p, int argc, char **argv);
+/* Read the configuration again as chat_prog_start made it (the same file,
+ * then the same overrides, which win again) and check it as at start:
+ * values, the suites the program uses (loaded now if new), [plugin.NAME]
+ * sections against their plugins.  Nothing of p changes: the caller decides
+ * what to apply.  CHAT_OK with *out the new configuration (the caller frees
+ * it), or an error with err saying what is wrong, e.g. "chat.ini:12: ...". */
+int chat_prog_reload(struct chat_prog *p, struct chat_config **out, size_t errlen, char *err);
 void chat_prog_finish(struct chat_prog *p);
 
-/* Print "<program>: <message>" to stderr. */
+/* Print "<program>: <message>" to stderr (and log it as an error too when
+ * the log goes elsewhere: chat_log_open). */
 void chat_prog_error(const struct chat_prog *p, const char *fmt, ...) CHAT_PRINTF(2, 3);
 
 #endif

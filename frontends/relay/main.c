@@ -1,7 +1,11 @@
 /* chat-relay: the relay server.  One epoll loop, non-blocking sockets,
- * bounded per-client output queues; the routing itself is relay.c. */
+ * bounded per-client output queues; the routing itself is relay.c.  As a
+ * service (docs/SERVICE.md): SIGHUP reads chat.ini again and reopens the
+ * log, SIGTERM and SIGINT stop it, a lock keeps a second relay off its
+ * database. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #include "durable.h"
+#include "lockfile.h"
 #include "log.h"
 #include "loop.h"
 #include "program.h"
@@ -39,11 +44,33 @@ struct server {
 	size_t max_clients;
 	unsigned long long nofile; /* the open-file limit the relay runs with */
 	struct chat_log_limit lim_accept;
+	int lock_fd;              /* DATABASE.lock, held while the relay runs */
+	/* The configuration last applied: prog.cfg at start, then the newest a
+	 * SIGHUP accepted.  prog.cfg stays what the relay started with (the
+	 * plugins read it; settings that need a restart are compared with it). */
+	struct chat_config *live;
+	char log_target[PATH_MAX]; /* "stderr", "syslog" or the file */
 };
 
 /* Files the relay holds besides its clients: stdio, the listener, epoll,
  * the signalfd, the database with its -wal and -shm, a few spare. */
 #define FD_MARGIN 32
+
+/* At start, and when SIGHUP raises relay.max_clients. */
+static void warn_fd_limit(struct server *s)
+{
+	struct rlimit rl;
+
+	if (!s->nofile || s->nofile >= s->max_clients + FD_MARGIN || getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	chat_warn("the open-file limit (RLIMIT_NOFILE) is %llu (hard limit %llu), below "
+	          "relay.max_clients (%zu) + %d for the relay's own files: from about %llu "
+	          "connections on, new ones fail with 'too many open files (EMFILE)'.  Raise "
+	          "the hard limit (ulimit -Hn; LimitNOFILE= under systemd) or lower "
+	          "relay.max_clients", s->nofile,
+	          rl.rlim_max == RLIM_INFINITY ? 0ull : (unsigned long long)rl.rlim_max,
+	          s->max_clients, FD_MARGIN, s->nofile > FD_MARGIN ? s->nofile - FD_MARGIN : 0ull);
+}
 
 /* RLIMIT_NOFILE: the soft limit up to the hard one (a default soft limit
  * of 1,024 would stop a relay of 10,000 clients at about 1,000), and a
@@ -81,15 +108,7 @@ static void raise_fd_limit(struct server *s)
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
 	s->nofile = rl.rlim_cur == RLIM_INFINITY ? 0 : rl.rlim_cur;
-	if (s->nofile && s->nofile < s->max_clients + FD_MARGIN)
-		chat_warn("the open-file limit (RLIMIT_NOFILE) is %llu (hard limit %llu), below "
-		          "relay.max_clients (%zu) + %d for the relay's own files: from about %llu "
-		          "connections on, new ones fail with 'too many open files (EMFILE)'.  Raise "
-		          "the hard limit (ulimit -Hn; LimitNOFILE= under systemd) or lower "
-		          "relay.max_clients", s->nofile,
-		          rl.rlim_max == RLIM_INFINITY ? 0ull : (unsigned long long)rl.rlim_max,
-		          s->max_clients, FD_MARGIN,
-		          s->nofile > FD_MARGIN ? s->nofile - FD_MARGIN : 0ull);
+	warn_fd_limit(s);
 }
 
 /* errno of a failed accept (the transport keeps it with CHAT_ERR_IO), named:
@@ -160,10 +179,42 @@ out:
 	return rc;
 }
 
+/* DATABASE.lock: one relay per database.  0, or the exit status. */
+static int lock_store(struct server *s, const char *path, const char *where)
+{
+	char lock[PATH_MAX + 8], err[PATH_MAX + 200];
+	pid_t holder;
+
+	if ((size_t)snprintf(lock, sizeof(lock), "%s.lock", path) >= sizeof(lock)) {
+		chat_prog_error(&s->prog, "relay.database (%s): path too long", where);
+		return 1;
+	}
+	switch (chat_lockfile_take(lock, &s->lock_fd, &holder, sizeof(err), err)) {
+	case CHAT_OK:
+		return 0;
+	case CHAT_ERR_AGAIN:
+		if (holder > 0)
+			chat_prog_error(&s->prog, "the database %s (relay.database, %s) is in use by another "
+			                "relay, pid %ld (it holds the lock %s): one relay per database.  "
+			                "Stop that one first, or give this one another relay.database",
+			                path, where, (long)holder, lock);
+		else
+			chat_prog_error(&s->prog, "the database %s (relay.database, %s) is in use by another "
+			                "relay (it holds the lock %s; its pid cannot be told): one relay "
+			                "per database", path, where, lock);
+		return 1;
+	default:
+		chat_prog_error(&s->prog, "%s (relay.database, %s)", err, where);
+		return 1;
+	}
+}
+
 /* relay.database: open (creating the file, and its directory if that is
  * missing) and check it before anything listens; never replace a store
- * that existed by an empty one without --init-store.  0, or the exit status. */
-static int open_store(struct server *s)
+ * that existed by an empty one without --init-store.  With lock, first
+ * take DATABASE.lock (--add-admin goes without: it may run beside the
+ * relay, as SQLite allows).  0, or the exit status. */
+static int open_store(struct server *s, int lock)
 {
 	const char *path = chat_config_path(s->prog.cfg, "relay", "database");
 	const char *where = chat_config_where(s->prog.cfg, "relay", "database");
@@ -182,6 +233,20 @@ static int open_store(struct server *s)
 		chat_prog_error(&s->prog, "relay.database (%s): path too long", where);
 		return 1;
 	}
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			chat_prog_error(&s->prog, "cannot create the directory %s for relay.database (%s): %s",
+			                dir, chat_config_where(s->prog.cfg, "relay", "database"), strerror(errno));
+			return 1;
+		}
+	}
+	/* Before anything is looked at: another relay may be creating it. */
+	if (lock && lock_store(s, path, where))
+		return 1;
 	/* Anything but "not there" is left for chat_store_open to report. */
 	have_db = !(stat(path, &sb) != 0 && errno == ENOENT);
 	have_marker = !(lstat(marker, &sb) != 0 && errno == ENOENT);
@@ -197,17 +262,6 @@ static int open_store(struct server *s)
 		                "never replaced; start without --init-store to use it, or move it away "
 		                "first", path, where);
 		return 1;
-	}
-	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			chat_prog_error(&s->prog, "cannot create the directory %s for relay.database (%s): %s",
-			                dir, chat_config_where(s->prog.cfg, "relay", "database"), strerror(errno));
-			return 1;
-		}
 	}
 	if (chat_store_open(path, &s->store, sizeof(err), err) != CHAT_OK) {
 		chat_prog_error(&s->prog, "cannot use the database (relay.database, %s): %s", where, err);
@@ -356,6 +410,230 @@ static long long stop_when_drained(struct chat_loop *loop, void *arg)
 	return 50;
 }
 
+/* relay.log as chat_log_open takes it: "stderr", "syslog", or the file's
+ * path (relative to chat.ini's directory, or to the working directory when
+ * given on the command line). */
+static void log_target(const struct chat_config *cfg, size_t cap, char *dst)
+{
+	const char *raw = chat_config_get(cfg, "relay", "log");
+
+	if (!raw || !*raw || !strcmp(raw, "stderr") || !strcmp(raw, "syslog"))
+		snprintf(dst, cap, "%s", raw && *raw ? raw : "stderr");
+	else
+		snprintf(dst, cap, "%s", chat_config_path(cfg, "relay", "log"));
+}
+
+/* Everything the relay engine takes from the configuration; names and ptrs
+ * hold relay.suites (the engine copies them). */
+static void relay_settings(const struct chat_config *cfg, size_t max_frame,
+                           struct chat_relay_config *rc, char (*names)[33], const char **ptrs)
+{
+	memset(rc, 0, sizeof(*rc));
+	rc->nsuites = chat_config_list(cfg, "relay", "suites", 16, names);
+	for (size_t i = 0; i < rc->nsuites; i++)
+		ptrs[i] = names[i];
+	rc->suites = ptrs;
+	rc->guests = chat_config_bool(cfg, "relay", "guests");
+	rc->open_registration = chat_config_bool(cfg, "relay", "open_registration");
+	rc->friends_only = chat_config_bool(cfg, "relay", "friends_only");
+	rc->queue_max_messages = (size_t)chat_config_int(cfg, "relay", "queue_max_messages");
+	rc->queue_max_bytes = (uint64_t)chat_config_int(cfg, "relay", "queue_max_bytes");
+	rc->queue_expiry_ms = chat_config_int(cfg, "relay", "queue_expiry") * 1000LL;
+	rc->archive = chat_config_bool(cfg, "relay", "archive");
+	rc->archive_ms = chat_config_int(cfg, "relay", "archive_days") * 86400000LL;
+	rc->throttle_after = (unsigned)chat_config_int(cfg, "relay", "login_throttle_after");
+	rc->throttle_ms = chat_config_int(cfg, "relay", "login_throttle_ms");
+	rc->throttle_max_ms = chat_config_int(cfg, "relay", "login_throttle_max_ms");
+	rc->guard_after = (unsigned)chat_config_int(cfg, "relay", "login_guard_after");
+	rc->register_after = (unsigned)chat_config_int(cfg, "relay", "register_throttle_after");
+	rc->register_ms = chat_config_int(cfg, "relay", "register_throttle_ms");
+	rc->register_max_ms = chat_config_int(cfg, "relay", "register_throttle_max_ms");
+	rc->reveal_accounts = chat_config_bool(cfg, "relay", "reveal_accounts");
+	rc->scram_iterations = (unsigned)chat_config_int(cfg, "relay", "scram_iterations");
+	rc->limits.max_frame = max_frame;
+	rc->limits.out_limit = (size_t)chat_config_int(cfg, "relay", "out_queue_limit");
+	rc->max_clients = (size_t)chat_config_int(cfg, "relay", "max_clients");
+	rc->idle_timeout_ms = chat_config_int(cfg, "relay", "idle_timeout") * 1000;
+	rc->keepalive_s = (unsigned)chat_config_int(cfg, "relay", "keepalive");
+	rc->dead_after_s = (unsigned)chat_config_int(cfg, "relay", "dead_after");
+	rc->max_rooms_per_client = (size_t)chat_config_int(cfg, "relay", "max_rooms");
+	rc->max_room_members = (size_t)chat_config_int(cfg, "relay", "max_room_members");
+	rc->max_pending_offers = 32;
+	rc->max_bad_requests = 10;
+	rc->login_timeout_s = (unsigned)chat_config_int(cfg, "relay", "login_timeout");
+	rc->max_unauth_per_address = (unsigned)chat_config_int(cfg, "relay", "max_unauth_per_address");
+	rc->prelogin_max_frame = (size_t)chat_config_int(cfg, "relay", "prelogin_max_frame");
+	long long reserved = chat_config_int(cfg, "relay", "reserved_slots");
+	/* -1: a tenth; chat_prog_start (and chat_prog_reload) checked that an
+	 * explicit value is below max_clients. */
+	rc->reserved_slots = reserved < 0 ? rc->max_clients / 10 : (size_t)reserved;
+	rc->log_interval_s = (unsigned)chat_config_int(cfg, "relay", "log_interval");
+}
+
+/* A setting as people read it, to compare and to log: a path resolved,
+ * a list normalised, a boolean as yes/no, "(empty)" for nothing. */
+static void setting_text(const struct chat_config *cfg, const struct chat_cfg_key *k, size_t cap,
+                         char *dst)
+{
+	const char *v = chat_config_get(cfg, k->section, k->key);
+	char names[16][33];
+
+	if (!strcmp(k->section, "relay") && !strcmp(k->key, "log")) {
+		log_target(cfg, cap, dst);
+		return;
+	}
+	switch (k->type) {
+	case CHAT_CFG_PATH:
+		v = chat_config_path(cfg, k->section, k->key);
+		break;
+	case CHAT_CFG_BOOL:
+		v = chat_config_bool(cfg, k->section, k->key) ? "yes" : "no";
+		break;
+	case CHAT_CFG_INT:
+		snprintf(dst, cap, "%lld", chat_config_int(cfg, k->section, k->key));
+		return;
+	case CHAT_CFG_LIST: {
+		size_t n = chat_config_list(cfg, k->section, k->key, 16, names), used = 0;
+		dst[0] = '\0';
+		for (size_t i = 0; i < n && used < cap; i++)
+			used += (size_t)snprintf(dst + used, cap - used, "%s%s", i ? ", " : "", names[i]);
+		if (!n)
+			snprintf(dst, cap, "(empty)");
+		return;
+	}
+	}
+	snprintf(dst, cap, "%s", v && *v ? v : "(empty)");
+}
+
+/* Say what cfg changes, one line a setting: those the relay applies
+ * (CHAT_CFG_LIVE) against the configuration last applied, the others
+ * against the one it started with, as needing a restart (also a
+ * [plugin.NAME] key, named without its value: it may be a secret).  The
+ * counts in *applied and *restart. */
+static void say_changes(struct server *s, const struct chat_config *cfg, int *applied, int *restart)
+{
+	char was[PATH_MAX + 64], now[PATH_MAX + 64];
+	const struct chat_config *cfgs[2] = { s->prog.cfg, cfg };
+
+	*applied = *restart = 0;
+	for (const struct chat_cfg_key *k = chat_cfg_schema; k->section; k++) {
+		if (strcmp(k->section, "core") && strcmp(k->section, "relay"))
+			continue; /* the client's and peer's: not the relay's business */
+		int live = (k->flags & CHAT_CFG_LIVE) != 0;
+		setting_text(live ? s->live : s->prog.cfg, k, sizeof(was), was);
+		setting_text(cfg, k, sizeof(now), now);
+		if (!strcmp(was, now))
+			continue;
+		if (live) {
+			chat_info("SIGHUP: %s.%s: %s -> %s (%s)", k->section, k->key, was, now,
+			          chat_config_where(cfg, k->section, k->key));
+			++*applied;
+		} else {
+			chat_warn("SIGHUP: %s.%s: %s -> %s (%s) needs a restart: the relay goes on with %s",
+			          k->section, k->key, was, now, chat_config_where(cfg, k->section, k->key),
+			          was);
+			++*restart;
+		}
+	}
+	/* Every [plugin.NAME] key set on either side, each once. */
+	for (int side = 0; side < 2; side++) {
+		for (size_t i = 0; i < chat_config_plugin_sections(cfgs[side]); i++) {
+			char section[64];
+			const char *key;
+			snprintf(section, sizeof(section), "plugin.%s", chat_config_plugin_section(cfgs[side], i));
+			if (side == 1 && chat_config_key_at(cfgs[0], section, 0))
+				continue; /* done from the old side */
+			for (int kside = 0; kside < 2; kside++) {
+				for (size_t j = 0; (key = chat_config_key_at(cfgs[kside], section, j)); j++) {
+					const char *a = chat_config_get(cfgs[0], section, key);
+					const char *b = chat_config_get(cfgs[1], section, key);
+					if ((kside == 1 && a) || (a && b && !strcmp(a, b)))
+						continue;
+					chat_warn("SIGHUP: [%s] %s %s (%s) needs a restart", section, key,
+					          !a ? "set" : !b ? "removed" : "changed",
+					          b ? chat_config_where(cfg, section, key)
+					            : chat_config_file(cfg) ? chat_config_file(cfg) : "no file");
+					++*restart;
+				}
+			}
+		}
+	}
+}
+
+/* The log file opened again by its name (logrotate renamed it); on failure
+ * the lines go on to the file as it was. */
+static void reopen_log(void)
+{
+	char err[PATH_MAX + 200];
+
+	if (chat_log_reopen(sizeof(err), err) != CHAT_OK)
+		chat_err("SIGHUP: %s (relay.log); logging on to the file as it was open", err);
+}
+
+/* SIGHUP: the log reopened, chat.ini read again (with the same command-line
+ * overrides) and what can change on a running relay applied; a
+ * configuration that does not pass is refused whole, and the relay goes on
+ * as it was. */
+static void reload(struct server *s)
+{
+	struct chat_config *cfg = NULL;
+	struct chat_relay_config rc;
+	char err[2048], target[PATH_MAX], names[16][33];
+	const char *ptrs[16];
+	int applied, restart, level, old_level = chat_log_level(), rv;
+
+	if (chat_prog_reload(&s->prog, &cfg, sizeof(err), err) != CHAT_OK) {
+		reopen_log();
+		chat_err("SIGHUP: %s: the configuration is refused; the relay goes on with its "
+		         "settings as they were", err);
+		return;
+	}
+	relay_settings(cfg, s->prog.max_frame, &rc, names, ptrs);
+	log_target(cfg, sizeof(target), target);
+	if (strcmp(target, s->log_target)) {
+		/* Said in the old log (once the new one is known to open), then in
+		 * the new one. */
+		int fd = -1;
+		if (strcmp(target, "stderr") && strcmp(target, "syslog") &&
+		    (fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600)) >= 0)
+			close(fd);
+		if (fd >= 0 || !strcmp(target, "stderr") || !strcmp(target, "syslog"))
+			chat_info("SIGHUP: relay.log: %s -> %s (%s): the log goes on there", s->log_target,
+			          target, chat_config_where(cfg, "relay", "log"));
+		if (chat_log_open(target, sizeof(err), err) != CHAT_OK) {
+			chat_err("SIGHUP: %s (relay.log, %s): the configuration is refused; the relay goes on "
+			         "with its settings as they were", err, chat_config_where(cfg, "relay", "log"));
+			chat_config_free(cfg);
+			return;
+		}
+		chat_info("SIGHUP: the log continues here, from %s", s->log_target);
+		snprintf(s->log_target, sizeof(s->log_target), "%s", target);
+	} else {
+		reopen_log();
+	}
+	if ((rv = chat_relay_reconfigure(s->relay, &rc)) != CHAT_OK) {
+		chat_err("SIGHUP: the relay cannot take the new settings (%s); it goes on with them as "
+		         "they were", chat_strerror(rv));
+		chat_config_free(cfg);
+		return;
+	}
+	/* Said at the more verbose of the two levels, then the new one. */
+	level = chat_log_parse_level(chat_config_get(cfg, "core", "log_level"));
+	chat_log_set_level(level > old_level ? level : old_level);
+	say_changes(s, cfg, &applied, &restart);
+	chat_info("SIGHUP: read %s again: %d setting(s) applied, %d need(s) a restart",
+	          chat_config_file(cfg) ? chat_config_file(cfg) : "(no file)", applied, restart);
+	chat_log_set_level(level);
+	s->lim_accept.interval_ms = rc.log_interval_s * 1000u;
+	if (rc.max_clients != s->max_clients) {
+		s->max_clients = rc.max_clients;
+		warn_fd_limit(s);
+	}
+	if (s->live != s->prog.cfg)
+		chat_config_free(s->live);
+	s->live = cfg;
+}
+
 static void on_signal(struct chat_loop *loop, int fd, unsigned events, void *arg)
 {
 	struct server *s = arg;
@@ -364,6 +642,13 @@ static void on_signal(struct chat_loop *loop, int fd, unsigned events, void *arg
 	(void)events;
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGHUP) {
+		if (s->stopping)
+			chat_info("SIGHUP ignored: shutting down");
+		else
+			reload(s);
+		return;
+	}
 	if (s->stopping) {
 		chat_info("second %s: stopping now", strsignal((int)si.ssi_signo));
 		chat_loop_stop(loop);
@@ -378,92 +663,122 @@ static void on_signal(struct chat_loop *loop, int fd, unsigned events, void *arg
 	chat_loop_timer_add(loop, 0, stop_when_drained, s, NULL);
 }
 
-/* relay.suites: the suites the relay carries (chat_prog_start already
- * loaded each, so a typo was reported before we got here). */
-static void load_policy(struct server *s, struct chat_relay_config *rc, char (*names)[33],
-                        const char **ptrs)
+/* --check-config, the relay's part: can relay.log be written, and what is
+ * the database (read-only: never created or migrated here)?  0, or 1. */
+static int check_config(struct chat_prog *p)
 {
-	rc->nsuites = chat_config_list(s->prog.cfg, "relay", "suites", 16, names);
-	for (size_t i = 0; i < rc->nsuites; i++)
-		ptrs[i] = names[i];
-	rc->suites = ptrs;
+	const char *db = chat_config_path(p->cfg, "relay", "database");
+	const char *where = chat_config_where(p->cfg, "relay", "database");
+	char target[PATH_MAX], err[PATH_MAX + 600], lock[PATH_MAX + 8];
+	int version, dir_missing;
+	struct stat sb;
+
+	log_target(p->cfg, sizeof(target), target);
+	if (strcmp(target, "stderr") && strcmp(target, "syslog")) {
+		/* Writable as the relay opens it, without creating it here. */
+		char dir[PATH_MAX], *slash;
+		snprintf(dir, sizeof(dir), "%s", target);
+		slash = strrchr(dir, '/');
+		if (slash)
+			*(slash == dir ? slash + 1 : slash) = '\0';
+		const char *d = slash ? dir : ".";
+		int rc = stat(target, &sb) == 0 ? (S_ISDIR(sb.st_mode) ? (errno = EISDIR, -1)
+		                                                       : access(target, W_OK))
+		                                : errno != ENOENT ? -1 : access(d, W_OK | X_OK);
+		if (rc != 0) {
+			chat_prog_error(p, "cannot write the log file %s (relay.log, %s): %s", target,
+			                chat_config_where(p->cfg, "relay", "log"), strerror(errno));
+			return 1;
+		}
+	}
+	if (!db || !*db) {
+		printf("%s: no relay.database: guests only, nothing is stored\n", p->name);
+		return 0;
+	}
+	snprintf(lock, sizeof(lock), "%s.lock", db);
+	int rc = chat_store_probe(db, &version, &dir_missing, sizeof(err), err);
+	if (rc == CHAT_ERR_NOTFOUND) {
+		char marker[PATH_MAX + 8];
+		snprintf(marker, sizeof(marker), "%s.marker", db);
+		if (lstat(marker, &sb) == 0) {
+			chat_prog_error(p, "relay.database (%s): %s, but %s says a store was created there: "
+			                "the relay refuses to start.  Restore the database, or start once "
+			                "with --init-store to create an empty one", where, err, marker);
+			return 1;
+		}
+		printf("%s: relay.database (%s): %s: the relay creates it at its first start (or "
+		       "chat-relay --init-store)%s\n", p->name, where, err,
+		       dir_missing ? ", and the directory too (one level)" : "");
+		return 0;
+	}
+	if (rc != CHAT_OK) {
+		chat_prog_error(p, "relay.database (%s): %s", where, err);
+		return 1;
+	}
+	pid_t holder = chat_lockfile_holder(lock, sizeof(err), err);
+	char in_use[64] = "";
+	if (holder > 0)
+		snprintf(in_use, sizeof(in_use), "; in use by the relay with pid %ld", (long)holder);
+	if (version < CHAT_STORE_SCHEMA_VERSION)
+		printf("%s: relay.database %s: schema version %d, migrated to %d at the next start%s\n",
+		       p->name, db, version, CHAT_STORE_SCHEMA_VERSION, in_use);
+	else
+		printf("%s: relay.database %s: schema version %d%s\n", p->name, db, version, in_use);
+	return 0;
 }
 
 static int serve(struct server *s)
 {
 	const char *address = chat_config_get(s->prog.cfg, "relay", "listen");
-	struct chat_relay_config rc = { 0 };
-	char names[16][33], bound[CHAT_ADDR_MAX];
+	struct chat_relay_config rc;
+	char names[16][33], bound[CHAT_ADDR_MAX], err[PATH_MAX + 200];
 	const char *ptrs[16];
 	sigset_t mask;
-	int err;
+	int rv;
 
-	load_policy(s, &rc, names, ptrs);
-	if ((err = open_store(s)))
-		return err;
-	if (s->add_admin)
+	relay_settings(s->prog.cfg, s->prog.max_frame, &rc, names, ptrs);
+	if (s->add_admin) {
+		if ((rv = open_store(s, 0)))
+			return rv;
 		return add_admin(s);
+	}
+	/* From here on, these come through the signalfd (made below; until
+	 * then they wait): a SIGHUP while the store opens no longer kills. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log_target(s->prog.cfg, sizeof(s->log_target), s->log_target);
+	if (chat_log_open(s->log_target, sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(&s->prog, "%s (relay.log, %s)", err,
+		                chat_config_where(s->prog.cfg, "relay", "log"));
+		return 1;
+	}
+	if ((rv = open_store(s, 1)))
+		return rv;
 	rc.store = s->store;
-	rc.guests = chat_config_bool(s->prog.cfg, "relay", "guests");
-	rc.open_registration = chat_config_bool(s->prog.cfg, "relay", "open_registration");
-	rc.friends_only = chat_config_bool(s->prog.cfg, "relay", "friends_only");
-	rc.queue_max_messages = (size_t)chat_config_int(s->prog.cfg, "relay", "queue_max_messages");
-	rc.queue_max_bytes = (uint64_t)chat_config_int(s->prog.cfg, "relay", "queue_max_bytes");
-	rc.queue_expiry_ms = chat_config_int(s->prog.cfg, "relay", "queue_expiry") * 1000LL;
-	rc.archive = chat_config_bool(s->prog.cfg, "relay", "archive");
-	rc.archive_ms = chat_config_int(s->prog.cfg, "relay", "archive_days") * 86400000LL;
-	rc.throttle_after = (unsigned)chat_config_int(s->prog.cfg, "relay", "login_throttle_after");
-	rc.throttle_ms = chat_config_int(s->prog.cfg, "relay", "login_throttle_ms");
-	rc.throttle_max_ms = chat_config_int(s->prog.cfg, "relay", "login_throttle_max_ms");
-	rc.guard_after = (unsigned)chat_config_int(s->prog.cfg, "relay", "login_guard_after");
-	rc.register_after = (unsigned)chat_config_int(s->prog.cfg, "relay", "register_throttle_after");
-	rc.register_ms = chat_config_int(s->prog.cfg, "relay", "register_throttle_ms");
-	rc.register_max_ms = chat_config_int(s->prog.cfg, "relay", "register_throttle_max_ms");
-	rc.reveal_accounts = chat_config_bool(s->prog.cfg, "relay", "reveal_accounts");
-	rc.scram_iterations = (unsigned)chat_config_int(s->prog.cfg, "relay", "scram_iterations");
 	s->tp = s->prog.transport->desc->ops.transport;
-	rc.limits.max_frame = s->prog.max_frame;
-	rc.limits.out_limit = (size_t)chat_config_int(s->prog.cfg, "relay", "out_queue_limit");
-	rc.max_clients = (size_t)chat_config_int(s->prog.cfg, "relay", "max_clients");
-	rc.idle_timeout_ms = chat_config_int(s->prog.cfg, "relay", "idle_timeout") * 1000;
-	rc.keepalive_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "keepalive");
-	rc.dead_after_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "dead_after");
-	rc.max_rooms_per_client = (size_t)chat_config_int(s->prog.cfg, "relay", "max_rooms");
-	rc.max_room_members = (size_t)chat_config_int(s->prog.cfg, "relay", "max_room_members");
-	rc.max_pending_offers = 32;
-	rc.max_bad_requests = 10;
-	rc.login_timeout_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "login_timeout");
-	rc.max_unauth_per_address =
-		(unsigned)chat_config_int(s->prog.cfg, "relay", "max_unauth_per_address");
-	rc.prelogin_max_frame = (size_t)chat_config_int(s->prog.cfg, "relay", "prelogin_max_frame");
-	long long reserved = chat_config_int(s->prog.cfg, "relay", "reserved_slots");
-	/* -1: a tenth; chat_prog_start checked that an explicit value is below max_clients. */
-	rc.reserved_slots = reserved < 0 ? rc.max_clients / 10 : (size_t)reserved;
-	rc.log_interval_s = (unsigned)chat_config_int(s->prog.cfg, "relay", "log_interval");
 	s->max_clients = rc.max_clients;
 	s->lim_accept.kind = "failed accepts";
 	s->lim_accept.level = CHAT_LOG_WARN;
 	s->lim_accept.interval_ms = rc.log_interval_s * 1000u;
 	raise_fd_limit(s);
 
-	if ((err = chat_loop_new(&s->loop)) || (err = chat_relay_new(s->loop, &rc, &s->relay))) {
-		chat_prog_error(&s->prog, "cannot start: %s", chat_strerror(err));
+	if ((rv = chat_loop_new(&s->loop)) || (rv = chat_relay_new(s->loop, &rc, &s->relay))) {
+		chat_prog_error(&s->prog, "cannot start: %s", chat_strerror(rv));
 		return 1;
 	}
-	err = s->tp->listen(&s->prog.transport->host, address, &s->listener);
-	if (err) {
+	rv = s->tp->listen(&s->prog.transport->host, address, &s->listener);
+	if (rv) {
 		chat_prog_error(&s->prog, "cannot listen on %s (relay.listen, %s): %s", address,
-		                chat_config_where(s->prog.cfg, "relay", "listen"), chat_strerror(err));
+		                chat_config_where(s->prog.cfg, "relay", "listen"), chat_strerror(rv));
 		return 1;
 	}
 	if (s->tp->address(s->listener, 1, sizeof(bound), bound) != CHAT_OK)
 		snprintf(bound, sizeof(bound), "%s", address);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	s->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (s->signal_fd < 0 ||
 	    chat_loop_add(s->loop, s->signal_fd, CHAT_EV_READ, on_signal, s, &s->signal_watch) ||
@@ -494,9 +809,9 @@ static int serve(struct server *s)
 		          rc.prelogin_max_frame < rc.limits.max_frame ? rc.prelogin_max_frame
 		                                                      : rc.limits.max_frame);
 	}
-	err = chat_loop_run(s->loop);
-	if (err) {
-		chat_prog_error(&s->prog, "event loop failed: %s", chat_strerror(err));
+	rv = chat_loop_run(s->loop);
+	if (rv) {
+		chat_prog_error(&s->prog, "event loop failed: %s", chat_strerror(rv));
 		return 1;
 	}
 	chat_info("stopped");
@@ -515,8 +830,10 @@ int main(int argc, char **argv)
 			.section = "relay",
 			.summary = "Relay server of the chat framework: routes end-to-end encrypted messages it cannot read.",
 			.flags = flags,
+			.check_config = check_config,
 		},
 		.signal_fd = -1,
+		.lock_fd = -1,
 	};
 	/* An action, not a configuration key. */
 	const struct chat_prog_opt opts[] = {
@@ -538,6 +855,7 @@ int main(int argc, char **argv)
 
 	s.prog.opts = opts;
 	status = chat_prog_start(&s.prog, argc, argv);
+	s.live = s.prog.cfg;
 	if (status < 0 && s.fingerprint)
 		status = print_fingerprint(&s);
 	if (status < 0)
@@ -553,6 +871,10 @@ int main(int argc, char **argv)
 	if (s.signal_fd >= 0)
 		close(s.signal_fd);
 	chat_store_close(s.store);
+	chat_lockfile_release(s.lock_fd); /* after the store: nobody else writes it before */
+	if (s.live != s.prog.cfg)
+		chat_config_free(s.live);
 	chat_prog_finish(&s.prog);
+	chat_log_close();
 	return status;
 }

@@ -86,7 +86,7 @@ int relay_intern_suite(struct chat_relay *r, const char *name)
 	return (int)r->nsuite_names++;
 }
 
-static int relay_carries(const struct chat_relay *r, const char *suite)
+int relay_carries(const struct chat_relay *r, const char *suite)
 {
 	if (!r->cfg.nsuites)
 		return 1;
@@ -100,6 +100,16 @@ int relay_has_suite(const struct client *c, int idx)
 {
 	for (size_t i = 0; i < c->nsuites; i++)
 		if (c->suites[i] == idx)
+			return 1;
+	return 0;
+}
+
+/* Both said HELLO with suites the relay carried then; relay.suites may
+ * have changed since (SIGHUP). */
+int relay_common_suite(const struct chat_relay *r, const struct client *c, const struct client *t)
+{
+	for (size_t i = 0; i < c->nsuites; i++)
+		if (relay_has_suite(t, c->suites[i]) && relay_carries(r, r->suite_names[c->suites[i]]))
 			return 1;
 	return 0;
 }
@@ -735,13 +745,13 @@ static void on_talk(struct chat_relay *r, struct client *c, const struct chat_ms
 		           "you already offered %s a conversation; waiting for an answer", t->name);
 		return;
 	}
-	for (size_t i = 0; i < c->nsuites && !common; i++)
-		common = relay_has_suite(t, c->suites[i]);
+	common = relay_common_suite(r, c, t);
 	if (!common) {
 		relay_suites_join(r, t, ", ", sizeof(theirs), theirs);
 		relay_suites_join(r, c, ", ", sizeof(mine), mine);
 		relay_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
-		           "%s offers only %s; you allow only %s", t->name, theirs, mine);
+		           "%s offers only %s; you allow only %s%s", t->name, theirs, mine,
+		           r->cfg.nsuites ? " (and this relay carries only what relay.suites lists)" : "");
 		return;
 	}
 	if (l && l->state == LINK_OFFER_IN) {
@@ -783,6 +793,11 @@ static void on_answer(struct chat_relay *r, struct client *c, const struct chat_
 		if (idx < 0 || !relay_has_suite(c, idx) || !relay_has_suite(t, idx)) {
 			relay_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, t->name,
 			           "suite %s is not allowed by both you and %s", m->suite, t->name);
+			return;
+		}
+		if (!relay_carries(r, m->suite)) {
+			relay_error(r, c, CHAT_PERR_SUITE_REFUSED, m->type, t->name,
+			           "this relay no longer carries %s (relay.suites)", m->suite);
 			return;
 		}
 		l->state = LINK_ACCEPTED;
@@ -1219,21 +1234,21 @@ static void limit_init(struct chat_log_limit *l, const struct chat_relay_config 
 	l->interval_ms = cfg->log_interval_s * 1000u;
 }
 
-int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
-                   struct chat_relay **out)
+/* What r->cfg implies: its own copy of the suites, the limits before login,
+ * the log limiters.  Then the address counts and the sweep, if now needed
+ * (neither goes away when no longer needed).  CHAT_OK or CHAT_ERR_NOMEM. */
+static int apply_config(struct chat_relay *r)
 {
-	struct chat_relay *r = calloc(1, sizeof(*r));
+	const struct chat_relay_config *cfg = &r->cfg;
 
-	*out = NULL;
-	if (!r)
-		return CHAT_ERR_NOMEM;
-	r->loop = loop;
-	r->cfg = *cfg;
-	chat_wbuf_init(&r->wb, cfg->limits.max_frame);
-	if (chat_os_random(sizeof(r->hash_key), r->hash_key) != CHAT_OK) {
-		chat_relay_free(r);
-		return CHAT_ERR_RANDOM;
+	if (r->cfg.nsuites > CHAT_SUITES_MAX)
+		r->cfg.nsuites = CHAT_SUITES_MAX;
+	for (size_t i = 0; i < r->cfg.nsuites; i++) {
+		if (r->cfg.suites[i] != r->policy[i])
+			snprintf(r->policy[i], sizeof(r->policy[i]), "%s", r->cfg.suites[i]);
+		r->policy_ptrs[i] = r->policy[i];
 	}
+	r->cfg.suites = r->policy_ptrs;
 	r->waiting_max = cfg->max_clients > cfg->reserved_slots ? cfg->max_clients - cfg->reserved_slots : 1;
 	r->prelogin = cfg->limits;
 	if (cfg->prelogin_max_frame) {
@@ -1253,13 +1268,65 @@ int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
 	limit_init(&r->lim_timeout, cfg, "connections closed (relay.login_timeout)", CHAT_LOG_INFO);
 	int swept = cfg->idle_timeout_ms > 0 || cfg->keepalive_s || cfg->dead_after_s ||
 	            cfg->login_timeout_s || cfg->log_interval_s;
-	if ((cfg->max_unauth_per_address && chat_addrcount_new(&r->addrs) != CHAT_OK) ||
-	    (swept && chat_loop_timer_add(loop, 1000, sweep, r, &r->sweep_timer) != CHAT_OK) ||
-	    relay_accounts_new(r) != CHAT_OK || relay_mail_new(r) != CHAT_OK) {
+	if ((cfg->max_unauth_per_address && !r->addrs && chat_addrcount_new(&r->addrs) != CHAT_OK) ||
+	    (swept && !r->sweep_timer &&
+	     chat_loop_timer_add(r->loop, 1000, sweep, r, &r->sweep_timer) != CHAT_OK))
+		return CHAT_ERR_NOMEM;
+	return CHAT_OK;
+}
+
+int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
+                   struct chat_relay **out)
+{
+	struct chat_relay *r = calloc(1, sizeof(*r));
+
+	*out = NULL;
+	if (!r)
+		return CHAT_ERR_NOMEM;
+	r->loop = loop;
+	r->cfg = *cfg;
+	chat_wbuf_init(&r->wb, cfg->limits.max_frame);
+	if (chat_os_random(sizeof(r->hash_key), r->hash_key) != CHAT_OK) {
+		chat_relay_free(r);
+		return CHAT_ERR_RANDOM;
+	}
+	if (apply_config(r) != CHAT_OK || relay_accounts_new(r) != CHAT_OK ||
+	    relay_mail_new(r) != CHAT_OK) {
 		chat_relay_free(r);
 		return CHAT_ERR_NOMEM;
 	}
 	*out = r;
+	return CHAT_OK;
+}
+
+int chat_relay_reconfigure(struct chat_relay *r, const struct chat_relay_config *cfg)
+{
+	struct chat_relay_config old = r->cfg;
+	int swept, rc;
+
+	if (!cfg || cfg->max_clients < 1 || cfg->reserved_slots >= cfg->max_clients ||
+	    cfg->limits.out_limit < 1 || cfg->nsuites > CHAT_SUITES_MAX)
+		return CHAT_ERR_INVALID;
+	/* Whatever can fail, before anything changes. */
+	swept = cfg->idle_timeout_ms > 0 || cfg->keepalive_s || cfg->dead_after_s ||
+	        cfg->login_timeout_s || cfg->log_interval_s;
+	if ((cfg->max_unauth_per_address && !r->addrs && chat_addrcount_new(&r->addrs) != CHAT_OK) ||
+	    (swept && !r->sweep_timer &&
+	     chat_loop_timer_add(r->loop, 1000, sweep, r, &r->sweep_timer) != CHAT_OK))
+		return CHAT_ERR_NOMEM;
+	if ((rc = relay_accounts_configure(r, cfg)) != CHAT_OK)
+		return rc;
+	r->cfg = *cfg;
+	/* What stays as made: the store, the buffer every message is built in. */
+	r->cfg.store = old.store;
+	r->cfg.limits.max_frame = old.limits.max_frame;
+	r->cfg.max_pending_offers = old.max_pending_offers;
+	r->cfg.max_bad_requests = old.max_bad_requests;
+	apply_config(r); /* allocates nothing now */
+	if (r->cfg.limits.out_limit != old.limits.out_limit)
+		for (struct client *c = r->clients; c; c = c->next)
+			if (!c->dead && c->state == ST_LOGGED_IN)
+				chat_conn_set_limits(c->conn, &r->cfg.limits);
 	return CHAT_OK;
 }
 
@@ -1332,7 +1399,8 @@ int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp,
 		refuse(r, tp, handle, "the relay is full: try again later");
 		return CHAT_ERR_NOSPACE;
 	}
-	if (r->addrs) {
+	/* r->addrs stays once made, also after max_unauth_per_address is set to 0. */
+	if (r->addrs && r->cfg.max_unauth_per_address) {
 		rc = chat_addrcount_add(r->addrs, peer, &slot, &count);
 		if (rc != CHAT_OK) {
 			tp->close(handle);

@@ -59,6 +59,16 @@ struct chat_relay_config {
 
 int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
                    struct chat_relay **out);
+/* New settings for a running relay (SIGHUP).  Everything but store,
+ * limits.max_frame, max_pending_offers and max_bad_requests, which stay as
+ * made, takes effect at once: for requests, connections and logins from now
+ * on and at the next once-a-second sweep (timeouts, keepalive);
+ * limits.out_limit also for the clients logged in.  A connection over a new,
+ * lower limit is not closed for it (it is counted against the new one).
+ * Clients keep the suites they were admitted with, but a new conversation
+ * needs a suite the relay still carries.  CHAT_OK, or CHAT_ERR_NOMEM /
+ * CHAT_ERR_INVALID with nothing changed. */
+int chat_relay_reconfigure(struct chat_relay *r, const struct chat_relay_config *cfg);
 /* Closes every client (without notice) and frees everything. */
 void chat_relay_free(struct chat_relay *r);
 

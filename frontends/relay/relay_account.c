@@ -32,37 +32,47 @@ static int restore_registrations(void *arg, const char *key, unsigned failures, 
 	return 0;
 }
 
+/* The throttling rules of cfg; unset values (a relay made by a test) get
+ * the documented defaults, and no rule is inconsistent. */
+static void rules(const struct chat_relay_config *cfg, struct chat_logins_config *lc,
+                  struct chat_throttle_config *rc)
+{
+	*lc = (struct chat_logins_config){
+		.after = cfg->throttle_after ? cfg->throttle_after : 5,
+		.guard_after = cfg->guard_after ? cfg->guard_after : 100,
+		.base_ms = cfg->throttle_ms > 0 ? cfg->throttle_ms : 1000,
+		.max_ms = cfg->throttle_max_ms > 0 ? cfg->throttle_max_ms : 300000,
+		.max_entries = THROTTLE_ENTRIES,
+	};
+	*rc = (struct chat_throttle_config){
+		.free_failures = cfg->register_after ? cfg->register_after : 3,
+		.base_ms = cfg->register_ms > 0 ? cfg->register_ms : 60000,
+		.max_ms = cfg->register_max_ms > 0 ? cfg->register_max_ms : 3600000,
+		.max_entries = THROTTLE_ENTRIES,
+	};
+	if (lc->guard_after < lc->after)
+		lc->guard_after = lc->after; /* the guard never engages before the others */
+	if (lc->max_ms < lc->base_ms)
+		lc->max_ms = lc->base_ms;
+	if (rc->max_ms < rc->base_ms)
+		rc->max_ms = rc->base_ms;
+	rc->forget_ms = rc->max_ms * 2 > REGISTER_FORGET_MS ? rc->max_ms * 2 : REGISTER_FORGET_MS;
+}
+
 /* The throttling tables, with the counts the store kept (the guard per
  * account, registrations per address), and the key of fake verifiers: made
  * once and kept in the store, so a restart does not change an unknown name's
  * salt (which would tell it from a real account, whose salt stays). */
 int relay_accounts_new(struct chat_relay *r)
 {
-	struct chat_logins_config lc = {
-		.after = r->cfg.throttle_after ? r->cfg.throttle_after : 5,
-		.guard_after = r->cfg.guard_after ? r->cfg.guard_after : 100,
-		.base_ms = r->cfg.throttle_ms > 0 ? r->cfg.throttle_ms : 1000,
-		.max_ms = r->cfg.throttle_max_ms > 0 ? r->cfg.throttle_max_ms : 300000,
-		.max_entries = THROTTLE_ENTRIES,
-	};
-	struct chat_throttle_config rc = {
-		.free_failures = r->cfg.register_after ? r->cfg.register_after : 3,
-		.base_ms = r->cfg.register_ms > 0 ? r->cfg.register_ms : 60000,
-		.max_ms = r->cfg.register_max_ms > 0 ? r->cfg.register_max_ms : 3600000,
-		.max_entries = THROTTLE_ENTRIES,
-	};
+	struct chat_logins_config lc;
+	struct chat_throttle_config rc;
 	uint8_t fresh[sizeof(r->fake_secret)];
 	int err;
 
 	if (!r->cfg.store)
 		return CHAT_OK;
-	if (lc.guard_after < lc.after)
-		lc.guard_after = lc.after; /* the guard never engages before the others */
-	if (lc.max_ms < lc.base_ms)
-		lc.max_ms = lc.base_ms;
-	if (rc.max_ms < rc.base_ms)
-		rc.max_ms = rc.base_ms;
-	rc.forget_ms = rc.max_ms * 2 > REGISTER_FORGET_MS ? rc.max_ms * 2 : REGISTER_FORGET_MS;
+	rules(&r->cfg, &lc, &rc);
 	r->register_forget_ms = rc.forget_ms;
 	if ((err = chat_logins_new(&lc, &r->logins)) != CHAT_OK ||
 	    (err = chat_throttle_new(&rc, &r->registrations)) != CHAT_OK)
@@ -81,6 +91,22 @@ int relay_accounts_new(struct chat_relay *r)
 		chat_err("cannot read the relay's secrets and throttling counts: %s",
 		         chat_store_error(r->cfg.store));
 	return err;
+}
+
+int relay_accounts_configure(struct chat_relay *r, const struct chat_relay_config *cfg)
+{
+	struct chat_logins_config lc;
+	struct chat_throttle_config rc;
+
+	if (!r->logins)
+		return CHAT_OK; /* no store: nothing is throttled */
+	rules(cfg, &lc, &rc);
+	/* rules() leaves nothing either would refuse. */
+	if (chat_logins_configure(r->logins, &lc) != CHAT_OK ||
+	    chat_throttle_configure(r->registrations, &rc) != CHAT_OK)
+		return CHAT_ERR_INVALID;
+	r->register_forget_ms = rc.forget_ms;
+	return CHAT_OK;
 }
 
 void relay_accounts_free(struct chat_relay *r)

@@ -107,6 +107,10 @@ struct chat_relay {
 	struct chat_timer *sweep_timer; /* once a second: keepalive, dead links, idle timeout */
 	uint32_t sweeps;             /* sweeps so far: the clock of the keepalive */
 	char suite_names[SUITE_TABLE_MAX][CHAT_NAME_MAX + 1];
+	/* relay.suites, the relay's own copy (cfg.suites points here), so that
+	 * chat_relay_reconfigure can change it. */
+	char policy[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
+	const char *policy_ptrs[CHAT_SUITES_MAX];
 	size_t nsuite_names;
 	struct chat_wbuf wb; /* reused for every outgoing message */
 	/* accounts and mail (relay_account.c, relay_mail.c); cfg.store NULL: guests only */
@@ -139,6 +143,10 @@ struct room *relay_find_room(const struct chat_relay *r, const char *name);
  * it is freed when its last member leaves, or with the relay. */
 struct room *relay_new_room(struct chat_relay *r, const char *name);
 int relay_intern_suite(struct chat_relay *r, const char *name);
+/* Does the relay carry the suite (relay.suites, as it is now)? */
+int relay_carries(const struct chat_relay *r, const char *suite);
+/* Do c and t allow a common suite the relay still carries? */
+int relay_common_suite(const struct chat_relay *r, const struct client *c, const struct client *t);
 int relay_has_suite(const struct client *c, int idx);
 void relay_suites_join(const struct chat_relay *r, const struct client *c, const char *sep,
                        size_t cap, char *dst);
@@ -166,6 +174,9 @@ int relay_accounts_new(struct chat_relay *r);
 /* "127.0.0.1:5555" -> "127.0.0.1", "[::1]:5555" -> "[::1]": what throttling counts per address. */
 void relay_peer_host(const struct client *c, size_t cap, char *dst);
 void relay_accounts_free(struct chat_relay *r);
+/* The throttling rules of cfg for the running tables (chat_relay_reconfigure):
+ * CHAT_OK, or CHAT_ERR_INVALID with nothing changed. */
+int relay_accounts_configure(struct chat_relay *r, const struct chat_relay_config *cfg);
 /* Bound the throttling counts kept in the store (inside a write). */
 int relay_accounts_prune(struct chat_relay *r, int64_t now_ms);
 void relay_on_auth(struct chat_relay *r, struct client *c, const struct chat_msg *m);

@@ -369,10 +369,7 @@ void relay_talk_registered(struct chat_relay *r, struct client *c, const struct 
 		return;
 	}
 	if (t && !t->dead) {
-		int common = 0;
-		for (size_t i = 0; i < c->nsuites && !common; i++)
-			common = relay_has_suite(t, c->suites[i]);
-		if (!common) {
+		if (!relay_common_suite(r, c, t)) {
 			char theirs[256], yours[256];
 			relay_suites_join(r, t, ", ", sizeof(theirs), theirs);
 			relay_suites_join(r, c, ", ", sizeof(yours), yours);
@@ -411,6 +408,11 @@ void relay_answer_registered(struct chat_relay *r, struct client *c, const struc
 		if (idx < 0 || !relay_has_suite(c, idx) || !csv_has(offered, m->suite)) {
 			relay_error(r, c, CHAT_PERR_NO_COMMON_SUITE, m->type, m->name,
 			            "suite %s is not allowed by both you and %s", m->suite, m->name);
+			return;
+		}
+		if (!relay_carries(r, m->suite)) {
+			relay_error(r, c, CHAT_PERR_SUITE_REFUSED, m->type, m->name,
+			            "this relay no longer carries %s (relay.suites)", m->suite);
 			return;
 		}
 	}

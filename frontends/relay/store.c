@@ -274,6 +274,7 @@ struct chat_store {
 	int in_tx;      /* chat_store_begin() is open */
 	int depth;      /* own transactions / savepoints of running functions */
 	int created;    /* chat_store_open created the file */
+	int probing;    /* chat_store_probe: opened read-only */
 	dev_t dev;      /* the file SQLite opened, to notice it removed or replaced */
 	ino_t ino;
 	char gone[512]; /* non-empty: the file is gone or replaced (sticky) */
@@ -464,8 +465,9 @@ static int open_fail(struct chat_store *s, int rc, const char *what)
 	case SQLITE_READONLY:
 	case SQLITE_CANTOPEN:
 	case SQLITE_PERM:
-		errf(s, "%s: cannot write the database (%s): %s; check the permissions of the file "
-		     "and its directory", s->path, what, sqlite3_errmsg(s->db));
+		errf(s, "%s: cannot %s the database (%s): %s; check the permissions of the file "
+		     "and its directory", s->path, s->probing ? "read" : "write", what,
+		     sqlite3_errmsg(s->db));
 		break;
 	default:
 		errf(s, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
@@ -772,6 +774,110 @@ int chat_store_open(const char *path, struct chat_store **out, size_t errlen, ch
 		snprintf(side, sizeof(side), "%s-shm", path);
 		unlink(side);
 	}
+	return rc;
+}
+
+/* "file:PATH?immutable=1", PATH percent-encoded as URIs want (RFC 3986
+ * unreserved characters and '/' as they are).  0, or -1 if it does not fit. */
+static int uri_of(const char *path, size_t cap, char *dst)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = (size_t)snprintf(dst, cap, "file:");
+
+	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+		if (n + 4 >= cap)
+			return -1;
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		    strchr("-._~/", *c)) {
+			dst[n++] = (char)*c;
+		} else {
+			dst[n++] = '%';
+			dst[n++] = hex[*c >> 4];
+			dst[n++] = hex[*c & 15];
+		}
+	}
+	return (size_t)snprintf(dst + n, cap - n, "?immutable=1") < cap - n ? 0 : -1;
+}
+
+int chat_store_probe(const char *path, int *version, int *dir_missing, size_t errlen, char *err)
+{
+	struct chat_store s = { .path = (char *)path, .probing = 1 };
+	struct stat sb;
+	int64_t v = 0, objects = 0;
+	int rc = CHAT_OK;
+
+	*version = 0;
+	*dir_missing = 0;
+	if (stat(path, &sb) != 0) {
+		char *copy = strdup(path);
+		const char *dir = copy ? dirname(copy) : ".";
+		if (errno != ENOENT) {
+			errf(&s, "%s: %s", path, strerror(errno));
+			rc = CHAT_ERR_IO;
+		} else if (stat(dir, &sb) != 0 && errno == ENOENT) {
+			errf(&s, "%s does not exist, nor does its directory %s", path, dir);
+			*dir_missing = 1;
+			rc = CHAT_ERR_NOTFOUND;
+		} else {
+			errf(&s, "%s does not exist", path);
+			rc = CHAT_ERR_NOTFOUND;
+		}
+		free(copy);
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		errf(&s, "%s: not a regular file", path);
+		rc = CHAT_ERR_IO;
+		goto out;
+	}
+	if (sb.st_size == 0)
+		goto out; /* what check_file makes: set up at the next start */
+	/* Read-only, SQLite still makes PATH-wal and PATH-shm when they are
+	 * missing.  Without a PATH-wal no relay has it open (nor left anything
+	 * to recover): read it as an immutable file, which makes nothing. */
+	char wal[PATH_MAX + 8], uri[3 * PATH_MAX + 32];
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	int flags = SQLITE_OPEN_READONLY;
+	const char *name = path;
+	if (lstat(wal, &sb) != 0 && errno == ENOENT && uri_of(path, sizeof(uri), uri) == 0) {
+		flags |= SQLITE_OPEN_URI;
+		name = uri;
+	}
+	int r = sqlite3_open_v2(name, &s.db, flags, NULL);
+	if (r != SQLITE_OK) {
+		rc = s.db ? open_fail(&s, r, "opening read-only") : CHAT_ERR_NOMEM;
+		goto out;
+	}
+	sqlite3_extended_result_codes(s.db, 1);
+	sqlite3_busy_timeout(s.db, BUSY_TIMEOUT_MS);
+	/* The first read parses the header: "file is not a database". */
+	if ((rc = open_exec(&s, "PRAGMA user_version", "reading the schema version", &v, NULL, 0)))
+		goto out;
+	if (v > CHAT_STORE_SCHEMA_VERSION || v < 0) {
+		errf(&s, "%s: schema version %lld is newer than this program knows (%d): use the newer "
+		     "program that wrote it", path, (long long)v, CHAT_STORE_SCHEMA_VERSION);
+		rc = CHAT_ERR_IO;
+		goto out;
+	}
+	if (v == 0) {
+		if ((rc = open_exec(&s, "SELECT count(*) FROM sqlite_master", "reading the schema",
+		                    &objects, NULL, 0)))
+			goto out;
+		if (objects > 0) {
+			errf(&s, "%s: an SQLite database of something else (schema version 0 with %lld "
+			     "objects)", path, (long long)objects);
+			rc = CHAT_ERR_IO;
+			goto out;
+		}
+	}
+	*version = (int)v;
+out:
+	if (s.db)
+		sqlite3_close(s.db);
+	if (rc == CHAT_ERR_NOMEM && !s.err[0])
+		errf(&s, "%s: out of memory", path);
+	if (errlen)
+		snprintf(err, errlen, "%s", rc ? s.err : "");
 	return rc;
 }
 

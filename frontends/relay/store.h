@@ -63,6 +63,16 @@ struct chat_store;
  * it refuses. */
 int chat_store_open(const char *path, struct chat_store **out, size_t errlen, char *err);
 void chat_store_close(struct chat_store *s);
+/* chat-relay --check-config: what the database at path is, without creating,
+ * migrating or writing anything (opened read-only; a running relay may hold
+ * it).  CHAT_OK with *version its schema version, at most
+ * CHAT_STORE_SCHEMA_VERSION (0: empty; an older one is migrated at the next
+ * start); CHAT_ERR_NOTFOUND when the file does not exist (*dir_missing 1
+ * when its directory does not either); CHAT_ERR_IO when it cannot be used:
+ * not a regular file, not an SQLite database, a schema version newer than
+ * this program knows, a database of something else, unreadable.  err names
+ * the file and what is wrong. */
+int chat_store_probe(const char *path, int *version, int *dir_missing, size_t errlen, char *err);
 /* 1 if chat_store_open created the file (a new, empty store). */
 int chat_store_created(const struct chat_store *s);
 /* Does the path still name the file that was opened?  A file removed (or

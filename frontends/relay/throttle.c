@@ -307,6 +307,21 @@ static int64_t set_state(struct chat_throttle *t, uint32_t i, unsigned failures,
 	return wait;
 }
 
+int chat_throttle_configure(struct chat_throttle *t, const struct chat_throttle_config *cfg)
+{
+	if (!t || !cfg || cfg->free_failures < 1 || cfg->base_ms < 1 || cfg->max_ms < cfg->base_ms ||
+	    cfg->forget_ms < 0)
+		return CHAT_ERR_INVALID;
+	t->cfg.free_failures = cfg->free_failures;
+	t->cfg.base_ms = cfg->base_ms;
+	t->cfg.max_ms = cfg->max_ms;
+	t->cfg.forget_ms = cfg->forget_ms;
+	/* Each wait again; the heap then settles entry by entry. */
+	for (size_t i = 0; i < t->count; i++)
+		set_state(t, (uint32_t)i, t->pool[i].failures, t->pool[i].last_fail_ms);
+	return CHAT_OK;
+}
+
 int64_t chat_throttle_wait(struct chat_throttle *t, const char *key, int64_t now_ms)
 {
 	const struct entry *e;
@@ -430,6 +445,18 @@ void chat_logins_free(struct chat_logins *l)
 	chat_throttle_free(l->near);
 	chat_throttle_free(l->guard);
 	free(l);
+}
+
+int chat_logins_configure(struct chat_logins *l, const struct chat_logins_config *cfg)
+{
+	if (!l || !cfg || cfg->guard_after < cfg->after || cfg->after < 1 || cfg->base_ms < 1 ||
+	    cfg->max_ms < cfg->base_ms)
+		return CHAT_ERR_INVALID;
+	struct chat_throttle_config near = { cfg->after, cfg->base_ms, cfg->max_ms, cfg->max_entries, 0 };
+	struct chat_throttle_config guard = { cfg->guard_after, cfg->base_ms, cfg->max_ms, cfg->max_entries, 0 };
+	chat_throttle_configure(l->near, &near);
+	chat_throttle_configure(l->guard, &guard);
+	return CHAT_OK;
 }
 
 /* "a:ADDRESS" and "p:ACCOUNT@ADDRESS" (long ones are hashed by the table). */

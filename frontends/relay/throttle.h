@@ -29,6 +29,12 @@ struct chat_throttle;
 int chat_throttle_new(const struct chat_throttle_config *cfg, struct chat_throttle **out);
 void chat_throttle_free(struct chat_throttle *t);
 
+/* Another rule for the same table (cfg->max_entries is ignored: the table
+ * keeps its size): every key's wait is counted again from its failures and
+ * its last failure under the new rule.  CHAT_ERR_INVALID, nothing changed,
+ * for a rule chat_throttle_new would refuse. */
+int chat_throttle_configure(struct chat_throttle *t, const struct chat_throttle_config *cfg);
+
 /* 0 if key may try now, else the milliseconds it must still wait. */
 int64_t chat_throttle_wait(struct chat_throttle *t, const char *key, int64_t now_ms);
 /* Record a failure; returns the wait now imposed (0 if none yet). */
@@ -77,6 +83,8 @@ struct chat_logins;
 
 int chat_logins_new(const struct chat_logins_config *cfg, struct chat_logins **out);
 void chat_logins_free(struct chat_logins *l);
+/* Another rule (chat_throttle_configure for each count). */
+int chat_logins_configure(struct chat_logins *l, const struct chat_logins_config *cfg);
 /* May account try from address now?  0, or the ms to wait (*which says why). */
 int64_t chat_logins_wait(struct chat_logins *l, const char *account, const char *address,
                          int64_t now_ms, int *which);

@@ -300,13 +300,6 @@ static void relay_lost(struct chat_client *c)
 #define REOFFER_MS 2000
 #define REOFFER_TRIES 15
 
-static void offer(struct chat_client *c, struct conv *v)
-{
-	client_begin(c, CHAT_MSG_TALK);
-	chat_put_str8(&c->wb, v->peer);
-	client_flush(c);
-}
-
 static long long reoffer_tick(struct chat_loop *loop, void *arg)
 {
 	struct chat_client *c = arg;
@@ -318,7 +311,7 @@ static long long reoffer_tick(struct chat_loop *loop, void *arg)
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->reoffer_due && v->state == C_OFFER_OUT) {
 			v->reoffer_due = 0;
-			offer(c, v);
+			client_send_talk(c, v->peer);
 		}
 	return -1;
 }
@@ -347,7 +340,7 @@ static void after_reconnect(struct chat_client *c)
 			continue;
 		v->reoffer = 0;
 		v->reoffer_left = REOFFER_TRIES;
-		offer(c, v);
+		client_send_talk(c, v->peer);
 		client_say(c, CHAT_EV_INFO, v->peer, "the conversation with %s ended with the relay "
 		           "link: offered again", v->peer);
 		client_emit(c, CHAT_EV_OFFERED, v->peer, NULL, NULL, NULL, 0, NULL, 0);

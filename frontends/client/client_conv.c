@@ -890,11 +890,18 @@ void client_talk(struct chat_client *c, const char *peer)
 	v->relay_link = 1;
 	client_store_mark(c);
 	client_store_save(c);
+	client_send_talk(c, peer);
+	snprintf(c->current, sizeof(c->current), "%s", peer);
+	client_emit(c, CHAT_EV_OFFERED, peer, NULL, NULL, NULL, 0, NULL, 0);
+}
+
+/* TALK: offer peer a conversation (a new one, or again after a restart or
+ * a lost relay). */
+void client_send_talk(struct chat_client *c, const char *peer)
+{
 	client_begin(c, CHAT_MSG_TALK);
 	chat_put_str8(&c->wb, peer);
 	client_flush(c);
-	snprintf(c->current, sizeof(c->current), "%s", peer);
-	client_emit(c, CHAT_EV_OFFERED, peer, NULL, NULL, NULL, 0, NULL, 0);
 }
 
 void client_answer(struct chat_client *c, const char *peer, int accept, const char *reason)

@@ -388,6 +388,7 @@ void client_on_closed(struct chat_client *c, const struct chat_msg *m);
 void client_send_text(struct chat_client *c, const char *peer, size_t len, const char *text);
 void client_talk(struct chat_client *c, const char *peer);
 void client_answer(struct chat_client *c, const char *peer, int accept, const char *reason);
+void client_send_talk(struct chat_client *c, const char *peer);
 void client_close(struct chat_client *c, const char *peer);
 /* Payloads of this conversation go by SEND (stored) rather than ROUTE (live). */
 int client_uses_send(const struct chat_client *c, const struct conv *v);

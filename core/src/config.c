@@ -226,75 +226,81 @@ static int cfg_check_address(const char *s, const char **port)
 	return v > 65535 ? -2 : 0;
 }
 
+/* Walks a comma-separated value: each item trimmed of blanks. */
+struct items {
+	const char *p;
+	int done;
+};
+
+/* The next item (maybe empty): 1 with its start and length, 0 at the end. */
+static int next_item(struct items *it, const char **start, size_t *len)
+{
+	const char *end;
+
+	if (it->done)
+		return 0;
+	while (*it->p == ' ' || *it->p == '\t')
+		it->p++;
+	*start = it->p;
+	while (*it->p && *it->p != ',')
+		it->p++;
+	end = it->p;
+	while (end > *start && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*len = (size_t)(end - *start);
+	if (*it->p)
+		it->p++; /* the comma */
+	else
+		it->done = 1;
+	return 1;
+}
+
 /* Split "a, b,c" into names; *bad is set if an item is empty or not
  * [a-z0-9-]{1,32}.  Returns how many items there were (stores at most max). */
 static size_t list_split(const char *value, size_t max, char (*names)[33], int *bad)
 {
-	size_t n = 0;
-	const char *p = value;
+	struct items it = { value, 0 };
+	const char *start;
+	size_t n = 0, len;
 
 	*bad = 0;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (!*p)
-		return 0;
-	for (;;) {
-		const char *start, *end;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		size_t len = (size_t)(end - start);
+	while (*it.p == ' ' || *it.p == '\t')
+		it.p++;
+	if (!*it.p)
+		return 0; /* blank: no names */
+	while (next_item(&it, &start, &len)) {
 		if (len == 0 || len > 32)
 			*bad = 1;
-		for (const char *q = start; q < end; q++)
-			if (!((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-'))
+		for (size_t i = 0; i < len; i++)
+			if (!((start[i] >= 'a' && start[i] <= 'z') || (start[i] >= '0' && start[i] <= '9') ||
+			      start[i] == '-'))
 				*bad = 1;
 		if (n < max && !*bad) {
 			memcpy(names[n], start, len);
 			names[n][len] = '\0';
 		}
 		n++;
-		if (!*p)
-			break;
-		p++; /* the comma */
 	}
 	return n;
 }
 
-/* Split "a:1, [::1]:2" at commas into trimmed items; *bad if one is empty
- * or too long.  Returns how many items there were (stores at most max). */
+/* Split "a:1, [::1]:2" into addresses; *bad if one is empty or too long.
+ * Returns how many items there were (stores at most max). */
 static size_t addr_split(const char *value, size_t max, char (*addrs)[CHAT_CFG_ADDR_LEN], int *bad)
 {
-	size_t n = 0;
-	const char *p = value;
+	struct items it = { value, 0 };
+	const char *start;
+	size_t n = 0, len;
 
 	*bad = 0;
-	for (;;) {
-		const char *start, *end;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		size_t len = (size_t)(end - start);
-		if (len == 0 || len >= CHAT_CFG_ADDR_LEN)
+	while (next_item(&it, &start, &len)) {
+		if (len == 0 || len >= CHAT_CFG_ADDR_LEN) {
 			*bad = 1;
-		else if (n < max) {
+		} else if (n < max) {
 			memcpy(addrs[n], start, len);
 			addrs[n][len] = '\0';
 		}
 		n++;
-		if (!*p)
-			break;
-		p++; /* the comma */
 	}
 	return n;
 }

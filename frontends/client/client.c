@@ -665,7 +665,7 @@ static long long retry(struct chat_loop *loop, void *arg)
 	if (c->done || c->quitting)
 		return -1;
 	if (client_connect(c, sizeof(err), err) != CHAT_OK) {
-		client_fail(c, NULL, "connect", "%s", err);
+		client_say(c, CHAT_EV_WARNING, NULL, "%s", err); /* as when the attempt fails later */
 		schedule_retry(c);
 	}
 	return -1;

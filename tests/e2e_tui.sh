@@ -64,7 +64,14 @@ tm send-keys -t chat C-u
 tm send-keys -t chat "/fing" Tab "b" Tab Enter
 screen_has "fingerprint bob rc4dh"
 # Colours: bob's lines in cyan (ESC[36m) unless NO_COLOR.
-tm capture-pane -t chat -p -e | grep -q $'\e\[36m' && pass || fail "no colour for bob's lines"
+say bob "in colour"
+screen_has "<bob> in colour"
+colour=0
+for _ in $(seq 1 100); do
+	tm capture-pane -t chat -p -e | grep -q $'\e\[36m.*<bob> in colour' && { colour=1; break; }
+	sleep 0.1
+done
+[ "$colour" = 1 ] && pass || fail "no colour for bob's lines: $(tm capture-pane -t chat -p -e | grep -a 'in colour' | od -c | head -5)"
 # Scrollback: PgUp shows older lines, PgDn returns.
 for i in $(seq 1 30); do say bob "line $i of many"; done
 screen_has "<bob> line 30 of many"

@@ -121,3 +121,20 @@ void chat_paths_default_plugin_dir(size_t len, char *buf)
 	}
 	snprintf(buf, len, "%s", CHAT_DEFAULT_PLUGIN_DIR);
 }
+
+void chat_paths_module_dir(size_t len, char *buf)
+{
+	const char *env = getenv("CHAT_MODULE_DIR");
+	char plugins[PATH_MAX];
+	char *slash;
+
+	if (env && *env) {
+		snprintf(buf, len, "%s", env);
+		return;
+	}
+	chat_paths_default_plugin_dir(sizeof(plugins), plugins);
+	slash = strrchr(plugins, '/');
+	if (slash)
+		*slash = '\0';
+	snprintf(buf, len, "%s/modules", slash ? plugins : ".");
+}

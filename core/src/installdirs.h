@@ -30,4 +30,11 @@ void chat_paths_config_places(int user_config, struct chat_config_places *pl,
  * else the directory configured at build time.  Written to buf. */
 void chat_paths_default_plugin_dir(size_t len, char *buf);
 
+/* The directory of the relay's optional modules (the PostgreSQL store, the
+ * Redis cluster link: shared objects loaded only when chat.ini asks for
+ * them): $CHAT_MODULE_DIR if set, else the sibling "modules" of the default
+ * plugin directory (BINDIR/../lib/chat/modules installed, build/modules in
+ * the build tree).  Written to buf. */
+void chat_paths_module_dir(size_t len, char *buf);
+
 #endif

@@ -317,7 +317,7 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 62); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 65); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
 }
 
@@ -394,7 +394,7 @@ static void test_value_errors(void)
 	                  "database, state_dir, guests, open_registration, friends_only, queue_max_messages, "
 	                  "queue_max_bytes, queue_expiry, archive, archive_days, login_throttle_after, "
 	                  "login_throttle_ms, login_throttle_max_ms, login_guard_after, register_throttle_after, "
-	                  "register_throttle_ms, register_throttle_max_ms, reveal_accounts, scram_iterations, log, log_interval)");
+	                  "register_throttle_ms, register_throttle_max_ms, reveal_accounts, scram_iterations, log, log_interval, cluster, cluster_ttl, node_id)");
 	EXPECT_LOAD_ERROR("[core]\n\n[rely]\n", 3, "unknown section [rely]");
 	EXPECT_LOAD_ERROR("[client]\nsuites = rc4dh, RC4\n", 2,
 	                  "client.suites: 'rc4dh, RC4' is not a comma-separated list of suite names");

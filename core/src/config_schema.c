@@ -95,6 +95,15 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	{ "relay", "log_interval", CHAT_CFG_INT, "10", 0, 3600,
 	  "seconds between log lines of one kind of repeated event (malformed requests, refused connections...), counted in between (0: every one)", NULL, CHAT_CFG_LIVE },
 
+	{ "relay", "cluster", CHAT_CFG_STRING, "", 0, 0,
+	  "redis://HOST:PORT or redis://HOST:PORT/DB: run with the other relays on that Redis as one service "
+	  "(docs/CLUSTER.md; loads the module cluster-redis; empty: this relay alone)" },
+	{ "relay", "cluster_ttl", CHAT_CFG_INT, "9", 2, 300,
+	  "seconds after its last heartbeat a relay of the cluster counts as dead and its users are gone "
+	  "(heartbeats every third of it)" },
+	{ "relay", "node_id", CHAT_CFG_STRING, "", 0, 0,
+	  "this relay's name in the cluster, 1-32 characters [a-z0-9_.-], unique (empty: random at each start)" },
+
 	{ "client", "transport", CHAT_CFG_NAME, "tcp", 0, 0,
 	  "transport plugin used to reach the relay" },
 	{ "client", "connect", CHAT_CFG_ADDRESSES, "127.0.0.1:7400", 0, 0,

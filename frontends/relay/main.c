@@ -450,6 +450,9 @@ static void relay_settings(const struct chat_config *cfg, size_t max_frame,
 	rc->register_max_ms = chat_config_int(cfg, "relay", "register_throttle_max_ms");
 	rc->reveal_accounts = chat_config_bool(cfg, "relay", "reveal_accounts");
 	rc->scram_iterations = (unsigned)chat_config_int(cfg, "relay", "scram_iterations");
+	rc->cluster = chat_config_get(cfg, "relay", "cluster");
+	rc->cluster_ttl_s = (unsigned)chat_config_int(cfg, "relay", "cluster_ttl");
+	rc->node_id = chat_config_get(cfg, "relay", "node_id");
 	rc->limits.max_frame = max_frame;
 	rc->limits.out_limit = (size_t)chat_config_int(cfg, "relay", "out_queue_limit");
 	rc->max_clients = (size_t)chat_config_int(cfg, "relay", "max_clients");
@@ -798,6 +801,12 @@ static int serve(struct server *s)
 		          rc.friends_only ? ", talk between friends only" : "");
 	else
 		chat_info("no relay.database: guests only, nothing is stored");
+	if (rc.cluster && *rc.cluster && s->store &&
+	    strncmp(chat_config_get(s->prog.cfg, "relay", "database"), "postgresql://", 13) != 0)
+		chat_warn("relay.cluster with relay.database %s, this relay's own file: guests work "
+		          "across the relays, but registered users on other relays will not see each "
+		          "other's accounts or messages unless the store is shared (postgresql://)",
+		          chat_config_path(s->prog.cfg, "relay", "database"));
 	{
 		char per[48], timeout[48];
 		snprintf(per, sizeof(per), "%u per address", rc.max_unauth_per_address);

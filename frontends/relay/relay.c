@@ -161,7 +161,15 @@ void relay_flush_to(struct chat_relay *r, struct client *c)
 		         chat_strerror(r->wb.err));
 		return;
 	}
-	chat_conn_send(c->conn, r->wb.len, r->wb.data);
+	relay_send_frame(r, c, r->wb.len, r->wb.data);
+}
+
+void relay_send_frame(struct chat_relay *r, struct client *c, size_t len, const uint8_t *frame)
+{
+	if (c->conn)
+		chat_conn_send(c->conn, len, frame);
+	else
+		relay_cluster_forward(r, c, len, frame);
 }
 
 void relay_error(struct chat_relay *r, struct client *c, unsigned code, int ref,
@@ -184,6 +192,8 @@ void relay_error(struct chat_relay *r, struct client *c, unsigned code, int ref,
 
 void relay_bye(struct chat_relay *r, struct client *c, const char *reason)
 {
+	if (!c->conn)
+		return; /* a user on another relay: that relay closes its connections */
 	relay_begin(r, CHAT_MSG_BYE);
 	chat_put_str16(&r->wb, reason);
 	relay_flush_to(r, c);
@@ -423,10 +433,21 @@ static void leave_room(struct chat_relay *r, struct client *c, struct room *rm)
 	}
 	char name[CHAT_NAME_MAX + 1];
 	memcpy(name, rm->name, sizeof(name));
+	relay_cluster_room(r, c, name, 0);
 	room_event(r, rm, c, 2);
 	rm = relay_find_room(r, name); /* it may be gone by now */
 	if (rm)
 		free_room_if_empty(r, rm);
+}
+
+void relay_leave_room(struct chat_relay *r, struct client *c, const char *room)
+{
+	char name[CHAT_NAME_MAX + 1];
+	struct room *rm;
+
+	snprintf(name, sizeof(name), "%s", room); /* room may point into the room */
+	if ((rm = relay_find_room(r, name)) && in_room(rm, c))
+		leave_room(r, c, rm);
 }
 
 /* ---- requests */
@@ -537,6 +558,9 @@ int relay_logged_in(struct chat_relay *r, struct client *c, const char *name, in
 	chat_put_u8(&r->wb, (unsigned)group);
 	chat_put_u64(&r->wb, last_id);
 	relay_flush_to(r, c);
+	if (c->acct)
+		c->acct->login_ms = chat_unix_ms();
+	relay_cluster_user_up(r, c);
 	if (relay_is_registered(c))
 		relay_mail_wanted(r, c);
 	return CHAT_OK;
@@ -669,7 +693,8 @@ static void on_who(struct chat_relay *r, struct client *c)
 		chat_store_friends(r->cfg.store, c->name, collect_friend, &friends);
 	count_at = relay_list_begin(r, CHAT_MSG_WHO_LIST);
 	for (int pass = friends.n ? 0 : 1; pass < 2; pass++) {
-		for (struct client *x = r->clients; x && count < 65535; x = x->next) {
+		for (struct client *x = r->clients ? r->clients : r->ghosts; x && count < 65535;
+		     x = x->next ? x->next : x->conn ? r->ghosts : NULL) {
 			if (x->state != ST_LOGGED_IN || x->dead)
 				continue;
 			int friend = friends.n && relay_is_registered(x) && in_set(&friends, x->name);
@@ -717,7 +742,14 @@ struct client *relay_target(struct chat_relay *r, struct client *c, const struct
 	struct client *t = relay_find_user(r, m->name);
 
 	if (!t || t->dead) {
-		relay_error(r, c, CHAT_PERR_NOT_CONNECTED, m->type, m->name, "%s is not connected", m->name);
+		const char *lost = relay_cluster_lost(r);
+		if (lost)
+			relay_error(r, c, CHAT_PERR_NOT_CONNECTED, m->type, m->name,
+			            "%s is not connected here, and users on other relays are not reachable: "
+			            "this relay lost its cluster link (%s)", m->name, lost);
+		else
+			relay_error(r, c, CHAT_PERR_NOT_CONNECTED, m->type, m->name, "%s is not connected",
+			            m->name);
 		return NULL;
 	}
 	if (t == c) {
@@ -852,6 +884,8 @@ static void on_close_conversation(struct chat_relay *r, struct client *c, const 
 	relay_flush_to(r, t);
 }
 
+static int room_make_space(struct room *rm, struct client *c);
+
 static void on_join(struct chat_relay *r, struct client *c, const struct chat_msg *m)
 {
 	struct room *rm = relay_find_room(r, m->room);
@@ -874,22 +908,8 @@ static void on_join(struct chat_relay *r, struct client *c, const struct chat_ms
 		relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
 		return;
 	}
-	if (rm->n == rm->cap) {
-		size_t cap = rm->cap ? rm->cap * 2 : 4;
-		struct client **mem = realloc(rm->members, cap * sizeof(*mem));
-		if (!mem)
-			goto nomem;
-		rm->members = mem;
-		rm->cap = cap;
-	}
-	if (c->nrooms == c->caprooms) {
-		size_t cap = c->caprooms ? c->caprooms * 2u : 2u;
-		struct room **rooms = realloc(c->rooms, cap * sizeof(*rooms));
-		if (!rooms)
-			goto nomem;
-		c->rooms = rooms;
-		c->caprooms = (uint8_t)(cap > 255 ? 255 : cap);
-	}
+	if (room_make_space(rm, c) != CHAT_OK)
+		goto nomem;
 	/* The member list goes to the joiner first, then everybody hears of it. */
 	relay_begin(r, CHAT_MSG_MEMBERS);
 	chat_put_str8(&r->wb, rm->name);
@@ -901,11 +921,52 @@ static void on_join(struct chat_relay *r, struct client *c, const struct chat_ms
 	rm->members[rm->n++] = c;
 	c->rooms[c->nrooms++] = rm;
 	relay_flush_to(r, c);
+	relay_cluster_room(r, c, rm->name, 1);
 	room_event(r, rm, c, 1);
 	return;
 nomem:
 	free_room_if_empty(r, rm);
 	relay_error(r, c, CHAT_PERR_LIMIT, m->type, m->room, "relay out of memory");
+}
+
+int relay_join_room(struct chat_relay *r, struct client *c, const char *room)
+{
+	struct room *rm = relay_find_room(r, room);
+
+	if (rm && in_room(rm, c))
+		return CHAT_OK;
+	if (c->nrooms == 255 || (!rm && !(rm = relay_new_room(r, room))))
+		return CHAT_ERR_NOMEM;
+	if (room_make_space(rm, c) != CHAT_OK) {
+		free_room_if_empty(r, rm);
+		return CHAT_ERR_NOMEM;
+	}
+	rm->members[rm->n++] = c;
+	c->rooms[c->nrooms++] = rm;
+	room_event(r, rm, c, 1);
+	return CHAT_OK;
+}
+
+/* Room for one more member in rm and one more room in c. */
+static int room_make_space(struct room *rm, struct client *c)
+{
+	if (rm->n == rm->cap) {
+		size_t cap = rm->cap ? rm->cap * 2 : 4;
+		struct client **mem = realloc(rm->members, cap * sizeof(*mem));
+		if (!mem)
+			return CHAT_ERR_NOMEM;
+		rm->members = mem;
+		rm->cap = cap;
+	}
+	if (c->nrooms == c->caprooms) {
+		size_t cap = c->caprooms ? c->caprooms * 2u : 2u;
+		struct room **rooms = realloc(c->rooms, cap * sizeof(*rooms));
+		if (!rooms)
+			return CHAT_ERR_NOMEM;
+		c->rooms = rooms;
+		c->caprooms = (uint8_t)(cap > 255 ? 255 : cap);
+	}
+	return CHAT_OK;
 }
 
 static void on_leave(struct chat_relay *r, struct client *c, const struct chat_msg *m)
@@ -1127,6 +1188,17 @@ static void on_conn_close(struct chat_conn *conn, int err, const char *reason, v
 		chat_addrcount_release(r->addrs, c->addr_slot);
 	}
 	if (c->state == ST_LOGGED_IN)
+		relay_cluster_user_down(r, c);
+	relay_client_gone(r, c);
+	relay_account_state_free(c);
+	/* Callers up the stack may still hold c: free it after this round. */
+	if (chat_loop_defer(r->loop, client_free, c) != CHAT_OK)
+		chat_err("cannot defer freeing a client; leaking it");
+}
+
+void relay_client_gone(struct chat_relay *r, struct client *c)
+{
+	if (c->state == ST_LOGGED_IN)
 		relay_remove_user(r, c);
 	/* Everyone who talked with or was offered a talk by c hears it ended. */
 	while (c->nlinks) {
@@ -1145,10 +1217,6 @@ static void on_conn_close(struct chat_conn *conn, int err, const char *reason, v
 	free(c->rooms);
 	c->links = NULL;
 	c->rooms = NULL;
-	relay_account_state_free(c);
-	/* Callers up the stack may still hold c: free it after this round. */
-	if (chat_loop_defer(r->loop, client_free, c) != CHAT_OK)
-		chat_err("cannot defer freeing a client; leaking it");
 }
 
 static const struct chat_conn_cbs relay_cbs = {
@@ -1295,6 +1363,11 @@ int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,
 		chat_relay_free(r);
 		return CHAT_ERR_NOMEM;
 	}
+	int rc = relay_cluster_new(r);
+	if (rc != CHAT_OK) {
+		chat_relay_free(r);
+		return rc;
+	}
 	*out = r;
 	return CHAT_OK;
 }
@@ -1338,6 +1411,7 @@ void chat_relay_free(struct chat_relay *r)
 		chat_conn_close(r->clients->conn, CHAT_OK, "relay stopped");
 	while (r->waiting)
 		chat_conn_close(r->waiting->conn, CHAT_OK, "relay stopped");
+	relay_cluster_free(r);
 	chat_addrcount_free(r->addrs);
 	if (r->sweep_timer)
 		chat_loop_timer_cancel(r->loop, r->sweep_timer);

@@ -55,6 +55,12 @@ struct chat_relay_config {
 	int64_t register_ms, register_max_ms;
 	int reveal_accounts;        /* REGISTER and guest LOGIN say that a name is registered */
 	unsigned scram_iterations;  /* of fake verifiers for unknown names */
+	/* Several relays as one service (docs/CLUSTER.md): redis://HOST:PORT[/DB]
+	 * or NULL; heartbeat expiry; this relay's id (NULL: random per start).
+	 * Fixed when made (not changed by chat_relay_reconfigure). */
+	const char *cluster;
+	unsigned cluster_ttl_s;
+	const char *node_id;
 };
 
 int chat_relay_new(struct chat_loop *loop, const struct chat_relay_config *cfg,

@@ -321,7 +321,13 @@ static void login_registered(struct chat_relay *r, struct client *c, const struc
 	uint64_t last = 0;
 	struct client *old = relay_find_user(r, a->name);
 
-	if (old && old != c) {
+	if (old && !old->conn) {
+		/* Logged in on another relay of the cluster: this newer login
+		 * wins there too (relay_cluster.c). */
+		chat_info("%s logged in again from %s: its session on another relay ends",
+		          a->name, chat_conn_peer(c->conn));
+		relay_cluster_drop_ghost(r, old);
+	} else if (old && old != c) {
 		relay_remove_user(r, old);
 		old->state = ST_HELLO; /* no longer logged in: its close will not unregister c */
 		chat_info("%s logged in again from %s: closing the older connection %s", a->name,

@@ -50,6 +50,7 @@ struct account_state {
 	uint32_t inflight;               /* mail sent and not yet ACKed */
 	uint64_t inflight_bytes;
 	uint8_t want_fill;               /* push more mail after this round */
+	int64_t login_ms;                /* Unix ms of the login (relay.cluster: the newer wins) */
 };
 
 /* Per-client memory counts (bench: --idle-mem): 152 bytes, a 160-byte malloc
@@ -92,6 +93,10 @@ struct chat_relay {
 	struct chat_conn_limits prelogin; /* limits until login */
 	struct chat_addrcount *addrs; /* waiting connections per address (NULL: no cap) */
 	struct client *quiet;        /* being closed after its own log line */
+	/* relay.cluster (relay_cluster.c): users held by other relays, as
+	 * clients without a connection ("ghosts", in the name table too). */
+	struct relay_cluster *cluster;
+	struct client *ghosts;
 	/* Repeated events, each kind logged once per relay.log_interval. */
 	struct chat_log_limit lim_connect, lim_gone, lim_malformed, lim_full, lim_addr, lim_evict,
 		lim_timeout;
@@ -168,6 +173,35 @@ struct client *relay_target(struct chat_relay *r, struct client *c, const struct
 int relay_logged_in(struct chat_relay *r, struct client *c, const char *name, int group,
                     uint64_t last_id);
 int relay_is_registered(const struct client *c);
+/* c leaves: out of the name table (if logged in), its conversations end
+ * (CLOSED to each peer), it leaves its rooms.  A closing connection, or a
+ * ghost its relay dropped. */
+void relay_client_gone(struct chat_relay *r, struct client *c);
+/* A ghost joins or leaves a room (no MEMBERS, no limits: its own relay
+ * checked them); the members here hear of it. */
+int relay_join_room(struct chat_relay *r, struct client *c, const char *room);
+void relay_leave_room(struct chat_relay *r, struct client *c, const char *room);
+/* Send a built frame to c, local or a ghost. */
+void relay_send_frame(struct chat_relay *r, struct client *c, size_t len, const uint8_t *frame);
+
+/* relay_cluster.c: every function is a no-op without relay.cluster.  A
+ * ghost is a client whose conn is NULL. */
+int relay_cluster_new(struct chat_relay *r);
+void relay_cluster_free(struct chat_relay *r);
+/* A frame for a ghost: published to its relay (room events are not: each
+ * relay makes its own from the presence channel). */
+void relay_cluster_forward(struct chat_relay *r, struct client *ghost, size_t len,
+                           const uint8_t *frame);
+void relay_cluster_user_up(struct chat_relay *r, struct client *c);
+void relay_cluster_user_down(struct chat_relay *r, struct client *c);
+void relay_cluster_room(struct chat_relay *r, struct client *c, const char *room, int joined);
+/* Stored mail for the ghost's user (after the commit): wake its relay. */
+void relay_cluster_wake(struct chat_relay *r, struct client *ghost);
+/* The user logged in here: the ghost of its session elsewhere goes (that
+ * relay ends the session when it hears of this one). */
+void relay_cluster_drop_ghost(struct chat_relay *r, struct client *ghost);
+/* relay.cluster's address while its link is down, else NULL. */
+const char *relay_cluster_lost(const struct chat_relay *r);
 
 /* relay_account.c */
 int relay_accounts_new(struct chat_relay *r);

@@ -106,7 +106,7 @@ static void round_end(void *arg)
 		struct pending *next = p->next;
 		if (!p->to->dead) {
 			if (ok) {
-				chat_conn_send(p->to->conn, p->len, p->data);
+				relay_send_frame(r, p->to, p->len, p->data);
 			} else if (p->ref >= 0) { /* each refused request, by its id */
 				r->req_id = p->id;
 				relay_error(r, p->to, CHAT_PERR_STORAGE, p->ref, NULL, "%s", why);
@@ -124,7 +124,9 @@ static void round_end(void *arg)
 		if (c->dead || !c->acct)
 			continue;
 		c->acct->want_fill = 0;
-		if (ok && c->state == ST_LOGGED_IN)
+		if (ok && c->state == ST_LOGGED_IN && !c->conn)
+			relay_cluster_wake(r, c); /* held by another relay: it pushes */
+		else if (ok && c->state == ST_LOGGED_IN)
 			fill_window(r, c);
 	}
 	r->nfill = 0;

@@ -579,19 +579,17 @@ static void on_down(void *arg, const char *why)
 
 	chat_warn("cluster: %s; users on other relays are unreachable until it is back "
 	          "(retrying, 1 s doubling to 10 s)", why);
-	int was_up = cl->up;
-	cl->up = 0;
-	while (cl->nodes)
-		drop_node(cl, cl->nodes);
-	if (!was_up)
-		return;
-	for (struct client *c = r->clients, *next; c; c = next) {
+	/* First why, then the CLOSED and leave events it causes. */
+	for (struct client *c = r->clients, *next; c && cl->up; c = next) {
 		next = c->next;
 		if (!c->dead && c->state == ST_LOGGED_IN)
 			relay_error(r, c, CHAT_PERR_NOT_CONNECTED, 0, NULL,
 			            "users on other relays are unreachable: this relay lost its cluster "
 			            "link (%s); they come back when it returns", cl->url);
 	}
+	cl->up = 0;
+	while (cl->nodes)
+		drop_node(cl, cl->nodes);
 }
 
 static long long on_tick(struct chat_loop *loop, void *arg)

@@ -806,7 +806,8 @@ void relay_cluster_room(struct chat_relay *r, struct client *c, const char *room
 {
 	struct relay_cluster *cl = r->cluster;
 
-	if (!cl || !cl->up || is_ghost(c) || c->state != ST_LOGGED_IN)
+	/* not for a closing client: its DOWN said it all */
+	if (!cl || !cl->up || is_ghost(c) || c->dead || c->state != ST_LOGGED_IN)
 		return;
 	bus_begin(cl, joined ? BUS_JOIN : BUS_LEAVE);
 	chat_put_str8(&cl->wb, c->name);

@@ -389,15 +389,18 @@ static void apply_record(struct relay_cluster *cl, struct cnode *node, const str
 		chat_warn("cluster: out of memory adding %s (relay %s)", rec->name, node->id);
 }
 
-static void drop_node(struct relay_cluster *cl, struct cnode *node)
+static void drop_ghosts(struct relay_cluster *cl, struct cnode *node)
 {
-	struct chat_relay *r = cl->r;
-
-	for (struct client *c = r->ghosts, *next; c; c = next) {
+	for (struct client *c = cl->r->ghosts, *next; c; c = next) {
 		next = c->next;
 		if (((struct ghost *)c)->node == node)
 			ghost_drop(cl, (struct ghost *)c);
 	}
+}
+
+static void drop_node(struct relay_cluster *cl, struct cnode *node)
+{
+	drop_ghosts(cl, node);
 	for (struct cnode **pp = &cl->nodes; *pp; pp = &(*pp)->next) {
 		if (*pp == node) {
 			*pp = node->next;
@@ -536,6 +539,10 @@ static void on_message(void *arg, const char *channel, size_t len, const uint8_t
 		break;
 	}
 	case BUS_SYNC:
+		/* It starts afresh (a start, or a rejoin after it dropped all
+		 * ghosts and told its users): so do we with its users, whose
+		 * heartbeat follows. */
+		drop_ghosts(cl, node);
 		heartbeat(cl);
 		break;
 	case BUS_FRAME:

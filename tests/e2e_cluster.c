@@ -109,14 +109,18 @@ static void on_exit_cleanup(void)
 		fprintf(stderr, "cannot remove %s\n", redis_dir);
 }
 
+/* Each relay has a SQLite store of its own (registered users on one relay
+ * only, but the single-session rule between relays can be seen). */
 static int start(struct relay *r, const char *node)
 {
-	char url[64], id[64], ttl[32];
+	char url[64], id[64], ttl[32], db[128];
 
 	snprintf(url, sizeof(url), "relay.cluster=redis://127.0.0.1:%d", redis_port);
 	snprintf(id, sizeof(id), "relay.node_id=%s", node);
 	snprintf(ttl, sizeof(ttl), "relay.cluster_ttl=%d", TTL_S);
-	if (relay_start(r, "127.0.0.1:0", "--set", url, "--set", id, "--set", ttl, NULL) != 0) {
+	snprintf(db, sizeof(db), "relay.database=%s/%s.db", redis_dir, node);
+	if (relay_start(r, "127.0.0.1:0", "--set", url, "--set", id, "--set", ttl, "--set", db,
+	                NULL) != 0) {
 		fprintf(stderr, "relay %s did not start:\n%s\n", node, r->log);
 		return -1;
 	}
@@ -328,6 +332,40 @@ static void test_name_taken(const struct relay *b)
 	close(fd);
 }
 
+/* One live session per registered name in the whole cluster: a login on B
+ * ends the session on A, as a second login does on one relay.  (The name is
+ * registered in both relays' own stores with the same password.) */
+static void test_single_session(const struct relay *a, const struct relay *b, int alice, int bob)
+{
+	const struct relay *both[] = { a, b };
+	struct chat_msg m;
+	unsigned code;
+
+	for (int i = 0; i < 2; i++) {
+		int fd = dial(both[i]);
+		CHECK(fd >= 0 && hello(fd) && do_register(fd, "erin", "erin's password", &code) ==
+		      CHAT_MSG_DONE);
+		if (fd >= 0)
+			close(fd);
+	}
+	int first = connect_as(a, "erin", "erin's password");
+	CHECK(first >= 0);
+	CHECK(who_until(bob, "erin", 1, 5000));
+	int second = connect_as(b, "erin", "erin's password");
+	CHECK(second >= 0);
+	CHECK(first >= 0 && expect_type(first, CHAT_MSG_BYE, &m) == 0);
+	CHECK_STR_CONTAINS(m.text, "logged in from another connection");
+	CHECK(first >= 0 && sees_close(first));
+	/* erin is still listed on A: the session on B now. */
+	CHECK(who_until(alice, "erin", 1, 3000));
+	CHECK(second >= 0 && who_ok(second));
+	if (first >= 0)
+		close(first);
+	if (second >= 0)
+		close(second);
+	CHECK(who_until(alice, "erin", 0, 5000));
+}
+
 int main(void)
 {
 	struct relay a, b, c;
@@ -355,6 +393,7 @@ int main(void)
 	test_talk(alice, bob);
 	test_room(alice, bob);
 	test_name_taken(&b);
+	test_single_session(&a, &b, alice, bob);
 
 	/* A relay killed outright: within relay.cluster_ttl its users leave
 	 * WHO elsewhere, and conversations with them get CLOSED. */

@@ -694,6 +694,16 @@ static int check_config(struct chat_prog *p)
 			return 1;
 		}
 	}
+	const char *cluster = chat_config_get(p->cfg, "relay", "cluster");
+	if (cluster && *cluster) {
+		if (chat_relay_cluster_check(cluster, chat_config_get(p->cfg, "relay", "node_id"),
+		                             sizeof(err), err) != CHAT_OK) {
+			chat_prog_error(p, "%s (%s)", err, chat_config_where(p->cfg, "relay", "cluster"));
+			return 1;
+		}
+		printf("%s: relay.cluster %s: module cluster-redis found (Redis is reached at start)\n",
+		       p->name, cluster);
+	}
 	if (!db || !*db) {
 		printf("%s: no relay.database: guests only, nothing is stored\n", p->name);
 		return 0;

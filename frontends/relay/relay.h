@@ -83,5 +83,9 @@ int chat_relay_accept(struct chat_relay *r, const struct chat_transport_ops *tp,
 /* Send BYE with reason to every client and close each after its queue drains. */
 void chat_relay_shutdown(struct chat_relay *r, const char *reason);
 size_t chat_relay_clients(const struct chat_relay *r);
+/* relay.cluster and relay.node_id well formed, and the module cluster-redis
+ * there (--check-config): CHAT_OK, or an error with err saying what is wrong.
+ * Redis itself is not contacted. */
+int chat_relay_cluster_check(const char *url, const char *node_id, size_t errlen, char *err);
 
 #endif

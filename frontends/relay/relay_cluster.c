@@ -658,6 +658,38 @@ static int parse_url(const char *url, size_t cap, char *host, int *port, unsigne
 	return 0;
 }
 
+int chat_relay_cluster_check(const char *url, const char *node_id, size_t errlen, char *err)
+{
+	char host[200], merr[600];
+	unsigned db;
+	int port;
+
+	if (parse_url(url, sizeof(host), host, &port, &db) != 0) {
+		snprintf(err, errlen, "relay.cluster '%s': expected redis://HOST:PORT or "
+		         "redis://HOST:PORT/DB", url);
+		return CHAT_ERR_INVALID;
+	}
+	if (node_id && *node_id &&
+	    (chat_name_check(strlen(node_id), node_id) || strlen(node_id) > NODE_ID_MAX)) {
+		snprintf(err, errlen, "relay.node_id '%s': expected 1 to 32 characters [a-z0-9_.-]",
+		         node_id);
+		return CHAT_ERR_INVALID;
+	}
+	const struct chat_cluster_module *mod =
+		chat_relay_module_symbol("cluster-redis", CHAT_CLUSTER_LINK_SYMBOL, sizeof(merr), merr);
+	if (!mod) {
+		snprintf(err, errlen, "relay.cluster %s: %s", url, merr);
+		return CHAT_ERR_UNSUPPORTED;
+	}
+	if (mod->version != CHAT_CLUSTER_LINK_VERSION) {
+		snprintf(err, errlen, "relay.cluster %s: module cluster-redis has interface version %u, "
+		         "this relay needs %u (install the module of this build)", url, mod->version,
+		         CHAT_CLUSTER_LINK_VERSION);
+		return CHAT_ERR_UNSUPPORTED;
+	}
+	return CHAT_OK;
+}
+
 int relay_cluster_new(struct chat_relay *r)
 {
 	const struct chat_relay_config *cfg = &r->cfg;

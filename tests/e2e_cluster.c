@@ -332,6 +332,56 @@ static void test_name_taken(const struct relay *b)
 	close(fd);
 }
 
+/* Close the Redis connections of one relay (named chat-relay:NODE on the
+ * server) as a network cut would: the others keep theirs. */
+static int cut_relay(const char *node)
+{
+	char cmd[160], line[1024], addrs[8][64];
+	int n = 0;
+
+	snprintf(cmd, sizeof(cmd), "redis-cli -p %d CLIENT LIST", redis_port);
+	FILE *f = popen(cmd, "r");
+	if (!f)
+		return 0;
+	snprintf(cmd, sizeof(cmd), "name=chat-relay:%s ", node);
+	while (fgets(line, sizeof(line), f) && n < 8) {
+		char *a = strstr(line, "addr=");
+		if (strstr(line, cmd) && a && sscanf(a, "addr=%63s", addrs[n]) == 1)
+			n++;
+	}
+	pclose(f);
+	for (int i = 0; i < n; i++) {
+		snprintf(cmd, sizeof(cmd), "redis-cli -p %d CLIENT KILL ADDR %s >/dev/null", redis_port,
+		         addrs[i]);
+		if (system(cmd) != 0)
+			return 0;
+	}
+	return n == 2; /* one subscribed, one publishing */
+}
+
+/* Only B loses Redis: B tells bob and ends his conversation with alice at
+ * once; when B rejoins (about 1 s later) A takes B's users afresh, so
+ * alice's side of the conversation ends too instead of lingering half
+ * open, and they can talk again. */
+static void test_one_relay_cut(const struct relay *b, int alice, int bob)
+{
+	struct chat_msg m;
+
+	CHECK(converse(alice, "alice", bob, "bob", "rc4dh"));
+	CHECK(cut_relay("node-b"));
+	CHECK(expect_type(bob, CHAT_MSG_ERROR, &m) == 0);
+	CHECK_STR_CONTAINS(m.text, "lost its cluster link (redis://127.0.0.1:");
+	CHECK(expect_type(bob, CHAT_MSG_CLOSED, &m) == 0 && !strcmp(m.name, "alice"));
+	CHECK(expect_type(alice, CHAT_MSG_CLOSED, &m) == 0 && !strcmp(m.name, "bob"));
+	CHECK(relay_wait_log((struct relay *)b, "cluster: rejoined", 5));
+	CHECK(who_until(alice, "bob", 1, 5000) && who_until(bob, "alice", 1, 5000));
+	CHECK(converse(alice, "alice", bob, "bob", "rc4dh"));
+	CHECK(route(bob, "alice", "after the cut") == 0 && delivered(alice, "bob", "after the cut"));
+	begin(CHAT_MSG_CLOSE);
+	chat_put_str8(&wb, "bob");
+	CHECK(send_msg(alice) == 0 && expect_type(bob, CHAT_MSG_CLOSED, &m) == 0);
+}
+
 /* One live session per registered name in the whole cluster: a login on B
  * ends the session on A, as a second login does on one relay.  (The name is
  * registered in both relays' own stores with the same password.) */
@@ -394,6 +444,7 @@ int main(void)
 	test_room(alice, bob);
 	test_name_taken(&b);
 	test_single_session(&a, &b, alice, bob);
+	test_one_relay_cut(&b, alice, bob);
 
 	/* A relay killed outright: within relay.cluster_ttl its users leave
 	 * WHO elsewhere, and conversations with them get CLOSED. */

@@ -45,11 +45,13 @@ struct chat_cluster_link;
 struct chat_cluster_module {
 	unsigned version; /* CHAT_CLUSTER_LINK_VERSION */
 	/* Start connecting to host:port (returns at once; on_up follows).
+	 * name ([a-z0-9_.:-]) names both connections on the server (CLIENT
+	 * LIST), so an operator sees which relay is which.
 	 * out_max bounds the bytes published and not yet acknowledged by the
 	 * server: past it, publish fails and the link is dropped (and
 	 * reconnected) rather than grow.  0 or a negative error code (then err
 	 * says why). */
-	int (*open)(const struct chat_cluster_host *host, const char *addr, int port,
+	int (*open)(const struct chat_cluster_host *host, const char *addr, int port, const char *name,
 	            size_t nchannels, const char *const *channels, size_t out_max,
 	            const struct chat_cluster_cbs *cbs, void *arg, struct chat_cluster_link **out,
 	            size_t errlen, char *err);

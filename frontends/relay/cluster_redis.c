@@ -34,6 +34,7 @@ struct chat_cluster_link {
 	struct chat_cluster_cbs cbs;
 	void *arg;
 	char addr[256];
+	char name[80];
 	int port;
 	char **channels;
 	size_t nchannels, nsubscribed;
@@ -239,6 +240,12 @@ static int attempt(struct chat_cluster_link *l, char *why, size_t cap)
 	l->pending = 0;
 	if (attach(l, &l->pub, why, cap) || attach(l, &l->sub, why, cap))
 		return -1;
+	/* Before SUBSCRIBE: a subscribed connection takes no other command. */
+	if (redisAsyncCommand(l->pub.ac, NULL, NULL, "CLIENT SETNAME %s", l->name) != REDIS_OK ||
+	    redisAsyncCommand(l->sub.ac, NULL, NULL, "CLIENT SETNAME %s", l->name) != REDIS_OK) {
+		snprintf(why, cap, "cannot send CLIENT SETNAME");
+		return -1;
+	}
 	argv = calloc(l->nchannels + 1, sizeof(*argv));
 	lens = calloc(l->nchannels + 1, sizeof(*lens));
 	if (!argv || !lens) {
@@ -320,7 +327,7 @@ static void link_free(struct chat_cluster_link *l)
 }
 
 static int link_open(const struct chat_cluster_host *host, const char *addr, int port,
-                     size_t nchannels, const char *const *channels, size_t out_max,
+                     const char *name, size_t nchannels, const char *const *channels, size_t out_max,
                      const struct chat_cluster_cbs *cbs, void *arg, struct chat_cluster_link **out,
                      size_t errlen, char *err)
 {
@@ -340,6 +347,7 @@ static int link_open(const struct chat_cluster_host *host, const char *addr, int
 	l->cbs = *cbs;
 	l->arg = arg;
 	snprintf(l->addr, sizeof(l->addr), "%s", addr);
+	snprintf(l->name, sizeof(l->name), "%s", name);
 	l->port = port;
 	l->out_max = out_max;
 	l->backoff_ms = BACKOFF_MIN_MS;

@@ -757,7 +757,9 @@ int relay_cluster_new(struct chat_relay *r)
 	};
 	static const struct chat_cluster_cbs cbs = { on_up, on_down, on_message };
 	const char *channels[] = { cl->ch_presence, cl->ch_mine };
-	rc = cl->mod->open(&cl->host, host, port, 2, channels, OUT_MAX, &cbs, cl, &cl->link, sizeof(err),
+	char name[48];
+	snprintf(name, sizeof(name), "chat-relay:%s", cl->node);
+	rc = cl->mod->open(&cl->host, host, port, name, 2, channels, OUT_MAX, &cbs, cl, &cl->link, sizeof(err),
 	                   err);
 	if (rc != 0) {
 		chat_err("relay.cluster %s: %s", cl->url, err);

@@ -363,7 +363,7 @@ static int cut_relay(const char *node)
  * once; when B rejoins (about 1 s later) A takes B's users afresh, so
  * alice's side of the conversation ends too instead of lingering half
  * open, and they can talk again. */
-static void test_one_relay_cut(const struct relay *b, int alice, int bob)
+static void test_one_relay_cut(const struct relay *a, const struct relay *b, int alice, int bob)
 {
 	struct chat_msg m;
 
@@ -372,8 +372,20 @@ static void test_one_relay_cut(const struct relay *b, int alice, int bob)
 	CHECK(expect_type(bob, CHAT_MSG_ERROR, &m) == 0);
 	CHECK_STR_CONTAINS(m.text, "lost its cluster link (redis://127.0.0.1:");
 	CHECK(expect_type(bob, CHAT_MSG_CLOSED, &m) == 0 && !strcmp(m.name, "alice"));
+	/* While B is away (it retries after 1 s), guest zed logs in on A, then
+	 * on B, which cannot know: when B is back, the name stays with the
+	 * first (equal login seconds: the smaller node id, A's too). */
+	int zed_a = user(a, "zed"), zed_b = user(b, "zed");
+	CHECK(zed_a >= 0 && zed_b >= 0);
 	CHECK(expect_type(alice, CHAT_MSG_CLOSED, &m) == 0 && !strcmp(m.name, "bob"));
 	CHECK(relay_wait_log((struct relay *)b, "cluster: rejoined", 5));
+	CHECK(zed_b >= 0 && expect_type(zed_b, CHAT_MSG_BYE, &m) == 0);
+	CHECK_STR_CONTAINS(m.text, "taken on another relay");
+	CHECK(zed_a >= 0 && who_ok(zed_a) && who_until(bob, "zed", 1, 3000));
+	if (zed_a >= 0)
+		close(zed_a);
+	if (zed_b >= 0)
+		close(zed_b);
 	CHECK(who_until(alice, "bob", 1, 5000) && who_until(bob, "alice", 1, 5000));
 	CHECK(converse(alice, "alice", bob, "bob", "rc4dh"));
 	CHECK(route(bob, "alice", "after the cut") == 0 && delivered(alice, "bob", "after the cut"));
@@ -444,7 +456,7 @@ int main(void)
 	test_room(alice, bob);
 	test_name_taken(&b);
 	test_single_session(&a, &b, alice, bob);
-	test_one_relay_cut(&b, alice, bob);
+	test_one_relay_cut(&a, &b, alice, bob);
 
 	/* A relay killed outright: within relay.cluster_ttl its users leave
 	 * WHO elsewhere, and conversations with them get CLOSED. */

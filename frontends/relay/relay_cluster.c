@@ -693,10 +693,10 @@ int chat_relay_cluster_check(const char *url, const char *node_id, size_t errlen
 int relay_cluster_new(struct chat_relay *r)
 {
 	const struct chat_relay_config *cfg = &r->cfg;
-	struct relay_cluster *cl;
+	const struct chat_cluster_module *mod;
 	char host[200], err[600];
 	unsigned db;
-	int port, rc;
+	int port;
 
 	if (!cfg->cluster || !*cfg->cluster)
 		return CHAT_OK;
@@ -705,13 +705,35 @@ int relay_cluster_new(struct chat_relay *r)
 		         cfg->cluster);
 		return CHAT_ERR_INVALID;
 	}
+	mod = chat_relay_module_symbol("cluster-redis", CHAT_CLUSTER_LINK_SYMBOL, sizeof(err), err);
+	if (!mod) {
+		chat_err("relay.cluster %s: %s", cfg->cluster, err);
+		return CHAT_ERR_UNSUPPORTED;
+	}
+	if (mod->version != CHAT_CLUSTER_LINK_VERSION) {
+		chat_err("relay.cluster %s: module cluster-redis has interface version %u, this relay "
+		         "needs %u (install the module of this build)", cfg->cluster, mod->version,
+		         CHAT_CLUSTER_LINK_VERSION);
+		return CHAT_ERR_UNSUPPORTED;
+	}
+	return relay_cluster_start(r, mod, cfg->cluster, host, port, db);
+}
+
+int relay_cluster_start(struct chat_relay *r, const struct chat_cluster_module *mod,
+                        const char *url, const char *host, int port, unsigned db)
+{
+	const struct chat_relay_config *cfg = &r->cfg;
+	struct relay_cluster *cl;
+	char err[600];
+	int rc;
+
 	if (!(cl = calloc(1, sizeof(*cl))))
 		return CHAT_ERR_NOMEM;
 	cl->r = r;
 	r->cluster = cl; /* freed with the relay, also after a failure here */
 	chat_wbuf_init(&cl->wb, (cfg->limits.max_frame > HB_PART ? cfg->limits.max_frame : HB_PART) +
 	                        16384);
-	snprintf(cl->url, sizeof(cl->url), "%s", cfg->cluster);
+	snprintf(cl->url, sizeof(cl->url), "%s", url);
 	cl->ttl_ms = (cfg->cluster_ttl_s ? cfg->cluster_ttl_s : 9) * 1000u;
 	if (cfg->node_id && *cfg->node_id) {
 		if (chat_name_check(strlen(cfg->node_id), cfg->node_id) || strlen(cfg->node_id) > NODE_ID_MAX) {
@@ -734,18 +756,7 @@ int relay_cluster_new(struct chat_relay *r)
 		snprintf(cl->prefix, sizeof(cl->prefix), "chat:");
 	snprintf(cl->ch_presence, sizeof(cl->ch_presence), "%spresence", cl->prefix);
 	snprintf(cl->ch_mine, sizeof(cl->ch_mine), "%snode:%s", cl->prefix, cl->node);
-	cl->mod = chat_relay_module_symbol("cluster-redis", CHAT_CLUSTER_LINK_SYMBOL, sizeof(err), err);
-	if (!cl->mod) {
-		chat_err("relay.cluster %s: %s", cl->url, err);
-		return CHAT_ERR_UNSUPPORTED;
-	}
-	if (cl->mod->version != CHAT_CLUSTER_LINK_VERSION) {
-		chat_err("relay.cluster %s: module cluster-redis has interface version %u, this relay "
-		         "needs %u (install the module of this build)", cl->url, cl->mod->version,
-		         CHAT_CLUSTER_LINK_VERSION);
-		cl->mod = NULL;
-		return CHAT_ERR_UNSUPPORTED;
-	}
+	cl->mod = mod;
 	cl->host = (struct chat_cluster_host){
 		.size = sizeof(cl->host),
 		.loop = r->loop,

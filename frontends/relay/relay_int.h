@@ -187,6 +187,11 @@ void relay_send_frame(struct chat_relay *r, struct client *c, size_t len, const 
 /* relay_cluster.c: every function is a no-op without relay.cluster.  A
  * ghost is a client whose conn is NULL. */
 int relay_cluster_new(struct chat_relay *r);
+struct chat_cluster_module;
+/* relay_cluster_new once the module is loaded (and the fuzz harness, with a
+ * table of its own): url as configured, host, port and DB index from it. */
+int relay_cluster_start(struct chat_relay *r, const struct chat_cluster_module *mod,
+                        const char *url, const char *host, int port, unsigned db);
 void relay_cluster_free(struct chat_relay *r);
 /* A frame for a ghost: published to its relay (room events are not: each
  * relay makes its own from the presence channel). */

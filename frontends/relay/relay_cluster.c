@@ -429,39 +429,61 @@ static struct cnode *find_node(struct relay_cluster *cl, const char *id, int mak
 
 /* ---- receiving */
 
-/* A frame from a user on `node` for our local user: mirror the link change
- * it implies, so both relays agree on the conversation, then hand it on. */
-static void on_frame(struct relay_cluster *cl, struct rd *d)
+static int forwardable(int type)
+{
+	switch (type) {
+	case CHAT_MSG_OFFERED:
+	case CHAT_MSG_ANSWERED:
+	case CHAT_MSG_DELIVER:
+	case CHAT_MSG_CLOSED:
+	case CHAT_MSG_ROOM_DELIVER:
+	case CHAT_MSG_RECEIPT:
+	case CHAT_MSG_FRIEND_EVENT:
+		return 1;
+	default: /* ROOM_EVENT: each relay makes its own from the presence channel */
+		return 0;
+	}
+}
+
+/* A frame from a user on `node` for our local user: checked as a client
+ * would parse it (relays trust each other, but a frame this relay passes
+ * on is well formed whatever another one sent), then the link change it
+ * implies is mirrored, so both relays agree on the conversation, and it is
+ * handed on. */
+static void on_frame(struct relay_cluster *cl, struct cnode *node, struct rd *d)
 {
 	struct chat_relay *r = cl->r;
-	char to[CHAT_NAME_MAX + 1], from[CHAT_NAME_MAX + 1];
+	char to[CHAT_NAME_MAX + 1], err[CHAT_TEXT_MAX];
+	struct chat_msg m;
 
 	rd_name(d, to);
-	if (d->bad || d->left < 1)
+	if (d->bad)
 		return;
+	if (chat_msg_parse(d->left, d->p, &m, sizeof(err), err) != CHAT_OK || !forwardable(m.type)) {
+		chat_debug("cluster: relay %s forwarded a frame for %s that is not passed on: %s",
+		           node->id, to, forwardable(d->left ? d->p[0] : 0) ? err : "not a forwarded type");
+		return;
+	}
 	struct client *t = relay_find_user(r, to);
 	if (!t || is_ghost(t) || t->dead || t->state != ST_LOGGED_IN)
 		return; /* gone meanwhile: as if the link to it had dropped */
-	int type = d->p[0];
-	struct rd f = { d->p + 1, d->left - 1, 0 };
 	struct client *g = NULL;
-	if (type == CHAT_MSG_OFFERED || type == CHAT_MSG_ANSWERED || type == CHAT_MSG_CLOSED ||
-	    type == CHAT_MSG_DELIVER) {
-		rd_name(&f, from);
-		g = f.bad ? NULL : relay_find_user(r, from);
+	if (m.type == CHAT_MSG_OFFERED || m.type == CHAT_MSG_ANSWERED || m.type == CHAT_MSG_CLOSED ||
+	    m.type == CHAT_MSG_DELIVER) {
+		g = relay_find_user(r, m.name);
 		if (g && !is_ghost(g))
 			g = NULL;
 	}
 	/* Between registered users conversations live in the store, not in links. */
 	int live = g && !(relay_is_registered(g) && relay_is_registered(t));
 	struct link *l = g ? relay_find_link(t, g) : NULL;
-	if (type == CHAT_MSG_OFFERED && live && !l) {
+	if (m.type == CHAT_MSG_OFFERED && live && !l) {
 		if (relay_add_link(t, g, LINK_OFFER_IN) || relay_add_link(g, t, LINK_OFFER_OUT)) {
 			relay_drop_link(t, g);
 			return;
 		}
-	} else if (type == CHAT_MSG_ANSWERED && live && l) {
-		if (rd_u8(&f)) {
+	} else if (m.type == CHAT_MSG_ANSWERED && live && l) {
+		if (m.flag) {
 			struct link *back = relay_find_link(g, t);
 			l->state = LINK_ACCEPTED;
 			if (back)
@@ -470,7 +492,7 @@ static void on_frame(struct relay_cluster *cl, struct rd *d)
 			relay_drop_link(t, g);
 			relay_drop_link(g, t);
 		}
-	} else if (type == CHAT_MSG_CLOSED && (live || !g)) {
+	} else if (m.type == CHAT_MSG_CLOSED && (live || !g)) {
 		if (!l)
 			return; /* already ended here (its relay said DOWN first) */
 		relay_drop_link(t, g);
@@ -546,7 +568,7 @@ static void on_message(void *arg, const char *channel, size_t len, const uint8_t
 		heartbeat(cl);
 		break;
 	case BUS_FRAME:
-		on_frame(cl, &d);
+		on_frame(cl, node, &d);
 		break;
 	case BUS_MAIL: {
 		rd_name(&d, name);
@@ -812,18 +834,8 @@ void relay_cluster_forward(struct chat_relay *r, struct client *ghost, size_t le
 
 	if (!cl || !len)
 		return;
-	switch (frame[0]) {
-	case CHAT_MSG_OFFERED:
-	case CHAT_MSG_ANSWERED:
-	case CHAT_MSG_DELIVER:
-	case CHAT_MSG_CLOSED:
-	case CHAT_MSG_ROOM_DELIVER:
-	case CHAT_MSG_RECEIPT:
-	case CHAT_MSG_FRIEND_EVENT:
-		break;
-	default: /* ROOM_EVENT: its relay says it from the presence channel */
+	if (!forwardable(frame[0]))
 		return;
-	}
 	struct ghost *g = (struct ghost *)ghost;
 	snprintf(channel, sizeof(channel), "%snode:%s", cl->prefix, g->node->id);
 	bus_begin(cl, BUS_FRAME);

@@ -128,23 +128,39 @@ struct record {
 	char rooms[255][CHAT_NAME_MAX + 1];
 };
 
+/* A user or room name, as clients may choose them. */
+static void rd_user(struct rd *d, char dst[CHAT_NAME_MAX + 1])
+{
+	rd_name(d, dst);
+	if (!d->bad && chat_name_check(strlen(dst), dst))
+		d->bad = 1;
+}
+
+/* What relays publish is what clients parse again (WHO_LIST, MEMBERS,
+ * OFFERED): checked as strictly (docs/PROTOCOL.md 2), whatever the relay
+ * that sent it. */
 static int rd_record(struct rd *d, struct record *rec)
 {
-	char tmp[CHAT_NAME_MAX + 1];
+	char suites[CHAT_SUITES_MAX][CHAT_NAME_MAX + 1];
 
-	rd_name(d, rec->name);
+	rd_user(d, rec->name);
 	rec->registered = rd_u8(d) & 1;
 	rec->login_ms = rd_uN(d, 8);
 	rec->suites = d->p;
 	unsigned n = rd_u8(d);
 	if (n > CHAT_SUITES_MAX)
 		d->bad = 1;
-	for (unsigned i = 0; i < n && !d->bad; i++)
-		rd_name(d, tmp);
+	for (unsigned i = 0; i < n && !d->bad; i++) {
+		rd_name(d, suites[i]);
+		if (strspn(suites[i], "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(suites[i]))
+			d->bad = 1;
+		for (unsigned k = 0; k < i && !d->bad; k++)
+			d->bad = strcmp(suites[k], suites[i]) == 0;
+	}
 	rec->suites_len = (size_t)(d->p - rec->suites);
 	rec->nrooms = rd_u8(d);
 	for (unsigned i = 0; i < rec->nrooms && !d->bad; i++)
-		rd_name(d, rec->rooms[i]);
+		rd_user(d, rec->rooms[i]);
 	return d->bad ? -1 : 0;
 }
 
@@ -456,7 +472,7 @@ static void on_frame(struct relay_cluster *cl, struct cnode *node, struct rd *d)
 	char to[CHAT_NAME_MAX + 1], err[CHAT_TEXT_MAX];
 	struct chat_msg m;
 
-	rd_name(d, to);
+	rd_user(d, to);
 	if (d->bad)
 		return;
 	if (chat_msg_parse(d->left, d->p, &m, sizeof(err), err) != CHAT_OK || !forwardable(m.type)) {
@@ -511,7 +527,7 @@ static void on_message(void *arg, const char *channel, size_t len, const uint8_t
 
 	(void)channel;
 	int kind = (int)rd_u8(&d);
-	rd_name(&d, node_id);
+	rd_user(&d, node_id);
 	if (d.bad || strcmp(node_id, cl->node) == 0)
 		return; /* our own, back from the presence channel */
 	struct cnode *node = find_node(cl, node_id, 1);
@@ -526,9 +542,9 @@ static void on_message(void *arg, const char *channel, size_t len, const uint8_t
 	case BUS_DOWN:
 	case BUS_JOIN:
 	case BUS_LEAVE: {
-		rd_name(&d, name);
+		rd_user(&d, name);
 		if (kind != BUS_DOWN)
-			rd_name(&d, room);
+			rd_user(&d, room);
 		struct client *x = d.bad ? NULL : relay_find_user(r, name);
 		if (!x || !is_ghost(x) || ((struct ghost *)x)->node != node)
 			break;
@@ -571,7 +587,7 @@ static void on_message(void *arg, const char *channel, size_t len, const uint8_t
 		on_frame(cl, node, &d);
 		break;
 	case BUS_MAIL: {
-		rd_name(&d, name);
+		rd_user(&d, name);
 		struct client *x = d.bad ? NULL : relay_find_user(r, name);
 		if (x && !is_ghost(x) && !x->dead && relay_is_registered(x))
 			relay_mail_wanted(r, x);

@@ -149,12 +149,14 @@ wait_for() {
 	fail "$name never printed '${text:0:80}'; it printed: $(tail -5 "$T/$name.out" | cut -c1-200; tail -5 "$T/$name.err" | cut -c1-200)"
 	return 1
 }
-# wait_count NAME TEXT N [LIMIT]: NAME printed TEXT at least N times (a
-# line seen before would satisfy wait_for at once)
+# count NAME PATTERN: lines of NAME's output matching PATTERN (grep regex)
+count() { grep -c -- "$2" "$T/$1.out" 2>/dev/null || true; }
+# wait_count NAME PATTERN N [LIMIT]: NAME printed at least N lines matching
+# PATTERN (a line seen before would satisfy wait_for at once)
 wait_count() {
 	local name=$1 text=$2 n=$3 limit=${4:-30}
 	for _ in $(seq 1 $((limit * 20))); do
-		[ "$(grep -cF -- "$text" "$T/$name.out" 2>/dev/null)" -ge "$n" ] && { pass; return 0; }
+		[ "$(count "$name" "$text")" -ge "$n" ] && { pass; return 0; }
 		sleep 0.05
 	done
 	fail "$name printed '${text:0:80}' fewer than $n times; it printed: $(tail -5 "$T/$name.out" | cut -c1-200)"

@@ -27,6 +27,34 @@ const char *chat_store_spec_path(const char *spec)
 	return strncmp(spec, "sqlite:", 7) == 0 ? spec + 7 : spec;
 }
 
+void chat_store_spec_redact(const char *spec, size_t cap, char *dst)
+{
+	const char *at, *colon, *host, *q;
+	size_t o = 0;
+
+	if (!cap)
+		return;
+	dst[0] = '\0';
+	if (!spec)
+		return;
+	if (!chat_store_spec_is_postgresql(spec)) {
+		snprintf(dst, cap, "%s", chat_store_spec_path(spec));
+		return;
+	}
+	/* postgresql://USER:PASSWORD@HOST...: the password goes. */
+	host = strstr(spec, "://") + 3;
+	at = strchr(host, '@');
+	q = strpbrk(host, "/?");
+	if (at && (!q || at < q) && (colon = memchr(host, ':', (size_t)(at - host))))
+		o = (size_t)snprintf(dst, cap, "%.*s:***%.*s", (int)(colon - spec), spec,
+		                     (int)(strcspn(at, "?")), at);
+	else
+		o = (size_t)snprintf(dst, cap, "%.*s", (int)strcspn(spec, "?"), spec);
+	/* Parameters (a password=... among them) are left out. */
+	if (strchr(spec, '?') && o < cap)
+		snprintf(dst + o, cap - o, "?...");
+}
+
 /* The PostgreSQL module's table, loaded and checked once. */
 static const struct chat_store_backend *postgresql(size_t errlen, char *err)
 {

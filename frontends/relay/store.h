@@ -63,6 +63,9 @@ struct chat_store;
 int chat_store_spec_is_postgresql(const char *spec);
 /* The SQLite file of spec ("sqlite:PATH" or PATH), NULL for PostgreSQL. */
 const char *chat_store_spec_path(const char *spec);
+/* spec as it may be shown: the path, or the URL without its password
+ * (":***") and without its parameters ("?..."). */
+void chat_store_spec_redact(const char *spec, size_t cap, char *dst);
 /* "sqlite" or "postgresql". */
 const char *chat_store_backend_name(const struct chat_store *s);
 

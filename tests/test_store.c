@@ -1451,6 +1451,14 @@ static void test_pg_refusals(void)
 	CHECK(!chat_store_in_transaction(s));
 	CHECK_EQ_INT(chat_store_check(s), CHAT_OK);
 	CHECK_EQ_INT(chat_store_account_exists(s, "never"), CHAT_ERR_NOTFOUND);
+	/* Lost while idle: the next transaction connects again on its own. */
+	pg_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	       " WHERE application_name = 'chat-relay' AND pid <> pg_backend_pid()");
+	usleep(100 * 1000);
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "after", CHAT_GROUP_REGULAR, 11);
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_OK);
+	check_account(s, "after", CHAT_GROUP_REGULAR, 11);
 	chat_store_close(s);
 }
 

@@ -544,6 +544,17 @@ static int usable(struct chat_store *s)
 	return CHAT_OK;
 }
 
+/* BEGIN, once more after a reconnect if the connection turned out to be
+ * dead (a server restarted while the relay was idle): nothing was done yet. */
+static int begin_tx(struct chat_store *s)
+{
+	int rc = exec_sql(s, "BEGIN", "starting a transaction", NULL);
+
+	if (rc != CHAT_OK && PQstatus(s->conn) != CONNECTION_OK && reconnect(s) == CHAT_OK)
+		rc = exec_sql(s, "BEGIN", "starting a transaction", NULL);
+	return rc;
+}
+
 static int tx_enter(struct chat_store *s, int *savepoint)
 {
 	int rc;
@@ -551,8 +562,8 @@ static int tx_enter(struct chat_store *s, int *savepoint)
 	*savepoint = s->in_tx || s->depth > 0;
 	if (!*savepoint && (rc = pg_check(s)))
 		return rc;
-	rc = exec_sql(s, *savepoint ? "SAVEPOINT chat_store_op" : "BEGIN",
-	              *savepoint ? "starting a savepoint" : "starting a transaction", NULL);
+	rc = *savepoint ? exec_sql(s, "SAVEPOINT chat_store_op", "starting a savepoint", NULL)
+	                : begin_tx(s);
 	if (rc == CHAT_OK)
 		s->depth++;
 	return rc;
@@ -859,7 +870,7 @@ static int pg_begin(struct chat_store *s)
 	}
 	if ((rc = pg_check(s)))
 		return rc;
-	rc = exec_sql(s, "BEGIN", "starting a transaction", NULL);
+	rc = begin_tx(s);
 	if (rc == CHAT_OK)
 		s->in_tx = 1;
 	return rc;

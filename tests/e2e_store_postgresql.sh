@@ -17,8 +17,11 @@ sed -i "s|^database = .*|store = $URL|" "$T/chat.ini"
 FAST=(--set client.kdf_iterations=1000)
 
 # chat-relay links no libpq (the module does).
-if ldd "$CHAT_BIN/chat-relay" | grep -q libpq; then fail "chat-relay links libpq: $(ldd "$CHAT_BIN/chat-relay" | grep libpq)"; else pass; fi
-ldd "$CHAT_MODULE_DIR/store-postgresql.so" | grep -q libpq && pass || fail "store-postgresql.so does not link libpq"
+# (ldd's output read whole: grep -q closing the pipe early fails it under pipefail)
+libs=$(ldd "$CHAT_BIN/chat-relay")
+if grep -q libpq <<<"$libs"; then fail "chat-relay links libpq: $(grep libpq <<<"$libs")"; else pass; fi
+libs=$(ldd "$CHAT_MODULE_DIR/store-postgresql.so")
+grep -q libpq <<<"$libs" && pass || fail "store-postgresql.so does not link libpq"
 
 run chat-relay --config "$T/chat.ini" --check-config
 expect_rc 0 "--check-config before the first start"

@@ -807,18 +807,18 @@ static int check_config(struct chat_prog *p)
 		char marker[PATH_MAX + 8];
 		snprintf(marker, sizeof(marker), "%s.marker", db);
 		if (lstat(marker, &sb) == 0) {
-			chat_prog_error(p, "relay.database (%s): %s, but %s says a store was created there: "
+			chat_prog_error(p, "%s (%s): %s, but %s says a store was created there: "
 			                "the relay refuses to start.  Restore the database, or start once "
-			                "with --init-store to create an empty one", where, err, marker);
+			                "with --init-store to create an empty one", key, where, err, marker);
 			return 1;
 		}
-		printf("%s: relay.database (%s): %s: the relay creates it at its first start (or "
-		       "chat-relay --init-store)%s\n", p->name, where, err,
+		printf("%s: %s (%s): %s: the relay creates it at its first start (or "
+		       "chat-relay --init-store)%s\n", p->name, key, where, err,
 		       dir_missing ? ", and the directory too (one level)" : "");
 		return 0;
 	}
 	if (rc != CHAT_OK) {
-		chat_prog_error(p, "relay.database (%s): %s", where, err);
+		chat_prog_error(p, "%s (%s): %s", key, where, err);
 		return 1;
 	}
 	pid_t holder = chat_lockfile_holder(lock, sizeof(err), err);
@@ -826,10 +826,10 @@ static int check_config(struct chat_prog *p)
 	if (holder > 0)
 		snprintf(in_use, sizeof(in_use), "; in use by the relay with pid %ld", (long)holder);
 	if (version < CHAT_STORE_SCHEMA_VERSION)
-		printf("%s: relay.database %s: schema version %d, migrated to %d at the next start%s\n",
-		       p->name, db, version, CHAT_STORE_SCHEMA_VERSION, in_use);
+		printf("%s: %s %s: schema version %d, migrated to %d at the next start%s\n",
+		       p->name, key, db, version, CHAT_STORE_SCHEMA_VERSION, in_use);
 	else
-		printf("%s: relay.database %s: schema version %d%s\n", p->name, db, version, in_use);
+		printf("%s: %s %s: schema version %d%s\n", p->name, key, db, version, in_use);
 	return 0;
 }
 

@@ -83,6 +83,14 @@ for suite in xor-demo rc4dh aescbc-hmac; do
 	wait_for "$a" "who bob"
 	quit "$a"
 	quit "$b"
+	# One warning per event: the client's line, not a second one logged by
+	# the suite (on stderr) for the same conversation.
+	want=1; [ "$suite" = aescbc-hmac ] && want=0
+	for n in "$a" "$b"; do
+		got=$(cat "$T/$n.out" "$T/$n.err" | grep -c "INSECURE")
+		[ "$got" = "$want" ] && pass ||
+			fail "$n: $got INSECURE warning(s) for one conversation on $suite, expected $want: $(grep INSECURE "$T/$n.out" "$T/$n.err")"
+	done
 done
 
 # Consent refused, with the reason.

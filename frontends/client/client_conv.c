@@ -410,11 +410,12 @@ void client_established(struct chat_client *c, struct conv *v)
 	if (!c->current[0] && v->relay_link) /* plain lines go here until /to says otherwise */
 		snprintf(c->current, sizeof(c->current), "%s", v->peer);
 	client_emit(c, CHAT_EV_ESTABLISHED, v->peer, NULL, v->suite->desc->name, NULL, 0, NULL, insecure);
+	/* The one warning of this conversation (the plugins log none): generic,
+	 * so a third-party suite gets it too; what its fingerprint is good for,
+	 * if anything, only the suite knows, and says in its summary. */
 	if (insecure)
-		client_say(c, CHAT_EV_WARNING, v->peer,
-		           "suite %s is INSECURE (%s): for demonstration only%s", v->suite->desc->name,
-		           v->suite->desc->summary,
-		           v->suite->desc->ops.cipher->fingerprint ? "; compare /fingerprint with your peer" : "");
+		client_say(c, CHAT_EV_WARNING, v->peer, "suite %s is INSECURE (%s): for demonstration only",
+		           v->suite->desc->name, v->suite->desc->summary);
 	if (v->relay_link && !v->peer_guest && client_registered(c))
 		client_can_save(c, v);
 	if (v->relay_link)

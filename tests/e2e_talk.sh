@@ -99,6 +99,7 @@ client dave dave rc4dh
 wait_for dave "logged-in dave"
 say carol "/talk dave"
 wait_for dave "offer carol rc4dh"
+wait_for carol "offered dave" # the relay took the offer
 say dave "/reject carol not now"
 wait_for carol "rejected dave not now"
 # A user who is not connected.
@@ -109,6 +110,10 @@ client xena xena xor-demo
 wait_for xena "logged-in xena"
 say carol "/talk xena"
 wait_for carol "error no-common-suite xena xena offers only xor-demo; you allow only rc4dh"
+# "offered" only for an offer the relay took, never before its refusal.
+for who in nobody xena; do
+	[ "$(count carol "^offered $who")" = 0 ] && pass || fail "carol: 'offered $who' for a refused offer"
+done
 # A name already taken: the second client says so and exits 1.
 client dup carol rc4dh
 wait_for dup "error name-taken carol the name carol cannot be used by a guest"

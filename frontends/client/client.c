@@ -215,6 +215,9 @@ static void on_relay_error(struct chat_client *c, const struct chat_msg *m)
 {
 	if (c->state != CS_READY && client_login_error(c, m))
 		return;
+	struct conv *talked = m->ref == CHAT_MSG_TALK && m->name[0] ? client_find_conv(c, m->name) : NULL;
+	if (talked)
+		talked->talk_ping = 0; /* refused: its PONG acknowledges nothing */
 	if (m->ref == CHAT_MSG_TALK && m->name[0] && client_find_conv(c, m->name) &&
 	    client_reoffer_refused(c, client_find_conv(c, m->name), m->code))
 		return; /* not back yet after the relay came back: asked again later */
@@ -311,7 +314,7 @@ static long long reoffer_tick(struct chat_loop *loop, void *arg)
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->reoffer_due && v->state == C_OFFER_OUT) {
 			v->reoffer_due = 0;
-			client_send_talk(c, v->peer);
+			client_send_talk(c, v);
 		}
 	return -1;
 }
@@ -340,10 +343,9 @@ static void after_reconnect(struct chat_client *c)
 			continue;
 		v->reoffer = 0;
 		v->reoffer_left = REOFFER_TRIES;
-		client_send_talk(c, v->peer);
+		client_send_talk(c, v);
 		client_say(c, CHAT_EV_INFO, v->peer, "the conversation with %s ended with the relay "
 		           "link: offered again", v->peer);
-		client_emit(c, CHAT_EV_OFFERED, v->peer, NULL, NULL, NULL, 0, NULL, 0);
 	}
 	for (size_t i = 0; i < c->nrejoin; i++)
 		client_join(c, c->rejoin[i]);
@@ -610,8 +612,10 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 		client_flush(c);
 		return;
 	}
-	if (m.type == CHAT_MSG_PONG)
-		return; /* relay_heard() was its whole point */
+	if (m.type == CHAT_MSG_PONG) { /* relay_heard() was its point, or an offer's acknowledgement */
+		client_talk_acked(c, m.id);
+		return;
+	}
 	client_dispatch(c, &m);
 	chat_wipe(&m.verifier, sizeof(m.verifier));
 }

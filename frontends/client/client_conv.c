@@ -823,6 +823,9 @@ void client_on_answered(struct chat_client *c, const struct chat_msg *m)
 		client_fail(c, m->name, "unexpected", "unexpected answer from %s; ignored", m->name);
 		return;
 	}
+	/* An answer before the PONG (the peer was quicker): the offer was taken. */
+	if (v->talk_ping)
+		client_talk_acked(c, v->talk_ping);
 	if (!m->flag) {
 		client_emit(c, CHAT_EV_REJECTED, m->name, NULL, NULL, NULL, strlen(m->text), m->text, 0);
 		client_end_conv(c, v, m->text[0] ? m->text : "rejected");
@@ -891,18 +894,35 @@ void client_talk(struct chat_client *c, const char *peer)
 	v->relay_link = 1;
 	client_store_mark(c);
 	client_store_save(c);
-	client_send_talk(c, peer);
+	client_send_talk(c, v);
 	snprintf(c->current, sizeof(c->current), "%s", peer);
-	client_emit(c, CHAT_EV_OFFERED, peer, NULL, NULL, NULL, 0, NULL, 0);
 }
 
 /* TALK: offer peer a conversation (a new one, or again after a restart or
- * a lost relay). */
-void client_send_talk(struct chat_client *c, const char *peer)
+ * a lost relay).  The relay says nothing when it takes an offer from or to
+ * a guest, only when it refuses one (ERROR): the PING behind the TALK is
+ * answered after that ERROR would be, so its PONG is the acknowledgement. */
+void client_send_talk(struct chat_client *c, struct conv *v)
 {
+	v->talk_ping = ++c->ping_token;
 	client_begin(c, CHAT_MSG_TALK);
-	chat_put_str8(&c->wb, peer);
+	chat_put_str8(&c->wb, v->peer);
+	if (client_flush(c) != CHAT_OK)
+		return; /* v may be gone with the connection */
+	client_begin(c, CHAT_MSG_PING);
+	chat_put_u64(&c->wb, c->ping_token);
 	client_flush(c);
+}
+
+void client_talk_acked(struct chat_client *c, uint64_t token)
+{
+	for (struct conv *v = c->convs; v; v = v->next)
+		if (v->talk_ping && v->talk_ping == token) {
+			v->talk_ping = 0;
+			if (v->state == C_OFFER_OUT)
+				client_emit(c, CHAT_EV_OFFERED, v->peer, NULL, NULL, NULL, 0, NULL, 0);
+			return;
+		}
 }
 
 void client_answer(struct chat_client *c, const char *peer, int accept, const char *reason)

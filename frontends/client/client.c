@@ -639,8 +639,6 @@ static void on_connect(struct chat_conn *conn, void *arg)
 	client_flush(c);
 }
 
-static int client_connect(struct chat_client *c, size_t errlen, char *err);
-
 /* BYE reasons after which connecting again would be wrong or useless
  * (docs/PROTOCOL.md): the user is wanted elsewhere or not at all. */
 static int final_bye(const char *text)
@@ -712,6 +710,13 @@ static void on_close(struct chat_conn *conn, int err, const char *reason, void *
 	}
 	if (c->done)
 		return;
+	/* The relay gave up waiting for the login while a person types the
+	 * password: it goes over a new connection once typed. */
+	if (c->state == CS_NEED_PW && !c->quitting) {
+		client_say(c, CHAT_EV_INFO, NULL, "the relay closed the connection (%s); the password "
+		           "will be sent over a new one", reason);
+		return;
+	}
 	/* Not a word from the relay yet: connecting failed (no "connected" was said). */
 	char plain[8];
 	if (c->state == CS_HELLO && !c->answered &&
@@ -900,7 +905,7 @@ fail:
 }
 
 /* Connect to the current address (relay_idx of client.connect). */
-static int client_connect(struct chat_client *c, size_t errlen, char *err)
+int client_connect(struct chat_client *c, size_t errlen, char *err)
 {
 	struct chat_conn_limits lim = { .max_frame = c->cfg.max_frame, .out_limit = 64u << 20 };
 	int rc;

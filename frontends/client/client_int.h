@@ -285,6 +285,7 @@ struct chat_client {
 	size_t npins;
 	uint8_t cb_plain;            /* the relay's link has no channel binding: SCRAM 'y' (client_account.c) */
 	int just_registered;    /* the relay said DONE to our REGISTER; this login is the first */
+	int pw_typed;           /* passwords typed after CHAT_EV_PASSWORD (CHAT_CLIENT_PASSWORD_TRIES) */
 
 	/* offline delivery */
 	uint64_t next_id;       /* next SEND client id */
@@ -328,6 +329,10 @@ struct chat_client {
 };
 
 /* ---- client.c: events, relay I/O, dispatch */
+
+/* Connect to the relay (c->cfg.relay, or the current one of c->cfg.relays);
+ * the login starts at its WELCOME. */
+int client_connect(struct chat_client *c, size_t errlen, char *err);
 void client_emit(struct chat_client *c, int kind, const char *peer, const char *room,
                  const char *suite, const char *code, size_t len, const char *text, int insecure);
 /* SENT and DELIVERED: with the message's number. */

@@ -45,7 +45,7 @@ struct app {
  * relay has been quiet for a moment, or after a bound. */
 #define LINGER_QUIET_MS 500
 #define LINGER_MAX_MS 5000
-#define PASSWORD_TRIES 3
+#define PASSWORD_TRIES CHAT_CLIENT_PASSWORD_TRIES
 
 static int min_security(const char *v)
 {
@@ -126,8 +126,10 @@ static void input_line(void *arg, size_t len, const char *line)
 	int secret = chat_client_wants_password(a->client);
 
 	chat_client_input(a->client, len, line);
-	if (secret && chat_term_echo_is_off())
+	if (secret && chat_term_echo_is_off()) {
 		chat_term_echo(1);
+		fputc('\n', stderr); /* the Enter not echoed: what follows starts a line */
+	}
 }
 
 static void input_too_long(void *arg, size_t max)

@@ -160,7 +160,7 @@ quit bob2
 # typed after that goes over a new connection.
 kill "$RELAY_PID" 2>/dev/null; wait "$RELAY_PID" 2>/dev/null
 start_relay accounts --set "relay.database=$T/accounts.db" --set relay.login_throttle_after=1000 \
-	--set relay.login_timeout=3 || finish
+	--set relay.login_timeout=5 || finish
 printf 'right one\n' >"$T/pat.pw"; chmod 600 "$T/pat.pw"
 run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u pat --register \
 	--password-file "$T/pat.pw" --set client.kdf_iterations=1000 --set client.data_dir=
@@ -186,7 +186,8 @@ screen_has "password for pat: "
 tm send-keys -t chat "wrong one" Enter
 wrong_count 1
 screen_has "(try 2 of 3)"
-sleep 4 # past relay.login_timeout: the next try goes over a new connection
+sleep 6 # past relay.login_timeout: the next try goes over a new connection
+screen_has "the password will be sent over a new one"
 tm send-keys -t chat "wrong two" Enter
 wrong_count 2
 screen_has "(try 3 of 3)"
@@ -195,6 +196,7 @@ wrong_count 3
 for _ in $(seq 1 100); do [ -s "$T/pw1.status" ] && break; sleep 0.1; done
 grep -q "exited 1" "$T/pw1.status" 2>/dev/null && pass || fail "three wrong passwords: not exit 1: $(cat "$T/pw1.status" 2>/dev/null)"$'\n'"$(screen)"
 screen | grep -q "logged-in" && fail "logged in with a wrong password:"$'\n'"$(screen)" || pass
+[ -e "$T/new-tmux5.sock/pat.keys" ] && fail "a keystore was written with a refused password" || pass
 tm kill-server 2>/dev/null
 # One wrong, then the right one: logged in, and the keystore is made with
 # the right one (a --password-file login opens it).

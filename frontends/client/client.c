@@ -710,11 +710,24 @@ static void on_close(struct chat_conn *conn, int err, const char *reason, void *
 	}
 	if (c->done)
 		return;
-	/* The relay gave up waiting for the login while a person types the
-	 * password: it goes over a new connection once typed. */
+	/* The relay gave up waiting for the login (relay.login_timeout, counted
+	 * from the connect) while a person typed the password: it goes over a
+	 * new connection once typed; one just typed goes over one at once. */
 	if (c->state == CS_NEED_PW && !c->quitting) {
 		client_say(c, CHAT_EV_INFO, NULL, "the relay closed the connection (%s); the password "
 		           "will be sent over a new one", reason);
+		return;
+	}
+	if ((c->state == CS_AUTH || c->state == CS_AUTH_FINAL) && c->cfg.interactive && c->pw_typed &&
+	    c->pw_relinked != c->pw_typed && !c->quitting) {
+		char e[512];
+		c->pw_relinked = c->pw_typed; /* once per password: no loop with a relay that always closes */
+		client_say(c, CHAT_EV_INFO, NULL, "the relay closed the connection during the login (%s); "
+		           "logging in again over a new one", reason);
+		if (client_connect(c, sizeof(e), e) == CHAT_OK)
+			return;
+		client_fail(c, NULL, "connect", "%s", e);
+		client_finish(c, 1);
 		return;
 	}
 	/* Not a word from the relay yet: connecting failed (no "connected" was said). */

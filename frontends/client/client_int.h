@@ -286,6 +286,7 @@ struct chat_client {
 	uint8_t cb_plain;            /* the relay's link has no channel binding: SCRAM 'y' (client_account.c) */
 	int just_registered;    /* the relay said DONE to our REGISTER; this login is the first */
 	int pw_typed;           /* passwords typed after CHAT_EV_PASSWORD (CHAT_CLIENT_PASSWORD_TRIES) */
+	int pw_relinked;        /* pw_typed when a login with it lost its connection and started anew */
 
 	/* offline delivery */
 	uint64_t next_id;       /* next SEND client id */

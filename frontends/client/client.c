@@ -218,8 +218,7 @@ static void on_relay_error(struct chat_client *c, const struct chat_msg *m)
 	struct conv *talked = m->ref == CHAT_MSG_TALK && m->name[0] ? client_find_conv(c, m->name) : NULL;
 	if (talked)
 		talked->talk_ping = 0; /* refused: its PONG acknowledges nothing */
-	if (m->ref == CHAT_MSG_TALK && m->name[0] && client_find_conv(c, m->name) &&
-	    client_reoffer_refused(c, client_find_conv(c, m->name), m->code))
+	if (talked && client_reoffer_refused(c, talked, m->code))
 		return; /* not back yet after the relay came back: asked again later */
 	client_emit(c, CHAT_EV_ERROR, m->name, NULL, NULL, client_perr_code(m->code), strlen(m->text),
 	            m->text, 0);

@@ -213,6 +213,16 @@ tm kill-server 2>/dev/null
 run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u pat --password-file "$T/pat.pw" \
 	--set client.data_dir="$T/new-tmux6.sock"
 expect_rc 0 "the keystore made at the terminal opens with the right password"
+# ^D (end of input) at the password prompt quits like the empty line: it is
+# not taken for a password (before, "/quit" was, and the client then waited
+# for a second try on an input that had ended).
+pw_client "$T/tmux7.sock" "$T/pw3.status"
+screen_has "password for pat: "
+tm send-keys -t chat C-d
+for _ in $(seq 1 100); do [ -s "$T/pw3.status" ] && break; sleep 0.1; done
+grep -q "exited 1" "$T/pw3.status" 2>/dev/null && pass || fail "^D at the password prompt: not exit 1: $(cat "$T/pw3.status" 2>/dev/null)"$'\n'"$(screen)"
+screen_has "no password given for pat"
+tm kill-server 2>/dev/null
 # Not at a terminal: one refusal is final, as before.
 printf 'wrong one\n' >"$T/patw.pw"; chmod 600 "$T/patw.pw"
 run chat-client --config "$T/chat.ini" --connect "$RELAY_ADDR" -u pat --password-file "$T/patw.pw" \

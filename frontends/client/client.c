@@ -830,6 +830,14 @@ int chat_client_wants_password(const struct chat_client *c)
 	return c->state == CS_NEED_PW && !c->done;
 }
 
+void chat_client_input_quit(struct chat_client *c)
+{
+	if (chat_client_wants_password(c))
+		chat_client_input(c, 0, "");
+	else
+		chat_client_input(c, 5, "/quit");
+}
+
 void chat_client_quit(struct chat_client *c)
 {
 	int kept = c->ks != NULL && client_registered(c);

@@ -160,6 +160,10 @@ int chat_client_done(const struct chat_client *c);
 int chat_client_status(const struct chat_client *c);
 /* Close politely once everything queued is written. */
 void chat_client_quit(struct chat_client *c);
+/* The user wants out (^D, end of input, a signal): /quit, or while a
+ * password is wanted the empty line that declines to give one (exit 1);
+ * never "/quit" taken for a password. */
+void chat_client_input_quit(struct chat_client *c);
 /* "bob", "#room" or "" : where plain lines go. */
 const char *chat_client_current(const struct chat_client *c);
 

@@ -118,6 +118,9 @@ check_valgrind() {
 
 finish() {
 	check_valgrind
+	# A script that stops before its first check (a helper file missing, a
+	# function not defined) must not pass.
+	[ "$CHECKS" -gt 0 ] || fail "$(basename "$0") ran no check at all"
 	echo "$(basename "$0"): $((CHECKS - FAILS)) passed, $FAILS failed"
 	[ "$FAILS" -eq 0 ]
 	exit $?

@@ -22,18 +22,6 @@ PIDS+=("$TAP_PID")
 for _ in $(seq 1 100); do [ -s "$T/tap.port" ] && break; sleep 0.05; done
 TAP_ADDR="127.0.0.1:$(cat "$T/tap.port")"
 
-# count NAME TEXT: lines of NAME's output containing TEXT
-count() { grep -cF -- "$2" "$T/$1.out" 2>/dev/null; }
-# wait_count NAME TEXT N [SECONDS]: NAME has printed at least N lines with TEXT
-wait_count() {
-	local name=$1 text=$2 want=$3 limit=${4:-30}
-	for _ in $(seq 1 $((limit * 20))); do
-		[ "$(count "$name" "$text")" -ge "$want" ] && { pass; return 0; }
-		sleep 0.05
-	done
-	fail "$name printed '$text' fewer than $want times: $(tail -5 "$T/$name.out")"
-	return 1
-}
 # wait_log TEXT [SECONDS]: the relay's log gets TEXT
 wait_log() {
 	local limit=${2:-30}

@@ -43,11 +43,6 @@ directories() {
 }
 # up NAME CLIENT SUITE: start NAME's client
 up() { client "$2" "$1" "$3" --password-file "$T/$1.pw" --directory "$T/$1.json" "${FAST[@]}"; wait_for "$2" "logged-in $1 registered"; }
-count() { grep -c -- "$2" "$T/$1.out" 2>/dev/null || true; }
-wait_count() { # wait_count CLIENT PATTERN N
-	for _ in $(seq 1 400); do [ "$(count "$1" "$2")" -ge "$3" ] && { pass; return; }; sleep 0.05; done
-	fail "$1: fewer than $3 lines matching '$2': $(tail -5 "$T/$1.out")"
-}
 # delivered CLIENT PEER SUITE "#1 #2": exactly these end-to-end receipts, each once
 delivered() {
 	wait_count "$1" "^delivered $2 " "$(wc -w <<<"$4")"

@@ -301,6 +301,12 @@ send ra rc "wrong suite"
 wait_for rc "error suite ra ra uses suite rc4dh; rc accepts only aescbc-hmac"
 wait_for ra "error nack rc suite:"
 for p in ra rb rc; do end "$p"; done
+# One warning per event: the peer's, when it starts listening on an insecure
+# suite; none from the suite for each connection (each message is one).
+for p in ra rb; do
+	got=$(cat "$T/$p.out" "$T/$p.err" | grep -c "INSECURE")
+	[ "$got" = 1 ] && pass || fail "$p: $got INSECURE warnings, expected 1: $(grep -h INSECURE "$T/$p.out" "$T/$p.err")"
+done
 
 # Every file above was private (contacts written 0600, logs created 0600), so
 # no peer warned; a log and a contact directory others can read are warned

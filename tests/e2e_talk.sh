@@ -83,6 +83,14 @@ for suite in xor-demo rc4dh aescbc-hmac; do
 	wait_for "$a" "who bob"
 	quit "$a"
 	quit "$b"
+	# One warning per event: the client's line, not a second one logged by
+	# the suite (on stderr) for the same conversation.
+	want=1; [ "$suite" = aescbc-hmac ] && want=0
+	for n in "$a" "$b"; do
+		got=$(cat "$T/$n.out" "$T/$n.err" | grep -c "INSECURE")
+		[ "$got" = "$want" ] && pass ||
+			fail "$n: $got INSECURE warning(s) for one conversation on $suite, expected $want: $(grep INSECURE "$T/$n.out" "$T/$n.err")"
+	done
 done
 
 # Consent refused, with the reason.
@@ -91,6 +99,7 @@ client dave dave rc4dh
 wait_for dave "logged-in dave"
 say carol "/talk dave"
 wait_for dave "offer carol rc4dh"
+wait_for carol "offered dave" # the relay took the offer
 say dave "/reject carol not now"
 wait_for carol "rejected dave not now"
 # A user who is not connected.
@@ -101,6 +110,10 @@ client xena xena xor-demo
 wait_for xena "logged-in xena"
 say carol "/talk xena"
 wait_for carol "error no-common-suite xena xena offers only xor-demo; you allow only rc4dh"
+# "offered" only for an offer the relay took, never before its refusal.
+for who in nobody xena; do
+	[ "$(count carol "^offered $who")" = 0 ] && pass || fail "carol: 'offered $who' for a refused offer"
+done
 # A name already taken: the second client says so and exits 1.
 client dup carol rc4dh
 wait_for dup "error name-taken carol the name carol cannot be used by a guest"

@@ -118,6 +118,9 @@ check_valgrind() {
 
 finish() {
 	check_valgrind
+	# A script that stops before its first check (a helper file missing, a
+	# function not defined) must not pass.
+	[ "$CHECKS" -gt 0 ] || fail "$(basename "$0") ran no check at all"
 	echo "$(basename "$0"): $((CHECKS - FAILS)) passed, $FAILS failed"
 	[ "$FAILS" -eq 0 ]
 	exit $?
@@ -147,6 +150,19 @@ wait_for() {
 		sleep 0.05
 	done
 	fail "$name never printed '${text:0:80}'; it printed: $(tail -5 "$T/$name.out" | cut -c1-200; tail -5 "$T/$name.err" | cut -c1-200)"
+	return 1
+}
+# count NAME PATTERN: lines of NAME's output matching PATTERN (grep regex)
+count() { grep -c -- "$2" "$T/$1.out" 2>/dev/null || true; }
+# wait_count NAME PATTERN N [LIMIT]: NAME printed at least N lines matching
+# PATTERN (a line seen before would satisfy wait_for at once)
+wait_count() {
+	local name=$1 text=$2 n=$3 limit=${4:-30}
+	for _ in $(seq 1 $((limit * 20))); do
+		[ "$(count "$name" "$text")" -ge "$n" ] && { pass; return 0; }
+		sleep 0.05
+	done
+	fail "$name printed '${text:0:80}' fewer than $n times; it printed: $(tail -5 "$T/$name.out" | cut -c1-200)"
 	return 1
 }
 # quit NAME [WANT_STATUS]: /quit, close its input, check its exit status

@@ -317,7 +317,7 @@ static void test_schema(void)
 		CHECK_EQ_INT(rc, 0);
 		CHECK(k->help && *k->help);
 	}
-	CHECK_EQ_INT(n, 65); /* update with config_schema.c and docs/CONFIG.md */
+	CHECK_EQ_INT(n, 66); /* update with config_schema.c and docs/CONFIG.md */
 	chat_config_free(cfg);
 }
 
@@ -391,7 +391,7 @@ static void test_value_errors(void)
 	                  "unknown key 'lisen' in section [relay] (known keys: transport, listen, "
 	                  "max_clients, reserved_slots, max_unauth_per_address, login_timeout, "
 	                  "prelogin_max_frame, out_queue_limit, idle_timeout, keepalive, dead_after, suites, max_rooms, max_room_members, "
-	                  "database, state_dir, guests, open_registration, friends_only, queue_max_messages, "
+	                  "database, store, state_dir, guests, open_registration, friends_only, queue_max_messages, "
 	                  "queue_max_bytes, queue_expiry, archive, archive_days, login_throttle_after, "
 	                  "login_throttle_ms, login_throttle_max_ms, login_guard_after, register_throttle_after, "
 	                  "register_throttle_ms, register_throttle_max_ms, reveal_accounts, scram_iterations, log, log_interval, cluster, cluster_ttl, node_id)");

@@ -3,8 +3,18 @@
  * and secrets), and the files it must refuse without touching them
  * (garbage, a newer schema, another program's database, corruption, a
  * missing directory, a read-only file), and a database file removed or
- * replaced under an open store. */
+ * replaced under an open store.
+ *
+ * One binary, two backends: with CHAT_TEST_STORE=postgresql://... (set by
+ * tests/store_postgresql.sh, test_store_postgresql) every test that is not
+ * about SQLite files runs on PostgreSQL instead, each "file" being a schema
+ * of its own in that database; then the PostgreSQL-only tests run: two
+ * handles on one database (mail ids in commit order per recipient, the
+ * first secret wins, two migrating at once), errors that name host:port
+ * and database but never the password, a schema version from the future,
+ * a connection lost and made again. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +22,9 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#ifdef CHAT_TEST_HAVE_LIBPQ
+#include <libpq-fe.h>
+#endif
 
 #include <chat/error.h>
 
@@ -19,11 +32,65 @@
 #include "testutils.h"
 
 static char dir[256];
+static const char *pg_url; /* CHAT_TEST_STORE: the PostgreSQL run */
 
+static void pg_schema(const char *name, char *ident, size_t cap);
+static void pg_sql(const char *sql);
+
+/* Where the store called name is: a file in dir, or on PostgreSQL the URL
+ * with a schema of its own (made here if missing) as its search_path. */
 static void path_in(char *buf, size_t cap, const char *name)
 {
-	snprintf(buf, cap, "%s/%s", dir, name);
+	char ident[64], sql[128];
+
+	if (!pg_url) {
+		snprintf(buf, cap, "%s/%s", dir, name);
+		return;
+	}
+	pg_schema(name, ident, sizeof(ident));
+	snprintf(sql, sizeof(sql), "CREATE SCHEMA IF NOT EXISTS %s", ident);
+	pg_sql(sql);
+	snprintf(buf, cap, "%s%soptions=-csearch_path%%3D%s", pg_url, strchr(pg_url, '?') ? "&" : "?",
+	         ident);
 }
+
+/* The schema for a store name: "relay.db" -> t_relay_db. */
+static void pg_schema(const char *name, char *ident, size_t cap)
+{
+	size_t n = (size_t)snprintf(ident, cap, "t_%s", name);
+
+	for (size_t i = 0; i < n && i < cap; i++)
+		if (!((ident[i] >= 'a' && ident[i] <= 'z') || (ident[i] >= '0' && ident[i] <= '9')))
+			ident[i] = '_';
+}
+
+#ifdef CHAT_TEST_HAVE_LIBPQ
+/* Run SQL on the test database as its owner (set-up only, never the
+ * store's own work); a failure aborts the test. */
+static void pg_sql(const char *sql)
+{
+	PGconn *c = PQconnectdb(pg_url);
+	PGresult *r;
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "test_store: cannot connect to %s: %s", pg_url, PQerrorMessage(c));
+		abort();
+	}
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "test_store: %s: %s", sql, PQresultErrorMessage(r));
+		abort();
+	}
+	PQclear(r);
+	PQfinish(c);
+}
+#else
+static void pg_sql(const char *sql)
+{
+	fprintf(stderr, "test_store: built without libpq, cannot run \"%s\"\n", sql);
+	abort();
+}
+#endif
 
 static int exists(const char *path)
 {
@@ -158,8 +225,12 @@ static void test_create(const char *path)
 
 	CHECK_EQ_INT(chat_store_schema_version(s), CHAT_STORE_SCHEMA_VERSION);
 	CHECK_EQ_INT(chat_store_schema_version(s), 3);
-	CHECK_EQ_INT(stat(path, &sb), 0);
-	CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+	CHECK(chat_store_created(s));
+	CHECK(!strcmp(chat_store_backend_name(s), pg_url ? "postgresql" : "sqlite"));
+	if (!pg_url) { /* SQLite only: the file and its mode */
+		CHECK_EQ_INT(stat(path, &sb), 0);
+		CHECK_EQ_INT(sb.st_mode & 0777, 0600);
+	}
 	CHECK(!chat_store_in_transaction(s));
 	chat_store_close(s);
 }
@@ -1000,7 +1071,7 @@ static void test_identity_keys(void)
 	uint8_t key[64] = { 7 };
 	size_t total = 0;
 
-	snprintf(path, sizeof(path), "%s/keys.db", dir);
+	path_in(path, sizeof(path), "keys.db");
 	struct chat_store *s = open_ok(path);
 	add_account(s, "alice", CHAT_GROUP_REGULAR, 1);
 	CHECK_EQ_INT(chat_store_key_put(s, "alice", "noise-xx", 32, key, 1), CHAT_OK);
@@ -1137,11 +1208,336 @@ static void test_probe(void)
 	CHECK_EQ_INT(version, CHAT_STORE_SCHEMA_VERSION);
 }
 
+/* ---- PostgreSQL only */
+#ifdef CHAT_TEST_HAVE_LIBPQ
+
+struct racer {
+	struct chat_store *s;
+	const char *path;
+	int64_t id;
+	int rc;
+	uint8_t secret[32];
+	volatile int done;
+};
+
+static void *mail_add_thread(void *arg)
+{
+	struct racer *r = arg;
+
+	r->rc = chat_store_mail_add(r->s, "bob", "carol", 2, 2, 0, 5, (const uint8_t *)"later", &r->id);
+	r->done = 1;
+	return NULL;
+}
+
+static void *secret_thread(void *arg)
+{
+	struct racer *r = arg;
+	uint8_t mine[32];
+
+	memset(mine, 0x22, sizeof(mine));
+	r->rc = chat_store_secret(r->s, "shared", 32, mine, r->secret);
+	r->done = 1;
+	return NULL;
+}
+
+static void *open_thread(void *arg)
+{
+	struct racer *r = arg;
+	char err[512];
+
+	r->rc = chat_store_open(r->path, &r->s, sizeof(err), err);
+	if (r->rc != CHAT_OK)
+		fprintf(stderr, "open_thread: %s\n", err);
+	r->done = 1;
+	return NULL;
+}
+
+/* Two relays on one database, as two handles. */
+static void test_pg_two_handles(void)
+{
+	char path[600];
+	struct chat_store *h1, *h2, *h3;
+	struct racer r = { 0 };
+	struct mail_list l;
+	pthread_t t;
+	uint8_t first[32], out[32];
+
+	path_in(path, sizeof(path), "shared.db");
+	h1 = open_ok(path);
+	h2 = open_ok(path);
+	h3 = open_ok(path);
+	CHECK(chat_store_created(h1));
+	CHECK(!chat_store_created(h2));
+
+	/* Mail ids in commit order per recipient: while h1's transaction holds
+	 * mail for bob, h2 cannot take an id for bob (with a bare sequence it
+	 * would take the next one and commit first: a relay that pushed it
+	 * would never push h1's).  Mail for someone else is not held up. */
+	CHECK_EQ_INT(chat_store_begin(h1), CHAT_OK);
+	int64_t id1 = add_mail(h1, "bob", "alice", 1, 1, 0, "first");
+	r.s = h2;
+	CHECK_EQ_INT(pthread_create(&t, NULL, mail_add_thread, &r), 0);
+	int64_t other = add_mail(h3, "dave", "alice", 1, 1, 0, "not held up");
+	CHECK(other > id1);
+	usleep(300 * 1000);
+	CHECK(!r.done); /* waiting for h1's commit */
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(h3, "bob", 0, 0, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 0); /* nothing committed yet */
+	CHECK_EQ_INT(chat_store_commit(h1), CHAT_OK);
+	pthread_join(t, NULL);
+	CHECK_EQ_INT(r.rc, CHAT_OK);
+	CHECK(r.id > id1);
+	CHECK(r.id > other); /* the id was taken after the wait */
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(h3, "bob", 0, 0, collect_mail, &l), CHAT_OK);
+	CHECK_EQ_INT(l.n, 2);
+	CHECK(l.ids[0] == id1 && l.ids[1] == r.id);
+	/* Taken by one relay, gone for the other. */
+	CHECK_EQ_INT(chat_store_mail_take(h2, "bob", id1, NULL, NULL), CHAT_OK);
+	CHECK_EQ_INT(chat_store_mail_take(h1, "bob", id1, NULL, NULL), CHAT_ERR_NOTFOUND);
+	size_t count = 0;
+	uint64_t bytes = 0;
+	CHECK_EQ_INT(chat_store_mail_usage(h1, "bob", &count, &bytes), CHAT_OK);
+	CHECK(count == 1 && bytes == 5);
+
+	/* A secret: the first writer wins, also while its transaction is open. */
+	memset(first, 0x11, sizeof(first));
+	CHECK_EQ_INT(chat_store_begin(h1), CHAT_OK);
+	CHECK_EQ_INT(chat_store_secret(h1, "shared", 32, first, out), CHAT_OK);
+	CHECK_MEM(out, first, 32);
+	memset(&r, 0, sizeof(r));
+	r.s = h2;
+	CHECK_EQ_INT(pthread_create(&t, NULL, secret_thread, &r), 0);
+	usleep(200 * 1000);
+	CHECK(!r.done);
+	CHECK_EQ_INT(chat_store_commit(h1), CHAT_OK);
+	pthread_join(t, NULL);
+	CHECK_EQ_INT(r.rc, CHAT_OK);
+	CHECK_MEM(r.secret, first, 32);
+
+	/* Accounts, friends and throttling counts are shared too. */
+	add_account(h1, "erin", CHAT_GROUP_ADMIN, 5);
+	check_account(h2, "erin", CHAT_GROUP_ADMIN, 5);
+	CHECK_EQ_INT(chat_store_throttle_put(h2, CHAT_STORE_THROTTLE_ACCOUNT, "erin", 3, 77), CHAT_OK);
+	struct counts c;
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ_INT(chat_store_throttle_each(h1, CHAT_STORE_THROTTLE_ACCOUNT, 0, collect_count, &c),
+	             CHAT_OK);
+	CHECK(c.n == 1 && c.failures[0] == 3);
+	chat_store_close(h1);
+	chat_store_close(h2);
+	chat_store_close(h3);
+
+	/* Two relays starting together on an empty database: one migrates. */
+	struct racer a = { 0 }, b = { 0 };
+	pthread_t ta, tb;
+	path_in(path, sizeof(path), "race.db");
+	a.path = b.path = path;
+	CHECK_EQ_INT(pthread_create(&ta, NULL, open_thread, &a), 0);
+	CHECK_EQ_INT(pthread_create(&tb, NULL, open_thread, &b), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CHECK_EQ_INT(a.rc, CHAT_OK);
+	CHECK_EQ_INT(b.rc, CHAT_OK);
+	if (a.s && b.s) {
+		CHECK_EQ_INT(chat_store_created(a.s) + chat_store_created(b.s), 1);
+		CHECK_EQ_INT(chat_store_schema_version(a.s), CHAT_STORE_SCHEMA_VERSION);
+		CHECK_EQ_INT(chat_store_schema_version(b.s), CHAT_STORE_SCHEMA_VERSION);
+	}
+	chat_store_close(a.s);
+	chat_store_close(b.s);
+}
+
+/* err names host:port and the database, and never the password. */
+static void expect_pg_refused(const char *url, const char *hostport, const char *db,
+                              const char *what)
+{
+	struct chat_store *s = NULL;
+	char err[1024] = "";
+	int version = -1, dir_missing = -1;
+	int rc = chat_store_open(url, &s, sizeof(err), err);
+
+	if (getenv("CHAT_TEST_VERBOSE") && *getenv("CHAT_TEST_VERBOSE"))
+		fprintf(stderr, "refused (%d): %s\n", rc, err);
+	CHECK(rc != CHAT_OK);
+	CHECK(s == NULL);
+	chat_store_close(s);
+	if (hostport)
+		CHECK_STR_CONTAINS(err, hostport);
+	if (db)
+		CHECK_STR_CONTAINS(err, db);
+	CHECK_STR_CONTAINS(err, what);
+	CHECK(strstr(err, "sekrit") == NULL);
+	rc = chat_store_probe(url, &version, &dir_missing, sizeof(err), err);
+	CHECK(rc != CHAT_OK);
+	if (hostport)
+		CHECK_STR_CONTAINS(err, hostport);
+	CHECK(strstr(err, "sekrit") == NULL);
+}
+
+static void test_pg_refusals(void)
+{
+	const char *host = getenv("PG_HOST"), *port = getenv("PG_PORT");
+	char url[700], hostport[128], ident[64], sql[600];
+	struct chat_store *s;
+	int version = -1, dir_missing = -1;
+	char err[1024];
+
+	if (!host || !port) {
+		fprintf(stderr, "test_store: PG_HOST and PG_PORT are not set (store_postgresql.sh sets them)\n");
+		CHECK(0);
+		return;
+	}
+	/* No server there. */
+	expect_pg_refused("postgresql://chat:sekrit@127.0.0.1:1/nosuchdb", "127.0.0.1:1", "nosuchdb",
+	                  "cannot connect");
+	/* A server, but no such database (the password is not checked: trust). */
+	snprintf(url, sizeof(url), "postgresql://postgres:sekrit@%s:%s/nosuchdb", host, port);
+	snprintf(hostport, sizeof(hostport), "%s:%s", host, port);
+	expect_pg_refused(url, hostport, "nosuchdb", "does not exist");
+	/* Not a URL libpq takes. */
+	expect_pg_refused("postgresql://chat:sekrit@127.0.0.1/db?no_such_option=1", NULL, NULL,
+	                  "not a usable PostgreSQL URL");
+	/* A schema version from the future: refused, named. */
+	path_in(url, sizeof(url), "future.db");
+	chat_store_close(open_ok(url));
+	pg_schema("future.db", ident, sizeof(ident));
+	snprintf(sql, sizeof(sql), "UPDATE %s.chat_schema SET version = 99", ident);
+	pg_sql(sql);
+	expect_pg_refused(url, hostport, getenv("PG_DB") ? getenv("PG_DB") : "chat",
+	                  "schema version 99 is newer than this program knows");
+	/* Another program's tables: refused, left alone. */
+	path_in(url, sizeof(url), "other.db");
+	pg_schema("other.db", ident, sizeof(ident));
+	snprintf(sql, sizeof(sql), "CREATE TABLE %s.stuff (x int)", ident);
+	pg_sql(sql);
+	expect_pg_refused(url, hostport, NULL, "a database of something else");
+	snprintf(sql, sizeof(sql), "SELECT 1/(count(*) = 0)::int FROM pg_tables WHERE schemaname = '%s'"
+	         " AND tablename = 'chat_schema'", ident);
+	pg_sql(sql); /* division by zero if a chat_schema table was made */
+
+	/* --check-config: an empty schema is version 0, and stays empty. */
+	path_in(url, sizeof(url), "probe.db");
+	CHECK_EQ_INT(chat_store_probe(url, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, 0);
+	CHECK_EQ_INT(dir_missing, 0);
+	CHECK_EQ_INT(chat_store_probe(url, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, 0);
+	s = open_ok(url);
+	CHECK(chat_store_created(s));
+	CHECK_EQ_INT(chat_store_probe(url, &version, &dir_missing, sizeof(err), err), CHAT_OK);
+	CHECK_EQ_INT(version, CHAT_STORE_SCHEMA_VERSION);
+
+	/* The connection lost (the server ended it): that statement fails, the
+	 * next check connects again, and the store works on. */
+	add_account(s, "lost", CHAT_GROUP_REGULAR, 9);
+	pg_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	       " WHERE application_name = 'chat-relay' AND pid <> pg_backend_pid()");
+	usleep(100 * 1000);
+	CHECK_EQ_INT(chat_store_account_exists(s, "lost"), CHAT_ERR_IO);
+	CHECK_STR_CONTAINS(chat_store_error(s), hostport);
+	CHECK(chat_store_gone(s) == NULL);
+	CHECK_EQ_INT(chat_store_check(s), CHAT_OK);
+	CHECK_EQ_INT(chat_store_account_exists(s, "lost"), CHAT_OK);
+	/* Lost inside a transaction: the commit fails, nothing is acknowledged. */
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "never", CHAT_GROUP_REGULAR, 10);
+	pg_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	       " WHERE application_name = 'chat-relay' AND pid <> pg_backend_pid()");
+	usleep(100 * 1000);
+	CHECK(chat_store_account_exists(s, "never") != CHAT_OK);
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_ERR_IO);
+	CHECK(!chat_store_in_transaction(s));
+	CHECK_EQ_INT(chat_store_check(s), CHAT_OK);
+	CHECK_EQ_INT(chat_store_account_exists(s, "never"), CHAT_ERR_NOTFOUND);
+	/* Lost while idle: the next transaction connects again on its own. */
+	pg_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+	       " WHERE application_name = 'chat-relay' AND pid <> pg_backend_pid()");
+	usleep(100 * 1000);
+	CHECK_EQ_INT(chat_store_begin(s), CHAT_OK);
+	add_account(s, "after", CHAT_GROUP_REGULAR, 11);
+	CHECK_EQ_INT(chat_store_commit(s), CHAT_OK);
+	check_account(s, "after", CHAT_GROUP_REGULAR, 11);
+	chat_store_close(s);
+}
+
+/* A store of schema version 1 is migrated through 2 and 3, its data kept. */
+static void test_pg_migration_1(void)
+{
+	char path[600], ident[64], sql[600];
+	struct chat_store *s;
+	int64_t mail;
+
+	path_in(path, sizeof(path), "v1.db");
+	s = open_ok(path);
+	add_account(s, "alice", CHAT_GROUP_REGULAR, 41);
+	mail = add_mail(s, "alice", "bob", 7, 1000, 0, "kept");
+	chat_store_close(s);
+	pg_schema("v1.db", ident, sizeof(ident));
+	snprintf(sql, sizeof(sql), "DROP TABLE %s.throttle, %s.secrets, %s.identity_keys;"
+	         " UPDATE %s.chat_schema SET version = 1", ident, ident, ident, ident);
+	pg_sql(sql);
+	s = open_ok(path);
+	CHECK(!chat_store_created(s));
+	CHECK_EQ_INT(chat_store_schema_version(s), CHAT_STORE_SCHEMA_VERSION);
+	check_account(s, "alice", CHAT_GROUP_REGULAR, 41);
+	struct mail_list l;
+	memset(&l, 0, sizeof(l));
+	CHECK_EQ_INT(chat_store_mail_for(s, "alice", 0, 0, collect_mail, &l), CHAT_OK);
+	CHECK(l.n == 1 && l.ids[0] == mail);
+	CHECK_EQ_INT(chat_store_throttle_put(s, CHAT_STORE_THROTTLE_ACCOUNT, "alice", 7, 99), CHAT_OK);
+	uint8_t fresh[32] = { 1 }, out[32];
+	CHECK_EQ_INT(chat_store_secret(s, "fake-verifier", 32, fresh, out), CHAT_OK);
+	chat_store_close(s);
+}
+#endif
+
+/* SQLite only: relay.store = sqlite:PATH is the same as a bare PATH, and a
+ * PostgreSQL URL without the module says which file is missing. */
+static void test_spec(void)
+{
+	char path[300], spec[320], err[1024];
+	struct chat_store *s = NULL;
+
+	path_in(path, sizeof(path), "spec.db");
+	snprintf(spec, sizeof(spec), "sqlite:%s", path);
+	s = open_ok(spec);
+	CHECK(!strcmp(chat_store_backend_name(s), "sqlite"));
+	chat_store_close(s);
+	CHECK(exists(path));
+	CHECK(chat_store_spec_path(spec) && !strcmp(chat_store_spec_path(spec), path));
+	CHECK(!strcmp(chat_store_spec_path(path), path));
+	CHECK(chat_store_spec_path("postgresql://h/db") == NULL);
+	CHECK(chat_store_spec_is_postgresql("postgres://h/db"));
+	CHECK(!chat_store_spec_is_postgresql(spec));
+	setenv("CHAT_MODULE_DIR", dir, 1);
+	s = NULL;
+	CHECK_EQ_INT(chat_store_open("postgresql://u:sekrit@h/db", &s, sizeof(err), err), CHAT_ERR_IO);
+	CHECK(s == NULL);
+	CHECK_STR_CONTAINS(err, "store-postgresql.so");
+	CHECK(strstr(err, "sekrit") == NULL);
+	unsetenv("CHAT_MODULE_DIR");
+}
+
 int main(void)
 {
 	char path[300], cmd[300];
 	struct chat_store *s;
 
+	pg_url = getenv("CHAT_TEST_STORE");
+	if (pg_url && !*pg_url)
+		pg_url = NULL;
+	if (pg_url && !chat_store_spec_is_postgresql(pg_url)) {
+		fprintf(stderr, "test_store: CHAT_TEST_STORE is not a postgresql:// URL\n");
+		return 1;
+	}
+#ifndef CHAT_TEST_HAVE_LIBPQ
+	if (pg_url) {
+		fprintf(stderr, "test_store: built without libpq: cannot test %s\n", pg_url);
+		return 1;
+	}
+#endif
 	snprintf(dir, sizeof(dir), "%s/store.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
@@ -1163,14 +1559,25 @@ int main(void)
 	test_persistence(path);
 	test_throttle_counts(path);
 	test_secret(path);
-	test_migration_1_to_2();
 	test_identity_keys();
-	test_refusals();
-	test_corrupt();
-	test_gone();
-	test_probe();
+	if (!pg_url) {
+		/* SQLite only: about the database file. */
+		test_migration_1_to_2();
+		test_refusals();
+		test_corrupt();
+		test_gone();
+		test_probe();
+		test_spec();
+	} else {
+#ifdef CHAT_TEST_HAVE_LIBPQ
+		/* PostgreSQL only: a server shared by several relays. */
+		test_pg_migration_1();
+		test_pg_two_handles();
+		test_pg_refusals();
+#endif
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", dir);
-	return test_done("test_store");
+	return test_done(pg_url ? "test_store (postgresql)" : "test_store");
 }

@@ -1071,6 +1071,17 @@ const char *chat_config_path(const struct chat_config *cfg, const char *section,
 	return v->resolved;
 }
 
+void chat_config_resolve(const struct chat_config *cfg, const char *section, const char *key,
+                         const char *path, size_t cap, char *dst)
+{
+	struct chat_cfg_value *v = cfg_lookup(cfg, section, key);
+
+	if (!v || !v->line || !cfg->dir || !path[0] || path[0] == '/')
+		snprintf(dst, cap, "%s", path);
+	else
+		snprintf(dst, cap, "%s%s%s", cfg->dir, strcmp(cfg->dir, "/") ? "/" : "", path);
+}
+
 const char *chat_config_where(const struct chat_config *cfg, const char *section, const char *key)
 {
 	const struct chat_cfg_value *v = cfg_lookup(cfg, section, key);

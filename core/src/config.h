@@ -72,6 +72,10 @@ size_t chat_config_addresses(const struct chat_config *cfg, const char *section,
 /* Resolved path for a CHAT_CFG_PATH key; owned by cfg, valid until the key
  * is set again or cfg is freed. */
 const char *chat_config_path(const struct chat_config *cfg, const char *section, const char *key);
+/* path, found inside the value of section.key (relay.store = sqlite:PATH),
+ * resolved as chat_config_path resolves a path key's value, into dst[cap]. */
+void chat_config_resolve(const struct chat_config *cfg, const char *section, const char *key,
+                         const char *path, size_t cap, char *dst);
 /* "chat.ini:12", "--set", "--listen" or "default": where a value came from. */
 const char *chat_config_where(const struct chat_config *cfg, const char *section, const char *key);
 /* The file the configuration was read from; NULL if loaded without one. */

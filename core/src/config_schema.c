@@ -52,6 +52,10 @@ const struct chat_cfg_key chat_cfg_schema[] = {
 	{ "relay", "database", CHAT_CFG_PATH, "", 0, 0,
 	  "SQLite file for accounts, friends and stored messages, created on first start with DATABASE.marker next to it "
 	  "(a missing database whose marker exists is refused unless chat-relay --init-store; empty: guests only, nothing stored)" },
+	{ "relay", "store", CHAT_CFG_STRING, "", 0, 0,
+	  "where the store is: sqlite:PATH (as relay.database = PATH, which it replaces; set only one of the two) or "
+	  "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, a PostgreSQL database several relays may share (module store-postgresql; "
+	  "empty: relay.database)" },
 	{ "relay", "state_dir", CHAT_CFG_PATH, "", 0, 0,
 	  "directory for the relay's own files kept by plugins, e.g. its TLS key (empty: the directory of relay.database; "
 	  "none without a database)" },

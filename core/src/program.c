@@ -563,7 +563,8 @@ static int default_plugin_dir(struct chat_config *cfg, size_t errlen, char *err)
 }
 
 /* host->state_dir for the plugins: relay.state_dir (else the directory of
- * relay.database), client.data_dir, peer.data_dir. */
+ * relay.database or of relay.store = sqlite:PATH; none on PostgreSQL),
+ * client.data_dir, peer.data_dir. */
 static int set_state_dir(struct chat_prog *p)
 {
 	const char *key = strcmp(p->section, "relay") == 0 ? "state_dir" : "data_dir";
@@ -572,6 +573,12 @@ static int set_state_dir(struct chat_prog *p)
 
 	if ((!dir || !*dir) && strcmp(p->section, "relay") == 0) {
 		const char *db = chat_config_path(p->cfg, "relay", "database");
+		const char *store = chat_config_get(p->cfg, "relay", "store");
+		char spath[4096];
+		if ((!db || !*db) && store && strncmp(store, "sqlite:", 7) == 0) {
+			chat_config_resolve(p->cfg, "relay", "store", store + 7, sizeof(spath), spath);
+			db = spath;
+		}
 		const char *slash = db ? strrchr(db, '/') : NULL;
 		if (db && *db) {
 			if (!slash)

@@ -215,8 +215,10 @@ static void on_relay_error(struct chat_client *c, const struct chat_msg *m)
 {
 	if (c->state != CS_READY && client_login_error(c, m))
 		return;
-	if (m->ref == CHAT_MSG_TALK && m->name[0] && client_find_conv(c, m->name) &&
-	    client_reoffer_refused(c, client_find_conv(c, m->name), m->code))
+	struct conv *talked = m->ref == CHAT_MSG_TALK && m->name[0] ? client_find_conv(c, m->name) : NULL;
+	if (talked)
+		talked->talk_ping = 0; /* refused: its PONG acknowledges nothing */
+	if (talked && client_reoffer_refused(c, talked, m->code))
 		return; /* not back yet after the relay came back: asked again later */
 	client_emit(c, CHAT_EV_ERROR, m->name, NULL, NULL, client_perr_code(m->code), strlen(m->text),
 	            m->text, 0);
@@ -311,7 +313,7 @@ static long long reoffer_tick(struct chat_loop *loop, void *arg)
 	for (struct conv *v = c->convs; v; v = v->next)
 		if (v->reoffer_due && v->state == C_OFFER_OUT) {
 			v->reoffer_due = 0;
-			client_send_talk(c, v->peer);
+			client_send_talk(c, v);
 		}
 	return -1;
 }
@@ -340,10 +342,9 @@ static void after_reconnect(struct chat_client *c)
 			continue;
 		v->reoffer = 0;
 		v->reoffer_left = REOFFER_TRIES;
-		client_send_talk(c, v->peer);
+		client_send_talk(c, v);
 		client_say(c, CHAT_EV_INFO, v->peer, "the conversation with %s ended with the relay "
 		           "link: offered again", v->peer);
-		client_emit(c, CHAT_EV_OFFERED, v->peer, NULL, NULL, NULL, 0, NULL, 0);
 	}
 	for (size_t i = 0; i < c->nrejoin; i++)
 		client_join(c, c->rejoin[i]);
@@ -610,8 +611,10 @@ static void on_frame(struct chat_conn *conn, size_t len, const uint8_t *frame, v
 		client_flush(c);
 		return;
 	}
-	if (m.type == CHAT_MSG_PONG)
-		return; /* relay_heard() was its whole point */
+	if (m.type == CHAT_MSG_PONG) { /* relay_heard() was its point, or an offer's acknowledgement */
+		client_talk_acked(c, m.id);
+		return;
+	}
 	client_dispatch(c, &m);
 	chat_wipe(&m.verifier, sizeof(m.verifier));
 }
@@ -634,8 +637,6 @@ static void on_connect(struct chat_conn *conn, void *arg)
 	client_put_suites(c);
 	client_flush(c);
 }
-
-static int client_connect(struct chat_client *c, size_t errlen, char *err);
 
 /* BYE reasons after which connecting again would be wrong or useless
  * (docs/PROTOCOL.md): the user is wanted elsewhere or not at all. */
@@ -708,6 +709,26 @@ static void on_close(struct chat_conn *conn, int err, const char *reason, void *
 	}
 	if (c->done)
 		return;
+	/* The relay gave up waiting for the login (relay.login_timeout, counted
+	 * from the connect) while a person typed the password: it goes over a
+	 * new connection once typed; one just typed goes over one at once. */
+	if (c->state == CS_NEED_PW && !c->quitting) {
+		client_say(c, CHAT_EV_INFO, NULL, "the relay closed the connection (%s); the password "
+		           "will be sent over a new one", reason);
+		return;
+	}
+	if ((c->state == CS_AUTH || c->state == CS_AUTH_FINAL) && c->cfg.interactive && c->pw_typed &&
+	    c->pw_relinked != c->pw_typed && !c->quitting) {
+		char e[512];
+		c->pw_relinked = c->pw_typed; /* once per password: no loop with a relay that always closes */
+		client_say(c, CHAT_EV_INFO, NULL, "the relay closed the connection during the login (%s); "
+		           "logging in again over a new one", reason);
+		if (client_connect(c, sizeof(e), e) == CHAT_OK)
+			return;
+		client_fail(c, NULL, "connect", "%s", e);
+		client_finish(c, 1);
+		return;
+	}
 	/* Not a word from the relay yet: connecting failed (no "connected" was said). */
 	char plain[8];
 	if (c->state == CS_HELLO && !c->answered &&
@@ -809,6 +830,14 @@ int chat_client_wants_password(const struct chat_client *c)
 	return c->state == CS_NEED_PW && !c->done;
 }
 
+void chat_client_input_quit(struct chat_client *c)
+{
+	if (chat_client_wants_password(c))
+		chat_client_input(c, 0, "");
+	else
+		chat_client_input(c, 5, "/quit");
+}
+
 void chat_client_quit(struct chat_client *c)
 {
 	int kept = c->ks != NULL && client_registered(c);
@@ -896,7 +925,7 @@ fail:
 }
 
 /* Connect to the current address (relay_idx of client.connect). */
-static int client_connect(struct chat_client *c, size_t errlen, char *err)
+int client_connect(struct chat_client *c, size_t errlen, char *err)
 {
 	struct chat_conn_limits lim = { .max_frame = c->cfg.max_frame, .out_limit = 64u << 20 };
 	int rc;

@@ -138,6 +138,11 @@ int chat_client_new(struct chat_loop *loop, const struct chat_client_config *cfg
  * then starts connecting.  err names the file at fault ("x/alice.keys: wrong
  * password or the keystore was modified"); CHAT_ERR_AUTH for a wrong password,
  * CHAT_ERR_STATE when another chat-client has the keystore open. */
+/* A person at the terminal gets this many tries at a password, like ssh:
+ * the keystore's (the caller asks again after CHAT_ERR_AUTH), or, with no
+ * keystore to check it against (cfg.interactive), the relay's: the engine
+ * asks again with CHAT_EV_PASSWORD after the relay refused one. */
+#define CHAT_CLIENT_PASSWORD_TRIES 3
 /* Another account password after chat_client_start failed with
  * CHAT_ERR_AUTH (a mistyped one); then chat_client_start again. */
 int chat_client_set_password(struct chat_client *c, size_t len, const char *pw);
@@ -155,6 +160,10 @@ int chat_client_done(const struct chat_client *c);
 int chat_client_status(const struct chat_client *c);
 /* Close politely once everything queued is written. */
 void chat_client_quit(struct chat_client *c);
+/* The user wants out (^D, end of input, a signal): /quit, or while a
+ * password is wanted the empty line that declines to give one (exit 1);
+ * never "/quit" taken for a password. */
+void chat_client_input_quit(struct chat_client *c);
 /* "bob", "#room" or "" : where plain lines go. */
 const char *chat_client_current(const struct chat_client *c);
 

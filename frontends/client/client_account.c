@@ -181,6 +181,22 @@ int client_login_error(struct chat_client *c, const struct chat_msg *m)
 		client_finish(c, 1);
 		return 1;
 	}
+	/* A password typed at the terminal, refused by the relay, and no
+	 * keystore to have caught the typo first (a new machine): ask again,
+	 * like ssh.  The keystore made with it was never written (nothing is
+	 * until the relay accepts the password): it is made anew. */
+	if (c->cfg.interactive && c->pw_typed && c->pw_typed < CHAT_CLIENT_PASSWORD_TRIES &&
+	    m->code == CHAT_PERR_AUTH && (m->ref == CHAT_MSG_AUTH || m->ref == CHAT_MSG_AUTH_FINAL) &&
+	    c->scram_op == CHAT_AUTH_LOGIN && !c->ks_trusted) {
+		char text[CHAT_TEXT_MAX + 64];
+		snprintf(text, sizeof(text), "%s (try %d of %d)", m->text, c->pw_typed + 1,
+		         CHAT_CLIENT_PASSWORD_TRIES);
+		end_scram(c);
+		client_store_close(c);
+		c->state = CS_NEED_PW;
+		client_emit(c, CHAT_EV_PASSWORD, c->cfg.user, NULL, NULL, NULL, strlen(text), text, 0);
+		return 1;
+	}
 	/* Our 'p' at AUTH refused: the relay's end of the link has no binding
 	 * (TLS ends at a proxy in front of it).  Once, log in with 'y'. */
 	if (m->code == CHAT_PERR_CHANNEL_BINDING && m->ref == CHAT_MSG_AUTH && c->scram.cb.flag == 'p' &&
@@ -214,6 +230,7 @@ void client_password_typed(struct chat_client *c, size_t len, const char *pw)
 		client_finish(c, 1);
 		return;
 	}
+	c->pw_typed++;
 	c->login_mode = LM_PASSWORD;
 	/* The keystore opens with the same password (its PBKDF2 runs here, once). */
 	if ((rc = client_store_open(c, sizeof(err), err)) != CHAT_OK ||
@@ -221,6 +238,15 @@ void client_password_typed(struct chat_client *c, size_t len, const char *pw)
 		client_fail(c, c->cfg.user, rc == CHAT_ERR_AUTH ? "auth" :
 		            rc == CHAT_ERR_STATE ? "keystore-in-use" : "keystore", "%s", err);
 		client_finish(c, 1);
+		return;
+	}
+	/* The relay closed the connection while the password was typed
+	 * (relay.login_timeout): a new one, which logs in at its WELCOME. */
+	if (!c->conn) {
+		if (client_connect(c, sizeof(err), err) != CHAT_OK) {
+			client_fail(c, NULL, "connect", "%s", err);
+			client_finish(c, 1);
+		}
 		return;
 	}
 	if (send_auth(c, CHAT_AUTH_LOGIN)) {

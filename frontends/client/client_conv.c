@@ -410,11 +410,12 @@ void client_established(struct chat_client *c, struct conv *v)
 	if (!c->current[0] && v->relay_link) /* plain lines go here until /to says otherwise */
 		snprintf(c->current, sizeof(c->current), "%s", v->peer);
 	client_emit(c, CHAT_EV_ESTABLISHED, v->peer, NULL, v->suite->desc->name, NULL, 0, NULL, insecure);
+	/* The one warning of this conversation (the plugins log none): generic,
+	 * so a third-party suite gets it too; what its fingerprint is good for,
+	 * if anything, only the suite knows, and says in its summary. */
 	if (insecure)
-		client_say(c, CHAT_EV_WARNING, v->peer,
-		           "suite %s is INSECURE (%s): for demonstration only%s", v->suite->desc->name,
-		           v->suite->desc->summary,
-		           v->suite->desc->ops.cipher->fingerprint ? "; compare /fingerprint with your peer" : "");
+		client_say(c, CHAT_EV_WARNING, v->peer, "suite %s is INSECURE (%s): for demonstration only",
+		           v->suite->desc->name, v->suite->desc->summary);
 	if (v->relay_link && !v->peer_guest && client_registered(c))
 		client_can_save(c, v);
 	if (v->relay_link)
@@ -822,6 +823,9 @@ void client_on_answered(struct chat_client *c, const struct chat_msg *m)
 		client_fail(c, m->name, "unexpected", "unexpected answer from %s; ignored", m->name);
 		return;
 	}
+	/* An answer before the PONG (the peer was quicker): the offer was taken. */
+	if (v->talk_ping)
+		client_talk_acked(c, v->talk_ping);
 	if (!m->flag) {
 		client_emit(c, CHAT_EV_REJECTED, m->name, NULL, NULL, NULL, strlen(m->text), m->text, 0);
 		client_end_conv(c, v, m->text[0] ? m->text : "rejected");
@@ -890,18 +894,35 @@ void client_talk(struct chat_client *c, const char *peer)
 	v->relay_link = 1;
 	client_store_mark(c);
 	client_store_save(c);
-	client_send_talk(c, peer);
+	client_send_talk(c, v);
 	snprintf(c->current, sizeof(c->current), "%s", peer);
-	client_emit(c, CHAT_EV_OFFERED, peer, NULL, NULL, NULL, 0, NULL, 0);
 }
 
 /* TALK: offer peer a conversation (a new one, or again after a restart or
- * a lost relay). */
-void client_send_talk(struct chat_client *c, const char *peer)
+ * a lost relay).  The relay says nothing when it takes an offer from or to
+ * a guest, only when it refuses one (ERROR): the PING behind the TALK is
+ * answered after that ERROR would be, so its PONG is the acknowledgement. */
+void client_send_talk(struct chat_client *c, struct conv *v)
 {
+	v->talk_ping = ++c->ping_token;
 	client_begin(c, CHAT_MSG_TALK);
-	chat_put_str8(&c->wb, peer);
+	chat_put_str8(&c->wb, v->peer);
+	if (client_flush(c) != CHAT_OK)
+		return; /* v may be gone with the connection */
+	client_begin(c, CHAT_MSG_PING);
+	chat_put_u64(&c->wb, c->ping_token);
 	client_flush(c);
+}
+
+void client_talk_acked(struct chat_client *c, uint64_t token)
+{
+	for (struct conv *v = c->convs; v; v = v->next)
+		if (v->talk_ping && v->talk_ping == token) {
+			v->talk_ping = 0;
+			if (v->state == C_OFFER_OUT)
+				client_emit(c, CHAT_EV_OFFERED, v->peer, NULL, NULL, NULL, 0, NULL, 0);
+			return;
+		}
 }
 
 void client_answer(struct chat_client *c, const char *peer, int accept, const char *reason)

@@ -154,6 +154,7 @@ struct conv {
 	int reoffer_left;   /* ... and again while the peer is not back yet (REOFFER_TRIES) */
 	int reoffer_due;    /* ... at the next tick of c->reoffer_timer */
 	int await_reoffer;  /* the relay was lost: the peer (the smaller name) offers again; accepted */
+	uint64_t talk_ping; /* token of the PING sent after our TALK: its PONG says the relay took it */
 	const struct chat_loaded *suite;
 	void *session;
 	char *bind;         /* the binding the session was made with (kept to reload it) */
@@ -284,6 +285,8 @@ struct chat_client {
 	size_t npins;
 	uint8_t cb_plain;            /* the relay's link has no channel binding: SCRAM 'y' (client_account.c) */
 	int just_registered;    /* the relay said DONE to our REGISTER; this login is the first */
+	int pw_typed;           /* passwords typed after CHAT_EV_PASSWORD (CHAT_CLIENT_PASSWORD_TRIES) */
+	int pw_relinked;        /* pw_typed when a login with it lost its connection and started anew */
 
 	/* offline delivery */
 	uint64_t next_id;       /* next SEND client id */
@@ -327,6 +330,10 @@ struct chat_client {
 };
 
 /* ---- client.c: events, relay I/O, dispatch */
+
+/* Connect to the relay (c->cfg.relay, or the current one of c->cfg.relays);
+ * the login starts at its WELCOME. */
+int client_connect(struct chat_client *c, size_t errlen, char *err);
 void client_emit(struct chat_client *c, int kind, const char *peer, const char *room,
                  const char *suite, const char *code, size_t len, const char *text, int insecure);
 /* SENT and DELIVERED: with the message's number. */
@@ -388,7 +395,11 @@ void client_on_closed(struct chat_client *c, const struct chat_msg *m);
 void client_send_text(struct chat_client *c, const char *peer, size_t len, const char *text);
 void client_talk(struct chat_client *c, const char *peer);
 void client_answer(struct chat_client *c, const char *peer, int accept, const char *reason);
-void client_send_talk(struct chat_client *c, const char *peer);
+/* TALK, then a PING: the relay answers in order, so a PONG with no ERROR
+ * before it means the offer was taken ("offered" is said then). */
+void client_send_talk(struct chat_client *c, struct conv *v);
+/* A PONG: announce the offer it acknowledges, if any. */
+void client_talk_acked(struct chat_client *c, uint64_t token);
 void client_close(struct chat_client *c, const char *peer);
 /* Payloads of this conversation go by SEND (stored) rather than ROUTE (live). */
 int client_uses_send(const struct chat_client *c, const struct conv *v);

@@ -802,8 +802,7 @@ static void offer_again(struct chat_client *c, struct conv *v)
 	client_drop_session(v);
 	v->state = C_OFFER_OUT;
 	v->initiator = 0;
-	client_send_talk(c, v->peer);
-	client_emit(c, CHAT_EV_OFFERED, v->peer, NULL, NULL, NULL, 0, NULL, 0);
+	client_send_talk(c, v);
 	client_store_mark(c);
 }
 

@@ -45,7 +45,7 @@ struct app {
  * relay has been quiet for a moment, or after a bound. */
 #define LINGER_QUIET_MS 500
 #define LINGER_MAX_MS 5000
-#define PASSWORD_TRIES 3
+#define PASSWORD_TRIES CHAT_CLIENT_PASSWORD_TRIES
 
 static int min_security(const char *v)
 {
@@ -126,8 +126,10 @@ static void input_line(void *arg, size_t len, const char *line)
 	int secret = chat_client_wants_password(a->client);
 
 	chat_client_input(a->client, len, line);
-	if (secret && chat_term_echo_is_off())
+	if (secret && chat_term_echo_is_off()) {
 		chat_term_echo(1);
+		fputc('\n', stderr); /* the Enter not echoed: what follows starts a line */
+	}
 }
 
 static void input_too_long(void *arg, size_t max)
@@ -144,7 +146,7 @@ static long long linger(struct chat_loop *loop, void *arg)
 
 	(void)loop;
 	if (now - a->last_event >= LINGER_QUIET_MS || now - a->eof_at >= LINGER_MAX_MS) {
-		chat_client_input(a->client, 5, "/quit");
+		chat_client_input_quit(a->client);
 		return -1;
 	}
 	return 100;
@@ -155,8 +157,16 @@ static void input_eof(void *arg)
 	struct app *a = arg;
 
 	a->eof_at = a->last_event = chat_loop_now_ms();
+	if (chat_client_wants_password(a->client)) { /* nothing to linger for */
+		if (chat_term_echo_is_off()) {
+			chat_term_echo(1);
+			fputc('\n', stderr);
+		}
+		chat_client_input_quit(a->client);
+		return;
+	}
 	if (chat_loop_timer_add(a->loop, 100, linger, a, NULL) != CHAT_OK)
-		chat_client_input(a->client, 5, "/quit");
+		chat_client_input_quit(a->client);
 }
 
 static const struct chat_lines_cbs input_cbs = {

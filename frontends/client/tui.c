@@ -526,7 +526,7 @@ backspace:
 			complete(t);
 		} else if (ch == 4 && !t->input_len) { /* ^D on an empty line */
 			if (t->client)
-				chat_client_input(t->client, 5, "/quit");
+				chat_client_input_quit(t->client);
 		} else if (ch >= 32 && t->input_len + 1 < INPUT_MAX) {
 			memmove(&t->input[t->cursor + 1], &t->input[t->cursor],
 			        (t->input_len - t->cursor) * sizeof(wchar_t));
@@ -553,7 +553,7 @@ static void on_signal(struct chat_loop *loop, int fd, unsigned events, void *arg
 		layout(t);
 		redraw(t);
 	} else if (t->client) {
-		chat_client_input(t->client, 5, "/quit");
+		chat_client_input_quit(t->client);
 	}
 }
 

@@ -179,6 +179,50 @@ out:
 	return rc;
 }
 
+/* relay.store or relay.database: the store's spec into spec[cap] ("" for
+ * none: guests only), the key it came from and where it was set.  Only one
+ * of the two may be set.  0, or 1 with the error printed (never the value
+ * of relay.store: a URL may hold a password). */
+static int store_setting(struct chat_prog *p, size_t cap, char *spec, const char **key,
+                         const char **where)
+{
+	const char *db = chat_config_path(p->cfg, "relay", "database");
+	const char *st = chat_config_get(p->cfg, "relay", "store");
+
+	spec[0] = '\0';
+	*key = "relay.database";
+	*where = chat_config_where(p->cfg, "relay", "database");
+	if (st && *st && db && *db) {
+		chat_prog_error(p, "relay.store (%s) and relay.database (%s) are both set: keep one "
+		                "(relay.store = sqlite:PATH is relay.database = PATH)",
+		                chat_config_where(p->cfg, "relay", "store"), *where);
+		return 1;
+	}
+	if (!st || !*st) {
+		if ((size_t)snprintf(spec, cap, "%s", db ? db : "") >= cap) {
+			chat_prog_error(p, "relay.database (%s): path too long", *where);
+			return 1;
+		}
+		return 0;
+	}
+	*key = "relay.store";
+	*where = chat_config_where(p->cfg, "relay", "store");
+	if (chat_store_spec_is_postgresql(st)) {
+		if ((size_t)snprintf(spec, cap, "%s", st) >= cap) {
+			chat_prog_error(p, "relay.store (%s): URL too long", *where);
+			return 1;
+		}
+		return 0;
+	}
+	if (strncmp(st, "sqlite:", 7) == 0 && st[7]) {
+		chat_config_resolve(p->cfg, "relay", "store", st + 7, cap, spec);
+		return 0;
+	}
+	chat_prog_error(p, "relay.store (%s): expected sqlite:PATH or postgresql://USER@HOST:PORT/DB",
+	                *where);
+	return 1;
+}
+
 /* DATABASE.lock: one relay per database.  0, or the exit status. */
 static int lock_store(struct server *s, const char *path, const char *where)
 {
@@ -209,26 +253,62 @@ static int lock_store(struct server *s, const char *path, const char *where)
 	}
 }
 
-/* relay.database: open (creating the file, and its directory if that is
+/* relay.store = postgresql://...: shared by several relays, so no lock
+ * file and no marker; --init-store refuses a database that holds a store
+ * already.  0, or the exit status. */
+static int open_store_postgresql(struct server *s, const char *url, const char *key,
+                                 const char *where)
+{
+	char err[1200], shown[1024];
+	int version = 0, dir_missing = 0;
+
+	chat_store_spec_redact(url, sizeof(shown), shown);
+	if (s->init_store) {
+		if (chat_store_probe(url, &version, &dir_missing, sizeof(err), err) != CHAT_OK) {
+			chat_prog_error(&s->prog, "cannot use the database (%s, %s): %s", key, where, err);
+			return 1;
+		}
+		if (version > 0) {
+			chat_prog_error(&s->prog, "--init-store: %s (%s, %s) holds a store already (schema "
+			                "version %d) and is never replaced; start without --init-store to "
+			                "use it", shown, key, where, version);
+			return 1;
+		}
+	}
+	if (chat_store_open(url, &s->store, sizeof(err), err) != CHAT_OK) {
+		chat_prog_error(&s->prog, "cannot use the database (%s, %s): %s", key, where, err);
+		return 1;
+	}
+	if (chat_store_created(s->store))
+		chat_info("created a new store in %s%s", shown, s->init_store ? " (--init-store)" : "");
+	return 0;
+}
+
+/* relay.database (or relay.store = sqlite:PATH): open (creating the file, and its directory if that is
  * missing) and check it before anything listens; never replace a store
  * that existed by an empty one without --init-store.  With lock, first
  * take DATABASE.lock (--add-admin goes without: it may run beside the
  * relay, as SQLite allows).  0, or the exit status. */
 static int open_store(struct server *s, int lock)
 {
-	const char *path = chat_config_path(s->prog.cfg, "relay", "database");
-	const char *where = chat_config_where(s->prog.cfg, "relay", "database");
-	char err[600], marker[4200];
+	char spec[4096];
+	const char *path = spec, *key, *where;
+	char err[1200], marker[4200];
 	struct stat sb;
 	int have_db, have_marker;
 
-	if (!path || !path[0]) {
+	if (store_setting(&s->prog, sizeof(spec), spec, &key, &where))
+		return 1;
+	if (!path[0]) {
 		if (s->init_store) {
-			chat_prog_error(&s->prog, "--init-store needs relay.database (it is empty in %s)", where);
+			chat_prog_error(&s->prog, "--init-store needs relay.database or relay.store (both are "
+			                "empty in %s)", where);
 			return 1;
 		}
 		return 0;
 	}
+	if (chat_store_spec_is_postgresql(spec))
+		return open_store_postgresql(s, spec, key, where);
 	if ((size_t)snprintf(marker, sizeof(marker), "%s.marker", path) >= sizeof(marker)) {
 		chat_prog_error(&s->prog, "relay.database (%s): path too long", where);
 		return 1;
@@ -264,7 +344,7 @@ static int open_store(struct server *s, int lock)
 		return 1;
 	}
 	if (chat_store_open(path, &s->store, sizeof(err), err) != CHAT_OK) {
-		chat_prog_error(&s->prog, "cannot use the database (relay.database, %s): %s", where, err);
+		chat_prog_error(&s->prog, "cannot use the database (%s, %s): %s", key, where, err);
 		return 1;
 	}
 	/* It holds every account's SCRAM verifier (enough to try passwords
@@ -299,8 +379,8 @@ static int add_admin(struct server *s)
 		return 2;
 	}
 	if (!s->store) {
-		chat_prog_error(&s->prog, "--add-admin needs relay.database (it is empty in %s)",
-		                chat_config_where(s->prog.cfg, "relay", "database"));
+		chat_prog_error(&s->prog, "--add-admin needs relay.database or relay.store (both are "
+		                "empty in %s)", chat_config_where(s->prog.cfg, "relay", "database"));
 		return 1;
 	}
 	rc = chat_store_account_exists(s->store, name);
@@ -331,7 +411,13 @@ static int add_admin(struct server *s)
 		chat_prog_error(&s->prog, "--add-admin: %s", chat_store_error(s->store));
 		return 1;
 	}
-	printf("admin %s added to %s\n", name, chat_config_path(s->prog.cfg, "relay", "database"));
+	{
+		char spec[4096], shown[1024];
+		const char *key, *where;
+		store_setting(&s->prog, sizeof(spec), spec, &key, &where);
+		chat_store_spec_redact(spec, sizeof(shown), shown);
+		printf("admin %s added to %s\n", name, shown);
+	}
 	return 0;
 }
 
@@ -670,11 +756,14 @@ static void on_signal(struct chat_loop *loop, int fd, unsigned events, void *arg
  * the database (read-only: never created or migrated here)?  0, or 1. */
 static int check_config(struct chat_prog *p)
 {
-	const char *db = chat_config_path(p->cfg, "relay", "database");
-	const char *where = chat_config_where(p->cfg, "relay", "database");
-	char target[PATH_MAX], err[PATH_MAX + 600], lock[PATH_MAX + 8];
+	char spec[4096];
+	const char *db = spec, *key, *where;
+	char target[PATH_MAX], err[PATH_MAX + 1200], lock[PATH_MAX + 8];
 	int version, dir_missing;
 	struct stat sb;
+
+	if (store_setting(p, sizeof(spec), spec, &key, &where))
+		return 1;
 
 	log_target(p->cfg, sizeof(target), target);
 	if (strcmp(target, "stderr") && strcmp(target, "syslog")) {
@@ -704,8 +793,25 @@ static int check_config(struct chat_prog *p)
 		printf("%s: relay.cluster %s: module cluster-redis found (Redis is reached at start)\n",
 		       p->name, cluster);
 	}
-	if (!db || !*db) {
+	if (!*db) {
 		printf("%s: no relay.database: guests only, nothing is stored\n", p->name);
+		return 0;
+	}
+	if (chat_store_spec_is_postgresql(spec)) {
+		char shown[1024];
+		chat_store_spec_redact(spec, sizeof(shown), shown);
+		if (chat_store_probe(spec, &version, &dir_missing, sizeof(err), err) != CHAT_OK) {
+			chat_prog_error(p, "%s (%s): %s", key, where, err);
+			return 1;
+		}
+		if (version == 0)
+			printf("%s: %s %s: no store there yet: the relay creates it at its first start\n",
+			       p->name, key, shown);
+		else if (version < CHAT_STORE_SCHEMA_VERSION)
+			printf("%s: %s %s: schema version %d, migrated to %d at the next start\n", p->name,
+			       key, shown, version, CHAT_STORE_SCHEMA_VERSION);
+		else
+			printf("%s: %s %s: schema version %d\n", p->name, key, shown, version);
 		return 0;
 	}
 	snprintf(lock, sizeof(lock), "%s.lock", db);
@@ -714,18 +820,18 @@ static int check_config(struct chat_prog *p)
 		char marker[PATH_MAX + 8];
 		snprintf(marker, sizeof(marker), "%s.marker", db);
 		if (lstat(marker, &sb) == 0) {
-			chat_prog_error(p, "relay.database (%s): %s, but %s says a store was created there: "
+			chat_prog_error(p, "%s (%s): %s, but %s says a store was created there: "
 			                "the relay refuses to start.  Restore the database, or start once "
-			                "with --init-store to create an empty one", where, err, marker);
+			                "with --init-store to create an empty one", key, where, err, marker);
 			return 1;
 		}
-		printf("%s: relay.database (%s): %s: the relay creates it at its first start (or "
-		       "chat-relay --init-store)%s\n", p->name, where, err,
+		printf("%s: %s (%s): %s: the relay creates it at its first start (or "
+		       "chat-relay --init-store)%s\n", p->name, key, where, err,
 		       dir_missing ? ", and the directory too (one level)" : "");
 		return 0;
 	}
 	if (rc != CHAT_OK) {
-		chat_prog_error(p, "relay.database (%s): %s", where, err);
+		chat_prog_error(p, "%s (%s): %s", key, where, err);
 		return 1;
 	}
 	pid_t holder = chat_lockfile_holder(lock, sizeof(err), err);
@@ -733,10 +839,10 @@ static int check_config(struct chat_prog *p)
 	if (holder > 0)
 		snprintf(in_use, sizeof(in_use), "; in use by the relay with pid %ld", (long)holder);
 	if (version < CHAT_STORE_SCHEMA_VERSION)
-		printf("%s: relay.database %s: schema version %d, migrated to %d at the next start%s\n",
-		       p->name, db, version, CHAT_STORE_SCHEMA_VERSION, in_use);
+		printf("%s: %s %s: schema version %d, migrated to %d at the next start%s\n",
+		       p->name, key, db, version, CHAT_STORE_SCHEMA_VERSION, in_use);
 	else
-		printf("%s: relay.database %s: schema version %d%s\n", p->name, db, version, in_use);
+		printf("%s: %s %s: schema version %d%s\n", p->name, key, db, version, in_use);
 	return 0;
 }
 
@@ -804,19 +910,27 @@ static int serve(struct server *s)
 	          bound, s->prog.transport->desc->name, s->prog.transport->desc->version,
 	          rc.limits.max_frame, rc.max_clients,
 	          rc.nsuites ? chat_config_get(s->prog.cfg, "relay", "suites") : "any");
+	char store_shown[1024] = "";
+	int store_shared = 0; /* on PostgreSQL: every relay of a cluster sees the same accounts */
+	if (s->store) {
+		char spec[4096];
+		const char *key, *where;
+		store_setting(&s->prog, sizeof(spec), spec, &key, &where);
+		chat_store_spec_redact(spec, sizeof(store_shown), store_shown);
+		store_shared = chat_store_spec_is_postgresql(spec);
+	}
 	if (s->store)
 		chat_info("accounts and stored messages in %s (registration %s, guests %s%s)",
-		          chat_config_path(s->prog.cfg, "relay", "database"),
+		          store_shown,
 		          rc.open_registration ? "open" : "by admins", rc.guests ? "allowed" : "refused",
 		          rc.friends_only ? ", talk between friends only" : "");
 	else
 		chat_info("no relay.database: guests only, nothing is stored");
-	if (rc.cluster && *rc.cluster && s->store &&
-	    strncmp(chat_config_get(s->prog.cfg, "relay", "database"), "postgresql://", 13) != 0)
-		chat_warn("relay.cluster with relay.database %s, this relay's own file: guests work "
+	if (rc.cluster && *rc.cluster && s->store && !store_shared)
+		chat_warn("relay.cluster with the SQLite store %s, this relay's own file: guests work "
 		          "across the relays, but registered users on other relays will not see each "
-		          "other's accounts or messages unless the store is shared (postgresql://)",
-		          chat_config_path(s->prog.cfg, "relay", "database"));
+		          "other's accounts or messages unless the store is shared "
+		          "(relay.store = postgresql://...)", store_shown);
 	{
 		char per[48], timeout[48];
 		snprintf(per, sizeof(per), "%u per address", rc.max_unauth_per_address);

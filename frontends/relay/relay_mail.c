@@ -680,7 +680,13 @@ static long long housekeeping(struct chat_loop *loop, void *arg)
 	(void)loop;
 	/* Also noticed when nobody writes; said again once a minute. */
 	if (chat_store_check(r->cfg.store) != CHAT_OK) {
-		store_gone(r);
+		if (chat_store_gone(r->cfg.store)) {
+			store_gone(r);
+		} else if (!r->gone_logged_ms || now - r->gone_logged_ms >= GONE_LOG_MS) {
+			/* PostgreSQL: the connection is lost; each check tries again */
+			chat_err("%s", chat_store_error(r->cfg.store));
+			r->gone_logged_ms = now;
+		}
 		return 1000;
 	}
 	if (relay_write_begin(r, NULL, 0) != CHAT_OK)

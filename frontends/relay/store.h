@@ -55,13 +55,27 @@ struct chat_mail {
 
 struct chat_store;
 
+/* relay.store: "sqlite:PATH" (or a bare PATH) is an SQLite file, which the
+ * rest of this comment describes; "postgresql://..." a PostgreSQL database
+ * (docs/SERVICE.md: the module store-postgresql, shared by several relays;
+ * check/gone are about the connection there, and the password in the URL
+ * never appears in a message). */
+int chat_store_spec_is_postgresql(const char *spec);
+/* The SQLite file of spec ("sqlite:PATH" or PATH), NULL for PostgreSQL. */
+const char *chat_store_spec_path(const char *spec);
+/* spec as it may be shown: the path, or the URL without its password
+ * (":***") and without its parameters ("?..."). */
+void chat_store_spec_redact(const char *spec, size_t cap, char *dst);
+/* "sqlite" or "postgresql". */
+const char *chat_store_backend_name(const struct chat_store *s);
+
 /* Open (creating it if missing: file mode 0600, the directory must exist)
  * and migrate to CHAT_STORE_SCHEMA_VERSION.  Refuses, with a message naming
  * path and what is wrong: a file that is not an SQLite database or fails
  * `PRAGMA quick_check` (corrupt), a schema version newer than this program
  * knows, a file or directory that cannot be written.  Never modifies a file
  * it refuses. */
-int chat_store_open(const char *path, struct chat_store **out, size_t errlen, char *err);
+int chat_store_open(const char *spec, struct chat_store **out, size_t errlen, char *err);
 void chat_store_close(struct chat_store *s);
 /* chat-relay --check-config: what the database at path is, without creating,
  * migrating or writing anything (opened read-only; a running relay may hold
@@ -72,7 +86,7 @@ void chat_store_close(struct chat_store *s);
  * not a regular file, not an SQLite database, a schema version newer than
  * this program knows, a database of something else, unreadable.  err names
  * the file and what is wrong. */
-int chat_store_probe(const char *path, int *version, int *dir_missing, size_t errlen, char *err);
+int chat_store_probe(const char *spec, int *version, int *dir_missing, size_t errlen, char *err);
 /* 1 if chat_store_open created the file (a new, empty store). */
 int chat_store_created(const struct chat_store *s);
 /* Does the path still name the file that was opened?  A file removed (or

@@ -193,15 +193,6 @@ static int rc4dh_alloc(const struct chat_host *host, const struct chat_cipher_pa
 	return CHAT_OK;
 }
 
-static void rc4dh_warn(const struct chat_host *host)
-{
-	host->log(host, CHAT_LOG_WARN,
-	          "rc4dh is INSECURE: RC4 with no integrity (an attacker can flip bits of "
-	          "messages undetected) and unauthenticated Diffie-Hellman (a man in the "
-	          "middle is detected only by comparing fingerprints out of band); "
-	          "for demonstration only");
-}
-
 static int rc4dh_session_new(const struct chat_host *host, const struct chat_cipher_params *params,
                              void **session)
 {
@@ -215,8 +206,8 @@ static int rc4dh_session_new(const struct chat_host *host, const struct chat_cip
 	if (rc)
 		return rc;
 	/* A shared secret, if the caller passed one, is not used: this suite has
-	 * nothing to authenticate with. */
-	rc4dh_warn(host);
+	 * nothing to authenticate with.  No warning here: the frontends warn once
+	 * per conversation from CHAT_FLAG_INSECURE and the summary. */
 	*session = s;
 	return CHAT_OK;
 }
@@ -673,7 +664,6 @@ static int rc4dh_session_load(const struct chat_host *host,
 		s->skipped = chat_pu_get_be64(p + 8);
 	}
 	s->state = RC4DH_ESTABLISHED;
-	rc4dh_warn(host);
 	*session = s;
 	s = NULL;
 	rc = CHAT_OK;
@@ -714,7 +704,10 @@ static const struct chat_plugin rc4dh_plugin = {
 	.flags = CHAT_FLAG_INSECURE,
 	.name = RC4DH_NAME,
 	.version = "1.0.0",
-	.summary = "RC4-drop keyed by unauthenticated 2048-bit Diffie-Hellman, no integrity",
+	/* The frontends quote this in their warning: say what a user can do. */
+	.summary = "RC4-drop keyed by unauthenticated 2048-bit Diffie-Hellman, no integrity: "
+	           "changed messages go unnoticed, and only fingerprints compared out of band "
+	           "reveal a man in the middle",
 	.config_keys = rc4dh_config_keys,
 	.ops.cipher = &rc4dh_ops,
 };

@@ -13,8 +13,4 @@ if(LIBPQ_FOUND)
   set_tests_properties(test_store_postgresql PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120
     ENVIRONMENT "CHAT_MODULE_DIR=${CHAT_MODULE_BUILD_DIR}")
 endif()
-if(TARGET store-postgresql)
-  add_test(NAME store_module
-           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/store_module.sh $<TARGET_FILE:chat-relay>
-                   $<TARGET_FILE:store-postgresql>)
-endif()
+# (chat-relay links no libpq, the module one symbol: tests/relay_links.sh)

@@ -118,8 +118,10 @@ static void fail(struct chat_cluster_link *l, const char *why)
 	l->pub_ok = 0;
 	l->nsubscribed = 0;
 	l->up = 0;
-	if (!l->said_down)
-		snprintf(l->why, sizeof(l->why), "redis://%s:%d: %s", l->addr, l->port, why);
+	/* (the return value used: -O3 warns of a reason cut short, which is fine) */
+	if (!l->said_down &&
+	    snprintf(l->why, sizeof(l->why), "redis://%s:%d: %s", l->addr, l->port, why) < 0)
+		l->why[0] = '\0';
 	schedule(l, 0);
 }
 

@@ -105,6 +105,8 @@ struct options {
 	const char *idle_list; /* --idle-mem N[,N...] */
 	unsigned handshakes;   /* --handshakes N: connect, (TLS,) HELLO/WELCOME, close, N times */
 	unsigned parallel;     /* --parallel P: that many at once */
+	unsigned relays;       /* --relays N: N relays on one Redis (relay.cluster) */
+	const char *redis;     /* --redis PATH: redis-server */
 	int pin;
 };
 
@@ -148,9 +150,14 @@ struct stats {
 	uint64_t lat_max_us;
 };
 
+#define MAX_RELAYS 4
+
 struct bench {
 	struct options o;
-	struct target t;
+	struct target t;      /* the relay (the first of --relays), or the forwarder */
+	struct target more[MAX_RELAYS]; /* --relays: the others, more[1..N-1] */
+	struct target redis;  /* --relays > 1: the redis-server they share */
+	int redis_port;
 	struct client *c;
 	unsigned nconnected; /* clients created so far */
 	unsigned nlogged, npairs, nids, setup_pending;
@@ -190,7 +197,38 @@ static const char *target_label(enum target_kind t)
 	return t == TGT_RELAY ? "relay" : t == TGT_RELAY_TLS ? "relay-tls" : "forwarder";
 }
 
-static pid_t child_pid; /* killed by fail() */
+/* Every process started (the target, more relays, redis-server): killed by
+ * fail() and on a signal.  child_pid is the last one started. */
+#define MAX_CHILDREN (MAX_RELAYS + 2)
+static pid_t child_pid;
+static pid_t children[MAX_CHILDREN];
+
+static void child_add(pid_t pid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] <= 0) {
+			children[i] = pid;
+			return;
+		}
+}
+
+static void child_del(pid_t pid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] == pid)
+			children[i] = 0;
+}
+
+static void children_kill(int wait)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++)
+		if (children[i] > 0) {
+			kill(children[i], SIGKILL);
+			if (wait)
+				waitpid(children[i], NULL, 0);
+			children[i] = 0;
+		}
+}
 static char state_dir[PATH_MAX]; /* relay-tls: the relay's temporary relay.state_dir */
 
 /* Remove the temporary state directory: what the relay put there (its key
@@ -227,8 +265,7 @@ static void on_signal(int sig)
 	char path[PATH_MAX + 32];
 	size_t dl = strlen(state_dir);
 
-	if (child_pid > 0)
-		kill(child_pid, SIGKILL);
+	children_kill(0);
 	if (dl) {
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 			size_t fl = strlen(files[i]);
@@ -255,10 +292,7 @@ static void fail(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	if (child_pid > 0) {
-		kill(child_pid, SIGKILL);
-		waitpid(child_pid, NULL, 0);
-	}
+	children_kill(1);
 	state_dir_remove();
 	exit(1);
 }
@@ -446,6 +480,7 @@ static void target_check(struct target *t)
 
 	if (t->pid <= 0 || waitpid(t->pid, &status, WNOHANG) != t->pid)
 		return;
+	child_del(t->pid);
 	t->pid = 0;
 	child_pid = 0;
 	target_read_log(t);
@@ -458,6 +493,16 @@ static void target_check(struct target *t)
 	fail("%s was killed by signal %d%s%s", t->name, WTERMSIG(status), t->log_len ? ":\n" : "",
 	     t->log);
 }
+
+/* The relay(s) and redis-server: exits with a message if one is gone. */
+static void targets_check(struct bench *b)
+{
+	target_check(&b->t);
+	for (unsigned k = 1; k < b->o.relays && k < MAX_RELAYS; k++)
+		target_check(&b->more[k]);
+	target_check(&b->redis);
+}
+
 
 static void target_spawn(struct target *t, char *const argv[], int pin)
 {
@@ -489,11 +534,13 @@ static void target_spawn(struct target *t, char *const argv[], int pin)
 		_exit(127);
 	}
 	child_pid = t->pid;
+	child_add(t->pid);
 	close(pipefd[1]);
 	close(exec_err[1]);
 	int e = 0;
 	if (read(exec_err[0], &e, sizeof(e)) == (ssize_t)sizeof(e)) {
 		waitpid(t->pid, NULL, 0);
+		child_del(t->pid);
 		t->pid = child_pid = 0;
 		fail("cannot execute %s (%s): %s", t->name, argv[0], strerror(e));
 	}
@@ -545,7 +592,15 @@ static void target_stop(struct target *t)
 done:
 	target_read_log(t);
 	close(t->err_fd);
+	child_del(t->pid);
 	t->pid = child_pid = 0;
+}
+
+static void targets_stop(struct bench *b)
+{
+	for (unsigned k = 1; k < b->o.relays && k < MAX_RELAYS; k++)
+		target_stop(&b->more[k]);
+	target_stop(&b->redis);
 }
 
 /* A free port on 127.0.0.1 for the relay (which logs its address only at
@@ -662,17 +717,72 @@ static void relay_fingerprint(struct bench *b)
 		     b->o.relay, state_dir, out);
 }
 
+/* --relays > 1: the redis-server the relays share, on a free port,
+ * nothing saved. */
+static void start_redis(struct bench *b)
+{
+	struct target *t = &b->redis;
+	char port[16];
+
+	memset(t, 0, sizeof(*t));
+	t->name = "redis-server";
+	t->port = b->redis_port = pick_port();
+	snprintf(port, sizeof(port), "%d", t->port);
+	char *argv[] = { (char *)b->o.redis, "--port", port, "--bind", "127.0.0.1", "--save", "",
+		         "--appendonly", "no", "--loglevel", "warning", NULL };
+	target_spawn(t, argv, 0);
+	target_wait_listening(t, 10);
+}
+
+/* One relay (t: &b->t or one of b->more) on a free port. */
+static void start_relay(struct bench *b, struct target *t, const char *name)
+{
+	char listen[64], plugins[PATH_MAX + 32], statedir[PATH_MAX + 32], maxc[64], cluster[64];
+	char *argv[40];
+	int i;
+
+	memset(t, 0, sizeof(*t));
+	t->err_fd = -1;
+	t->name = name;
+	t->port = pick_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", t->port);
+	/* --handshakes: room for connections this side has closed and the
+	 * relay has not yet seen close, none of them logged in. */
+	snprintf(maxc, sizeof(maxc), "relay.max_clients=%u",
+	         b->o.n + 16 + (b->o.handshakes ? HS_CLOSING_ROOM : 0));
+	i = relay_args(b, argv, plugins, sizeof(plugins), statedir, sizeof(statedir));
+	argv[i++] = "--set";
+	argv[i++] = maxc;
+	if (b->o.handshakes) {
+		argv[i++] = "--set";
+		argv[i++] = "relay.reserved_slots=0";
+	}
+	argv[i++] = "--set";
+	argv[i++] = "relay.idle_timeout=0";
+	/* up to SETUP_WINDOW clients log in at once, all from 127.0.0.1 */
+	argv[i++] = "--set";
+	argv[i++] = "relay.max_unauth_per_address=0";
+	if (b->o.relays > 1) {
+		snprintf(cluster, sizeof(cluster), "relay.cluster=redis://127.0.0.1:%d", b->redis_port);
+		argv[i++] = "--set";
+		argv[i++] = cluster;
+	}
+	argv[i++] = "--listen";
+	argv[i++] = listen;
+	argv[i] = NULL;
+	target_spawn(t, argv, b->o.pin);
+	target_wait_listening(t, 10);
+}
+
 static void start_target(struct bench *b)
 {
 	struct target *t = &b->t;
-	char listen[64], plugins[PATH_MAX + 32], statedir[PATH_MAX + 32], maxc[64];
 
 	memset(t, 0, sizeof(*t));
 	t->err_fd = -1;
 	if (is_relay(&b->o)) {
-		char *argv[32];
-		int i;
-		t->name = "chat-relay";
+		static const char *const names[MAX_RELAYS] = { "chat-relay", "chat-relay 2",
+			                                        "chat-relay 3", "chat-relay 4" };
 		if (b->o.target == TGT_RELAY_TLS) {
 			/* A fresh state directory: the relay makes its key there on
 			 * first start; removed at the end (state_dir_remove). */
@@ -684,35 +794,18 @@ static void start_target(struct bench *b)
 				fail("cannot create a temporary state directory: %s", strerror(errno));
 			}
 		}
-		t->port = pick_port();
-		snprintf(listen, sizeof(listen), "127.0.0.1:%d", t->port);
-		/* --handshakes: room for connections this side has closed and the
-		 * relay has not yet seen close, none of them logged in. */
-		snprintf(maxc, sizeof(maxc), "relay.max_clients=%u",
-		         b->o.n + 16 + (b->o.handshakes ? HS_CLOSING_ROOM : 0));
-		i = relay_args(b, argv, plugins, sizeof(plugins), statedir, sizeof(statedir));
-		argv[i++] = "--set";
-		argv[i++] = maxc;
-		if (b->o.handshakes) {
-			argv[i++] = "--set";
-			argv[i++] = "relay.reserved_slots=0";
-		}
-		argv[i++] = "--set";
-		argv[i++] = "relay.idle_timeout=0";
-		/* up to SETUP_WINDOW clients log in at once, all from 127.0.0.1 */
-		argv[i++] = "--set";
-		argv[i++] = "relay.max_unauth_per_address=0";
-		argv[i++] = "--listen";
-		argv[i++] = listen;
-		argv[i] = NULL;
-		target_spawn(t, argv, b->o.pin);
+		if (b->o.relays > 1)
+			start_redis(b);
+		for (unsigned k = 1; k < b->o.relays; k++)
+			start_relay(b, &b->more[k], names[k]);
+		start_relay(b, t, names[0]);
 	} else {
 		t->name = "chat-bench-forwarder";
 		t->port = 0;
 		char *argv[] = { (char *)b->o.forwarder, NULL };
 		target_spawn(t, argv, b->o.pin);
+		target_wait_listening(t, 10);
 	}
-	target_wait_listening(t, 10);
 	if (b->o.target == TGT_RELAY_TLS)
 		relay_fingerprint(b);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_LOG };
@@ -1529,7 +1622,7 @@ static void wait_for(struct bench *b, const unsigned *count, unsigned want, cons
 			fail("setup timed out: %u of %u clients %s after %.0f s%s%s", *count, want, what,
 			     b->o.setup_timeout, b->t.log_len ? "; the target said:\n" : "", b->t.log);
 		poll_once(b, 50);
-		target_check(&b->t);
+		targets_check(b);
 	}
 }
 
@@ -1551,10 +1644,20 @@ static struct client *client_new(struct bench *b, int fd, uint8_t state)
 	return c;
 }
 
-static struct sockaddr_in target_addr(const struct bench *b)
+/* The relay client idx connects to.  --relays N: pair k (clients 2k and
+ * 2k+1) sits on relays k mod N and k+1 mod N, so every message crosses
+ * from one relay to another. */
+static const struct target *relay_of(const struct bench *b, uint32_t idx)
+{
+	unsigned n = b->o.relays > 1 ? b->o.relays : 1, k = ((idx / 2) + (idx & 1)) % n;
+
+	return k ? &b->more[k] : &b->t;
+}
+
+static struct sockaddr_in target_addr(const struct bench *b, uint32_t idx)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-	                         .sin_port = htons((uint16_t)b->t.port) };
+	                         .sin_port = htons((uint16_t)relay_of(b, idx)->port) };
 	return a;
 }
 
@@ -1563,7 +1666,7 @@ static struct sockaddr_in target_addr(const struct bench *b)
  * connected and, for relay-tls, the handshake is done. */
 static void client_open(struct bench *b, struct client *c, int login, struct chat_wbuf *w)
 {
-	struct sockaddr_in a = target_addr(b);
+	struct sockaddr_in a = target_addr(b, c->idx);
 	char suites[1][CHAT_NAME_MAX + 1];
 	int one = 1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1572,7 +1675,8 @@ static void client_open(struct bench *b, struct client *c, int login, struct cha
 		fail("socket: %s (client %u)", strerror(errno), c->idx);
 	c->t_open = now_ns();
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS)
-		fail("connect to 127.0.0.1:%d: %s (client %u)", b->t.port, strerror(errno), c->idx);
+		fail("connect to 127.0.0.1:%d: %s (client %u)", relay_of(b, c->idx)->port,
+		     strerror(errno), c->idx);
 	c->fd = fd;
 	c->state = CS_CONNECTING;
 	c->out_off = c->out_len = 0;
@@ -1617,7 +1721,7 @@ static void relay_login(struct bench *b, unsigned upto)
 			fail("setup timed out: %u of %u clients logged in after %.0f s%s%s", b->nlogged, upto,
 			     b->o.setup_timeout, b->t.log_len ? "; the relay said:\n" : "", b->t.log);
 		poll_once(b, 50);
-		target_check(&b->t);
+		targets_check(b);
 	}
 	chat_wbuf_free(&w);
 }
@@ -1639,11 +1743,23 @@ static void relay_pair(struct bench *b)
 	wait_for(b, &b->npairs, b->o.n / 2, "paired (TALK/ANSWER)");
 }
 
+/* --relays: each relay has told the others (over Redis) who logged in;
+ * a TALK before that would find its partner not connected. */
+static void cluster_settle(struct bench *b)
+{
+	uint64_t end = now_ns() + 1000000000u;
+
+	while (now_ns() < end) {
+		poll_once(b, 50);
+		targets_check(b);
+	}
+}
+
 /* Forwarder: connect in order, a batch at a time, and check the pairing
  * by an identity frame each way before the next batch. */
 static void forwarder_pair(struct bench *b)
 {
-	struct sockaddr_in a = target_addr(b);
+	struct sockaddr_in a = target_addr(b, 0);
 
 	for (unsigned start = 0; start < b->o.n; start += FWD_CONNECT_BATCH) {
 		unsigned end = start + FWD_CONNECT_BATCH < b->o.n ? start + FWD_CONNECT_BATCH : b->o.n;
@@ -1688,6 +1804,11 @@ static void take_sample(struct bench *b, struct sample *sm)
 {
 	sm->t = now_ns();
 	sm->target_ticks = proc_cpu_ticks(b->t.pid);
+	/* --relays: the CPU of every relay together (redis-server counts as other) */
+	for (unsigned k = 1; k < b->o.relays && k < MAX_RELAYS && sm->target_ticks >= 0; k++) {
+		long long more = proc_cpu_ticks(b->more[k].pid);
+		sm->target_ticks = more < 0 ? -1 : sm->target_ticks + more;
+	}
 	sm->machine_ticks = machine_busy_ticks();
 	sm->self_cpu = self_cpu_s();
 	sm->recv = b->s.recv;
@@ -1737,7 +1858,7 @@ static void run(struct bench *b, struct sample *s0, struct sample *s1)
 		if (b->phase == PH_DRAIN && (b->inflight_total == 0 || now >= t_end))
 			break;
 		if (now >= next_check) {
-			target_check(&b->t);
+			targets_check(b);
 			next_check = now + 100000000u;
 		}
 		timeout = ms_until(now, b->phase == PH_WARMUP ? t_win0 : b->phase == PH_MEASURE ? t_win1 : t_end);
@@ -1846,12 +1967,12 @@ static void print_result(struct bench *b, const struct sample *s0, const struct 
 	uint64_t p50 = hist_pct(&b->s, 0.50), p99 = hist_pct(&b->s, 0.99);
 	const char *tname = target_label(b->o.target);
 
-	printf("RESULT target=%s mode=%s n=%u s=%u w=%u rate=%.0f secs=%.3f delivered=%" PRIu64
+	printf("RESULT target=%s relays=%u mode=%s n=%u s=%u w=%u rate=%.0f secs=%.3f delivered=%" PRIu64
 	       " mps=%.0f lost=%" PRIu64 " dup=%" PRIu64 " misrouted=%" PRIu64 " errors=%" PRIu64
 	       " p50_us=%" PRIu64 " p99_us=%" PRIu64 " max_us=%" PRIu64
 	       " peak_rss_kb=%ld target_cpu=%.1f gen_cpu=%.1f other_cpu=%.1f sent=%" PRIu64
 	       " skipped=%" PRIu64 "\n",
-	       tname, b->o.rate > 0 ? "paced" : "sat", b->o.n, b->o.size, b->o.window, b->o.rate, secs,
+	       tname, b->o.relays, b->o.rate > 0 ? "paced" : "sat", b->o.n, b->o.size, b->o.window, b->o.rate, secs,
 	       b->s.win_recv, rate, b->s.lost, b->s.dup, b->s.misrouted,
 	       b->s.errors + b->s.unexpected + b->s.closed, p50, p99, b->s.lat_max_us, hwm_kb, tcpu,
 	       gcpu, other, b->s.sent, b->s.skipped);
@@ -1879,6 +2000,8 @@ static int run_cell(struct options *o)
 	start_target(&b);
 	if (is_relay(o)) {
 		relay_login(&b, o->n);
+		if (o->relays > 1)
+			cluster_settle(&b);
 		relay_pair(&b);
 	} else {
 		forwarder_pair(&b);
@@ -1889,6 +2012,7 @@ static int run_cell(struct options *o)
 	/* Clients go first, so the relay has nobody to say goodbye to. */
 	close_clients(&b);
 	target_stop(&b.t);
+	targets_stop(&b);
 	state_dir_remove();
 	bench_free(&b);
 	return b.s.lost || b.s.dup || b.s.misrouted ? 3 : 0;
@@ -2068,9 +2192,13 @@ static void usage(FILE *f)
 	        "      --plugin-dir DIR   relay plugin directory (default: ../plugins from chat-bench)\n"
 	        "      --config FILE      relay configuration (default: the source tree's chat.ini)\n"
 	        "      --suite NAME       suite named in HELLO/ANSWER (default rc4dh)\n"
+	        "      --relays N         -t relay: N relays (1..%d) sharing one redis-server\n"
+	        "                         (relay.cluster); pair k sits on relays k and k+1 mod N,\n"
+	        "                         so every message crosses relays; target CPU is all relays'\n"
+	        "      --redis PATH       redis-server binary (default /usr/bin/redis-server)\n"
 	        "      --pin              run the generator on CPU 0 and the target on CPU 1\n"
 	        "  -h, --help\n",
-	        PAYLOAD_HDR, HS_WARMUP, HS_PARALLEL_MAX);
+	        PAYLOAD_HDR, HS_WARMUP, HS_PARALLEL_MAX, MAX_RELAYS);
 }
 
 static double parse_secs(const char *s, const char *what)
@@ -2121,7 +2249,7 @@ static const char *beside_self(const char *rel, const char *fallback)
 int main(int argc, char **argv)
 {
 	enum { O_WARMUP = 1000, O_DURATION, O_DRAIN, O_SETUP, O_IDLE, O_RELAY, O_FWD, O_PLUGINS,
-	       O_CONFIG, O_SUITE, O_PIN, O_HANDSHAKES, O_PARALLEL };
+	       O_CONFIG, O_SUITE, O_PIN, O_HANDSHAKES, O_PARALLEL, O_RELAYS, O_REDIS };
 	static const struct option lopts[] = {
 		{ "target", required_argument, NULL, 't' },
 		{ "clients", required_argument, NULL, 'n' },
@@ -2139,6 +2267,8 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "suite", required_argument, NULL, O_SUITE },
 		{ "pin", no_argument, NULL, O_PIN },
+		{ "relays", required_argument, NULL, O_RELAYS },
+		{ "redis", required_argument, NULL, O_REDIS },
 		{ "handshakes", required_argument, NULL, O_HANDSHAKES },
 		{ "parallel", required_argument, NULL, O_PARALLEL },
 		{ "help", no_argument, NULL, 'h' },
@@ -2147,7 +2277,7 @@ int main(int argc, char **argv)
 	struct options o = {
 		.target = TGT_RELAY, .n = 100, .size = 100, .window = 1, .rate = 0,
 		.warmup = 3, .duration = 5, .drain = 3, .setup_timeout = 60, .suite = "rc4dh",
-		.parallel = 1,
+		.parallel = 1, .relays = 1, .redis = "/usr/bin/redis-server",
 		.config = CHAT_BENCH_SOURCE_DIR "/chat.ini",
 	};
 	int opt;
@@ -2182,6 +2312,8 @@ int main(int argc, char **argv)
 		case O_CONFIG: o.config = optarg; break;
 		case O_SUITE: o.suite = optarg; break;
 		case O_PIN: o.pin = 1; break;
+		case O_RELAYS: o.relays = parse_uint(optarg, "--relays", 1, MAX_RELAYS); break;
+		case O_REDIS: o.redis = optarg; break;
 		case O_HANDSHAKES: o.handshakes = parse_uint(optarg, "--handshakes", 1, 100000); break;
 		case O_PARALLEL: o.parallel = parse_uint(optarg, "--parallel", 1, HS_PARALLEL_MAX); break;
 		case 'h': usage(stdout); return 0;
@@ -2207,6 +2339,8 @@ int main(int argc, char **argv)
 		if (sched_setaffinity(0, sizeof(set), &set) != 0)
 			fail("--pin: sched_setaffinity: %s", strerror(errno));
 	}
+	if (o.relays > 1 && (o.target != TGT_RELAY || o.idle_list || o.handshakes))
+		fail("--relays is for -t relay cells (throughput and latency)");
 	if (o.idle_list && o.handshakes)
 		fail("--idle-mem and --handshakes are separate runs");
 	if (o.idle_list)

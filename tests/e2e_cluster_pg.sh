@@ -141,11 +141,14 @@ for i in $(seq 1 20); do
 done
 wait_for anoisexx "connected ${ADDR[B]}" 30
 wait_for bnoisexx "msg anoisexx noise-xx burst 20" 60
-acked=$(grep -o "^stored bnoisexx [0-9]* " "$T/anoisexx.out" | wc -l)
+acked=$(grep -c "^stored bnoisexx [0-9]* " "$T/anoisexx.out")
+shown=0
 for i in $(seq 1 20); do
 	n=$(grep -c "msg anoisexx noise-xx burst $i$" "$T/bnoisexx.out")
+	shown=$((shown + n))
 	[ "$n" = 1 ] && pass || fail "burst $i shown $n times at bnoisexx (the cluster acknowledged $acked)"
 done
+echo "kill -9 of relay A during a stream: 20 typed, $(grep -c "^stored bnoisexx [0-9]* " "$T/anoisexx.out") STORED lines at the sender (all runs of the conversation), $shown shown at the recipient"
 relay A
 
 # ---- Redis goes away and comes back

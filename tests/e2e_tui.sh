@@ -40,8 +40,10 @@ input_is() {
 # connection is logged (a log line for the window: see below).
 own_known=""
 [ "$CHAT_TEST_TRANSPORT" = tls ] && own_known="--set plugin.tls.known_relays=$T/known_alice"
+# ESCDELAY=100: a key's bytes more than 0.1 s apart reach the client apart
+# (the split-sequence check below); the client puts them together itself.
 tm new-session -d -s chat -x 80 -y 20 \
-	"${VG[*]} $CHAT_BIN/chat-client --config $T/chat.ini --connect $RELAY_ADDR --user alice --suites rc4dh $own_known; echo exited \$? >$T/tui.status; sleep 30"
+	"ESCDELAY=100 ${VG[*]} $CHAT_BIN/chat-client --config $T/chat.ini --connect $RELAY_ADDR --user alice --suites rc4dh $own_known; echo exited \$? >$T/tui.status; sleep 30"
 screen_has "alice | to: (nobody"
 tm send-keys -t chat "/talk bob" Enter
 wait_for bob "offer alice rc4dh"
@@ -74,6 +76,15 @@ input_is "one two"
 tm send-keys -t chat C-a "X" C-e "Y"
 input_is "Xone two Y"
 tm send-keys -t chat C-a Right C-k
+input_is "X"
+# A cursor key whose bytes come apart (ESC, a pause past ESCDELAY, "[D"),
+# as over a slow link: still Left, not "[D" typed.
+tm send-keys -t chat "ab" Escape
+sleep 0.4
+tm send-keys -t chat -l "[D"
+tm send-keys -t chat "Y"
+input_is "XaYb"
+tm send-keys -t chat C-e C-u "X"
 input_is "X"
 tm send-keys -t chat C-u "/whatever-not-sent" C-u Up
 input_is "half a sentence and the rest"

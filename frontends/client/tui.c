@@ -54,6 +54,10 @@ struct chat_tui {
 	char status_err[256];
 	int color;
 	char me[64];
+	/* A cursor key whose bytes came apart (a slow link, a loaded machine:
+	 * ESC alone past ESCDELAY, then "[C"): decoded here, not typed. */
+	int esc;                       /* 0; 1 after ESC; 2 after ESC [ or ESC O */
+	unsigned esc_num;              /* the number of ESC [ 3 ~ */
 };
 
 static void add_history(struct chat_tui *t, const char *line, short attr)
@@ -442,10 +446,101 @@ static void scroll_by(struct chat_tui *t, int pages)
 	redraw(t);
 }
 
+/* A function key (KEY_*): 1 if the input line must be drawn again. */
+static int on_code(struct chat_tui *t, wint_t ch)
+{
+	switch (ch) {
+	case KEY_BACKSPACE:
+		if (t->cursor) {
+			memmove(&t->input[t->cursor - 1], &t->input[t->cursor],
+			        (t->input_len - t->cursor) * sizeof(wchar_t));
+			t->cursor--;
+			t->input_len--;
+		}
+		break;
+	case KEY_LEFT:
+		if (t->cursor)
+			t->cursor--;
+		break;
+	case KEY_RIGHT:
+		if (t->cursor < t->input_len)
+			t->cursor++;
+		break;
+	case KEY_HOME:
+		t->cursor = 0;
+		break;
+	case KEY_END:
+		t->cursor = t->input_len;
+		break;
+	case KEY_DC:
+		if (t->cursor < t->input_len)
+			kill_range(t, t->cursor, t->cursor + 1);
+		break;
+	case KEY_UP:
+		history_move(t, -1);
+		break;
+	case KEY_DOWN:
+		history_move(t, 1);
+		break;
+	case KEY_PPAGE:
+		scroll_by(t, -1);
+		return 0;
+	case KEY_NPAGE:
+		scroll_by(t, 1);
+		return 0;
+	case KEY_ENTER:
+		submit(t);
+		return 0;
+	case KEY_RESIZE:
+		layout(t);
+		redraw(t);
+		return 0;
+	default:
+		break;
+	}
+	return 1;
+}
+
+/* The bytes after a lone ESC: "[" or "O", digits, then the final byte of
+ * an ANSI/VT cursor or editing key.  *code gets the KEY_* value when one is
+ * complete; 1 while the byte belongs to the sequence (eaten), 0 when it is
+ * not one (typed as usual). */
+static int esc_byte(struct chat_tui *t, wint_t ch, wint_t *code)
+{
+	*code = 0;
+	if (t->esc == 1) {
+		t->esc = (ch == '[' || ch == 'O') ? 2 : 0;
+		t->esc_num = 0;
+		return t->esc == 2;
+	}
+	if (ch >= '0' && ch <= '9' && t->esc_num < 100) {
+		t->esc_num = t->esc_num * 10 + (unsigned)(ch - '0');
+		return 1;
+	}
+	t->esc = 0;
+	switch (ch) {
+	case 'A': *code = KEY_UP; break;
+	case 'B': *code = KEY_DOWN; break;
+	case 'C': *code = KEY_RIGHT; break;
+	case 'D': *code = KEY_LEFT; break;
+	case 'H': *code = KEY_HOME; break;
+	case 'F': *code = KEY_END; break;
+	case '~':
+		*code = t->esc_num == 1 || t->esc_num == 7 ? KEY_HOME :
+		        t->esc_num == 4 || t->esc_num == 8 ? KEY_END :
+		        t->esc_num == 3 ? KEY_DC : t->esc_num == 5 ? KEY_PPAGE :
+		        t->esc_num == 6 ? KEY_NPAGE : 0;
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
 static void on_key(struct chat_loop *loop, int fd, unsigned events, void *arg)
 {
 	struct chat_tui *t = arg;
-	wint_t ch;
+	wint_t ch, code;
 	int r;
 
 	(void)loop;
@@ -453,60 +548,21 @@ static void on_key(struct chat_loop *loop, int fd, unsigned events, void *arg)
 	(void)events;
 	while ((r = wget_wch(t->in, &ch)) != ERR) {
 		if (r == KEY_CODE_YES) {
-			switch (ch) {
-			case KEY_BACKSPACE:
-				goto backspace;
-			case KEY_LEFT:
-				if (t->cursor)
-					t->cursor--;
-				break;
-			case KEY_RIGHT:
-				if (t->cursor < t->input_len)
-					t->cursor++;
-				break;
-			case KEY_HOME:
-				t->cursor = 0;
-				break;
-			case KEY_END:
-				t->cursor = t->input_len;
-				break;
-			case KEY_DC:
-				if (t->cursor < t->input_len)
-					kill_range(t, t->cursor, t->cursor + 1);
-				break;
-			case KEY_UP:
-				history_move(t, -1);
-				break;
-			case KEY_DOWN:
-				history_move(t, 1);
-				break;
-			case KEY_PPAGE:
-				scroll_by(t, -1);
+			if (ch != KEY_RESIZE) /* (ncurses may put one between ESC and "[") */
+				t->esc = 0;
+			if (!on_code(t, ch))
 				continue;
-			case KEY_NPAGE:
-				scroll_by(t, 1);
+		} else if (t->esc && esc_byte(t, ch, &code)) {
+			if (!code || !on_code(t, code))
 				continue;
-			case KEY_ENTER:
-				submit(t);
-				continue;
-			case KEY_RESIZE:
-				layout(t);
-				redraw(t);
-				continue;
-			default:
-				break;
-			}
+		} else if (ch == 27) {
+			t->esc = 1;
+			continue;
 		} else if (ch == '\n' || ch == '\r') {
 			submit(t);
 			continue;
 		} else if (ch == 127 || ch == 8) {
-backspace:
-			if (t->cursor) {
-				memmove(&t->input[t->cursor - 1], &t->input[t->cursor],
-				        (t->input_len - t->cursor) * sizeof(wchar_t));
-				t->cursor--;
-				t->input_len--;
-			}
+			on_code(t, KEY_BACKSPACE);
 		} else if (ch == 21) { /* ^U: all before the cursor */
 			kill_range(t, 0, t->cursor);
 		} else if (ch == 11) { /* ^K: all from the cursor */

@@ -25,6 +25,7 @@ declare -A ADDR RPID
 # relay NAME: start relay NAME of the cluster (again, after a kill)
 relay() {
 	start_relay "$1" "${CLUSTER[@]}" || finish
+	wait_file "$T/$1.err" "cluster: joined" 5
 	ADDR[$1]=$RELAY_ADDR
 	RPID[$1]=$RELAY_PID
 }

@@ -13,7 +13,7 @@
 pg_start
 redis_start || finish
 export CHAT_MODULE_DIR=${CHAT_BUILD_DIR:?set by ctest}/modules
-URL="postgresql://postgres@$PG_HOST:$PG_PORT/$PG_DB"
+URL=$PG_URL
 test_ini
 sed -i "s|^database = .*|store = $URL|" "$T/chat.ini"
 FAST=(--set client.kdf_iterations=1000)
@@ -24,8 +24,7 @@ ADDR_A=$RELAY_ADDR
 start_relay relay-b "${cluster[@]}" --set relay.node_id=b || finish
 ADDR_B=$RELAY_ADDR
 for r in relay-a relay-b; do
-	for _ in $(seq 1 100); do grep -q "cluster: joined" "$T/$r.err" && break; sleep 0.05; done
-	expect_file "$T/$r.err" "cluster: joined" "$r joins the cluster"
+	wait_file "$T/$r.err" "cluster: joined" 5 # $r joins the cluster
 	grep -q "registered users on other relays will not see" "$T/$r.err" &&
 		fail "$r warns about its store although it is shared" || pass
 done

@@ -22,16 +22,6 @@ PIDS+=("$TAP_PID")
 for _ in $(seq 1 100); do [ -s "$T/tap.port" ] && break; sleep 0.05; done
 TAP_ADDR="127.0.0.1:$(cat "$T/tap.port")"
 
-# wait_log TEXT [SECONDS]: the relay's log gets TEXT
-wait_log() {
-	local limit=${2:-30}
-	for _ in $(seq 1 $((limit * 20))); do
-		grep -qF -- "$1" "$T/relay.err" && { pass; return 0; }
-		sleep 0.05
-	done
-	fail "relay log lacks '$1': $(tail -5 "$T/relay.err")"
-	return 1
-}
 
 # alice goes through the tap, bob straight to the relay.
 client bob bob rc4dh "${KA[@]}"
@@ -70,8 +60,8 @@ ERR=$(cat "$T/alice.err")
 expect_rc 1 "alice after the stall"
 # Generous: 6 s plus slack for a slow (valgrind) machine.
 if [ $((SECONDS - start)) -le 25 ]; then pass; else fail "alice took $((SECONDS - start)) s to give up"; fi
-wait_log "client alice dropped: nothing received from 127.0.0.1:" 20
-wait_log "for 5 s (relay.dead_after)" 5
+wait_file "$T/relay.err" "client alice dropped: nothing received from 127.0.0.1:" 20
+wait_file "$T/relay.err" "for 5 s (relay.dead_after)" 5
 say bob "/who"
 wait_for bob "who-end 1"
 

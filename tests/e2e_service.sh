@@ -35,16 +35,6 @@ relay_bg() {
 	fail "relay $name did not start: $(cat "$T/$name.err" "$log" 2>/dev/null)"
 	return 1
 }
-# wait_log FILE TEXT [SECONDS]: FILE gets a line containing TEXT.
-wait_log() {
-	local file=$1 text=$2 limit=${3:-10}
-	for _ in $(seq 1 $((limit * 20))); do
-		grep -qF -- "$text" "$file" 2>/dev/null && { pass; return 0; }
-		sleep 0.05
-	done
-	fail "$file never got '$text': $(tail -5 "$file" 2>/dev/null)"
-	return 1
-}
 alive() { # alive PID WHAT
 	if kill -0 "$1" 2>/dev/null; then pass; else fail "$2: the relay is gone"; fi
 }
@@ -166,7 +156,7 @@ JOURNAL_STREAM=$JS "$CHAT_BIN/chat-relay" --config "$T/chat.ini" --listen 127.0.
 	>"$T/journal.out" 2>>"$T/journal.err" &
 RELAY_PID=$!
 PIDS+=("$RELAY_PID")
-wait_log "$T/journal.err" "listening on"
+wait_file "$T/journal.err" "listening on" 10
 kill "$RELAY_PID"; wait_exit "$RELAY_PID" 10
 if grep -qE '^<6>info: listening on 127\.0\.0\.1:[0-9]+ ' "$T/journal.err"; then pass; else
 	fail "journald format: $(cat "$T/journal.err")"; fi
@@ -176,7 +166,7 @@ JOURNAL_STREAM=1:1 "$CHAT_BIN/chat-relay" --config "$T/chat.ini" --listen 127.0.
 	>"$T/notjournal.out" 2>"$T/notjournal.err" &
 RELAY_PID=$!
 PIDS+=("$RELAY_PID")
-wait_log "$T/notjournal.err" "listening on"
+wait_file "$T/notjournal.err" "listening on" 10
 kill "$RELAY_PID"; wait_exit "$RELAY_PID" 10
 if grep -qE '^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} chat-relay info: listening on' "$T/notjournal.err"; then pass
 else fail "stderr format with another JOURNAL_STREAM: $(cat "$T/notjournal.err")"; fi
@@ -223,7 +213,7 @@ hup "$T/relay.log"
 expect_file "$T/relay.log" "SIGHUP: relay.max_clients: 10000 -> 2 ($T/svc.ini:" "log names the new max_clients"
 client dave dave noise-xx
 wait_for dave "the relay is full"
-wait_log "$T/relay.log" "refusing 127.0.0.1:"
+wait_file "$T/relay.log" "refusing 127.0.0.1:" 10
 
 # A configuration that no longer parses: refused, said why, the relay goes
 # on with its settings (still full).
@@ -259,7 +249,7 @@ lines_old=$(wc -l <"$T/relay.log.1")
 [ -s "$T/relay.log" ] && pass || fail "no new relay.log after rename + SIGHUP"
 expect_file "$T/relay.log" "SIGHUP: read $T/svc.ini again" "SIGHUP said in the new log"
 client frank frank noise-xx # refused (full): a line in the new file
-wait_log "$T/relay.log" "refusing 127.0.0.1:"
+wait_file "$T/relay.log" "refusing 127.0.0.1:" 10
 [ "$(wc -l <"$T/relay.log.1")" = "$lines_old" ] && pass || fail "the renamed log still grows"
 # Every line of the log file starts with a timestamp with date and offset.
 for f in "$T/relay.log" "$T/relay.log.1"; do

@@ -143,6 +143,17 @@ client() {
 # say NAME LINE: type LINE into NAME's client
 say() { printf '%s\n' "$2" >&"${CFD[$1]}"; }
 # wait_for NAME TEXT [SECONDS]: NAME's output gets a line containing TEXT
+# wait_file FILE TEXT [SECONDS]: FILE (a log) gets a line containing TEXT
+# within SECONDS (default 30)
+wait_file() {
+	local file=$1 text=$2 limit=${3:-30}
+	for _ in $(seq 1 $((limit * 20))); do
+		grep -qF -- "$text" "$file" 2>/dev/null && { pass; return 0; }
+		sleep 0.05
+	done
+	fail "$file never got '$text': $(tail -5 "$file" 2>/dev/null)"
+	return 1
+}
 wait_for() {
 	local name=$1 text=$2 limit=${3:-30}
 	for _ in $(seq 1 $((limit * 20))); do
